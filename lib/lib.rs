@@ -1,0 +1,26 @@
+//! postern: a mail suite in the qmail tradition.
+//!
+//! The programs in `programs/` are thin: they read arguments, file descriptors and
+//! the environment, drop or check privileges, call into this library, and map the
+//! result to their protocol and exit code. Everything shared lives here, one module
+//! per concept.
+
+pub mod address;
+pub mod cdb;
+pub mod control;
+pub mod dotqmail;
+pub mod dsn;
+pub mod error;
+pub mod headers;
+pub mod home;
+pub mod inject;
+pub mod local;
+pub mod log;
+pub mod maildir;
+pub mod mbox;
+pub mod privs;
+pub mod queue;
+pub mod scheduler;
+pub mod spawn;
+pub mod sys;
+pub mod users;

@@ -1,0 +1,87 @@
+//! The OS boundary: the few calls that need `unsafe`, each with its reason.
+
+/// True when the process runs with privileges its invoker does not have
+/// (setuid/setgid), as the kernel sees it.
+pub fn is_setuid() -> bool {
+    // SAFETY: getauxval only reads the process's auxiliary vector.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+pub fn real_uid() -> u32 {
+    nix::unistd::getuid().as_raw()
+}
+
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// Set the file mode creation mask, returning the old one.
+pub fn umask(mask: u32) -> u32 {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask as libc::mode_t)).bits() as u32
+}
+
+/// Make this process the leader of a new process group, so a timeout can kill a
+/// program delivery together with everything it started.
+pub fn new_process_group() {
+    let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
+}
+
+/// Set `FD_CLOEXEC` on or off.
+pub fn set_cloexec(fd: std::os::fd::RawFd, on: bool) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let flags = if on { FdFlag::FD_CLOEXEC } else { FdFlag::empty() };
+    fcntl(fd, FcntlArg::F_SETFD(flags)).map(|_| ()).map_err(std::io::Error::from)
+}
+
+/// Set or clear O_NONBLOCK.
+pub fn set_nonblocking(fd: std::os::fd::RawFd, on: bool) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let cur = fcntl(fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+    let mut flags = OFlag::from_bits_truncate(cur);
+    flags.set(OFlag::O_NONBLOCK, on);
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map(|_| ()).map_err(std::io::Error::from)
+}
+
+/// Duplicate `from` onto `to` (dup2) and clear close-on-exec on the result.
+pub fn dup_onto(from: std::os::fd::RawFd, to: std::os::fd::RawFd) -> std::io::Result<()> {
+    if from != to {
+        // SAFETY: dup2 on descriptor numbers; it does not touch memory. The caller
+        // owns `to` and means to replace it.
+        let r = unsafe { libc::dup2(from, to) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    set_cloexec(to, false)
+}
+
+/// Close a raw descriptor the caller owns and no Rust object wraps.
+pub fn close_raw(fd: std::os::fd::RawFd) {
+    // SAFETY: closing a number: at worst EBADF. Callers only pass descriptors they
+    // own and have not handed to an owning wrapper.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+/// The login name of the real uid, from the password database.
+pub fn login_name() -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name)
+}
+
+/// This host's name, for `me` when the control file is missing.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Take ownership of one of the descriptors a protocol hands us at start (fd 0 and
+/// 1 of postern-queue, fd 3 of checkpassword). Call once per descriptor.
+pub fn protocol_fd(fd: std::os::fd::RawFd) -> std::fs::File {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the descriptor was opened by our parent for us; this is the only
+    // owner created for it in this process.
+    unsafe { std::fs::File::from_raw_fd(fd) }
+}

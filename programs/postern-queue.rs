@@ -1,0 +1,47 @@
+//! postern-queue: the only way into the queue (qmail-queue's protocol).
+//!
+//! Message on fd 0, envelope on fd 1 (`F`sender NUL, `T`recipient NUL ..., NUL).
+//! Exits 0 only once both are durable; otherwise one of qmail-queue's exit codes
+//! (11-40 permanent, the rest temporary). Runs as postern-q: setuid in a system
+//! install; if started as root it becomes postern-q itself.
+
+use postern::home::Home;
+use postern::privs::{self, Service};
+use postern::queue::{exit, Queue};
+use postern::{log, sys};
+
+const PROGRAM: &str = "postern-queue";
+/// Give up on a writer that never finishes (qmail-queue's DEATH).
+const DEATH_SECONDS: u32 = 86400;
+
+fn main() {
+    let uid = sys::real_uid();
+    if let Err(e) = privs::drop_to(Service::Queue) {
+        log::line(PROGRAM, &e.to_string());
+        std::process::exit(exit::HOME);
+    }
+    // Our files get their modes explicitly; the invoker's umask must not widen them.
+    sys::umask(0o077);
+    // A writer that never finishes: SIGALRM's default action ends us, and the
+    // caller maps a death by signal to a temporary failure.
+    nix::unistd::alarm::set(DEATH_SECONDS);
+    let home = Home::from_env();
+    let queue = Queue::new(&home);
+    let mut message = sys::protocol_fd(0);
+    let mut envelope = sys::protocol_fd(1);
+    let received = format!(
+        "Received: (postern-queue {} invoked by uid {uid}); {}\n",
+        std::process::id(),
+        postern::headers::rfc2822_date(std::time::SystemTime::now())
+    );
+    match queue.inject(&mut message, &mut envelope, received.as_bytes()) {
+        Ok(_id) => {
+            queue.trigger();
+            std::process::exit(0);
+        }
+        Err(e) => {
+            log::line(PROGRAM, &e.to_string());
+            std::process::exit(e.exit_code());
+        }
+    }
+}
