@@ -21,6 +21,7 @@ pub mod mbox;
 pub mod privs;
 pub mod queue;
 pub mod scheduler;
+pub mod settings;
 pub mod spawn;
 pub mod sys;
 pub mod users;

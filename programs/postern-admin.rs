@@ -1,0 +1,5 @@
+//! postern-admin (being written).
+fn main() {
+    eprintln!("postern-admin: not built yet");
+    std::process::exit(111);
+}

@@ -1,0 +1,13 @@
+//! All integration tests, in one binary (ripgrep's way). Each module is one area;
+//! `harness` runs the real programs in temporary instances.
+
+mod harness;
+
+mod admin;
+mod crash;
+mod helpers;
+mod inject;
+mod local;
+mod privs;
+mod queue;
+mod send;
