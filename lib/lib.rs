@@ -16,6 +16,7 @@ pub mod home;
 pub mod inject;
 pub mod local;
 pub mod log;
+pub mod lspawn;
 pub mod maildir;
 pub mod mbox;
 pub mod privs;

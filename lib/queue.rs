@@ -571,7 +571,7 @@ pub fn submit(home: &Home, message: &mut dyn Read, envelope: &Envelope) -> Resul
     use std::process::{Command, Stdio};
     let program = queue_program(home);
     let bug = |detail: String| SubmitError { code: exit::BUG, detail };
-    let (env_r, env_w) = nix::unistd::pipe().map_err(|e| bug(format!("pipe: {e}")))?;
+    let (env_r, env_w) = crate::sys::pipe().map_err(|e| bug(format!("pipe: {e}")))?;
     let mut child = Command::new(&program)
         .stdin(Stdio::piped())
         .stdout(Stdio::from(env_r))

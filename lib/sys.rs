@@ -85,3 +85,49 @@ pub fn protocol_fd(fd: std::os::fd::RawFd) -> std::fs::File {
     // owner created for it in this process.
     unsafe { std::fs::File::from_raw_fd(fd) }
 }
+
+/// Spawn `cmd` with extra descriptors placed at fixed numbers in the child (the
+/// way qmail-start hands pipes to qmail-send). The descriptors are closed in the
+/// parent once the child has them.
+pub fn spawn_with_fds(
+    cmd: &mut std::process::Command,
+    fds: &[(std::os::fd::OwnedFd, std::os::fd::RawFd)],
+) -> std::io::Result<std::process::Child> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    // Move each source out of the way of every target number first, so placing one
+    // cannot clobber another: duplicates land at 100 and above.
+    let mut moved = Vec::new();
+    for (fd, target) in fds {
+        let high = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(100)).map_err(std::io::Error::from)?;
+        moved.push((high, *target));
+    }
+    let pairs = moved.clone();
+    // SAFETY: the closure runs in the child between fork and exec; it only calls
+    // dup2 and fcntl, which are async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &(from, to) in &pairs {
+                if libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::fcntl(to, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let r = cmd.spawn();
+    for (high, _) in moved {
+        close_raw(high);
+    }
+    r
+}
+
+/// A pipe whose ends are closed on exec: a child gets only the ends placed on its
+/// stdio, so no child holds a writer open by accident (which would keep the
+/// reader from ever seeing EOF).
+pub fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+}

@@ -1,5 +1,26 @@
-//! postern-lspawn (being written).
+//! postern-lspawn: runs local deliveries for postern-send.
+//!
+//! Reads spawn requests on fd 0 and writes results on fd 1 (lib/spawn.rs). Runs as
+//! root in a system install because it must become each recipient; it parses only
+//! the spawn protocol and the users database, never message content.
+
+use postern::home::Home;
+use postern::lspawn::LocalStarter;
+use postern::log;
+
+const PROGRAM: &str = "postern-lspawn";
+
 fn main() {
-    eprintln!("postern-lspawn: not built yet");
-    std::process::exit(111);
+    let home = Home::from_env();
+    let mut starter = match LocalStarter::new(home) {
+        Ok(s) => s,
+        Err(e) => {
+            log::line(PROGRAM, &format!("{e}; fix it and restart"));
+            std::process::exit(111);
+        }
+    };
+    if let Err(e) = postern::spawn::serve(PROGRAM, &mut starter) {
+        log::line(PROGRAM, &format!("stopped: {e}"));
+        std::process::exit(111);
+    }
 }

@@ -1,5 +1,99 @@
-//! postern-start (being written).
-fn main() {
-    eprintln!("postern-start: not built yet");
+//! postern-start: starts the delivery side (qmail-start's job).
+//!
+//! Creates the pipes between postern-send and postern-lspawn, starts lspawn (stays
+//! root in a system install, it must become each recipient) and send (as
+//! postern-s), then waits. If either exits, the other is told to stop and
+//! postern-start exits, so a supervisor restarts the whole set. SIGTERM stops both.
+//! Usage: postern-start [logger args...] (not yet: everything logs to stderr).
+
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use postern::home::Home;
+use postern::log;
+use postern::privs::Service;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+const PROGRAM: &str = "postern-start";
+
+fn die(msg: &str) -> ! {
+    log::line(PROGRAM, msg);
     std::process::exit(111);
+}
+
+fn main() {
+    let home = Home::from_env();
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD, Signal::SIGHUP, Signal::SIGALRM] {
+        mask.add(s);
+    }
+    mask.thread_block().unwrap_or_else(|e| die(&format!("cannot block signals: {e}")));
+    let sfd = SignalFd::new(&mask).unwrap_or_else(|e| die(&format!("signalfd: {e}")));
+
+    // Two pipes: requests send -> lspawn, results lspawn -> send.
+    let (req_r, req_w) = postern::sys::pipe().unwrap_or_else(|e| die(&format!("pipe: {e}")));
+    let (res_r, res_w) = postern::sys::pipe().unwrap_or_else(|e| die(&format!("pipe: {e}")));
+
+    let lspawn = Command::new(home.bin("postern-lspawn"))
+        .env("POSTERN_HOME", home.root())
+        .stdin(Stdio::from(req_r))
+        .stdout(Stdio::from(res_w))
+        .spawn()
+        .unwrap_or_else(|e| die(&format!("cannot run {}: {e}", home.bin("postern-lspawn").display())));
+
+    // postern-send gets the request writer on fd 3 and the result reader on fd 4.
+    let mut send = Command::new(home.bin("postern-send"));
+    send.env("POSTERN_HOME", home.root()).stdin(Stdio::null());
+    if postern::privs::is_root() {
+        let (uid, gid) = Service::Send.ids().unwrap_or_else(|e| die(&e.to_string()));
+        send.uid(uid).gid(gid);
+    }
+    let send = postern::sys::spawn_with_fds(&mut send, &[(req_w, 3), (res_r, 4)])
+        .unwrap_or_else(|e| die(&format!("cannot run {}: {e}", home.bin("postern-send").display())));
+
+    let send_pid = Pid::from_raw(send.id() as i32);
+    let lspawn_pid = Pid::from_raw(lspawn.id() as i32);
+    let mut alive = 2;
+    let mut stopping = false;
+    let mut status = 0;
+    while alive > 0 {
+        let Ok(Some(info)) = sfd.read_signal() else { continue };
+        match Signal::try_from(info.ssi_signo as i32) {
+            Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => {
+                // send stops dispatching, waits for running deliveries and exits;
+                // lspawn then sees EOF and exits after its children.
+                let _ = kill(send_pid, Signal::SIGTERM);
+                stopping = true;
+            }
+            Ok(Signal::SIGHUP) => {
+                let _ = kill(send_pid, Signal::SIGHUP);
+            }
+            Ok(Signal::SIGALRM) => {
+                let _ = kill(send_pid, Signal::SIGALRM);
+            }
+            _ => {}
+        }
+        loop {
+            match waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(st) => {
+                    let who = match st.pid() {
+                        Some(p) if p == send_pid => "postern-send",
+                        Some(p) if p == lspawn_pid => "postern-lspawn",
+                        _ => continue,
+                    };
+                    alive -= 1;
+                    if !stopping {
+                        log::line(PROGRAM, &format!("{who} exited unexpectedly ({st:?}); stopping the rest"));
+                        status = 111;
+                        stopping = true;
+                        let _ = kill(send_pid, Signal::SIGTERM);
+                    }
+                }
+            }
+        }
+    }
+    std::process::exit(status);
 }
