@@ -642,10 +642,15 @@ pub fn hash_password(pw: &str) -> String {
     format!("$6${salt}${h}")
 }
 
+/// Whether a stored hash can match any password (false for LOCKED and junk).
+pub fn has_password(hash: &str) -> bool {
+    hash.starts_with("$6$")
+}
+
 /// Whether `pw` matches `hash` (a `$6$` crypt string); the comparison is constant
 /// time. Anything that is not a `$6$` hash (e.g. "!" for a locked user) never matches.
 pub fn check_password(pw: &str, hash: &str) -> bool {
-    hash.starts_with("$6$") && sha_crypt::sha512_check(pw, hash).is_ok()
+    has_password(hash) && sha_crypt::sha512_check(pw, hash).is_ok()
 }
 
 #[cfg(test)]

@@ -1,5 +1,174 @@
-//! postern-admin (being written).
+//! postern-admin: virtual users and domains, users/cdb, the queue, the settings.
+//!
+//! Every command works on $POSTERN_HOME. Exit 0 done, 100 the request cannot work
+//! (bad address, unknown user, ...), 111 something to fix or retry (files, queue).
+
+use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Command};
+use postern::error::{Classify, EXIT_OK, EXIT_PERM};
+use postern::home::Home;
+use postern::{inject, settings, users};
+use std::fmt::Display;
+use std::path::PathBuf;
+
+const PROGRAM: &str = "postern-admin";
+
+fn password_args(cmd: Command, required: bool) -> Command {
+    cmd.arg(Arg::new("password").long("password").value_name("PW").help("the password (visible in ps; prefer --password-stdin)"))
+        .arg(Arg::new("password-stdin").long("password-stdin").action(ArgAction::SetTrue).help("read the password from the first line of standard input"))
+        .group(ArgGroup::new("pw").args(["password", "password-stdin"]).required(required))
+}
+
+fn address(help: &'static str) -> Arg {
+    Arg::new("address").required(true).value_name("ADDRESS").help(help)
+}
+
+fn cli() -> Command {
+    let number = clap::value_parser!(u32);
+    Command::new(PROGRAM)
+        .about("Manage a postern installation ($POSTERN_HOME)")
+        .subcommand_required(true)
+        .subcommand(
+            Command::new("user")
+                .about("virtual users (users/virtual)")
+                .subcommand_required(true)
+                .subcommand(
+                    password_args(Command::new("add").about("add a virtual user and create its Maildir"), false)
+                        .arg(address("local@domain; the domain must have been added with `domain add`"))
+                        .arg(Arg::new("uid").long("uid").value_name("N").value_parser(number.clone()).requires("gid").help("owner of the mailbox (default: postern-v as root, else you)"))
+                        .arg(Arg::new("gid").long("gid").value_name("N").value_parser(number).requires("uid"))
+                        .arg(Arg::new("home").long("home").value_name("DIR").value_parser(clap::value_parser!(PathBuf)).help("mailbox home (default: VIRTUALHOME/DOMAIN/LOCAL)")),
+                )
+                .subcommand(Command::new("del").about("remove a virtual user (the mailbox is kept)").arg(address("the user to remove")))
+                .subcommand(password_args(Command::new("passwd").about("set a virtual user's password"), true).arg(address("the user")))
+                .subcommand(Command::new("list").about("list virtual users")),
+        )
+        .subcommand(
+            Command::new("domain")
+                .about("virtual domains (users/vdomains)")
+                .subcommand_required(true)
+                .subcommand(Command::new("add").arg(Arg::new("domain").required(true)).about("host virtual users for DOMAIN"))
+                .subcommand(Command::new("del").arg(Arg::new("domain").required(true)).about("stop hosting DOMAIN (it must have no users)"))
+                .subcommand(Command::new("list").about("list virtual domains")),
+        )
+        .subcommand(Command::new("rebuild").about("compile users/assign, users/virtual and users/vdomains into users/cdb"))
+        .subcommand(
+            Command::new("queue")
+                .about("look at the queue")
+                .subcommand_required(true)
+                .subcommand(Command::new("list").about("every queued message with its recipients"))
+                .subcommand(Command::new("count").about("number of queued messages (first line), then details"))
+                .subcommand(Command::new("flush").about("ask postern-send to retry every deferred delivery now")),
+        )
+        .subcommand(Command::new("showctl").about("every setting, its value and where it comes from"))
+}
+
+fn fail(e: impl Display + Classify) -> ! {
+    eprintln!("{PROGRAM}: {e}");
+    std::process::exit(e.kind().exit_code());
+}
+
+fn usage_error(why: &str) -> ! {
+    eprintln!("{PROGRAM}: {why}");
+    std::process::exit(EXIT_PERM);
+}
+
+/// --password or the first line of stdin; None if neither was given.
+fn password(m: &ArgMatches) -> Option<String> {
+    if let Some(p) = m.get_one::<String>("password") {
+        return Some(p.clone());
+    }
+    if !m.get_flag("password-stdin") {
+        return None;
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        usage_error(&format!("cannot read the password from standard input: {e}"));
+    }
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        usage_error("the password read from standard input is empty");
+    }
+    Some(pw)
+}
+
 fn main() {
-    eprintln!("postern-admin: not built yet");
-    std::process::exit(111);
+    let m = match cli().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { EXIT_PERM } else { EXIT_OK });
+        }
+    };
+    // users/ holds password hashes: nothing we create there is for everyone.
+    postern::sys::umask(0o027);
+    let home = Home::from_env();
+    let (cmd, sub) = m.subcommand().expect("subcommand_required");
+    match (cmd, sub.subcommand()) {
+        ("user", Some(("add", a))) => {
+            let new = users::NewUser {
+                address: a.get_one::<String>("address").cloned().unwrap_or_default(),
+                password: password(a),
+                uid: a.get_one::<u32>("uid").copied(),
+                gid: a.get_one::<u32>("gid").copied(),
+                home: a.get_one::<PathBuf>("home").cloned(),
+            };
+            let u = users::add_virtual_user(&home, &new).unwrap_or_else(|e| fail(e));
+            println!("added {} (uid {} gid {}), mailbox {}/Maildir/", u.address, u.uid, u.gid, u.home.display());
+            if new.password.is_none() {
+                println!("no password set: it cannot log in until `{PROGRAM} user passwd {}`", u.address);
+            }
+        }
+        ("user", Some(("del", a))) => {
+            let u = users::del_virtual_user(&home, a.get_one::<String>("address").unwrap()).unwrap_or_else(|e| fail(e));
+            println!("removed {}; its mailbox {} is kept (remove it yourself if it is no longer wanted)", u.address, u.home.display());
+        }
+        ("user", Some(("passwd", a))) => {
+            let addr = a.get_one::<String>("address").unwrap();
+            let pw = password(a).unwrap_or_else(|| usage_error("give --password PW or --password-stdin"));
+            users::set_password(&home, addr, &pw).unwrap_or_else(|e| fail(e));
+            println!("password set for {addr}");
+        }
+        ("user", Some(("list", _))) => {
+            for u in users::read_virtual(&home).unwrap_or_else(|e| fail(e)) {
+                let locked = if users::has_password(&u.hash) { "" } else { " (no password)" };
+                println!("{} uid {} gid {} home {}{locked}", u.address, u.uid, u.gid, u.home.display());
+            }
+        }
+        ("domain", Some(("add", a))) => {
+            let d = a.get_one::<String>("domain").unwrap();
+            let added = users::add_domain(&home, d).unwrap_or_else(|e| fail(e));
+            println!("{} {d}", if added { "added virtual domain" } else { "already a virtual domain:" });
+            println!("to accept its mail by SMTP, list it in control/rcpthosts");
+        }
+        ("domain", Some(("del", a))) => {
+            let d = a.get_one::<String>("domain").unwrap();
+            users::del_domain(&home, d).unwrap_or_else(|e| fail(e));
+            println!("removed virtual domain {d}");
+        }
+        ("domain", Some(("list", _))) => {
+            for d in users::read_vdomains(&home).unwrap_or_else(|e| fail(e)) {
+                println!("{d}");
+            }
+        }
+        ("rebuild", _) => {
+            let n = users::rebuild(&home).unwrap_or_else(|e| fail(e));
+            println!("{n} records written to {}", home.users().join("cdb").display());
+        }
+        ("queue", Some(("list", _))) => {
+            print!("{}", inject::format_listing(&inject::queue_listing(&home).unwrap_or_else(|e| fail(e))));
+        }
+        ("queue", Some(("count", _))) => {
+            print!("{}", inject::format_count(&inject::queue_listing(&home).unwrap_or_else(|e| fail(e))));
+        }
+        ("queue", Some(("flush", _))) => {
+            inject::flush(&home).unwrap_or_else(|e| fail(e));
+            println!("postern-send will retry every deferred delivery now");
+        }
+        ("showctl", _) => {
+            println!("home: {}", home.root().display());
+            print!("{}", settings::format(&settings::effective(&home)));
+        }
+        _ => unreachable!("clap requires a known subcommand"),
+    }
+    std::process::exit(EXIT_OK);
 }

@@ -1,5 +1,105 @@
-//! postern-sendmail (being written).
+//! postern-sendmail: the sendmail command line, for cron, web apps and MUAs.
+//!
+//! Recipients come from the arguments; with -t also from the To/Cc/Bcc headers
+//! (arguments are added to them, as Postfix does). -f/-r set the envelope sender,
+//! -F the full name for an added From. Without -i/-oi a line holding only "." ends
+//! the message (sendmail's tradition). -bp lists the queue (like `mailq`), -q asks
+//! postern-send to retry everything now. Options sendmail uses for its own
+//! delivery modes (-o*, -v, -N, -R, -B, -U, -odb, ...) are accepted and ignored.
+//! Exit 0 queued, 100 permanent failure, 111 temporary.
+
+use postern::error::{Classify, EXIT_OK, EXIT_PERM};
+use postern::home::Home;
+use postern::inject::{self, Request};
+
+const PROGRAM: &str = "postern-sendmail";
+
+enum Mode {
+    Deliver,
+    List,
+    Flush,
+}
+
+fn refuse(why: &str) -> ! {
+    eprintln!("{PROGRAM}: {why}");
+    std::process::exit(EXIT_PERM);
+}
+
 fn main() {
-    eprintln!("postern-sendmail: not built yet");
-    std::process::exit(111);
+    let mut req = Request::default();
+    let mut dot_ends = true;
+    let invoked_as = std::env::args().next().unwrap_or_default();
+    let mut mode = if invoked_as.ends_with("mailq") { Mode::List } else { Mode::Deliver };
+    let mut args = std::env::args().skip(1).peekable();
+    while let Some(a) = args.peek().cloned() {
+        if a == "--" {
+            args.next();
+            break;
+        }
+        if !a.starts_with('-') || a.len() < 2 {
+            break;
+        }
+        args.next();
+        let (flag, rest) = a[1..].split_at(1);
+        // A value attached (-fjoe) or in the next argument (-f joe).
+        let mut value = |name: &str| -> String {
+            if !rest.is_empty() {
+                rest.to_string()
+            } else {
+                args.next().unwrap_or_else(|| refuse(&format!("-{name} needs a value")))
+            }
+        };
+        match flag {
+            "t" => req.from_headers = true,
+            "f" | "r" => req.sender = Some(value(flag)),
+            "F" => req.full_name = Some(value("F")),
+            "i" => dot_ends = false,
+            "o" if rest == "i" => dot_ends = false,
+            "o" => {} // -oem, -oep, -odb, -odi, -om, -oQ..., any other -o option
+            "v" | "U" | "m" => {}
+            "N" | "R" | "B" | "V" | "X" | "h" | "L" => {
+                let _ = value(flag);
+            }
+            "q" => mode = Mode::Flush,
+            "b" => match rest {
+                "m" | "" => mode = Mode::Deliver,
+                "p" => mode = Mode::List,
+                "s" => refuse("-bs (SMTP on standard input) is not supported yet; use -t or give recipients as arguments"),
+                other => refuse(&format!("-b{other} is not supported; postern-sendmail only queues mail (-bm) and lists the queue (-bp)")),
+            },
+            _ => refuse(&format!("unknown option {a}; see the list of supported options in postern-sendmail's documentation")),
+        }
+    }
+    req.recipients = args.collect();
+    let home = Home::from_env();
+    match mode {
+        Mode::List => match inject::queue_listing(&home) {
+            Ok(items) => {
+                print!("{}", inject::format_listing(&items));
+                std::process::exit(EXIT_OK);
+            }
+            Err(e) => fail(e),
+        },
+        Mode::Flush => match inject::flush(&home) {
+            Ok(()) => std::process::exit(EXIT_OK),
+            Err(e) => fail(e),
+        },
+        Mode::Deliver => {}
+    }
+    if !req.from_headers && req.recipients.is_empty() {
+        fail(inject::InjectError::NoRecipients);
+    }
+    let input = match inject::read_input(&mut std::io::stdin().lock(), dot_ends) {
+        Ok(i) => i,
+        Err(e) => fail(e),
+    };
+    match inject::inject(&home, &req, &input) {
+        Ok(_) => std::process::exit(EXIT_OK),
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: inject::InjectError) -> ! {
+    eprintln!("{PROGRAM}: {e}");
+    std::process::exit(e.kind().exit_code());
 }
