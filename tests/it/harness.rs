@@ -47,6 +47,15 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Create the service users once per test run (root only).
+pub fn service_users() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let out = Command::new(repo().join("scripts/service-users")).output().unwrap();
+        assert!(out.status.success(), "service-users: {}", text(&out));
+    });
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh directory under the system temp dir, removed on drop unless
@@ -92,6 +101,17 @@ impl Home {
             std::os::unix::fs::symlink(bin(p), root.join("bin").join(p)).unwrap();
         }
         fs::write(root.join("control/me"), "test.example\n").unwrap();
+        if is_root() {
+            // As in a system install: postern-queue (run as root) becomes
+            // postern-q, which must own the queue.
+            service_users();
+            let q = root.join("queue");
+            let st = Command::new("chown").args(["-R", "postern-q:postern"]).arg(&q).status().unwrap();
+            assert!(st.success());
+            for d in ["tmp", "new", "mess"] {
+                fs::set_permissions(q.join(d), std::os::unix::fs::PermissionsExt::from_mode(0o2770)).unwrap();
+            }
+        }
         Home { dir }
     }
 
@@ -215,4 +235,154 @@ pub fn header(msg: &[u8], name: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// A complete instance made by scripts/instance in a temporary directory; stopped
+/// when dropped.
+pub struct Instance {
+    pub dir: TempDir,
+    pub domain: String,
+}
+
+impl Instance {
+    /// `scripts/instance create` (not started).
+    pub fn create(tag: &str) -> Instance {
+        if is_root() {
+            service_users();
+        }
+        let dir = TempDir::new(tag);
+        let domain = format!("{tag}.test");
+        let out = Command::new(repo().join("scripts/instance"))
+            .args(["create", dir.path().to_str().unwrap(), "--domain", &domain])
+            .env("POSTERN_BUILD", bin_dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "instance create: {}", text(&out));
+        Instance { dir, domain }
+    }
+
+    /// Created and started.
+    pub fn started(tag: &str) -> Instance {
+        let i = Instance::create(tag);
+        i.start();
+        i
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn script(&self, args: &[&str]) -> Output {
+        Command::new(repo().join("scripts/instance")).args(args).output().unwrap()
+    }
+
+    pub fn start(&self) {
+        let out = self.script(&["start", self.path().to_str().unwrap()]);
+        assert!(out.status.success(), "instance start: {}\nlog:\n{}", text(&out), self.log());
+    }
+
+    pub fn stop(&self) {
+        let out = self.script(&["stop", self.path().to_str().unwrap()]);
+        assert!(out.status.success(), "instance stop: {}", text(&out));
+    }
+
+    /// Add a virtual user; returns its Maildir.
+    pub fn adduser(&self, local: &str, password: &str) -> PathBuf {
+        let out = self.script(&["adduser", self.path().to_str().unwrap(), local, password]);
+        assert!(out.status.success(), "adduser: {}", text(&out));
+        self.maildir(local)
+    }
+
+    pub fn maildir(&self, local: &str) -> PathBuf {
+        self.path().join("mail").join(&self.domain).join(local).join("Maildir")
+    }
+
+    pub fn address(&self, local: &str) -> String {
+        format!("{local}@{}", self.domain)
+    }
+
+    /// A command for one of the instance's programs, with POSTERN_HOME set.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(self.path().join("bin").join(program));
+        c.env("POSTERN_HOME", self.path());
+        c
+    }
+
+    pub fn run(&self, program: &str, args: &[&str], stdin: &[u8]) -> Output {
+        run_with_input(self.cmd(program).args(args), stdin)
+    }
+
+    /// Send with `postern-sendmail -oi -f sender rcpts...`; asserts success.
+    pub fn send(&self, from: &str, to: &[&str], message: &[u8]) {
+        let mut args = vec!["-oi", "-f", from];
+        args.extend_from_slice(to);
+        let out = self.run("postern-sendmail", &args, message);
+        assert!(out.status.success(), "sendmail: {}", text(&out));
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.path().join("log/send.log")).unwrap_or_default()
+    }
+
+    /// Messages in the queue (new/ and mess/).
+    pub fn queued(&self) -> usize {
+        ["queue/new", "queue/mess"].iter().map(|d| fs::read_dir(self.path().join(d)).map(|r| r.count()).unwrap_or(0)).sum()
+    }
+
+    /// Force a retry of everything (postern-admin queue flush).
+    pub fn flush(&self) {
+        let out = self.run("postern-admin", &["queue", "flush"], b"");
+        assert!(out.status.success(), "flush: {}", text(&out));
+    }
+
+    /// Wait until `maildir` has `n` messages in new/ and return them.
+    pub fn wait_mail(&self, maildir: &Path, n: usize) -> Vec<Vec<u8>> {
+        let what = format!("{n} message(s) in {}\nlog:\n{}", maildir.display(), self.log());
+        wait_for(20, &what, || {
+            let m = maildir_new(maildir);
+            (m.len() >= n).then_some(m)
+        });
+        maildir_new(maildir)
+    }
+
+    /// Wait until the queue is empty.
+    pub fn wait_empty(&self) {
+        wait_for(20, "an empty queue", || (self.queued() == 0).then_some(()));
+    }
+
+    /// Pids of the instance's running processes named `program` (by executable).
+    pub fn pids(&self, program: &str) -> Vec<i32> {
+        let exe = self.path().join("bin").join(program);
+        let mut v = Vec::new();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if fs::read_link(e.path().join("exe")).map(|p| p == exe).unwrap_or(false) {
+                v.push(pid);
+            }
+        }
+        v
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.script(&["stop", self.path().to_str().unwrap()]);
+    }
+}
+
+/// The uid a process runs as (from /proc/PID/status, the effective uid).
+pub fn proc_uid(pid: i32) -> Option<u32> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// A uid by user name.
+pub fn uid_of(name: &str) -> Option<u32> {
+    nix::unistd::User::from_name(name).ok().flatten().map(|u| u.uid.as_raw())
+}
+
+/// A small message with a Subject and a body line.
+pub fn message(subject: &str, body: &str) -> Vec<u8> {
+    format!("From: tester@sender.test\nTo: someone\nSubject: {subject}\n\n{body}\n").into_bytes()
 }

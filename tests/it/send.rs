@@ -1,1 +1,208 @@
-//! (being written)
+//! The delivery side end to end: an instance from scripts/instance, mail injected
+//! with postern-sendmail, checked in the Maildirs.
+
+use crate::harness::*;
+use std::fs;
+use std::path::Path;
+
+fn home_of(maildir: &Path) -> &Path {
+    maildir.parent().unwrap()
+}
+
+/// Write a dot file in a virtual user's home, owned like the home (root instance).
+fn dot_file(maildir: &Path, name: &str, content: &str) {
+    let p = home_of(maildir).join(name);
+    fs::write(&p, content).unwrap();
+    if is_root() {
+        let meta = fs::metadata(home_of(maildir)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(meta.uid())), Some(nix::unistd::Gid::from_raw(meta.gid()))).unwrap();
+    }
+}
+
+#[test]
+fn delivers_to_a_virtual_users_maildir_byte_for_byte() {
+    let i = Instance::started("deliver");
+    let md = i.adduser("alice", "pw-alice");
+    let msg = message("first", "Hello Alice.\nFrom the test.");
+    i.send("bob@sender.test", &[&i.address("alice")], &msg);
+    let got = i.wait_mail(&md, 1);
+    let text = String::from_utf8_lossy(&got[0]).into_owned();
+    assert!(text.starts_with(&format!("Return-Path: <bob@sender.test>\nDelivered-To: {}\n", i.address("alice"))), "{text}");
+    assert!(got[0].ends_with(&msg), "the message must follow the trace headers unchanged:\n{text}");
+    i.wait_empty();
+}
+
+#[test]
+fn several_recipients_each_get_one_copy() {
+    let i = Instance::started("multi");
+    let a = i.adduser("a", "x");
+    let b = i.adduser("b", "x");
+    i.send("s@sender.test", &[&i.address("a"), &i.address("b")], &message("both", "one each"));
+    assert_eq!(i.wait_mail(&a, 1).len(), 1);
+    assert_eq!(i.wait_mail(&b, 1).len(), 1);
+    i.wait_empty();
+    assert_eq!(maildir_new(&a).len(), 1);
+}
+
+#[test]
+fn unknown_recipient_bounces_as_rfc3464_report_to_the_sender() {
+    let i = Instance::started("bounce");
+    let sender = i.adduser("sender", "x");
+    let ok = i.adduser("ok", "x");
+    let msg = message("to two", "one of them does not exist");
+    i.send(&i.address("sender"), &[&i.address("ok"), &i.address("nobody")], &msg);
+    i.wait_mail(&ok, 1);
+    let dsn = String::from_utf8_lossy(&i.wait_mail(&sender, 1)[0]).into_owned();
+    assert!(dsn.starts_with("Return-Path: <>\n"), "a bounce has the null sender:\n{dsn}");
+    assert!(dsn.contains("multipart/report; report-type=delivery-status"), "{dsn}");
+    assert!(dsn.contains(&format!("Final-Recipient: rfc822; {}\nAction: failed\nStatus: 5.1.1", i.address("nobody"))), "{dsn}");
+    assert!(!dsn.contains(&format!("Final-Recipient: rfc822; {}", i.address("ok"))), "{dsn}");
+    assert!(dsn.contains("Subject: to two"), "the original is included:\n{dsn}");
+    i.wait_empty();
+}
+
+#[test]
+fn bounce_of_a_bounce_goes_to_doublebounceto_and_no_further() {
+    let i = Instance::create("double");
+    let pm = i.adduser("postmaster", "x");
+    i.start();
+    // A null-sender message that cannot be delivered: a double bounce.
+    let out = i.run("postern-inject", &["-f", "", &i.address("ghost")], &message("from nobody", "x"));
+    assert!(out.status.success(), "{}", text(&out));
+    let got = String::from_utf8_lossy(&i.wait_mail(&pm, 1)[0]).into_owned();
+    assert!(got.starts_with("Return-Path: <#@[]>\n"), "{got}");
+    assert!(got.contains("Status: 5.1.1"), "{got}");
+    i.wait_empty();
+
+    // With doublebounceto pointing nowhere, the double bounce itself fails and is
+    // discarded: no loop, the queue empties.
+    fs::write(i.path().join("control/doublebounceto"), format!("{}\n", i.address("nowhere"))).unwrap();
+    i.stop();
+    i.start();
+    let out = i.run("postern-inject", &["-f", "", &i.address("ghost2")], &message("again", "x"));
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for(20, "triple bounce discarded", || i.log().contains("triple bounce").then_some(()));
+    i.wait_empty();
+    assert_eq!(maildir_new(&pm).len(), 1);
+}
+
+#[test]
+fn temporary_failure_is_retried_and_then_delivered() {
+    let i = Instance::started("retry");
+    let md = i.adduser("carol", "x");
+    dot_file(&md, ".qmail", "|if test -f tried; then exit 0; else touch tried; echo not yet; exit 111; fi\n./Maildir/\n");
+    i.send("s@sender.test", &[&i.address("carol")], &message("retry", "x"));
+    wait_for(20, "a deferral", || i.log().contains("deferral: not yet").then_some(()));
+    assert_eq!(i.queued(), 1, "a deferred message stays queued");
+    assert!(maildir_new(&md).is_empty());
+    i.flush();
+    i.wait_mail(&md, 1);
+    i.wait_empty();
+}
+
+#[test]
+fn hanging_program_delivery_is_killed_after_the_timeout_and_retried() {
+    let i = Instance::create("hang");
+    fs::write(i.path().join("control/timeoutdelivery"), "1\n").unwrap();
+    let md = i.adduser("dave", "x");
+    i.start();
+    dot_file(&md, ".qmail", "|sleep 100\n");
+    i.send("s@sender.test", &[&i.address("dave")], &message("hang", "x"));
+    wait_for(20, "the hung delivery to be deferred", || i.log().contains("deferral").then_some(()));
+    assert_eq!(i.queued(), 1);
+    dot_file(&md, ".qmail", "./Maildir/\n");
+    i.flush();
+    i.wait_mail(&md, 1);
+    i.wait_empty();
+}
+
+#[test]
+fn remote_recipients_stay_queued_with_a_clear_log_line() {
+    let i = Instance::started("remote");
+    i.send("s@sender.test", &["someone@elsewhere.example"], &message("far", "x"));
+    wait_for(20, "the remote deferral", || i.log().contains("postern-rspawn").then_some(()));
+    assert_eq!(i.queued(), 1);
+}
+
+#[test]
+fn expired_message_bounces_with_the_reason() {
+    let i = Instance::create("expire");
+    fs::write(i.path().join("control/queuelifetime"), "0\n").unwrap();
+    let sender = i.adduser("sender", "x");
+    i.start();
+    i.send(&i.address("sender"), &["someone@elsewhere.example"], &message("never", "x"));
+    let dsn = String::from_utf8_lossy(&i.wait_mail(&sender, 1)[0]).into_owned();
+    assert!(dsn.contains("Final-Recipient: rfc822; someone@elsewhere.example"), "{dsn}");
+    assert!(dsn.contains("Status: 4.4.1"), "{dsn}");
+    assert!(dsn.contains("queuelifetime"), "{dsn}");
+    i.wait_empty();
+}
+
+#[test]
+fn queue_survives_a_restart() {
+    let i = Instance::create("restart");
+    let md = i.adduser("erin", "x");
+    for n in 0..3 {
+        i.send("s@sender.test", &[&i.address("erin")], &message(&format!("queued {n}"), "x"));
+    }
+    assert_eq!(i.queued(), 3, "nothing delivers while stopped");
+    i.start();
+    assert_eq!(i.wait_mail(&md, 3).len(), 3);
+    i.wait_empty();
+}
+
+#[test]
+fn malformed_control_file_stops_send_naming_file_and_line_and_loses_nothing() {
+    let i = Instance::create("badctl");
+    let md = i.adduser("fay", "x");
+    fs::write(i.path().join("control/concurrencylocal"), "# how many\nmany\n").unwrap();
+    i.send("s@sender.test", &[&i.address("fay")], &message("waits", "x"));
+    let out = std::process::Command::new(repo().join("scripts/instance")).args(["start", i.path().to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    let log = i.log();
+    assert!(log.contains("concurrencylocal line 2"), "{log}");
+    assert_eq!(i.queued(), 1);
+    fs::write(i.path().join("control/concurrencylocal"), "5\n").unwrap();
+    i.start();
+    i.wait_mail(&md, 1);
+}
+
+#[test]
+fn forward_line_requeues_to_another_address() {
+    let i = Instance::started("fwd");
+    let from = i.adduser("gus", "x");
+    let to = i.adduser("hal", "x");
+    dot_file(&from, ".qmail", &format!("&{}\n", i.address("hal")));
+    i.send("s@sender.test", &[&i.address("gus")], &message("pass it on", "x"));
+    let got = String::from_utf8_lossy(&i.wait_mail(&to, 1)[0]).into_owned();
+    assert!(got.contains(&format!("Delivered-To: {}", i.address("gus"))), "{got}");
+    assert!(maildir_new(&from).is_empty());
+    i.wait_empty();
+}
+
+/// One address delivering to a Maildir and appending to an mbox archive: 20
+/// concurrent deliveries leave the mbox whole, each message exactly once.
+#[test]
+fn concurrent_deliveries_to_maildir_and_mbox_archive() {
+    let i = Instance::create("mbox");
+    fs::write(i.path().join("control/concurrencylocal"), "20\n").unwrap();
+    let md = i.adduser("ivy", "x");
+    dot_file(&md, ".qmail", "./Maildir/\n./archive.mbox\n");
+    for n in 0..20 {
+        i.send("s@sender.test", &[&i.address("ivy")], &message(&format!("archive {n}"), &format!("From the body of {n}\nline two")));
+    }
+    i.start();
+    i.wait_mail(&md, 20);
+    i.wait_empty();
+    let mbox = fs::read_to_string(home_of(&md).join("archive.mbox")).unwrap();
+    let from_lines: Vec<&str> = mbox.lines().filter(|l| l.starts_with("From ")).collect();
+    assert_eq!(from_lines.len(), 20, "{mbox}");
+    for l in &from_lines {
+        assert!(l.starts_with("From s@sender.test "), "{l}");
+    }
+    for n in 0..20 {
+        assert_eq!(mbox.matches(&format!("Subject: archive {n}\n")).count(), 1, "message {n}");
+        assert_eq!(mbox.matches(&format!("\n>From the body of {n}\n")).count(), 1, "quoted body line of {n}");
+    }
+}
