@@ -1,5 +1,21 @@
-//! postern-forward (being written).
+//! postern-forward ADDRESS...: queue the message on fd 0, with $DTLINE in front,
+//! to the addresses, with envelope sender $NEWSENDER (qmail's forward(1)).
+
+use postern::error::Classify;
+use postern::home::Home;
+use postern::local::{helpers, seekable};
+
 fn main() {
-    eprintln!("postern-forward: not built yet");
-    std::process::exit(111);
+    let targets: Vec<String> = std::env::args().skip(1).collect();
+    let home = Home::from_env();
+    let result = seekable(postern::sys::protocol_fd(0))
+        .map_err(helpers::HelperError::Message)
+        .and_then(|mut m| helpers::forward(&home, &mut m, &targets));
+    match result {
+        Ok(v) => std::process::exit(v.code),
+        Err(e) => {
+            eprintln!("postern-forward: {e}");
+            std::process::exit(e.kind().exit_code());
+        }
+    }
 }

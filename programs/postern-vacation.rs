@@ -1,5 +1,30 @@
-//! postern-vacation (being written).
+//! postern-vacation [-p PERIOD_SECONDS] [-d DBFILE] MESSAGEFILE: answer the
+//! message on fd 0 with MESSAGEFILE, once per sender and period (default 7 days),
+//! never to robots or lists (RFC 3834). Meant for a dot-qmail line before or
+//! after the real delivery: it exits 0 whatever it decided (a setup mistake is
+//! reported, and the mail is still delivered), 111 only when the answered-senders
+//! file or the queue fails temporarily.
+
+use postern::error::{Classify, Kind, EXIT_OK};
+use postern::home::Home;
+use postern::local::{seekable, vacation};
+
 fn main() {
-    eprintln!("postern-vacation: not built yet");
-    std::process::exit(111);
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let home = Home::from_env();
+    let result = vacation::parse_args(&args).and_then(|o| {
+        let m = seekable(postern::sys::protocol_fd(0)).map_err(vacation::VacationError::Message)?;
+        vacation::run(&home, &o, &m)
+    });
+    match result {
+        Ok(vacation::Outcome::Replied(to)) => println!("postern-vacation: answered {to}"),
+        Ok(vacation::Outcome::Skipped(why)) => println!("postern-vacation: {why}"),
+        Err(e) => {
+            println!("{e}");
+            if e.kind() == Kind::Temporary {
+                std::process::exit(e.kind().exit_code());
+            }
+        }
+    }
+    std::process::exit(EXIT_OK);
 }
