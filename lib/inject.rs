@@ -200,7 +200,14 @@ fn header_addresses(header: &[u8]) -> Vec<String> {
             continue;
         }
         if let HeaderValue::Address(a) = &h.value {
-            out.extend(a.iter().filter_map(|addr| addr.address.as_deref()).map(str::to_string).filter(|a| !a.trim().is_empty()));
+            for addr in a.iter() {
+                // mail-parser reads a bare word ("To: bob") as a name without an
+                // address; qmail-inject reads it as a local address.
+                let bare = addr.name.as_deref().filter(|n| !n.trim().is_empty() && !n.trim().contains(char::is_whitespace));
+                if let Some(x) = addr.address.as_deref().or(bare).map(str::trim).filter(|x| !x.is_empty()) {
+                    out.push(x.to_string());
+                }
+            }
         }
     }
     out
@@ -468,9 +475,9 @@ mod tests {
 
     #[test]
     fn extracts_groups_resent_and_qualifies() {
-        let input = b"To: Friends: a@x.example, \"B\" <b>;, c@host+\nCc: d@pc\nSubject: s\n\n";
+        let input = b"To: Friends: a@x.example, \"B\" <b>;, c@host+\nCc: d@pc, e\nSubject: s\n\n";
         let c = complete(input, &id(), t());
-        assert_eq!(c.header_recipients, ["a@x.example", "b@host.example", "c@host.plus.example", "d@pc.example.org"]);
+        assert_eq!(c.header_recipients, ["a@x.example", "b@host.example", "c@host.plus.example", "d@pc.example.org", "e@host.example"]);
         let input = b"To: a@x.example\nResent-To: r@x.example\nResent-Bcc: s@x.example\n\nbody\n";
         let c = complete(input, &id(), t());
         assert_eq!(c.header_recipients, ["r@x.example", "s@x.example"]);
