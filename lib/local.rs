@@ -333,6 +333,7 @@ pub fn deliver(home: &Home, p: &Params, message: &mut File) -> Result<Report, Lo
         return Err(LocalError::Home(p.homedir.clone(), "is sticky: the user is editing a .qmail file".into()));
     }
     let found = dotqmail::find(&p.homedir, &p.dash, &p.ext).map_err(LocalError::DotQmail)?;
+    let path = found.as_ref().map(|f| f.path.clone());
     let (lines, default, forward_only, source) = match found {
         None if !p.dash.is_empty() || !p.ext.is_empty() => return Err(LocalError::NoMailbox),
         None => (dotqmail::parse_default(&p.default_delivery), None, false, "the default delivery".to_string()),
@@ -355,7 +356,7 @@ pub fn deliver(home: &Home, p: &Params, message: &mut File) -> Result<Report, Lo
     let mut forwards: Vec<String> = Vec::new();
     for line in lines {
         if forward_only && !matches!(line, Line::Forward(_)) {
-            return Err(LocalError::ForwardOnly(p.homedir.join(&report.source)));
+            return Err(LocalError::ForwardOnly(path.unwrap_or_default()));
         }
         match line {
             Line::Forward(a) => forwards.push(a),
