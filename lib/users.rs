@@ -14,6 +14,17 @@
 //! ```
 //! In virtual and vdomains, blank lines and lines starting with # are skipped.
 //!
+//! # Lookup order (`Users::lookup`)
+//! 1. A virtual domain: the virtual user local@domain, else the longest prefix of
+//!    local ending before a '-' (alice-foo-bar: alice-foo, then alice), the rest
+//!    being the extension. Nothing else is tried for a virtual domain.
+//! 2. users/assign: an exact entry, else the longest wildcard prefix.
+//! 3. The password database, as qmail-getpw: the whole local part, then shorter
+//!    prefixes ending before a '-' (so `www-data` and `alice-list` both work); a
+//!    user with uid 0, or whose home directory it does not own, gets no mail.
+//! 4. The Unix user `alias` with the whole local part as extension
+//!    (~alias/.qmail-LOCAL).
+//!
 //! # Keys in users/cdb
 //! ```text
 //! "=" local          exact assign entry     -> user NUL uid NUL gid NUL home NUL dash NUL ext
@@ -374,8 +385,15 @@ pub fn read_vdomains(home: &Home) -> Result<Vec<String>, UsersError> {
 }
 
 /// Compile users/assign + users/virtual + users/vdomains into users/cdb atomically.
-/// Returns the number of records.
+/// Returns the number of records. Takes the edit lock, so two rebuilds never share
+/// the temporary file.
 pub fn rebuild(home: &Home) -> Result<usize, UsersError> {
+    let _lock = lock(home)?;
+    compile(home)
+}
+
+/// `rebuild` for callers that already hold the edit lock.
+fn compile(home: &Home) -> Result<usize, UsersError> {
     let dir = home.users();
     let mut records = Vec::new();
     let assign = dir.join("assign");
@@ -508,7 +526,7 @@ pub fn add_virtual_user(home: &Home, new: &NewUser) -> Result<VirtualUser, Users
     let user = VirtualUser { address, hash, uid, gid, home: mailhome };
     let line = format!("{}:{}:{}:{}:{}", user.address, user.hash, user.uid, user.gid, user.home.display());
     edit_list(&home.users().join("virtual"), |_| true, Some(&line))?;
-    rebuild(home)?;
+    compile(home)?;
     Ok(user)
 }
 
@@ -535,8 +553,13 @@ fn make_mailbox(dir: &Path, uid: u32, gid: u32) -> Result<(), UsersError> {
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // Parents (mail/DOMAIN) are plain directories owned by the admin.
-                fs::create_dir_all(&d).map_err(|e| UsersError::Io(d.clone(), e))?;
+                // Parents (mail/DOMAIN) are plain directories owned by the admin,
+                // searchable by every mailbox owner (mode 0755 whatever the umask).
+                if let Some(parent) = d.parent() {
+                    fs::create_dir_all(parent).map_err(|e| UsersError::Io(parent.to_path_buf(), e))?;
+                    let _ = fs::set_permissions(parent, fs::Permissions::from_mode(0o755));
+                }
+                fs::create_dir(&d).map_err(|e| UsersError::Io(d.clone(), e))?;
                 let _ = fs::set_permissions(&d, fs::Permissions::from_mode(0o700));
                 if root {
                     std::os::unix::fs::chown(&d, Some(uid), Some(gid)).map_err(|e| UsersError::Io(d.clone(), e))?;
@@ -556,7 +579,7 @@ pub fn del_virtual_user(home: &Home, address: &str) -> Result<VirtualUser, Users
     let path = home.users().join("virtual");
     let user = read_virtual(home)?.into_iter().find(|v| v.address == address).ok_or_else(|| UsersError::NoSuchUser(address.clone()))?;
     edit_list(&path, |l| !line_address_is(l, &address), None)?;
-    rebuild(home)?;
+    compile(home)?;
     Ok(user)
 }
 
@@ -573,7 +596,7 @@ pub fn set_password(home: &Home, address: &str, password: &str) -> Result<(), Us
     user.hash = hash_password(password);
     let line = format!("{}:{}:{}:{}:{}", user.address, user.hash, user.uid, user.gid, user.home.display());
     edit_list(&home.users().join("virtual"), |l| !line_address_is(l, &address), Some(&line))?;
-    rebuild(home)?;
+    compile(home)?;
     Ok(())
 }
 
@@ -583,11 +606,11 @@ pub fn add_domain(home: &Home, domain: &str) -> Result<bool, UsersError> {
     let d = check_domain(domain)?;
     let _lock = lock(home)?;
     if read_vdomains(home)?.contains(&d) {
-        rebuild(home)?;
+        compile(home)?;
         return Ok(false);
     }
     edit_list(&home.users().join("vdomains"), |_| true, Some(&d))?;
-    rebuild(home)?;
+    compile(home)?;
     Ok(true)
 }
 
@@ -603,7 +626,7 @@ pub fn del_domain(home: &Home, domain: &str) -> Result<(), UsersError> {
         return Err(UsersError::DomainInUse(d, n));
     }
     edit_list(&home.users().join("vdomains"), |l| !l.eq_ignore_ascii_case(&d), None)?;
-    rebuild(home)?;
+    compile(home)?;
     Ok(())
 }
 
