@@ -9,6 +9,7 @@
 //! - `From:` is added if missing: `Full Name <login@defaulthost>`;
 //! - `Bcc:`, `Resent-Bcc:`, `Return-Path:` and `Content-Length:` are removed from
 //!   the copy queued (qmail-inject removes the last two as well).
+//!
 //! Added fields go after the existing ones, so the message's own order is kept.
 //!
 //! # Recipients taken from headers (-t, or postern-inject without arguments)

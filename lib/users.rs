@@ -303,9 +303,12 @@ fn number(path: &Path, line: usize, what: &str, s: &str) -> Result<u32, UsersErr
     s.parse().map_err(|_| syntax(path, line, format!("{what} {s:?} is not a number")))
 }
 
+/// cdb records: (key, value).
+pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Parse users/assign into cdb records. qmail's format: the file must end with a
 /// line "." so a truncated file is noticed.
-pub fn parse_assign(path: &Path, text: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, UsersError> {
+pub fn parse_assign(path: &Path, text: &str) -> Result<Records, UsersError> {
     let mut records = Vec::new();
     let mut ended = false;
     for (i, line) in text.lines().enumerate() {

@@ -34,7 +34,7 @@ fn cli() -> Command {
                 .subcommand(
                     password_args(Command::new("add").about("add a virtual user and create its Maildir"), false)
                         .arg(address("local@domain; the domain must have been added with `domain add`"))
-                        .arg(Arg::new("uid").long("uid").value_name("N").value_parser(number.clone()).requires("gid").help("owner of the mailbox (default: postern-v as root, else you)"))
+                        .arg(Arg::new("uid").long("uid").value_name("N").value_parser(number).requires("gid").help("owner of the mailbox (default: postern-v as root, else you)"))
                         .arg(Arg::new("gid").long("gid").value_name("N").value_parser(number).requires("uid"))
                         .arg(Arg::new("home").long("home").value_name("DIR").value_parser(clap::value_parser!(PathBuf)).help("mailbox home (default: VIRTUALHOME/DOMAIN/LOCAL)")),
                 )
