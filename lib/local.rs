@@ -350,7 +350,8 @@ pub fn deliver(home: &Home, p: &Params, message: &mut File) -> Result<Report, Lo
     let now = SystemTime::now();
     let newsender = newsender(p);
     let env = delivery_env(p, &newsender, default.as_deref(), now);
-    let timeout = Control::new(home).number("timeoutdelivery", 86400).map_err(LocalError::Control)?.0;
+    // Read only when a program line needs it: most deliveries have none.
+    let mut timeout: Option<u64> = None;
     let prefix = format!("{}{}", rpline(&p.sender), dtline(p));
     let mut report = Report { source, ..Report::default() };
     let mut forwards: Vec<String> = Vec::new();
@@ -369,7 +370,11 @@ pub fn deliver(home: &Home, p: &Params, message: &mut File) -> Result<Report, Lo
                 report.done.push(path.display().to_string());
             }
             Line::Program(cmd) => {
-                let code = run_program(&cmd, &env, message, Duration::from_secs(timeout))?;
+                let secs = match timeout {
+                    Some(t) => t,
+                    None => *timeout.insert(Control::new(home).number("timeoutdelivery", 86400).map_err(LocalError::Control)?.0),
+                };
+                let code = run_program(&cmd, &env, message, Duration::from_secs(secs))?;
                 report.done.push(format!("|{cmd}"));
                 if code == 99 {
                     report.stopped_by = Some(cmd);

@@ -82,13 +82,13 @@ pub fn unique_name() -> String {
 pub fn deliver(maildir: &Path, prefix: &[u8], message: &mut File) -> Result<PathBuf, MaildirError> {
     let tmpdir = maildir.join("tmp");
     let newdir = maildir.join("new");
-    if !tmpdir.is_dir() || !newdir.is_dir() {
-        return Err(MaildirError::Missing(maildir.to_path_buf()));
-    }
     let name = unique_name();
     let tmp = tmpdir.join(&name);
     let dst = newdir.join(&name);
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| io_err(&tmp, e))?;
+    // No stat of the directories first: a missing one shows up as ENOENT here or
+    // at the link, and the common case saves two system calls.
+    let missing = |e: io::Error| if e.kind() == io::ErrorKind::NotFound { MaildirError::Missing(maildir.to_path_buf()) } else { io_err(&tmp, e) };
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(missing)?;
     let r = write_all(&mut f, &tmp, prefix, message).and_then(|()| link_into(&tmp, &dst));
     // tmp/ holds nothing after success (the link is in new/) or after failure.
     let _ = fs::remove_file(&tmp);
@@ -122,6 +122,7 @@ fn link_into(tmp: &Path, dst: &Path) -> Result<(), MaildirError> {
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EXDEV) | Some(libc::ENOTSUP)) => {
             fs::rename(tmp, dst).map_err(|e| io_err(dst, e))
         }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(MaildirError::Missing(dst.parent().and_then(Path::parent).unwrap_or(dst).to_path_buf())),
         Err(e) => Err(io_err(dst, e)),
     }
 }
