@@ -1001,6 +1001,11 @@ pub mod vacation {
             assert!(skip_reason(b"To: u@h.example\nList-Id: <l.x>\n\n", r).is_some());
             assert!(skip_reason(b"To: u@h.example\nAuto-Submitted: auto-replied\n\n", r).is_some());
             assert!(skip_reason(b"To: other@h.example\n\n", r).is_some());
+            // Header names and values in any case.
+            assert!(skip_reason(b"to: u@h.example\nprecedence: BULK\n\n", r).is_some());
+            assert!(skip_reason(b"To: u@h.example\nlist-unsubscribe: <mailto:x@y>\n\n", r).is_some());
+            assert!(skip_reason(b"To: u@h.example\nMAILING-LIST: contact x\n\n", r).is_some());
+            assert!(skip_reason(b"To: u@h.example\nauto-submitted: Auto-Generated\n\n", r).is_some());
             assert_eq!(skip_reason(b"To: U <U@H.example>\nAuto-Submitted: no\n\n", r), None);
             assert_eq!(skip_reason(b"To: x@y\nCc: a@b, u@h.example\n\n", r), None);
         }
