@@ -545,6 +545,20 @@ pub fn virtual_home(home: &Home) -> PathBuf {
 /// can (root). Existing directories are left as they are.
 fn make_mailbox(dir: &Path, uid: u32, gid: u32) -> Result<(), UsersError> {
     let root = crate::privs::is_root();
+    // Missing parents (mail/, mail/DOMAIN) are the admin's, mode 0755 whatever the
+    // umask, so every mailbox owner can get through them to its own directory.
+    if let Some(parent) = dir.parent() {
+        let missing: Vec<&Path> = parent.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).collect();
+        for p in missing.into_iter().rev() {
+            match fs::create_dir(p) {
+                Ok(()) => {
+                    let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o755));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(UsersError::Io(p.to_path_buf(), e)),
+            }
+        }
+    }
     let maildir = dir.join("Maildir");
     for d in [dir.to_path_buf(), maildir.clone(), maildir.join("tmp"), maildir.join("new"), maildir.join("cur")] {
         match fs::create_dir(&d) {
@@ -555,19 +569,6 @@ fn make_mailbox(dir: &Path, uid: u32, gid: u32) -> Result<(), UsersError> {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // Parents (mail/DOMAIN) are plain directories owned by the admin,
-                // searchable by every mailbox owner (mode 0755 whatever the umask).
-                if let Some(parent) = d.parent() {
-                    fs::create_dir_all(parent).map_err(|e| UsersError::Io(parent.to_path_buf(), e))?;
-                    let _ = fs::set_permissions(parent, fs::Permissions::from_mode(0o755));
-                }
-                fs::create_dir(&d).map_err(|e| UsersError::Io(d.clone(), e))?;
-                let _ = fs::set_permissions(&d, fs::Permissions::from_mode(0o700));
-                if root {
-                    std::os::unix::fs::chown(&d, Some(uid), Some(gid)).map_err(|e| UsersError::Io(d.clone(), e))?;
-                }
-            }
             Err(e) => return Err(UsersError::Io(d, e)),
         }
     }
@@ -787,6 +788,10 @@ mod tests {
         let v = add_virtual_user(&h, &new("A@d.example")).unwrap();
         assert_eq!(v.home, h.mail().join("d.example/a"));
         assert!(v.home.join("Maildir/new").is_dir());
+        use std::os::unix::fs::MetadataExt;
+        for (p, mode) in [(h.mail(), 0o755), (h.mail().join("d.example"), 0o755), (v.home.clone(), 0o700)] {
+            assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, mode, "{}", p.display());
+        }
         assert!(matches!(add_virtual_user(&h, &new("a@d.example")), Err(UsersError::Exists(_))));
         assert!(matches!(add_virtual_user(&h, &new("../x@d.example")), Err(UsersError::BadAddress(..))));
         set_password(&h, "a@D.example", "new").unwrap();
