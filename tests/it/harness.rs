@@ -56,6 +56,21 @@ pub fn service_users() {
     });
 }
 
+/// As root, give a home's queue to postern-q as in a system install: postern-queue
+/// run by root becomes postern-q, which must be able to write it.
+pub fn own_queue(root: &Path) {
+    if !is_root() {
+        return;
+    }
+    service_users();
+    let q = root.join("queue");
+    let st = Command::new("chown").args(["-R", "postern-q:postern"]).arg(&q).status().unwrap();
+    assert!(st.success());
+    for d in ["tmp", "new", "mess"] {
+        fs::set_permissions(q.join(d), std::os::unix::fs::PermissionsExt::from_mode(0o2770)).unwrap();
+    }
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh directory under the system temp dir, removed on drop unless
@@ -101,17 +116,7 @@ impl Home {
             std::os::unix::fs::symlink(bin(p), root.join("bin").join(p)).unwrap();
         }
         fs::write(root.join("control/me"), "test.example\n").unwrap();
-        if is_root() {
-            // As in a system install: postern-queue (run as root) becomes
-            // postern-q, which must own the queue.
-            service_users();
-            let q = root.join("queue");
-            let st = Command::new("chown").args(["-R", "postern-q:postern"]).arg(&q).status().unwrap();
-            assert!(st.success());
-            for d in ["tmp", "new", "mess"] {
-                fs::set_permissions(q.join(d), std::os::unix::fs::PermissionsExt::from_mode(0o2770)).unwrap();
-            }
-        }
+        own_queue(root);
         Home { dir }
     }
 
@@ -383,6 +388,12 @@ pub fn uid_of(name: &str) -> Option<u32> {
 }
 
 /// A small message with a Subject and a body line.
+/// It has Date and Message-ID, so injection leaves its header as it is.
 pub fn message(subject: &str, body: &str) -> Vec<u8> {
-    format!("From: tester@sender.test\nTo: someone\nSubject: {subject}\n\n{body}\n").into_bytes()
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!(
+        "From: tester@sender.test\nTo: someone\nSubject: {subject}\nDate: Sat, 21 Nov 2026 12:00:00 +0000\nMessage-ID: <{n}.{}@sender.test>\n\n{body}\n",
+        std::process::id()
+    )
+    .into_bytes()
 }

@@ -121,6 +121,7 @@ fn disk_full_while_queueing_is_temporary_and_leaves_nothing() {
     assert!(st.success());
     let _unmount = Unmount(qdir.clone());
     postern::queue::Queue::new(&postern::home::Home::at(home.path())).create_dirs().unwrap();
+    own_queue(home.path());
     let big = vec![b'x'; 1 << 20];
     let (code, err) = queue_raw(&home, &big, Some(b"Fs@a\0Tr@b\0\0"));
     assert_eq!(code, Some(exit::WRITE), "{err}");
