@@ -43,42 +43,54 @@ fn sigkill_at_random_moments_loses_nothing() {
         std::thread::spawn(move || {
             let mut rng = Rng(seed);
             let mut kills = [0usize; 3];
+            let dir = i.path().to_str().unwrap().to_string();
+            let script = repo().join("scripts/instance");
+            let mut next_send_kill = Instant::now() + Duration::from_millis(300 + rng.next() % 700);
             while !done.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20 + rng.next() % 150));
-                let which = (rng.next() % 3) as usize;
+                std::thread::sleep(Duration::from_millis(rng.next() % 5));
+                // The short-lived programs live milliseconds, so look often; the
+                // scheduler about once a second.
+                let which = if Instant::now() >= next_send_kill { 0 } else { 1 + (rng.next() % 2) as usize };
                 let name = ["postern-send", "postern-local", "postern-queue"][which];
                 for pid in i.pids(name) {
                     if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok() {
                         kills[which] += 1;
                     }
                 }
-                // Play supervisor: when send died, postern-start stops the rest;
-                // start the instance again.
-                if i.pids("postern-start").is_empty() || i.pids("postern-send").is_empty() {
-                    std::thread::sleep(Duration::from_millis(50));
-                    if i.pids("postern-send").is_empty() {
-                        let dir = i.path().to_str().unwrap().to_string();
-                        let _ = std::process::Command::new(repo().join("scripts/instance")).args(["stop", &dir]).output();
-                        let _ = std::process::Command::new(repo().join("scripts/instance")).args(["start", &dir]).output();
-                    }
+                if which == 0 {
+                    // Play supervisor: without send, postern-start stops the rest;
+                    // start the instance again.
+                    let _ = std::process::Command::new(&script).args(["stop", &dir]).output();
+                    let _ = std::process::Command::new(&script).args(["start", &dir]).output();
+                    next_send_kill = Instant::now() + Duration::from_millis(200 + rng.next() % 600);
                 }
             }
             kills
         })
     };
 
-    let mut accepted = Vec::new();
-    for n in 0..MESSAGES {
-        let to = i.address(&format!("u{}", n % USERS));
-        let out = i.run("postern-inject", &["-f", "crash@sender.test", &to], &message(&token(n), &token(n)));
-        if out.status.success() {
-            accepted.push(n);
-        }
-    }
+    // Four injectors at once, so queue writes overlap deliveries.
+    let injectors: Vec<_> = (0..4)
+        .map(|k| {
+            let i = Arc::clone(&i);
+            std::thread::spawn(move || {
+                let mut ok = Vec::new();
+                for n in (k..MESSAGES).step_by(4) {
+                    let to = i.address(&format!("u{}", n % USERS));
+                    let out = i.run("postern-inject", &["-f", "crash@sender.test", &to], &message(&token(n), &token(n)));
+                    if out.status.success() {
+                        ok.push(n);
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let accepted: Vec<usize> = injectors.into_iter().flat_map(|t| t.join().unwrap()).collect();
     done.store(true, Ordering::SeqCst);
     let kills = killer.join().unwrap();
     eprintln!("kills: send {}, local {}, queue {}; accepted {} of {MESSAGES}", kills[0], kills[1], kills[2], accepted.len());
-    assert!(kills.iter().sum::<usize>() > 0, "the test must actually kill something");
+    assert!(kills[0] > 0 && kills[1] + kills[2] > 0, "the test must actually kill send and the short-lived programs");
     assert!(accepted.len() > MESSAGES / 2, "most injections should succeed");
 
     // Restart cleanly and retry whatever was deferred by a killed delivery.

@@ -36,3 +36,72 @@ fn root_instance_runs_each_program_as_its_service_user() {
     let file = std::fs::read_dir(md.join("new")).unwrap().next().unwrap().unwrap();
     assert_eq!(file.metadata().unwrap().uid(), uid_of("postern-v").unwrap(), "postern-local ran as postern-v");
 }
+
+/// Started by an ordinary user, every program runs as that user (tested from root
+/// by becoming a throwaway user).
+#[test]
+fn ordinary_user_instance_runs_everything_as_that_user() {
+    if !is_root() {
+        // The whole suite already runs unprivileged in this case.
+        eprintln!("skipped: the other tests cover the unprivileged case when not root");
+        return;
+    }
+    let user = "postern-tester";
+    if uid_of(user).is_none() {
+        let st = std::process::Command::new("useradd").args(["--system", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", user]).status().unwrap();
+        assert!(st.success() || uid_of(user).is_some());
+    }
+    let uid = uid_of(user).unwrap();
+    let dir = TempDir::new("plain");
+    nix::unistd::chown(dir.path(), Some(nix::unistd::Uid::from_raw(uid)), None).unwrap();
+    let inst = dir.path().join("inst");
+    let as_user = |args: &[&str]| {
+        let out = std::process::Command::new("runuser")
+            .args(["-u", user, "--"])
+            .arg(repo().join("scripts/instance"))
+            .args(args)
+            .env("POSTERN_BUILD", bin_dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    };
+    let inst_s = inst.to_str().unwrap();
+    as_user(&["create", inst_s, "--domain", "plain.test"]);
+    as_user(&["adduser", inst_s, "una", "pw"]);
+    as_user(&["start", inst_s]);
+    let out = std::process::Command::new("runuser")
+        .args(["-u", user, "--", "env", &format!("POSTERN_HOME={inst_s}")])
+        .arg(inst.join("bin/postern-sendmail"))
+        .args(["-oi", "una@plain.test"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&message("plain", "as a user"))?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let md = inst.join("mail/plain.test/una/Maildir");
+    let got = wait_for(20, "delivery in the user's instance", || {
+        let m = maildir_new(&md);
+        (!m.is_empty()).then_some(m)
+    });
+    assert_eq!(got.len(), 1);
+    let exe = |p: &str| inst.join("bin").join(p);
+    for p in ["postern-start", "postern-send", "postern-lspawn"] {
+        let pids: Vec<i32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+            .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).map(|x| x == exe(p)).unwrap_or(false))
+            .collect();
+        assert_eq!(pids.len(), 1, "{p}");
+        assert_eq!(proc_uid(pids[0]), Some(uid), "{p} runs as the user");
+    }
+    let file = std::fs::read_dir(md.join("new")).unwrap().next().unwrap().unwrap();
+    assert_eq!(file.metadata().unwrap().uid(), uid);
+    as_user(&["stop", inst_s]);
+}
