@@ -4,7 +4,8 @@
 
 use postern::error::{Classify, EXIT_PERM};
 use postern::home::Home;
-use postern::local::{helpers, seekable};
+use postern::helpers;
+use postern::local::seekable;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();

@@ -3,7 +3,8 @@
 
 use postern::error::Classify;
 use postern::home::Home;
-use postern::local::{helpers, seekable};
+use postern::helpers;
+use postern::local::seekable;
 
 fn main() {
     let targets: Vec<String> = std::env::args().skip(1).collect();

@@ -3,7 +3,7 @@
 //! out. Exits with the program's code; 111 if it could not run or was killed.
 
 use postern::error::Classify;
-use postern::local::helpers;
+use postern::helpers;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();

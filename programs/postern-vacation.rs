@@ -7,7 +7,8 @@
 
 use postern::error::{Classify, Kind, EXIT_OK};
 use postern::home::Home;
-use postern::local::{seekable, vacation};
+use postern::local::seekable;
+use postern::vacation;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
