@@ -28,8 +28,9 @@ pub struct LocalStarter {
 
 impl LocalStarter {
     pub fn new(home: Home) -> Result<LocalStarter, crate::control::ControlError> {
+        // Every line of control/defaultdelivery, like qmail's aliasempty.
         let c = crate::control::Control::new(&home);
-        let (default_delivery, _) = c.line_or("defaultdelivery", "./Maildir/")?;
+        let default_delivery = c.list("defaultdelivery")?.filter(|l| !l.is_empty()).map(|l| l.join("\n")).unwrap_or_else(|| "./Maildir/".into());
         Ok(LocalStarter { home, as_root: crate::privs::is_root(), default_delivery })
     }
 }
