@@ -21,34 +21,19 @@ fn usage(why: &str) -> ! {
 fn main() {
     let mut req = Request::default();
     let (mut only_args, mut only_headers, mut print) = (false, false, false);
-    let mut args = std::env::args().skip(1).peekable();
-    while let Some(a) = args.peek().cloned() {
-        if a == "--" {
-            args.next();
-            break;
-        }
-        if !a.starts_with('-') || a.len() < 2 {
-            break;
-        }
-        args.next();
-        let (flag, rest) = a[1..].split_at(1);
-        let mut value = |name: &str| -> String {
-            if !rest.is_empty() {
-                rest.to_string()
-            } else {
-                args.next().unwrap_or_else(|| usage(&format!("-{name} needs a value")))
-            }
-        };
-        match flag {
+    let mut opts = inject::ShortOptions::new(std::env::args().skip(1).collect());
+    while let Some((flag, attached)) = opts.next_option() {
+        let mut value = |name: &str| opts.value(&attached).unwrap_or_else(|| usage(&format!("-{name} needs a value")));
+        match flag.as_str() {
             "f" => req.sender = Some(value("f")),
             "F" => req.full_name = Some(value("F")),
             "a" => only_args = true,
             "h" => only_headers = true,
             "n" => print = true,
-            _ => usage(&format!("unknown option {a}")),
+            _ => usage(&format!("unknown option -{flag}{attached}")),
         }
     }
-    let rest: Vec<String> = args.collect();
+    let rest = opts.rest();
     req.from_headers = only_headers || (!only_args && rest.is_empty());
     if !only_headers {
         req.recipients = rest;

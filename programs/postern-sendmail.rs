@@ -30,35 +30,20 @@ fn main() {
     let mut dot_ends = true;
     let invoked_as = std::env::args().next().unwrap_or_default();
     let mut mode = if invoked_as.ends_with("mailq") { Mode::List } else { Mode::Deliver };
-    let mut args = std::env::args().skip(1).peekable();
-    while let Some(a) = args.peek().cloned() {
-        if a == "--" {
-            args.next();
-            break;
-        }
-        if !a.starts_with('-') || a.len() < 2 {
-            break;
-        }
-        args.next();
-        let (flag, rest) = a[1..].split_at(1);
-        // A value attached (-fjoe) or in the next argument (-f joe).
-        let mut value = |name: &str| -> String {
-            if !rest.is_empty() {
-                rest.to_string()
-            } else {
-                args.next().unwrap_or_else(|| refuse(&format!("-{name} needs a value")))
-            }
-        };
-        match flag {
+    let mut opts = inject::ShortOptions::new(std::env::args().skip(1).collect());
+    while let Some((flag, attached)) = opts.next_option() {
+        let rest = attached.as_str();
+        let mut value = |name: &str| opts.value(rest).unwrap_or_else(|| refuse(&format!("-{name} needs a value")));
+        match flag.as_str() {
             "t" => req.from_headers = true,
-            "f" | "r" => req.sender = Some(value(flag)),
+            "f" | "r" => req.sender = Some(value(&flag)),
             "F" => req.full_name = Some(value("F")),
             "i" => dot_ends = false,
             "o" if rest == "i" => dot_ends = false,
             "o" => {} // -oem, -oep, -odb, -odi, -om, -oQ..., any other -o option
             "v" | "U" | "m" => {}
             "N" | "R" | "B" | "V" | "X" | "h" | "L" => {
-                let _ = value(flag);
+                let _ = value(&flag);
             }
             "q" => mode = Mode::Flush,
             "b" => match rest {
@@ -67,10 +52,10 @@ fn main() {
                 "s" => refuse("-bs (SMTP on standard input) is not supported yet; use -t or give recipients as arguments"),
                 other => refuse(&format!("-b{other} is not supported; postern-sendmail only queues mail (-bm) and lists the queue (-bp)")),
             },
-            _ => refuse(&format!("unknown option {a}; see the list of supported options in postern-sendmail's documentation")),
+            _ => refuse(&format!("unknown option -{flag}{attached}; see the list of supported options in postern-sendmail's documentation")),
         }
     }
-    req.recipients = args.collect();
+    req.recipients = opts.rest();
     let home = Home::from_env();
     match mode {
         Mode::List => match inject::queue_listing(&home) {
