@@ -7,6 +7,7 @@ mod admin;
 mod crash;
 mod helpers;
 mod inject;
+mod install;
 mod local;
 mod privs;
 mod queue;

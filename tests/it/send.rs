@@ -206,3 +206,37 @@ fn concurrent_deliveries_to_maildir_and_mbox_archive() {
         assert_eq!(mbox.matches(&format!("\n>From the body of {n}\n")).count(), 1, "quoted body line of {n}");
     }
 }
+
+/// Disk full while delivering (root only: the Maildir on a small tmpfs): the
+/// delivery is deferred, nothing is lost, and it goes through once there is room.
+#[test]
+fn disk_full_while_delivering_defers_and_resumes() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a tmpfs");
+        return;
+    }
+    let i = Instance::create("dfull");
+    let md = i.adduser("kim", "x");
+    let st = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"]).arg(&md).status().unwrap();
+    assert!(st.success());
+    let _unmount = crate::queue::Unmount(md.clone());
+    make_maildir(&md);
+    let filler = md.join("filler");
+    // Fill the file system (the write fails when it is full; that is the point).
+    let _ = fs::write(&filler, vec![b'x'; 128 * 1024]);
+    let st = std::process::Command::new("chown").args(["-R", "postern-v:postern-v"]).arg(&md).status().unwrap();
+    assert!(st.success());
+    i.start();
+    let mut big = message("too big for the disk", "x");
+    big.extend(std::iter::repeat(b'y').take(32 * 1024));
+    i.send("s@sender.test", &[&i.address("kim")], &big);
+    wait_for(20, "a deferral for the full disk", || i.log().contains("deferral").then_some(()));
+    assert_eq!(i.queued(), 1, "the message stays queued");
+    assert!(maildir_new(&md).is_empty());
+    assert!(fs::read_dir(md.join("tmp")).unwrap().next().is_none(), "no partial file is left in tmp/");
+    fs::remove_file(&filler).unwrap();
+    i.flush();
+    let got = i.wait_mail(&md, 1);
+    assert!(got[0].ends_with(&big));
+    i.wait_empty();
+}
