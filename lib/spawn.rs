@@ -182,17 +182,23 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
     let mut input = crate::sys::protocol_fd(0);
     let mut output = crate::sys::protocol_fd(1);
     crate::sys::set_nonblocking(0, true)?;
+    // Results are written without blocking: a spawner stuck writing results while
+    // send is stuck writing requests would be a deadlock.
+    crate::sys::set_nonblocking(1, true)?;
+    let mut outbuf: Vec<u8> = Vec::new();
     let mut inbuf: Vec<u8> = Vec::new();
     let mut input_open = true;
     let mut slots: HashMap<u16, Slot> = HashMap::new();
     let mut by_pid: HashMap<i32, u16> = HashMap::new();
 
-    while input_open || !slots.is_empty() {
+    while input_open || !slots.is_empty() || !outbuf.is_empty() {
         // Which fds to watch: fd 0 while open, the signalfd, and every open output.
         let slot_keys: Vec<u16> = slots.iter().filter(|(_, s)| !s.eof).map(|(k, _)| *k).collect();
         let (in_ready, sig_ready, out_ready) = {
-            let mut fds = Vec::with_capacity(slot_keys.len() + 2);
+            let mut fds = Vec::with_capacity(slot_keys.len() + 3);
             fds.push(PollFd::new(sfd.as_fd(), PollFlags::POLLIN));
+            let wflags = if outbuf.is_empty() { PollFlags::empty() } else { PollFlags::POLLOUT };
+            fds.push(PollFd::new(output.as_fd(), wflags));
             if input_open {
                 fds.push(PollFd::new(input.as_fd(), PollFlags::POLLIN));
             }
@@ -206,8 +212,9 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
             }
             let ready = |f: &PollFd| f.revents().map(|r| !r.is_empty()).unwrap_or(false);
             let sig = ready(&fds[0]);
-            let base = if input_open { 2 } else { 1 };
-            let inr = input_open && ready(&fds[1]);
+            // fds[1] (our output) only wakes us: the write below is tried anyway.
+            let base = if input_open { 3 } else { 2 };
+            let inr = input_open && ready(&fds[2]);
             let outs: Vec<u16> = slot_keys.iter().enumerate().filter(|(i, _)| ready(&fds[base + i])).map(|(_, k)| *k).collect();
             (inr, sig, outs)
         };
@@ -249,7 +256,7 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
             if text.is_empty() {
                 text = why;
             }
-            write_report(&mut output, &Report { slot: k, outcome, text })?;
+            outbuf.extend(encode_report(&Report { slot: k, outcome, text }));
         }
 
         if in_ready {
@@ -283,7 +290,7 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
                         used += n;
                         if slots.contains_key(&req.slot) || req.slot as usize >= MAX_SLOTS {
                             crate::log::line(program, &format!("slot {} busy or out of range; refusing", req.slot));
-                            write_report(&mut output, &Report { slot: req.slot, outcome: Outcome::Failed(Kind::Temporary), text: "4.3.0 spawner slot busy".into() })?;
+                            outbuf.extend(encode_report(&Report { slot: req.slot, outcome: Outcome::Failed(Kind::Temporary), text: "4.3.0 spawner slot busy".into() }));
                             continue;
                         }
                         match starter.start(&req) {
@@ -293,13 +300,23 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
                                 slots.insert(req.slot, Slot { output: File::from(run.output), text: Vec::new(), status: None, eof: false });
                             }
                             Err((kind, text)) => {
-                                write_report(&mut output, &Report { slot: req.slot, outcome: Outcome::Failed(kind), text })?;
+                                outbuf.extend(encode_report(&Report { slot: req.slot, outcome: Outcome::Failed(kind), text }));
                             }
                         }
                     }
                 }
             }
             inbuf.drain(..used);
+        }
+        if !outbuf.is_empty() {
+            match output.write(&outbuf) {
+                Ok(n) => {
+                    outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                // send is gone: nobody is left to tell; finish the deliveries.
+                Err(_) => outbuf.clear(),
+            }
         }
     }
     Ok(())
@@ -324,9 +341,6 @@ fn drain(s: &mut Slot) {
     }
 }
 
-fn write_report(out: &mut File, r: &Report) -> io::Result<()> {
-    out.write_all(&encode_report(r))
-}
 
 #[cfg(test)]
 mod tests {
