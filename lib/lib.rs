@@ -19,6 +19,7 @@ pub mod local;
 pub mod log;
 pub mod lspawn;
 pub mod maildir;
+pub mod netio;
 pub mod mbox;
 pub mod privs;
 pub mod queue;
@@ -26,5 +27,17 @@ pub mod scheduler;
 pub mod settings;
 pub mod spawn;
 pub mod sys;
+pub mod tls;
 pub mod users;
 pub mod vacation;
+
+// SMTP receive (issue 3): its modules go here.
+pub mod rules;
+pub mod smtp;
+pub mod smtpd;
+
+// POP3 (issue 4): its modules go here.
+pub mod checkpassword;
+pub mod mailbox;
+pub mod pop3;
+pub mod pop3d;

@@ -131,3 +131,11 @@ pub fn spawn_with_fds(
 pub fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
 }
+
+/// Lend a descriptor number to an API that wants a `BorrowedFd`, for descriptors
+/// the process holds for its whole life (fd 0 and 1 of a network session).
+pub fn borrow_fd(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: callers pass only descriptors that stay open until the process
+    // exits, so the 'static borrow never outlives the descriptor.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}

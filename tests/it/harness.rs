@@ -25,6 +25,11 @@ pub const PROGRAMS: &[&str] = &[
     "postern-inject",
     "postern-sendmail",
     "postern-admin",
+    "postern-listen",
+    "postern-smtpd",
+    "postern-popup",
+    "postern-auth",
+    "postern-pop3d",
 ];
 
 /// Directory holding the built programs (target/<profile>/).

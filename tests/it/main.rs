@@ -12,3 +12,11 @@ mod local;
 mod privs;
 mod queue;
 mod send;
+
+// SMTP receive (issue 3)
+mod listen;
+mod smtp;
+
+// POP3 (issue 4)
+mod auth;
+mod pop3;
