@@ -41,3 +41,6 @@ pub mod checkpassword;
 pub mod mailbox;
 pub mod pop3;
 pub mod pop3d;
+
+// Remote delivery (issue 5): its modules go here.
+pub mod remote;

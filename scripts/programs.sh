@@ -2,4 +2,5 @@
 PROGRAMS="postern-queue postern-start postern-send postern-lspawn postern-local
 postern-forward postern-preline postern-condredirect postern-bouncesaying postern-except
 postern-vacation postern-inject postern-sendmail postern-admin
-postern-listen postern-smtpd postern-popup postern-auth postern-pop3d"
+postern-listen postern-smtpd postern-popup postern-auth postern-pop3d
+postern-rspawn postern-remote"

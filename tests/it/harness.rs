@@ -30,6 +30,8 @@ pub const PROGRAMS: &[&str] = &[
     "postern-popup",
     "postern-auth",
     "postern-pop3d",
+    "postern-rspawn",
+    "postern-remote",
 ];
 
 /// Directory holding the built programs (target/<profile>/).

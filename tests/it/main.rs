@@ -20,3 +20,6 @@ mod smtp;
 // POP3 (issue 4)
 mod auth;
 mod pop3;
+
+// Remote delivery (issue 5)
+mod remote;
