@@ -44,3 +44,6 @@ pub mod pop3d;
 
 // Remote delivery (issue 5): its modules go here.
 pub mod remote;
+pub mod mx;
+pub mod outgoing;
+pub mod smtpreply;
