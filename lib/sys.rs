@@ -139,3 +139,64 @@ pub fn borrow_fd(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'static> {
     // exits, so the 'static borrow never outlives the descriptor.
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
+
+// --- Password checks for postern-auth (POP3, issue 4): shadow and crypt(3). ---
+
+#[link(name = "crypt")]
+extern "C" {
+    // libxcrypt's reentrant crypt: `data` is a zeroed `struct crypt_data`.
+    fn crypt_r(phrase: *const libc::c_char, setting: *const libc::c_char, data: *mut libc::c_void) -> *mut libc::c_char;
+}
+
+/// sizeof(struct crypt_data) in libxcrypt (and glibc's larger old one fits in it).
+const CRYPT_DATA_SIZE: usize = 32768;
+
+/// crypt(3) of `password` with the method and salt of `setting` (an existing
+/// hash: `$y$...`, `$6$...`, ...). None when libcrypt refuses the setting.
+pub fn crypt(password: &[u8], setting: &str) -> Option<String> {
+    let phrase = std::ffi::CString::new(password).ok()?;
+    let setting = std::ffi::CString::new(setting).ok()?;
+    let mut data = vec![0u8; CRYPT_DATA_SIZE];
+    // SAFETY: both strings are NUL-terminated and live across the call; `data` is
+    // a zeroed buffer of at least sizeof(struct crypt_data), as crypt_r requires.
+    // The result points into `data` (or is NULL), and is copied before `data` drops.
+    let out = unsafe { crypt_r(phrase.as_ptr(), setting.as_ptr(), data.as_mut_ptr().cast()) };
+    if out.is_null() {
+        return None;
+    }
+    // SAFETY: a non-NULL result is a NUL-terminated string inside `data`.
+    let s = unsafe { std::ffi::CStr::from_ptr(out) }.to_string_lossy().into_owned();
+    // libxcrypt signals failure with a string starting with '*' (never a valid hash).
+    (!s.starts_with('*')).then_some(s)
+}
+
+/// The shadow password hash of a Unix user (getspnam_r). Ok(None): no such entry;
+/// Err: shadow cannot be read (not root, or a broken NSS source).
+pub fn shadow_hash(name: &str) -> std::io::Result<Option<String>> {
+    let cname = std::ffi::CString::new(name).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut buflen = 4096usize;
+    loop {
+        let mut buf = vec![0 as libc::c_char; buflen];
+        // SAFETY: an all-zero spwd is valid (integers and null pointers).
+        let mut sp: libc::spwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::spwd = std::ptr::null_mut();
+        // SAFETY: every pointer refers to live, correctly sized storage; the
+        // strings getspnam_r stores in `sp` point into `buf`, read before it drops.
+        let rc = unsafe { libc::getspnam_r(cname.as_ptr(), &mut sp, buf.as_mut_ptr(), buflen, &mut result) };
+        if rc == libc::ERANGE && buflen < 1 << 20 {
+            buflen *= 4;
+            continue;
+        }
+        if rc == libc::ENOENT || (rc == 0 && result.is_null()) {
+            return Ok(None);
+        }
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        if sp.sp_pwdp.is_null() {
+            return Ok(Some(String::new()));
+        }
+        // SAFETY: sp_pwdp is a NUL-terminated string inside `buf`, still alive.
+        return Ok(Some(unsafe { std::ffi::CStr::from_ptr(sp.sp_pwdp) }.to_string_lossy().into_owned()));
+    }
+}

@@ -9,9 +9,16 @@
 //!           (Extension: blank lines and lines starting with # are skipped.)
 //! virtual   one virtual user per line: `address:hash:uid:gid:home`
 //! vdomains  one virtual domain per line
-//! cdb       all three compiled by `postern-admin rebuild`; the only file lookups read
+//! cdb       all three compiled by `postern-admin rebuild`, without password hashes;
+//!           mode 0644, since the network daemons check recipients with it
+//! passwd.cdb  the password hashes only: lower-case address -> hash; mode 0600, so
+//!           only its writer (root in a system install, the owner of an unprivileged
+//!           instance) and postern-auth (setuid root) can read it
 //! lock      taken by admin edits so two admins cannot lose each other's change
 //! ```
+//! users/virtual keeps the hashes as the admin's source (mode 0640).
+//! Hashes: new passwords get argon2id (`$argon2id$...`); `$6$` and `$5$` SHA-crypt
+//! hashes from older systems keep working.
 //! In virtual and vdomains, blank lines and lines starting with # are skipped.
 //!
 //! # Lookup order (`Users::lookup`)
@@ -29,9 +36,11 @@
 //! ```text
 //! "=" local          exact assign entry     -> user NUL uid NUL gid NUL home NUL dash NUL ext
 //! "+" prefix         wildcard assign entry  -> user NUL uid NUL gid NUL home NUL dash NUL pre
-//! "V" address        virtual user           -> hash NUL uid NUL gid NUL home
+//! "V" address        virtual user           -> "" NUL uid NUL gid NUL home
 //! "D" domain         virtual domain         -> ""
 //! ```
+//! (The first field of a V record once held the hash; it is empty now, see
+//! passwd.cdb.)
 //! Keys are lower-cased. The file is replaced atomically (postern::cdb::build), so a
 //! reader sees the old or the new database, never a half-written one.
 
@@ -133,16 +142,32 @@ fn cdb_path(home: &Home) -> PathBuf {
     home.users().join("cdb")
 }
 
+/// users/passwd.cdb: address -> password hash.
+pub fn passwd_cdb_path(home: &Home) -> PathBuf {
+    home.users().join("passwd.cdb")
+}
+
+/// The stored hash of a virtual user (any case), from users/passwd.cdb; None when
+/// the user has no entry. An unreadable file is an error (temporary).
+pub fn password_hash(home: &Home, address: &str) -> Result<Option<String>, UsersError> {
+    let mut db = match Db::open(&passwd_cdb_path(home)).map_err(UsersError::Cdb)? {
+        Some(db) => db,
+        None => return Ok(None),
+    };
+    Ok(db.get(address.to_ascii_lowercase().as_bytes()).map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
 /// Lookups in users/cdb, then the password database.
 pub struct Users {
     db: Option<Db>,
+    home: Home,
 }
 
 impl Users {
     /// Opens $POSTERN_HOME/users/cdb (missing file = no entries). Cheap; callers
     /// reopen to see rebuilds.
     pub fn open(home: &Home) -> Result<Users, UsersError> {
-        Ok(Users { db: Db::open(&cdb_path(home)).map_err(UsersError::Cdb)? })
+        Ok(Users { db: Db::open(&cdb_path(home)).map_err(UsersError::Cdb)?, home: home.clone() })
     }
 
     fn get(&mut self, key: &str) -> Option<Vec<u8>> {
@@ -182,7 +207,7 @@ impl Users {
         let mut cut = Some(lower.len());
         while let Some(end) = cut {
             let address = format!("{}@{domain}", &lower[..end]);
-            if let Some(v) = self.virtual_user(&address) {
+            if let Some(v) = self.virtual_record(&address) {
                 let ext = if end < local.len() { local[end + 1..].to_string() } else { String::new() };
                 let dash = if end < local.len() { "-" } else { "" };
                 return Some(Target { user: v.address, uid: v.uid, gid: v.gid, home: v.home, dash: dash.into(), ext });
@@ -214,8 +239,16 @@ impl Users {
         self.get(&format!("D{}", domain.to_ascii_lowercase())).is_some()
     }
 
-    /// A virtual user by full address (any case).
+    /// A virtual user by full address (any case). Its hash comes from
+    /// users/passwd.cdb and is empty when the caller cannot read that file.
     pub fn virtual_user(&mut self, address: &str) -> Option<VirtualUser> {
+        let mut v = self.virtual_record(address)?;
+        v.hash = password_hash(&self.home, &v.address).ok().flatten().unwrap_or_default();
+        Some(v)
+    }
+
+    /// uid, gid and home of a virtual user, without its hash.
+    fn virtual_record(&mut self, address: &str) -> Option<VirtualUser> {
         let address = address.to_ascii_lowercase();
         let v = self.get(&format!("V{address}"))?;
         let text = String::from_utf8(v).ok()?;
@@ -406,20 +439,21 @@ fn compile(home: &Home) -> Result<usize, UsersError> {
     for d in read_vdomains(home)? {
         records.push((format!("D{d}").into_bytes(), Vec::new()));
     }
+    let mut hashes = Vec::new();
     for v in read_virtual(home)? {
-        let value = format!("{}\0{}\0{}\0{}", v.hash, v.uid, v.gid, v.home.display());
+        let value = format!("\0{}\0{}\0{}", v.uid, v.gid, v.home.display());
         records.push((format!("V{}", v.address).into_bytes(), value.into_bytes()));
+        hashes.push((v.address.into_bytes(), v.hash.into_bytes()));
     }
+    // The hashes first: a reader never finds a user in cdb whose hash is not there
+    // yet. passwd.cdb is private to its writer (and setuid-root postern-auth);
+    // cdb has no secrets and every service may read it.
+    let pw = passwd_cdb_path(home);
+    cdb::build(&pw, &hashes).map_err(UsersError::Cdb)?;
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).map_err(|e| UsersError::Io(pw.clone(), e))?;
     let path = cdb_path(home);
     cdb::build(&path, &records).map_err(UsersError::Cdb)?;
-    // The cdb holds password hashes: readable by the owner and the postern group
-    // (the scheduler looks users up), never by everyone.
-    let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o640));
-    if crate::privs::is_root() {
-        if let Ok(gid) = crate::privs::Service::Send.gid_of_group() {
-            let _ = std::os::unix::fs::chown(&path, None, Some(gid));
-        }
-    }
+    let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o644));
     Ok(records.len())
 }
 
@@ -642,8 +676,6 @@ fn check_domain(domain: &str) -> Result<String, UsersError> {
     Ok(d)
 }
 
-const CRYPT_ALPHABET: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
 /// Random bytes from the kernel. Falls back to time and pid only if /dev/urandom is
 /// unreadable, which on Linux does not happen in practice.
 pub fn random_bytes(n: usize) -> Vec<u8> {
@@ -661,23 +693,31 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     buf
 }
 
-/// `$6$` SHA-512 crypt with a 16-character random salt.
+/// An argon2id hash (PHC string, `$argon2id$v=19$...`) with a random salt and the
+/// crate's default cost (19 MiB, 2 passes).
 pub fn hash_password(pw: &str) -> String {
-    let salt: String = random_bytes(16).iter().map(|b| CRYPT_ALPHABET[(*b & 63) as usize] as char).collect();
-    let params = sha_crypt::Sha512Params::new(sha_crypt::ROUNDS_DEFAULT).expect("default rounds are valid");
-    let h = sha_crypt::sha512_crypt_b64(pw.as_bytes(), salt.as_bytes(), &params).expect("valid rounds cannot fail");
-    format!("$6${salt}${h}")
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(&random_bytes(16)).expect("16 bytes make a valid salt");
+    argon2::Argon2::default().hash_password(pw.as_bytes(), &salt).expect("default parameters are valid").to_string()
 }
 
 /// Whether a stored hash can match any password (false for LOCKED and junk).
 pub fn has_password(hash: &str) -> bool {
-    hash.starts_with("$6$")
+    hash.starts_with("$argon2id$") || hash.starts_with("$6$") || hash.starts_with("$5$")
 }
 
-/// Whether `pw` matches `hash` (a `$6$` crypt string); the comparison is constant
-/// time. Anything that is not a `$6$` hash (e.g. "!" for a locked user) never matches.
+/// Whether `pw` matches `hash`: argon2id, or `$6$`/`$5$` SHA-crypt from older
+/// systems; the libraries compare in constant time. Anything else (e.g. "!" for a
+/// locked user) never matches.
 pub fn check_password(pw: &str, hash: &str) -> bool {
-    has_password(hash) && sha_crypt::sha512_check(pw, hash).is_ok()
+    if hash.starts_with("$argon2id$") {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        return PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(pw.as_bytes(), &h).is_ok());
+    }
+    if hash.starts_with("$6$") {
+        return sha_crypt::sha512_check(pw, hash).is_ok();
+    }
+    hash.starts_with("$5$") && sha_crypt::sha256_check(pw, hash).is_ok()
 }
 
 #[cfg(test)]
@@ -749,6 +789,13 @@ mod tests {
         assert_eq!((t.user.as_str(), t.ext.as_str()), ("alice@v.example", "x-y"));
         assert_eq!(u.lookup("bob", "v.example").unwrap(), None);
         assert_eq!(u.virtual_user("ALICE@v.example").unwrap().hash, "$6$s$h");
+        // The hashes live in passwd.cdb (0600), not in the shared cdb (0644).
+        assert_eq!(password_hash(&h, "Alice@V.example").unwrap().as_deref(), Some("$6$s$h"));
+        let cdb = fs::read(h.users().join("cdb")).unwrap();
+        assert!(!cdb.windows(6).any(|w| w == b"$6$s$h"), "no hash in users/cdb");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(h.users().join("passwd.cdb")).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(fs::metadata(h.users().join("cdb")).unwrap().mode() & 0o777, 0o644);
         fs::write(h.users().join("virtual"), "alice@v.example:h:5:6\n").unwrap();
         let e = rebuild(&h).unwrap_err();
         assert!(e.to_string().contains("virtual line 1"), "{e}");
@@ -768,12 +815,22 @@ mod tests {
     #[test]
     fn passwords() {
         let h = hash_password("s3cret pw");
-        assert!(h.starts_with("$6$"));
+        assert!(h.starts_with("$argon2id$"), "{h}");
         assert!(!h.contains(':'));
+        assert!(has_password(&h));
         assert!(check_password("s3cret pw", &h));
         assert!(!check_password("s3cret pW", &h));
         assert!(!check_password("", LOCKED));
+        assert!(!has_password(LOCKED));
         assert_ne!(hash_password("x"), hash_password("x"), "salts must differ");
+        // Hashes made elsewhere: $6$ and $5$ SHA-crypt (as from mkpasswd/openssl).
+        let p6 = sha_crypt::Sha512Params::new(5000).unwrap();
+        let six = format!("$6$saltsalt${}", sha_crypt::sha512_crypt_b64(b"old pw", b"saltsalt", &p6).unwrap());
+        assert!(check_password("old pw", &six) && !check_password("old pW", &six));
+        let p5 = sha_crypt::Sha256Params::new(5000).unwrap();
+        let five = format!("$5$saltsalt${}", sha_crypt::sha256_crypt_b64(b"old pw", b"saltsalt", &p5).unwrap());
+        assert!(check_password("old pw", &five) && !check_password("x", &five));
+        assert!(!check_password("old pw", "$argon2id$garbage"));
     }
 
     #[test]

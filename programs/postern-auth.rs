@@ -1,5 +1,50 @@
-//! postern-auth (being written).
+//! postern-auth PROG [ARG...]: a checkpassword program (see lib/checkpassword.rs).
+//!
+//! Reads `login NUL password NUL timestamp NUL` from fd 3; on a right login becomes
+//! the user, sets HOME, USER (and SHELL), changes to HOME and execs PROG ARGS.
+//! Exit 1: wrong login or password; 2: misuse; 111: try again later.
+//!
+//! It is setuid root in a system install (runnable by the postern-d group only), so
+//! it reads nothing from its environment but the home (which postern::home already
+//! refuses to take from a caller who is not root) and passes the rest on untouched
+//! to PROG, which runs as the user.
+
+use postern::checkpassword::{self, EXIT_BAD, EXIT_MISUSE, EXIT_TEMP};
+use postern::home::Home;
+use postern::log;
+use std::os::unix::process::CommandExt;
+
+const ME: &str = "postern-auth";
+
 fn main() {
-    eprintln!("postern-auth: not built yet");
-    std::process::exit(111);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.is_empty() {
+        log::line(ME, "usage: postern-auth PROG [ARG...] with the login on fd 3");
+        std::process::exit(EXIT_MISUSE);
+    }
+    let req = match checkpassword::read_fd3() {
+        Ok(r) => r,
+        Err(e) => {
+            log::line(ME, &e.to_string());
+            std::process::exit(EXIT_MISUSE);
+        }
+    };
+    let home = Home::from_env();
+    let account = match checkpassword::verify(&home, &req.login, &req.password) {
+        Ok(Some(a)) => a,
+        // Nothing about why: the caller tells the client only "failed".
+        Ok(None) => std::process::exit(EXIT_BAD),
+        Err(e) => {
+            log::line(ME, &format!("{e}; the login is refused for now"));
+            std::process::exit(EXIT_TEMP);
+        }
+    };
+    drop(req);
+    if let Err(e) = checkpassword::become_account(&account) {
+        log::line(ME, &e.to_string());
+        std::process::exit(if postern::privs::is_root() { EXIT_TEMP } else { EXIT_BAD });
+    }
+    let e = checkpassword::command_for(&account, &args[0], &args[1..]).exec();
+    log::line(ME, &format!("cannot run {} for {} in {}: {e}", args[0].to_string_lossy(), account.name, account.home.display()));
+    std::process::exit(EXIT_TEMP);
 }
