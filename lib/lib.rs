@@ -32,6 +32,7 @@ pub mod users;
 pub mod vacation;
 
 // SMTP receive (issue 3): its modules go here.
+pub mod listen;
 pub mod rules;
 pub mod smtp;
 pub mod smtpd;

@@ -200,3 +200,19 @@ pub fn shadow_hash(name: &str) -> std::io::Result<Option<String>> {
         return Ok(Some(unsafe { std::ffi::CStr::from_ptr(sp.sp_pwdp) }.to_string_lossy().into_owned()));
     }
 }
+
+// --- SMTP receive (issue 3) ---
+
+/// Make `cmd`'s child start with no signal blocked. postern-listen blocks SIGCHLD
+/// and SIGTERM to read them from a signalfd, and a blocked mask survives exec
+/// (std does not reset it), so without this every connection's program would
+/// ignore SIGTERM.
+pub fn unblock_signals_on_exec(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec; it only calls
+    // pthread_sigmask on an empty set, which is async-signal-safe and allocates
+    // nothing.
+    unsafe {
+        cmd.pre_exec(|| nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from));
+    }
+}

@@ -1,5 +1,46 @@
-//! postern-listen (being written).
+//! postern-listen: a TCP super-server (tcpserver's job).
+//!
+//!     postern-listen [-u USER] [-c MAXCONN] [-C MAXPERIP] [-x RULES.cdb] HOST PORT PROGRAM [ARG...]
+//!     postern-listen -X RULES.txt RULES.cdb
+//!
+//! Binds HOST:PORT ("0" for every IPv4 address, "::" for every address), then,
+//! if root and -u is given, becomes USER. Each connection runs PROGRAM with the
+//! socket on fd 0 and fd 1 and PROTO, TCPLOCALIP, TCPLOCALPORT, TCPREMOTEIP,
+//! TCPREMOTEPORT set, plus the variables of the matching rule in RULES.cdb
+//! (lib/rules.rs documents the format; -X compiles it). Over -c connections in
+//! all (default 40) or -C from one address (default 10), a new connection is
+//! closed at once. Logs to stderr; exits 0 on SIGTERM, leaving running
+//! connections to finish.
+
+use postern::listen::{self, Mode};
+use postern::{log, rules};
+
+const PROGRAM: &str = "postern-listen";
+
 fn main() {
-    eprintln!("postern-listen: not built yet");
-    std::process::exit(111);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let fail = |e: &dyn std::fmt::Display, code: i32| -> ! {
+        log::line(PROGRAM, &e.to_string());
+        std::process::exit(code)
+    };
+    let opts = match listen::parse_args(&args) {
+        Ok(Mode::Serve(o)) => o,
+        Ok(Mode::Compile(src, dst)) => match rules::compile(&src, &dst) {
+            Ok(n) => {
+                println!("{}: {n} rules compiled into {}", src.display(), dst.display());
+                return;
+            }
+            Err(e) => fail(&e, 111),
+        },
+        Err(e) => fail(&e, 100),
+    };
+    let listener = listen::bind(&opts.host, opts.port).unwrap_or_else(|e| fail(&e, 111));
+    if let Err(e) = listen::drop_privileges(opts.user.as_deref()) {
+        fail(&e, 111);
+    }
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(opts.port);
+    log::line(PROGRAM, &format!("ready on {}:{port}", opts.host));
+    if let Err(e) = listen::serve(listener, &opts) {
+        fail(&e, 111);
+    }
 }
