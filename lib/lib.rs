@@ -42,6 +42,8 @@ pub mod checkpassword;
 pub mod mailbox;
 pub mod pop3;
 pub mod pop3d;
+pub mod popup;
+pub mod tlsrelay;
 
 // Remote delivery (issue 5): its modules go here.
 pub mod remote;

@@ -61,6 +61,7 @@ pub const SETTINGS: &[Setting] = &[
     s("badmailfrom", List, "", "envelope senders refused by postern-smtpd; `@domain` refuses a whole domain"),
     s("bouncemaxbytes", Number, "50000", "most bytes of the original message quoted in a bounce"),
     s("helohost", Line, "(me)", "the name postern-remote gives in HELO/EHLO"),
+    s("timeoutpop3", Number, "1200", "seconds postern-popup and postern-pop3d wait for the POP3 client"),
 ];
 
 pub fn find(name: &str) -> Option<&'static Setting> {

@@ -201,18 +201,12 @@ pub fn shadow_hash(name: &str) -> std::io::Result<Option<String>> {
     }
 }
 
-// --- SMTP receive (issue 3) ---
-
-/// Make `cmd`'s child start with no signal blocked. postern-listen blocks SIGCHLD
-/// and SIGTERM to read them from a signalfd, and a blocked mask survives exec
-/// (std does not reset it), so without this every connection's program would
-/// ignore SIGTERM.
-pub fn unblock_signals_on_exec(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec; it only calls
-    // pthread_sigmask on an empty set, which is async-signal-safe and allocates
-    // nothing.
-    unsafe {
-        cmd.pre_exec(|| nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from));
-    }
+/// Map a message file read-only (postern-pop3d sends messages without reading
+/// them whole into memory). An empty file gives an empty map.
+pub fn map_file(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: the mapping is read-only and private to this process. Maildir
+    // messages are written once in tmp/ and never changed after delivery; the one
+    // risk, another program truncating a file while it is mapped, would end this
+    // one session with SIGBUS, never corrupt data.
+    unsafe { memmap2::Mmap::map(f) }
 }

@@ -1,5 +1,57 @@
-//! postern-pop3d (being written).
+//! postern-pop3d MAILDIR: one POP3 session (TRANSACTION and UPDATE states) on fd
+//! 0/1, run by a checkpassword program as the mailbox owner in its home, after
+//! postern-popup read the login. See lib/pop3d.rs and lib/mailbox.rs.
+//!
+//! Its first line answers the login: `+OK N messages`, or `-ERR` when the maildir
+//! is missing or in use by another session. Exit 0 after a session (QUIT or not),
+//! 100 when it could not start; never 1, 2 or 111, which postern-popup reads as a
+//! failed login.
+
+use postern::control::Control;
+use postern::error::EXIT_PERM;
+use postern::home::Home;
+use postern::log;
+use postern::mailbox::{Mailbox, MailboxError};
+use postern::netio::Session;
+use postern::pop3d::{End, Pop3d};
+use std::time::Duration;
+
+const ME: &str = "postern-pop3d";
+
 fn main() {
-    eprintln!("postern-pop3d: not built yet");
-    std::process::exit(111);
+    let user = std::env::var("USER").unwrap_or_default();
+    let mut logf = |m: &str| log::line(ME, &format!("{user}: {m}"));
+    let timeout = match Control::new(&Home::from_env()).number("timeoutpop3", 1200) {
+        Ok((t, _)) => t,
+        Err(e) => {
+            logf(&format!("{e}; using 1200 seconds"));
+            1200
+        }
+    };
+    let mut net = Session::stdio(Duration::from_secs(timeout.max(1)));
+    let Some(maildir) = std::env::args_os().nth(1) else {
+        logf("usage: postern-pop3d MAILDIR (run by a checkpassword program)");
+        net.write(b"-ERR [SYS/PERM] server misconfigured: no maildir given\r\n");
+        let _ = net.flush();
+        std::process::exit(EXIT_PERM);
+    };
+    let mut mb = match Mailbox::open(std::path::Path::new(&maildir), &mut logf) {
+        Ok(mb) => mb,
+        Err(e) => {
+            logf(&e.to_string());
+            let reply: &[u8] = match e {
+                MailboxError::InUse(_) => b"-ERR [IN-USE] the mailbox is in use by another POP3 session; try again later\r\n",
+                MailboxError::Missing(_) => b"-ERR [SYS/TEMP] the mailbox does not exist; ask the administrator\r\n",
+                MailboxError::Io(..) => b"-ERR [SYS/TEMP] the mailbox cannot be read now; try again later\r\n",
+            };
+            net.write(reply);
+            let _ = net.flush();
+            std::process::exit(EXIT_PERM);
+        }
+    };
+    let end = Pop3d::new(&mut mb, &mut net, &mut logf).run();
+    match end {
+        End::Quit(n) => logf(&format!("quit, {n} deleted, {} listed", mb.messages.len())),
+        End::Dropped(why) => logf(&format!("session ended without QUIT ({why}); nothing deleted")),
+    }
 }

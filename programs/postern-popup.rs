@@ -1,5 +1,87 @@
-//! postern-popup (being written).
+//! postern-popup HOSTNAME AUTHPROG [ARG...]: the POP3 login (qmail-popup's
+//! interface), e.g. `postern-popup mail.example postern-auth postern-pop3d Maildir`.
+//!
+//! Runs as postern-d on a connection on fd 0/1 (from postern-listen or tcpserver).
+//! A login goes to AUTHPROG by the checkpassword interface; see lib/popup.rs.
+//! After STLS this process becomes the TLS relay and a fresh popup runs behind it
+//! (lib/tlsrelay.rs).
+
+use postern::control::Control;
+use postern::home::Home;
+use postern::log;
+use postern::netio::Session;
+use postern::popup::{Outcome, Popup, INNER_ENV};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const ME: &str = "postern-popup";
+
 fn main() {
-    eprintln!("postern-popup: not built yet");
-    std::process::exit(111);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut net = Session::stdio(Duration::from_secs(60));
+    if args.len() < 3 {
+        log::line(ME, "usage: postern-popup HOSTNAME AUTHPROG [ARG...]");
+        net.write(b"-ERR [SYS/PERM] server misconfigured\r\n");
+        let _ = net.flush();
+        std::process::exit(2);
+    }
+    if let Err(e) = postern::privs::drop_to(postern::privs::Service::Daemon) {
+        log::line(ME, &e.to_string());
+        std::process::exit(111);
+    }
+    let home = Home::from_env();
+    let timeout = Duration::from_secs(Control::new(&home).number("timeoutpop3", 1200).map(|(t, _)| t).unwrap_or_else(|e| {
+        log::line(ME, &format!("{e}; using 1200 seconds"));
+        1200
+    }).max(1));
+    let tls = postern::tls::server_config(&home).unwrap_or_else(|e| {
+        log::line(ME, &format!("{e}; STLS is not offered until it is fixed"));
+        None
+    });
+    let popup = Popup {
+        hostname: args[1].to_string_lossy().into_owned(),
+        child: args[2..].to_vec(),
+        tls: tls.clone(),
+        secure: std::env::var_os(INNER_ENV).is_some_and(|v| v == "tls"),
+        fail_delay: Duration::from_secs(2),
+        max_failures: 3,
+        remote: std::env::var("TCPREMOTEIP").unwrap_or_else(|_| "unknown".into()),
+    };
+    let mut net = Session::stdio(timeout);
+    let outcome = popup.run(&mut net, &mut |m| log::line(ME, m));
+    match outcome {
+        Outcome::StartTls => {
+            let config = tls.expect("STLS is accepted only with a certificate");
+            std::process::exit(relay(config, &args, timeout));
+        }
+        Outcome::Served(code) => std::process::exit(code.unwrap_or(0)),
+        Outcome::Dropped(why) => log::line(ME, &format!("{} left before logging in: {why}", popup.remote)),
+        Outcome::Quit | Outcome::TooManyFailures => {}
+    }
+}
+
+/// Run a fresh popup on one end of a socket pair and relay TLS to it.
+fn relay(config: std::sync::Arc<rustls::ServerConfig>, args: &[std::ffi::OsString], timeout: Duration) -> i32 {
+    let started = std::os::unix::net::UnixStream::pair().and_then(|(outer, inner)| {
+        let exe = std::env::current_exe()?;
+        let child = Command::new(exe)
+            .args(&args[1..])
+            .env(INNER_ENV, "tls")
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(inner.try_clone()?)))
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(inner)))
+            .spawn()?;
+        Ok((outer, child))
+    });
+    let (outer, mut child) = match started {
+        Ok(v) => v,
+        Err(e) => {
+            log::line(ME, &format!("cannot start the popup behind TLS: {e}"));
+            return 111;
+        }
+    };
+    if let Err(e) = postern::tlsrelay::relay(config, outer, timeout) {
+        log::line(ME, &format!("TLS session ended: {e}"));
+    }
+    let _ = child.wait();
+    0
 }
