@@ -210,3 +210,19 @@ pub fn map_file(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     // one session with SIGBUS, never corrupt data.
     unsafe { memmap2::Mmap::map(f) }
 }
+
+// --- SMTP receive (issue 3) ---
+
+/// Make `cmd`'s child start with no signal blocked. postern-listen blocks SIGCHLD
+/// and SIGTERM to read them from a signalfd, and a blocked mask survives exec
+/// (std does not reset it), so without this every connection's program would
+/// ignore SIGTERM.
+pub fn unblock_signals_on_exec(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec; it only calls
+    // pthread_sigmask on an empty set, which is async-signal-safe and allocates
+    // nothing.
+    unsafe {
+        cmd.pre_exec(|| nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from));
+    }
+}
