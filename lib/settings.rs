@@ -62,6 +62,9 @@ pub const SETTINGS: &[Setting] = &[
     s("bouncemaxbytes", Number, "50000", "most bytes of the original message quoted in a bounce"),
     s("helohost", Line, "(me)", "the name postern-remote gives in HELO/EHLO"),
     s("timeoutpop3", Number, "1200", "seconds postern-popup and postern-pop3d wait for the POP3 client"),
+    s("outgoingip", List, "", "per sender domain, the local address(es) and HELO name of outgoing SMTP: `senderdomain:IP[,[IPv6]][:heloname]`, `:IP[:helo]` for the rest"),
+    s("tlsdestinations", List, "", "recipient domains that require TLS: `domain` (any certificate) or `domain:verify` (checked with tlsca.pem, else the public roots)"),
+    s("dnsresolvers", List, "", "DNS servers postern-remote asks, `IP` or `IP:PORT` a line (missing: /etc/resolv.conf)"),
 ];
 
 pub fn find(name: &str) -> Option<&'static Setting> {
