@@ -1,1 +1,639 @@
-//! (being written)
+//! SMTP receive end to end: instances from scripts/instance with postern-listen and
+//! postern-smtpd on a free port, real clients (Python's smtplib, swaks, msmtp),
+//! a raw client for the protocol corners and the hostile input, tcpserver, and
+//! mlmmj relaying through us.
+
+use crate::harness::*;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+mod mlmmj;
+
+/// A port nobody listens on right now (the kernel picks it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An instance (not started) whose SMTP listens on a free port.
+pub fn smtp_instance(tag: &str) -> (Instance, u16) {
+    if is_root() {
+        service_users();
+    }
+    let dir = TempDir::new(tag);
+    let domain = format!("{tag}.test");
+    let port = free_port();
+    let out = Command::new(repo().join("scripts/instance"))
+        .args(["create", dir.path().to_str().unwrap(), "--domain", &domain])
+        .args(["--smtp-port", &port.to_string(), "--pop3-port", &free_port().to_string()])
+        .env("POSTERN_BUILD", bin_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "instance create: {}", text(&out));
+    (Instance { dir, domain }, port)
+}
+
+pub fn smtp_log(i: &Instance) -> String {
+    fs::read_to_string(i.path().join("log/smtp.log")).unwrap_or_default()
+}
+
+/// Allow relaying from 127.0.0.1 (the instance compiles the rules at start).
+pub fn allow_relay(i: &Instance) {
+    fs::write(i.path().join("control/tcp.smtp"), "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
+}
+
+/// A raw SMTP client for the protocol corners.
+pub struct Client {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut c = Client { s, buf: Vec::new() };
+        let (code, text) = c.reply();
+        assert_eq!(code, 220, "greeting: {text}");
+        c
+    }
+
+    pub fn send(&mut self, data: &[u8]) {
+        self.s.write_all(data).unwrap();
+    }
+
+    /// Read one (possibly multi-line) reply: code and the text of all lines.
+    pub fn reply(&mut self) -> (u16, String) {
+        let mut text = String::new();
+        loop {
+            let line = self.line().unwrap_or_else(|| panic!("connection closed; got so far: {text:?}"));
+            let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad reply line {line:?}"));
+            text.push_str(line.get(4..).unwrap_or(""));
+            text.push('\n');
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return (code, text);
+            }
+        }
+    }
+
+    fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let l: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(String::from_utf8_lossy(&l).trim_end().to_string());
+            }
+            let mut b = [0u8; 65536];
+            match self.s.read(&mut b) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&b[..n]),
+            }
+        }
+    }
+
+    /// Send a command line and return the reply.
+    pub fn cmd(&mut self, line: &str) -> (u16, String) {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    pub fn expect(&mut self, line: &str, code: u16) -> String {
+        let (c, t) = self.cmd(line);
+        assert_eq!(c, code, "{line:?} -> {c} {t}");
+        t
+    }
+
+    /// True once the server has closed the connection (after reading what is left).
+    pub fn closed(&mut self) -> bool {
+        self.line().is_none()
+    }
+}
+
+/// A message with CRLF lines, as a client sends it.
+fn crlf(msg: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for &b in msg {
+        if b == b'\n' {
+            v.push(b'\r');
+        }
+        v.push(b);
+    }
+    v
+}
+
+/// The message after the trace lines delivery and the queue added (Return-Path,
+/// Delivered-To, Received with their continuation lines).
+pub fn after_trace(msg: &[u8]) -> &[u8] {
+    let mut pos = 0;
+    let mut in_trace = false;
+    while pos < msg.len() {
+        let end = msg[pos..].iter().position(|&b| b == b'\n').map(|i| pos + i + 1).unwrap_or(msg.len());
+        let line = &msg[pos..end];
+        let cont = line.starts_with(b" ") || line.starts_with(b"\t");
+        let trace = ["Return-Path:", "Delivered-To:", "Received:"].iter().any(|h| line.starts_with(h.as_bytes()));
+        if trace || (cont && in_trace) {
+            in_trace = true;
+            pos = end;
+        } else {
+            break;
+        }
+    }
+    &msg[pos..]
+}
+
+/// The Received line postern-smtpd wrote (unfolded).
+fn smtpd_received(msg: &[u8]) -> String {
+    let text = String::from_utf8_lossy(msg).replace("\n\t", " ");
+    text.lines().find(|l| l.contains("(postern-smtpd)")).unwrap_or_else(|| panic!("no Received from postern-smtpd in {text}")).to_string()
+}
+
+fn session(c: &mut Client, from: &str, to: &str) {
+    c.expect("EHLO client.test", 250);
+    c.expect(&format!("MAIL FROM:<{from}>"), 250);
+    c.expect(&format!("RCPT TO:<{to}>"), 250);
+    c.expect("DATA", 354);
+}
+
+#[test]
+fn python_smtplib_delivers_byte_for_byte() {
+    let (i, port) = smtp_instance("pysmtp");
+    let md = i.adduser("alice", "pw");
+    i.start();
+    let msg = message("from python", "Hello.\n.a line starting with a dot\n8bit: caf\u{e9}\n");
+    let script = format!(
+        "import smtplib,sys\ns=smtplib.SMTP('127.0.0.1',{port})\nr=s.sendmail('bob@sender.test',['{}'],sys.stdin.buffer.read())\ns.quit()\nprint('refused',r)",
+        i.address("alice")
+    );
+    // smtplib sends bytes as they are: a client must give CRLF lines (bare LF
+    // is refused, see lib/smtp.rs).
+    let out = run_with_input(Command::new("python3").args(["-c", &script]), &crlf(&msg));
+    assert!(out.status.success(), "{}", text(&out));
+    let got = i.wait_mail(&md, 1);
+    assert_eq!(after_trace(&got[0]), &msg[..], "{}", String::from_utf8_lossy(&got[0]));
+    let r = smtpd_received(&got[0]);
+    assert!(r.contains("[127.0.0.1]") && r.contains("with ESMTP;"), "{r}");
+    assert!(String::from_utf8_lossy(&got[0]).starts_with("Return-Path: <bob@sender.test>\n"));
+    i.wait_empty();
+}
+
+#[test]
+fn swaks_with_starttls_and_auth() {
+    let (i, port) = smtp_instance("swaks");
+    let md = i.adduser("alice", "secret-a");
+    i.start();
+    let server = format!("127.0.0.1:{port}");
+    let body = "Line one\nLine two";
+    let swaks = |extra: &[&str]| {
+        Command::new("swaks")
+            .args(["--server", &server, "--from", "bob@sender.test", "--to", &i.address("alice"), "--body", body, "--header", "Subject: via swaks"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = swaks(&["--tls", "--auth", "PLAIN", "--auth-user", &i.address("alice"), "--auth-password", "secret-a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let got = i.wait_mail(&md, 1);
+    assert!(smtpd_received(&got[0]).contains("with ESMTPSA;"), "{}", String::from_utf8_lossy(&got[0]));
+    let body = String::from_utf8_lossy(after_trace(&got[0])).into_owned();
+    assert!(body.starts_with("Date: ") && body.contains("\nSubject: via swaks\n") && body.contains("\n\nLine one\nLine two\n"), "{body}");
+    // AUTH LOGIN, and a wrong password is refused.
+    let out = swaks(&["--tls", "--auth", "LOGIN", "--auth-user", &i.address("alice"), "--auth-password", "secret-a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = swaks(&["--tls", "--auth", "PLAIN", "--auth-user", &i.address("alice"), "--auth-password", "wrong"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stdout).contains("535 5.7.8"), "{}", text(&out));
+    // TLS without AUTH is ESMTPS; no AUTH is offered before STARTTLS.
+    let out = swaks(&["--tls"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let got = i.wait_mail(&md, 3);
+    assert!(got.iter().any(|m| smtpd_received(m).contains("with ESMTPS;")));
+    let mut c = Client::connect(port);
+    let ehlo = c.expect("EHLO x", 250);
+    assert!(ehlo.contains("STARTTLS\n") && !ehlo.contains("AUTH"), "{ehlo}");
+    c.expect("AUTH PLAIN AGEAYg==", 538);
+}
+
+#[test]
+fn msmtp_over_starttls() {
+    let (i, port) = smtp_instance("msmtp");
+    let md = i.adduser("carol", "pw");
+    i.start();
+    let conf = i.path().join("msmtprc");
+    fs::write(
+        &conf,
+        format!(
+            "account default\nhost 127.0.0.1\nport {port}\nfrom dave@sender.test\ntls on\ntls_starttls on\ntls_trust_file {}\ntls_host_override localhost\nauth off\n",
+            i.path().join("control/servercert.pem").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let msg = message("by msmtp", "sent with msmtp");
+    let out = run_with_input(Command::new("msmtp").arg("-C").arg(&conf).arg(i.address("carol")), &msg);
+    assert!(out.status.success(), "{}\n{}", text(&out), smtp_log(&i));
+    let got = i.wait_mail(&md, 1);
+    assert_eq!(after_trace(&got[0]), &msg[..]);
+    assert!(smtpd_received(&got[0]).contains("with ESMTPS;"));
+}
+
+#[test]
+fn not_an_open_relay_unless_the_rules_or_auth_allow_it() {
+    let (i, port) = smtp_instance("relay");
+    i.adduser("alice", "pw-a");
+    fs::write(i.path().join("control/rcpthosts"), format!("{}\nbackup.test\n.sub.test\n", i.domain)).unwrap();
+    i.start();
+    let mut c = Client::connect(port);
+    c.expect("EHLO client.test", 250);
+    c.expect("MAIL FROM:<spammer@evil.test>", 250);
+    let t = c.expect("RCPT TO:<victim@elsewhere.test>", 554);
+    assert!(t.starts_with("5.7.1"), "{t}");
+    c.expect("RCPT TO:<x@a.sub.test>", 250);
+    c.expect("RCPT TO:<x@backup.test>", 250);
+    let t = c.expect(&format!("RCPT TO:<nobody@{}>", i.domain), 550);
+    assert!(t.starts_with("5.1.1"), "{t}");
+    c.expect(&format!("RCPT TO:<ALICE@{}>", i.domain.to_uppercase()), 250);
+    c.expect("QUIT", 221);
+
+    // After AUTH (allowed in plain text by authplaintext) relaying is allowed.
+    fs::write(i.path().join("control/authplaintext"), "1\n").unwrap();
+    let mut c = Client::connect(port);
+    assert!(c.expect("EHLO client.test", 250).contains("AUTH PLAIN LOGIN"));
+    let plain = postern::smtp::base64_encode(format!("\0{}\0pw-a", i.address("alice")).as_bytes());
+    c.expect(&format!("AUTH PLAIN {plain}"), 235);
+    c.expect("MAIL FROM:<alice@x.test>", 250);
+    c.expect("RCPT TO:<friend@elsewhere.test>", 250);
+    c.expect("QUIT", 221);
+
+    // RELAYCLIENT from the listener's rules.
+    allow_relay(&i);
+    let out = i.run("postern-listen", &["-X", i.path().join("control/tcp.smtp").to_str().unwrap(), i.path().join("control/tcp.smtp.cdb").to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", text(&out));
+    let mut c = Client::connect(port);
+    c.expect("EHLO client.test", 250);
+    c.expect("MAIL FROM:<a@x.test>", 250);
+    c.expect("RCPT TO:<friend@elsewhere.test>", 250);
+    c.expect(&format!("RCPT TO:<nobody@{}>", i.domain), 550);
+}
+
+#[test]
+fn sequence_and_syntax_errors_get_the_right_codes() {
+    let (i, port) = smtp_instance("seq");
+    i.adduser("alice", "pw");
+    fs::write(i.path().join("control/badmailfrom"), "bad@spam.test\n@spamdomain.test\n").unwrap();
+    i.start();
+    let a = i.address("alice");
+    let mut c = Client::connect(port);
+    c.expect("MAIL FROM:<a@b.test>", 503);
+    c.expect("RCPT TO:<a@b.test>", 503);
+    c.expect("DATA", 503);
+    c.expect("NOOP", 250);
+    c.expect("HELP", 214);
+    c.expect("VRFY alice", 252);
+    c.expect("VRFY", 501);
+    c.expect("EXPN list", 502);
+    c.expect("BDAT 10 LAST", 502);
+    c.expect("FOO bar", 500);
+    c.expect("HELO", 501);
+    c.expect("QUIT", 221);
+    // A fresh session: the error count (20 before a hang-up) starts again.
+    let mut c = Client::connect(port);
+    c.expect("EHLO client.test", 250);
+    c.expect("RCPT TO:<a@b.test>", 503);
+    c.expect("DATA", 503);
+    c.expect("MAIL FROM:<bad@spam.test>", 553);
+    c.expect("MAIL FROM:<x@SpamDomain.test>", 553);
+    c.expect("MAIL FROM:<a@b.test> FOO=bar", 555);
+    c.expect("MAIL FROM:<a@b.test> BODY=BINARYMIME", 555);
+    c.expect("MAIL FROM:a@b.test>", 501);
+    c.expect("MAIL FROM:<\u{e9}@b.test>", 553);
+    c.expect("MAIL FROM:<> BODY=8BITMIME SIZE=100 RET=HDRS ENVID=abc", 250);
+    c.expect("MAIL FROM:<a@b.test>", 503);
+    c.expect("DATA", 503);
+    c.expect(&format!("RCPT TO:<nobody@{}>", i.domain), 550);
+    c.expect("DATA", 554);
+    c.expect(&format!("RCPT TO:<{a}> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;{a}"), 250);
+    c.expect(&format!("RCPT TO:<{a}> NOTIFY=sometimes"), 555);
+    c.expect("AUTH PLAIN", 503);
+    c.expect("STARTTLS now", 501);
+    c.expect("RSET", 250);
+    c.expect("RSET x", 501);
+    c.expect("DATA", 503);
+    c.expect("MAIL FROM:<\u{e9}@b.test> SMTPUTF8", 250);
+    c.expect(&format!("RCPT TO:<{a}>"), 250);
+    c.expect("DATA", 354);
+    c.send(b"Subject: utf8\r\n\r\nok\r\n.\r\n");
+    assert_eq!(c.reply().0, 250);
+    c.expect("QUIT", 221);
+    assert!(c.closed());
+    let md = i.maildir("alice");
+    let got = i.wait_mail(&md, 1);
+    assert!(smtpd_received(&got[0]).contains("with UTF8SMTP;"));
+    assert!(String::from_utf8_lossy(&got[0]).starts_with("Return-Path: <\u{e9}@b.test>\n"));
+}
+
+/// The known smuggling variants: each DATA must give one message or none, and
+/// nothing after an ambiguous end may run as a command.
+#[test]
+fn smtp_smuggling_variants_never_split_a_message() {
+    let (i, port) = smtp_instance("smuggle");
+    let md = i.adduser("alice", "pw");
+    i.start();
+    let a = i.address("alice");
+    let smuggled = format!("MAIL FROM:<admin@bank.test>\r\nRCPT TO:<{a}>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n");
+    let variants: &[&[u8]] = &[b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r", b"\n.\r", b".\n"];
+    for v in variants {
+        let mut c = Client::connect(port);
+        session(&mut c, "a@sender.test", &a);
+        let mut data = b"Subject: legit\r\n\r\nhello".to_vec();
+        data.extend_from_slice(v);
+        data.extend_from_slice(smuggled.as_bytes());
+        c.send(&data);
+        let (code, t) = c.reply();
+        assert_eq!(code, 521, "variant {:?}: {t}", String::from_utf8_lossy(v));
+        assert!(c.closed(), "the server hangs up after a bare newline");
+    }
+    // A proper message still goes through, and only it arrives.
+    let mut c = Client::connect(port);
+    session(&mut c, "a@sender.test", &a);
+    c.send(b"Subject: real\r\n\r\nbody with a bare-looking .\r\n..\r\n.\r\n");
+    assert_eq!(c.reply().0, 250);
+    let got = i.wait_mail(&md, 1);
+    i.wait_empty();
+    assert_eq!(maildir_new(&md).len(), 1, "nothing smuggled arrived");
+    assert_eq!(after_trace(&got[0]), b"Subject: real\n\nbody with a bare-looking .\n.\n");
+}
+
+#[test]
+fn hostile_input_gets_protocol_errors_and_the_server_keeps_serving() {
+    let (i, port) = smtp_instance("hostile");
+    let md = i.adduser("alice", "pw");
+    i.start();
+    let a = i.address("alice");
+    let mut c = Client::connect(port);
+    // Over-long command line, NUL, non-UTF-8: errors, then the session goes on.
+    let t = c.expect(&format!("NOOP {}", "x".repeat(100_000)), 500);
+    assert!(t.starts_with("5.5.2"), "{t}");
+    c.send(b"HELO a\0b\r\n");
+    assert_eq!(c.reply().0, 500);
+    c.send(b"EHLO \xff\xfe\r\n");
+    assert_eq!(c.reply().0, 500);
+    c.expect("EHLO client.test", 250);
+    // A header line of 100 KiB, a body line of 200 KiB, NUL and 8-bit bytes in DATA:
+    // kept as they are.
+    c.expect("MAIL FROM:<a@sender.test>", 250);
+    c.expect(&format!("RCPT TO:<{a}>"), 250);
+    c.expect("DATA", 354);
+    let mut msg = format!("Subject: long\nX-Long: {}\n\n", "h".repeat(100 * 1024)).into_bytes();
+    msg.extend_from_slice(&vec![b'b'; 200 * 1024]);
+    msg.extend_from_slice(b"\nnul \0 and \xff\xfe bytes\n");
+    let mut wire = crlf(&msg);
+    wire.extend_from_slice(b".\r\n");
+    c.send(&wire);
+    assert_eq!(c.reply().0, 250);
+    let got = i.wait_mail(&md, 1);
+    assert_eq!(after_trace(&got[0]), &msg[..]);
+    // Too many errors: the server hangs up.
+    let mut c = Client::connect(port);
+    let mut last = 0;
+    for _ in 0..25 {
+        c.send(b"BOGUS\r\n");
+        last = c.reply().0;
+        if last == 421 {
+            break;
+        }
+    }
+    assert_eq!(last, 421);
+    assert!(c.closed());
+    // HTTP at the SMTP port.
+    let mut c = Client::connect(port);
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.reply().0, 500);
+    // Still serving.
+    let mut c = Client::connect(port);
+    c.expect("EHLO again", 250);
+}
+
+#[test]
+fn a_whole_session_in_one_write() {
+    let (i, port) = smtp_instance("pipeline");
+    let md = i.adduser("alice", "pw");
+    let bob = i.adduser("bob", "pw");
+    i.start();
+    let mut c = Client::connect(port);
+    let (a, b) = (i.address("alice"), i.address("bob"));
+    c.send(
+        format!(
+            "EHLO c.test\r\nMAIL FROM:<s@sender.test>\r\nRCPT TO:<{a}>\r\nRCPT TO:<nobody@{}>\r\nRCPT TO:<{b}>\r\nDATA\r\nSubject: one\r\n\r\nfirst\r\n.\r\n\
+             MAIL FROM:<s@sender.test>\r\nRCPT TO:<{a}>\r\nDATA\r\nSubject: two\r\n\r\nsecond\r\n.\r\nQUIT\r\n",
+            i.domain
+        )
+        .as_bytes(),
+    );
+    let codes: Vec<u16> = (0..11).map(|_| c.reply().0).collect();
+    assert_eq!(codes, [250, 250, 250, 550, 250, 354, 250, 250, 250, 354, 250]);
+    assert_eq!(c.reply().0, 221);
+    let got = i.wait_mail(&md, 2);
+    assert_eq!(after_trace(&got[0]), b"Subject: one\n\nfirst\n");
+    assert_eq!(after_trace(&got[1]), b"Subject: two\n\nsecond\n");
+    assert_eq!(i.wait_mail(&bob, 1).len(), 1);
+}
+
+/// Nothing of an unfinished message may reach the queue.
+fn assert_nothing_queued(i: &Instance, md: &Path) {
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(i.queued(), 0);
+    assert_eq!(fs::read_dir(i.path().join("queue/tmp")).unwrap().count(), 0, "postern-queue left a file in tmp/");
+    assert!(maildir_new(md).is_empty());
+}
+
+#[test]
+fn disconnect_or_stall_mid_data_queues_nothing() {
+    let (i, port) = smtp_instance("middata");
+    let md = i.adduser("alice", "pw");
+    fs::write(i.path().join("control/timeoutsmtpd"), "2\n").unwrap();
+    i.start();
+    let a = i.address("alice");
+    let mut c = Client::connect(port);
+    session(&mut c, "s@sender.test", &a);
+    c.send(b"Subject: cut\r\n\r\nhalf a mess");
+    drop(c);
+    assert_nothing_queued(&i, &md);
+
+    let mut c = Client::connect(port);
+    session(&mut c, "s@sender.test", &a);
+    c.send(b"Subject: stalled\r\n\r\nand then nothing\r\n");
+    let t0 = Instant::now();
+    let (code, t) = c.reply();
+    assert_eq!(code, 421, "{t}");
+    assert!(t.starts_with("4.4.2"), "{t}");
+    assert!(t0.elapsed() >= Duration::from_millis(1500), "the timeout is timeoutsmtpd");
+    assert!(c.closed());
+    assert_nothing_queued(&i, &md);
+    // A stalled client between commands is dropped too.
+    let mut c = Client::connect(port);
+    assert_eq!(c.reply().0, 421);
+}
+
+#[test]
+fn ten_thousand_recipients_hit_the_limit_and_the_server_stays_up() {
+    let (i, port) = smtp_instance("rcpts");
+    let md = i.adduser("alice", "pw");
+    i.start();
+    let a = i.address("alice");
+    let mut c = Client::connect(port);
+    c.expect("EHLO c.test", 250);
+    c.expect("MAIL FROM:<s@sender.test>", 250);
+    let mut batch = String::new();
+    for _ in 0..10_000 {
+        batch.push_str(&format!("RCPT TO:<{a}>\r\n"));
+    }
+    let writer = {
+        let mut s = c.s.try_clone().unwrap();
+        std::thread::spawn(move || s.write_all(batch.as_bytes()).unwrap())
+    };
+    let (mut ok, mut full) = (0, 0);
+    for _ in 0..10_000 {
+        match c.reply().0 {
+            250 => ok += 1,
+            452 => full += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!((ok, full), (100, 9_900), "maxrcpt defaults to 100");
+    c.expect("DATA", 354);
+    c.send(b"Subject: many\r\n\r\nx\r\n.\r\n");
+    assert_eq!(c.reply().0, 250);
+    // 100 accepted recipients, all alice: 100 copies, no more.
+    assert_eq!(i.wait_mail(&md, 100).len(), 100);
+    i.wait_empty();
+    assert_eq!(maildir_new(&md).len(), 100);
+    fs::write(i.path().join("control/maxrcpt"), "3\n").unwrap();
+    let mut c = Client::connect(port);
+    c.expect("EHLO c.test", 250);
+    c.expect("MAIL FROM:<s@sender.test>", 250);
+    for _ in 0..3 {
+        c.expect(&format!("RCPT TO:<{a}>"), 250);
+    }
+    let t = c.expect(&format!("RCPT TO:<{a}>"), 452);
+    assert!(t.starts_with("4.5.3"), "{t}");
+}
+
+#[test]
+fn databytes_refuses_big_messages_and_queues_nothing() {
+    let (i, port) = smtp_instance("databytes");
+    let md = i.adduser("alice", "pw");
+    fs::write(i.path().join("control/databytes"), "1000\n").unwrap();
+    i.start();
+    let a = i.address("alice");
+    let mut c = Client::connect(port);
+    assert!(c.expect("EHLO c.test", 250).contains("SIZE 1000\n"));
+    let t = c.expect("MAIL FROM:<s@sender.test> SIZE=5000", 552);
+    assert!(t.starts_with("5.3.4"), "{t}");
+    c.expect("MAIL FROM:<s@sender.test>", 250);
+    c.expect(&format!("RCPT TO:<{a}>"), 250);
+    c.expect("DATA", 354);
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    big.extend_from_slice(&crlf(&vec![b'x'; 3000]));
+    big.extend_from_slice(b"\r\n.\r\n");
+    c.send(&big);
+    let (code, t) = c.reply();
+    assert_eq!(code, 552, "{t}");
+    assert_nothing_queued(&i, &md);
+    // The session goes on and a small message fits.
+    c.expect("MAIL FROM:<s@sender.test>", 250);
+    c.expect(&format!("RCPT TO:<{a}>"), 250);
+    c.expect("DATA", 354);
+    c.send(b"Subject: small\r\n\r\nfits\r\n.\r\n");
+    assert_eq!(c.reply().0, 250);
+    assert_eq!(after_trace(&i.wait_mail(&md, 1)[0]), b"Subject: small\n\nfits\n");
+}
+
+#[test]
+fn failed_logins_are_delayed_and_counted() {
+    let (i, port) = smtp_instance("authfail");
+    i.adduser("alice", "right");
+    fs::write(i.path().join("control/authplaintext"), "1\n").unwrap();
+    i.start();
+    let mut c = Client::connect(port);
+    c.expect("EHLO c.test", 250);
+    let t0 = Instant::now();
+    let wrong = postern::smtp::base64_encode(format!("\0{}\0wrong", i.address("alice")).as_bytes());
+    c.expect(&format!("AUTH PLAIN {wrong}"), 535);
+    // LOGIN step by step, cancelled with '*'.
+    assert_eq!(c.cmd("AUTH LOGIN").0, 334);
+    c.expect("*", 501);
+    assert_eq!(c.cmd("AUTH PLAIN").0, 334);
+    c.expect(&wrong, 535);
+    c.expect("AUTH PLAIN not-base64!", 501);
+    c.expect("AUTH CRAM-MD5", 504);
+    assert_eq!(c.cmd(&format!("AUTH PLAIN {wrong}")).0, 421);
+    assert!(c.closed());
+    assert!(t0.elapsed() >= Duration::from_secs(6), "1 + 2 + 3 seconds of delay");
+    assert!(smtp_log(&i).contains("failed login for"), "{}", smtp_log(&i));
+}
+
+/// RFC 3207: commands pipelined after STARTTLS are discarded, not run inside TLS.
+#[test]
+fn starttls_discards_pipelined_input() {
+    let (i, port) = smtp_instance("tlsinject");
+    i.start();
+    let script = format!(
+        r#"
+import socket, ssl
+s = socket.create_connection(("127.0.0.1", {port}))
+f = s.makefile("rb")
+def reply():
+    lines = []
+    while True:
+        l = f.readline().decode()
+        lines.append(l)
+        if l[3] == " ":
+            return lines
+reply()
+s.sendall(b"EHLO x\r\n"); reply()
+s.sendall(b"STARTTLS\r\nNOOP injected\r\n")
+print(reply()[0].strip())
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(s)
+t.sendall(b"EHLO y\r\n")
+data = b""
+while not data.endswith(b"\r\n") or data.split(b"\r\n")[-2][3:4] != b" ":
+    data += t.recv(4096)
+print(data.decode().splitlines()[0])
+print("AUTH" in data.decode(), "STARTTLS" in data.decode())
+"#
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    assert!(lines[0].starts_with("220 2.0.0"), "{lines:?}");
+    assert!(lines[1].starts_with("250-") && lines[1].contains("Hello y"), "the first reply in TLS answers EHLO, not the injected NOOP: {lines:?}");
+    assert_eq!(lines[2], "True False", "AUTH offered in TLS, STARTTLS no more");
+}
+
+#[test]
+fn works_under_tcpserver() {
+    let (i, _) = smtp_instance("tcpserver");
+    let md = i.adduser("alice", "pw");
+    i.start();
+    let port = free_port();
+    let mut ts = Command::new("tcpserver")
+        .args(["-q", "-R", "-H", "127.0.0.1", &port.to_string()])
+        .arg(i.path().join("bin/postern-smtpd"))
+        .env("POSTERN_HOME", i.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let connected = wait_for(10, "tcpserver listening", || TcpStream::connect(("127.0.0.1", port)).ok());
+    drop(connected);
+    let script = format!("import smtplib\ns=smtplib.SMTP('127.0.0.1',{port})\ns.sendmail('t@sender.test',['{}'],b'Subject: tcpserver\\r\\n\\r\\nvia ucspi-tcp\\r\\n')\ns.quit()", i.address("alice"));
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    let _ = ts.kill();
+    let _ = ts.wait();
+    assert!(out.status.success(), "{}", text(&out));
+    let got = i.wait_mail(&md, 1);
+    assert_eq!(after_trace(&got[0]), b"Subject: tcpserver\n\nvia ucspi-tcp\n");
+    assert!(smtpd_received(&got[0]).contains("[127.0.0.1]"), "TCPREMOTEIP from tcpserver");
+}
