@@ -23,6 +23,7 @@ pub mod netio;
 pub mod mbox;
 pub mod privs;
 pub mod queue;
+pub mod rspawn;
 pub mod scheduler;
 pub mod settings;
 pub mod spawn;
@@ -46,7 +47,7 @@ pub mod popup;
 pub mod tlsrelay;
 
 // Remote delivery (issue 5): its modules go here.
-pub mod remote;
 pub mod mx;
 pub mod outgoing;
+pub mod remote;
 pub mod smtpreply;

@@ -11,9 +11,6 @@ use crate::home::Home;
 use crate::queue::{Queue, QueueFile};
 use crate::spawn::{Request, Running, Starter};
 use crate::users::Users;
-use std::ffi::CString;
-use std::fs::File;
-use std::io::{self, Read, Seek};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -39,26 +36,14 @@ fn temp(text: String) -> (Kind, String) {
     (Kind::Temporary, text)
 }
 
-/// A memory file holding bytes 0..len of `from`, rewound.
-fn message_copy(from: &File, len: u64) -> io::Result<File> {
-    let name = CString::new("postern-message").expect("no NUL");
-    let fd: OwnedFd = nix::sys::memfd::memfd_create(&name, nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).map_err(io::Error::from)?;
-    let mut mem = File::from(fd);
-    let mut src = from.try_clone()?;
-    src.rewind()?;
-    let copied = io::copy(&mut (&mut src).take(len), &mut mem)?;
-    if copied != len {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("copied {copied} of {len} bytes")));
-    }
-    mem.rewind()?;
-    Ok(mem)
-}
-
 impl Starter for LocalStarter {
-    fn start(&mut self, req: &Request) -> Result<Running, (Kind, String)> {
-        let (local, domain) = match req.recipient.rfind('@') {
-            Some(i) => (&req.recipient[..i], &req.recipient[i + 1..]),
-            None => (req.recipient.as_str(), ""),
+    fn start(&mut self, req: &Request, _file: Option<OwnedFd>) -> Result<Running, (Kind, String)> {
+        let [recipient] = req.recipients.as_slice() else {
+            return Err(temp(format!("4.3.0 local deliveries take one recipient, not {}", req.recipients.len())));
+        };
+        let (local, domain) = match recipient.rfind('@') {
+            Some(i) => (&recipient[..i], &recipient[i + 1..]),
+            None => (recipient.as_str(), ""),
         };
         let mut users = Users::open(&self.home).map_err(|e| temp(format!("4.3.0 {e}")))?;
         let target = match users.lookup(local, domain).map_err(|e| temp(format!("4.3.0 {e}")))? {
@@ -71,7 +56,7 @@ impl Starter for LocalStarter {
         let queue = Queue::new(&self.home);
         let path = queue.mess().join(&req.id);
         let qf = QueueFile::open(&path, false).map_err(|e| temp(format!("4.3.0 {e}")))?;
-        let message = message_copy(&qf.file, qf.message_len).map_err(|e| temp(format!("4.3.0 cannot copy message {}: {e}", path.display())))?;
+        let message = qf.message_copy().map_err(|e| temp(format!("4.3.0 cannot copy message {}: {e}", path.display())))?;
         drop(qf);
 
         let (r, w) = crate::sys::pipe().map_err(|e| temp(format!("4.3.0 pipe: {e}")))?;

@@ -415,8 +415,13 @@ pub struct QueueFile {
 
 impl QueueFile {
     pub fn open(path: &Path, writable: bool) -> Result<QueueFile, QueueError> {
-        let corrupt = |e: String| QueueError::Corrupt(path.to_path_buf(), e);
         let file = OpenOptions::new().read(true).write(writable).open(path).map_err(|e| QueueError::Dir(path.to_path_buf(), e))?;
+        QueueFile::from_file(file, path)
+    }
+
+    /// Parse an open queue file (`path` is for messages only).
+    pub fn from_file(file: File, path: &Path) -> Result<QueueFile, QueueError> {
+        let corrupt = |e: String| QueueError::Corrupt(path.to_path_buf(), e);
         let size = file.metadata().map_err(|e| QueueError::Dir(path.to_path_buf(), e))?.len();
         if size < TRAILER_LEN as u64 {
             return Err(corrupt("shorter than its trailer".into()));
@@ -454,6 +459,24 @@ impl QueueFile {
             self.recipients[i].done = true;
         }
         Ok(())
+    }
+
+    /// A memory file holding exactly the message, rewound: what a delivery program
+    /// gets on fd 0 (seekable, and without the envelope).
+    pub fn message_copy(&self) -> io::Result<File> {
+        use std::io::Seek;
+        let name = std::ffi::CString::new("postern-message").expect("no NUL");
+        let fd = nix::sys::memfd::memfd_create(&name, nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).map_err(io::Error::from)?;
+        let mut mem = File::from(fd);
+        let mut src = self.file.try_clone()?;
+        src.rewind()?;
+        // std copies file to file inside the kernel (copy_file_range/sendfile).
+        let copied = io::copy(&mut (&mut src).take(self.message_len), &mut mem)?;
+        if copied != self.message_len {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("copied {copied} of {} bytes", self.message_len)));
+        }
+        mem.rewind()?;
+        Ok(mem)
     }
 
     /// The message bytes (without envelope and trailer).

@@ -42,6 +42,8 @@ pub struct Config {
     pub doublebouncehost: String,
     pub concurrency_local: usize,
     pub concurrency_remote: usize,
+    /// Remote deliveries at once to one domain.
+    pub concurrency_domain: usize,
     pub queuelifetime: u64,
     pub bouncemaxbytes: usize,
 }
@@ -77,6 +79,7 @@ impl Config {
             doublebouncehost: c.host_or_me("doublebouncehost")?.0,
             concurrency_local: limit("concurrencylocal", 10)?,
             concurrency_remote: limit("concurrencyremote", 20)?,
+            concurrency_domain: limit("concurrencydomain", 10)?,
             queuelifetime: c.number("queuelifetime", 604800)?.0,
             bouncemaxbytes: c.number("bouncemaxbytes", 50000)?.0 as usize,
             me,
@@ -172,18 +175,48 @@ struct Job {
     address: String,
 }
 
+impl Job {
+    fn domain(&self) -> String {
+        self.address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default()
+    }
+}
+
+/// A request in flight: its message, the recipients' indexes, and for remote
+/// deliveries the destination domain (for the per-domain limit).
+struct InFlight {
+    id: String,
+    indexes: Vec<usize>,
+    domain: Option<String>,
+}
+
 struct Channel {
     name: &'static str,
+    /// The pipe (local) or socket (remote) to the spawner.
     writer: Option<File>,
+    /// Remote: batch a message's recipients by domain, limit each domain, and
+    /// send the queue file along (rspawn cannot open it).
+    remote: bool,
     limit: usize,
-    slots: Vec<Option<(String, usize)>>,
+    per_domain: usize,
+    slots: Vec<Option<InFlight>>,
     free: Vec<u16>,
     ready: VecDeque<Job>,
+    busy_domains: HashMap<String, usize>,
 }
 
 impl Channel {
-    fn new(name: &'static str, writer: Option<File>, limit: usize) -> Channel {
-        let mut c = Channel { name, writer, limit: 0, slots: Vec::new(), free: Vec::new(), ready: VecDeque::new() };
+    fn new(name: &'static str, writer: Option<File>, remote: bool, limit: usize, per_domain: usize) -> Channel {
+        let mut c = Channel {
+            name,
+            writer,
+            remote,
+            limit: 0,
+            per_domain,
+            slots: Vec::new(),
+            free: Vec::new(),
+            ready: VecDeque::new(),
+            busy_domains: HashMap::new(),
+        };
         c.set_limit(limit);
         c
     }
@@ -200,6 +233,26 @@ impl Channel {
     fn in_use(&self) -> usize {
         self.slots.iter().filter(|s| s.is_some()).count()
     }
+    /// The next request's jobs: the first ready job whose domain is below its
+    /// limit, and (remote) the same message's other ready jobs for that domain.
+    fn next_batch(&mut self) -> Option<Vec<Job>> {
+        if !self.remote {
+            return self.ready.pop_front().map(|j| vec![j]);
+        }
+        let pos = self.ready.iter().position(|j| self.busy_domains.get(&j.domain()).copied().unwrap_or(0) < self.per_domain)?;
+        let first = self.ready.remove(pos)?;
+        let domain = first.domain();
+        let mut batch = vec![first];
+        let mut i = pos;
+        while i < self.ready.len() && batch.len() < spawn::MAX_BATCH {
+            if self.ready[i].id == batch[0].id && self.ready[i].domain() == domain {
+                batch.push(self.ready.remove(i).expect("in range"));
+            } else {
+                i += 1;
+            }
+        }
+        Some(batch)
+    }
 }
 
 /// The scheduler: the queue, the channels, and the timers.
@@ -215,13 +268,13 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// `local_requests` is the pipe to postern-lspawn; `remote_requests` the pipe to
-    /// postern-rspawn when there is one.
-    pub fn new(home: Home, cfg: Config, local_requests: File, remote_requests: Option<File>) -> Scheduler {
+    /// `local_requests` is the pipe to postern-lspawn; `remote_socket` the socket
+    /// to postern-rspawn when there is one.
+    pub fn new(home: Home, cfg: Config, local_requests: File, remote_socket: Option<File>) -> Scheduler {
         let queue = Queue::new(&home);
         Scheduler {
-            local: Channel::new("local", Some(local_requests), cfg.concurrency_local),
-            remote: Channel::new("remote", remote_requests, cfg.concurrency_remote),
+            local: Channel::new("local", Some(local_requests), false, cfg.concurrency_local, cfg.concurrency_local),
+            remote: Channel::new("remote", remote_socket, true, cfg.concurrency_remote, cfg.concurrency_domain),
             home,
             queue,
             cfg,
@@ -234,6 +287,7 @@ impl Scheduler {
     pub fn reload(&mut self, cfg: Config) {
         self.local.set_limit(cfg.concurrency_local);
         self.remote.set_limit(cfg.concurrency_remote);
+        self.remote.per_domain = cfg.concurrency_domain;
         self.cfg = cfg;
     }
 
@@ -381,12 +435,24 @@ impl Scheduler {
                 self.finish(&job.id, job.index, &job.address, Outcome::Failed(Kind::Temporary), text);
                 continue;
             }
-            let Some(slot) = ch.free.pop() else { return };
-            let job = ch.ready.pop_front().expect("non-empty");
-            let sender = self.msgs.get(&job.id).map(|m| m.sender.as_str().to_string()).unwrap_or_default();
-            let req = Request { slot, id: job.id.clone(), sender, recipient: job.address.clone() };
+            if ch.free.is_empty() {
+                return;
+            }
+            let Some(batch) = ch.next_batch() else { return };
+            let slot = ch.free.pop().expect("a free slot");
+            let id = batch[0].id.clone();
+            let sender = self.msgs.get(&id).map(|m| m.sender.as_str().to_string()).unwrap_or_default();
+            let req = Request { slot, id: id.clone(), sender, recipients: batch.iter().map(|j| j.address.clone()).collect() };
             let bytes = spawn::encode_request(&req);
-            if let Err(e) = ch.writer.as_mut().expect("writer").write_all(&bytes) {
+            let sent = if ch.remote {
+                // rspawn runs as postern-r and cannot open the queue: the file goes
+                // along with the request.
+                File::open(self.queue.mess().join(&id))
+                    .and_then(|f| crate::sys::send_with_fd(ch.writer.as_ref().expect("writer"), &bytes, std::os::fd::AsFd::as_fd(&f)))
+            } else {
+                ch.writer.as_mut().expect("writer").write_all(&bytes)
+            };
+            if let Err(e) = sent {
                 // The spawner is gone: the supervisor restarts us all.
                 log::line(PROGRAM, &format!("cannot talk to the {} spawner: {e}; stopping", ch.name));
                 ch.free.push(slot);
@@ -394,25 +460,69 @@ impl Scheduler {
                 self.stopping = true;
                 return;
             }
-            ch.slots[slot as usize] = Some((job.id, job.index));
+            let domain = ch.remote.then(|| batch[0].domain());
+            if let Some(d) = &domain {
+                *ch.busy_domains.entry(d.clone()).or_insert(0) += 1;
+            }
+            ch.slots[slot as usize] = Some(InFlight { id, indexes: batch.iter().map(|j| j.index).collect(), domain });
         }
     }
 
-    /// A spawner's answer.
-    pub fn report(&mut self, local: bool, r: Report) {
-        let ch = if local { &mut self.local } else { &mut self.remote };
-        let Some(Some((id, index))) = ch.slots.get_mut(r.slot as usize).map(|s| s.take()) else {
-            log::line(PROGRAM, &format!("result for {} slot {} that is not in use; ignored", ch.name, r.slot));
-            return;
+    /// Read a spawner's results and act on each. Ok(false) at EOF.
+    pub fn read_reports(&mut self, local: bool, r: &mut File, buf: &mut Vec<u8>) -> io::Result<bool> {
+        let mut chunk = [0u8; 8192];
+        let open = loop {
+            match r.read(&mut chunk) {
+                Ok(0) => break false,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    if n < chunk.len() {
+                        break true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
         };
+        let mut used = 0;
+        loop {
+            let ch = if local { &self.local } else { &self.remote };
+            let count = |slot: u16| ch.slots.get(slot as usize).and_then(|s| s.as_ref()).map(|f| f.indexes.len());
+            match spawn::parse_report(&buf[used..], count).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))? {
+                None => break,
+                Some((rep, n)) => {
+                    used += n;
+                    self.report(local, rep);
+                }
+            }
+        }
+        buf.drain(..used);
+        Ok(open)
+    }
+
+    /// A spawner's answer.
+    fn report(&mut self, local: bool, r: Report) {
+        let ch = if local { &mut self.local } else { &mut self.remote };
+        let Some(Some(flight)) = ch.slots.get_mut(r.slot as usize).map(|s| s.take()) else { return };
         if (r.slot as usize) < ch.limit {
             ch.free.push(r.slot);
         }
-        let address = match self.msgs.get(&id) {
-            Some(m) => m.rcpts[index].0.as_str().to_string(),
-            None => return,
-        };
-        self.finish(&id, index, &address, r.outcome, r.text);
+        if let Some(d) = &flight.domain {
+            if let Some(n) = ch.busy_domains.get_mut(d) {
+                *n -= 1;
+                if *n == 0 {
+                    ch.busy_domains.remove(d);
+                }
+            }
+        }
+        for (index, (outcome, text)) in flight.indexes.into_iter().zip(r.results) {
+            let address = match self.msgs.get(&flight.id) {
+                Some(m) => m.rcpts[index].0.as_str().to_string(),
+                None => continue,
+            };
+            self.finish(&flight.id, index, &address, outcome, text);
+        }
         self.fill(if local { Chan::Local } else { Chan::Remote });
     }
 
@@ -551,33 +661,6 @@ fn mark(path: &Path, which: &[usize]) -> Result<(), queue::QueueError> {
     qf.mark_done(which)
 }
 
-/// Read results from a spawner's pipe; `buf` keeps partial input between calls.
-/// Returns Ok(false) at EOF.
-pub fn read_reports(r: &mut File, buf: &mut Vec<u8>, out: &mut Vec<Report>) -> io::Result<bool> {
-    let mut chunk = [0u8; 8192];
-    let open = loop {
-        match r.read(&mut chunk) {
-            Ok(0) => break false,
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if n < chunk.len() {
-                    break true;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    };
-    let mut used = 0;
-    while let Some((rep, n)) = spawn::parse_report(&buf[used..]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))? {
-        out.push(rep);
-        used += n;
-    }
-    buf.drain(..used);
-    Ok(open)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,6 +677,7 @@ mod tests {
             doublebouncehost: "mx.example".into(),
             concurrency_local: 10,
             concurrency_remote: 20,
+            concurrency_domain: 10,
             queuelifetime: 604800,
             bouncemaxbytes: 50000,
         }

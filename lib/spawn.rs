@@ -1,11 +1,16 @@
 //! The spawn protocol between postern-send and its delivery spawners
-//! (postern-lspawn, and postern-rspawn later), and the spawners' common loop.
+//! (postern-lspawn, postern-rspawn), and the spawners' common loop.
 //!
 //! ```text
-//! request  (send -> spawner): slot (2 bytes, big-endian) id NUL sender NUL recipient NUL
-//! result   (spawner -> send): slot (2 bytes, big-endian) code text NUL
-//!          code: 'K' delivered, 'Z' temporary failure, 'D' permanent failure
+//! request (send -> spawner): slot (2 bytes, big-endian) id NUL sender NUL
+//!                            recipient NUL [recipient NUL ...] NUL
+//! result  (spawner -> send): slot (2 bytes, big-endian), then for each recipient
+//!                            of the request, in order: code text NUL
+//!         code: 'K' delivered, 'Z' temporary failure, 'D' permanent failure
 //! ```
+//! lspawn gets one recipient per request; rspawn gets the recipients of one
+//! message that share a domain. To rspawn, which cannot read the queue, each
+//! request also carries the open queue file as SCM_RIGHTS on a Unix socket.
 //! Slots are chosen by send (below its concurrency limit) and reused after their
 //! result. Parsers take bytes and answer "need more" (`None`), so they can be fed
 //! input split anywhere.
@@ -31,8 +36,11 @@ pub struct Request {
     pub slot: u16,
     pub id: String,
     pub sender: String,
-    pub recipient: String,
+    pub recipients: Vec<String>,
 }
+
+/// Most recipients in one request.
+pub const MAX_BATCH: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -66,11 +74,11 @@ impl Outcome {
     }
 }
 
+/// The answer to one request: a result per recipient, in the request's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub slot: u16,
-    pub outcome: Outcome,
-    pub text: String,
+    pub results: Vec<(Outcome, String)>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -94,12 +102,13 @@ fn text_field(b: &[u8], what: &str) -> Result<String, ProtocolError> {
 
 /// Encode a request.
 pub fn encode_request(r: &Request) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + r.id.len() + r.sender.len() + r.recipient.len());
+    let mut v = Vec::with_capacity(16 + r.id.len() + r.sender.len() + r.recipients.iter().map(|x| x.len() + 1).sum::<usize>());
     v.extend_from_slice(&r.slot.to_be_bytes());
-    for f in [&r.id, &r.sender, &r.recipient] {
+    for f in [&r.id, &r.sender].into_iter().chain(r.recipients.iter()) {
         v.extend_from_slice(f.as_bytes());
         v.push(0);
     }
+    v.push(0);
     v
 }
 
@@ -110,38 +119,61 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ProtocolErr
     }
     let slot = u16::from_be_bytes([buf[0], buf[1]]);
     let Some((id, p)) = take_field(buf, 2) else { return Ok(None) };
-    let Some((sender, p)) = take_field(buf, p) else { return Ok(None) };
-    let Some((rcpt, p)) = take_field(buf, p) else { return Ok(None) };
+    let Some((sender, mut p)) = take_field(buf, p) else { return Ok(None) };
+    let mut recipients = Vec::new();
+    loop {
+        let Some((r, next)) = take_field(buf, p) else { return Ok(None) };
+        p = next;
+        if r.is_empty() {
+            break;
+        }
+        recipients.push(text_field(r, "recipient")?);
+    }
     let id = text_field(id, "id")?;
     if !crate::queue::valid_id(&id) {
         return Err(ProtocolError(format!("invalid queue id {id:?}")));
     }
-    Ok(Some((Request { slot, id, sender: text_field(sender, "sender")?, recipient: text_field(rcpt, "recipient")? }, p)))
+    if recipients.is_empty() || recipients.len() > MAX_BATCH {
+        return Err(ProtocolError(format!("{} recipients in one request", recipients.len())));
+    }
+    Ok(Some((Request { slot, id, sender: text_field(sender, "sender")?, recipients }, p)))
 }
 
-/// Encode a result; the text loses NULs and is cut to MAX_TEXT bytes.
+/// Encode a result; texts lose NULs and are cut to MAX_TEXT bytes.
 pub fn encode_report(r: &Report) -> Vec<u8> {
-    let mut v = Vec::with_capacity(4 + r.text.len());
+    let mut v = Vec::with_capacity(2 + r.results.iter().map(|(_, t)| t.len().min(MAX_TEXT) + 2).sum::<usize>());
     v.extend_from_slice(&r.slot.to_be_bytes());
-    v.push(r.outcome.code());
-    let mut cut = r.text.len().min(MAX_TEXT);
-    while !r.text.is_char_boundary(cut) {
-        cut -= 1;
+    for (outcome, text) in &r.results {
+        v.push(outcome.code());
+        let mut cut = text.len().min(MAX_TEXT);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        v.extend(text[..cut].bytes().map(|b| if b == 0 { b' ' } else { b }));
+        v.push(0);
     }
-    v.extend(r.text[..cut].bytes().map(|b| if b == 0 { b' ' } else { b }));
-    v.push(0);
     v
 }
 
-/// Parse one result from the front of `buf`: `Ok(None)` means need more.
-pub fn parse_report(buf: &[u8]) -> Result<Option<(Report, usize)>, ProtocolError> {
-    if buf.len() < 3 {
+/// Parse one result from the front of `buf`; `count` says how many recipients the
+/// request for a slot had (None: the slot is not in use). `Ok(None)` means need
+/// more.
+pub fn parse_report(buf: &[u8], count: impl Fn(u16) -> Option<usize>) -> Result<Option<(Report, usize)>, ProtocolError> {
+    if buf.len() < 2 {
         return Ok(None);
     }
     let slot = u16::from_be_bytes([buf[0], buf[1]]);
-    let outcome = Outcome::from_code(buf[2]).ok_or_else(|| ProtocolError(format!("bad result code {:?}", buf[2] as char)))?;
-    let Some((text, p)) = take_field(buf, 3) else { return Ok(None) };
-    Ok(Some((Report { slot, outcome, text: String::from_utf8_lossy(text).into_owned() }, p)))
+    let n = count(slot).ok_or_else(|| ProtocolError(format!("result for slot {slot}, which is not in use")))?;
+    let mut p = 2;
+    let mut results = Vec::with_capacity(n);
+    for _ in 0..n {
+        let Some(&code) = buf.get(p) else { return Ok(None) };
+        let outcome = Outcome::from_code(code).ok_or_else(|| ProtocolError(format!("bad result code {:?}", code as char)))?;
+        let Some((text, next)) = take_field(buf, p + 1) else { return Ok(None) };
+        results.push((outcome, String::from_utf8_lossy(text).into_owned()));
+        p = next;
+    }
+    Ok(Some((Report { slot, results }, p)))
 }
 
 /// Turn a delivery program's captured output into report text: trimmed, lines
@@ -158,12 +190,36 @@ pub struct Running {
     pub output: OwnedFd,
 }
 
-/// What a spawner does with one request: start a child, or answer at once.
+/// What a spawner does with one request: start a child, or answer at once; and
+/// how it reads the child's ending.
 pub trait Starter {
-    fn start(&mut self, req: &Request) -> Result<Running, (Kind, String)>;
+    /// `file` is the queue file when the request came with one (rspawn).
+    fn start(&mut self, req: &Request, file: Option<OwnedFd>) -> Result<Running, (Kind, String)>;
+
+    /// The results for `count` recipients from the child's output and status. By
+    /// default the exit code decides for all (qmail's 0/100/111) and the output is
+    /// the text.
+    fn results(&self, count: usize, output: &[u8], status: &WaitStatus) -> Vec<(Outcome, String)> {
+        let (outcome, why) = match status {
+            WaitStatus::Exited(_, code) => (Outcome::from_exit(Some(*code)), String::new()),
+            WaitStatus::Signaled(_, sig, _) => (Outcome::Failed(Kind::Temporary), format!("delivery program killed by {sig:?}")),
+            _ => (Outcome::Failed(Kind::Temporary), "delivery program ended oddly".into()),
+        };
+        let mut text = output_text(output);
+        if text.is_empty() {
+            text = why;
+        }
+        vec![(outcome, text); count]
+    }
+}
+
+/// The same result for every recipient of a request.
+pub fn all(count: usize, outcome: Outcome, text: String) -> Vec<(Outcome, String)> {
+    vec![(outcome, text); count]
 }
 
 struct Slot {
+    count: usize,
     output: File,
     text: Vec<u8>,
     status: Option<WaitStatus>,
@@ -173,8 +229,9 @@ struct Slot {
 /// The spawner loop: read requests on fd 0, start deliveries, write each result on
 /// fd 1 when the delivery exits. Ends when fd 0 reaches EOF and every delivery has
 /// finished. Single-threaded: poll on fd 0, every child's output and a signalfd
-/// for SIGCHLD.
-pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
+/// for SIGCHLD. With `with_files`, fd 0 is a Unix socket and every request comes
+/// with its queue file attached.
+pub fn serve(program: &str, starter: &mut dyn Starter, with_files: bool) -> io::Result<()> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     mask.thread_block().map_err(io::Error::from)?;
@@ -187,6 +244,7 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
     crate::sys::set_nonblocking(1, true)?;
     let mut outbuf: Vec<u8> = Vec::new();
     let mut inbuf: Vec<u8> = Vec::new();
+    let mut files: std::collections::VecDeque<OwnedFd> = std::collections::VecDeque::new();
     let mut input_open = true;
     let mut slots: HashMap<u16, Slot> = HashMap::new();
     let mut by_pid: HashMap<i32, u16> = HashMap::new();
@@ -247,22 +305,16 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
         for k in finished {
             let mut s = slots.remove(&k).expect("slot");
             drain(&mut s);
-            let (outcome, why) = match s.status {
-                Some(WaitStatus::Exited(_, code)) => (Outcome::from_exit(Some(code)), String::new()),
-                Some(WaitStatus::Signaled(_, sig, _)) => (Outcome::Failed(Kind::Temporary), format!("delivery program killed by {sig:?}")),
-                _ => (Outcome::Failed(Kind::Temporary), "delivery program ended oddly".into()),
-            };
-            let mut text = output_text(&s.text);
-            if text.is_empty() {
-                text = why;
-            }
-            outbuf.extend(encode_report(&Report { slot: k, outcome, text }));
+            let status = s.status.expect("finished");
+            let results = starter.results(s.count, &s.text, &status);
+            outbuf.extend(encode_report(&Report { slot: k, results }));
         }
 
         if in_ready {
             let mut buf = [0u8; 16384];
             loop {
-                match input.read(&mut buf) {
+                let got = if with_files { crate::sys::recv_with_fds(&input, &mut buf, &mut files) } else { input.read(&mut buf) };
+                match got {
                     Ok(0) => {
                         input_open = false;
                         break;
@@ -288,19 +340,27 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
                     }
                     Ok(Some((req, n))) => {
                         used += n;
+                        let count = req.recipients.len();
+                        let file = if with_files { files.pop_front() } else { None };
                         if slots.contains_key(&req.slot) || req.slot as usize >= MAX_SLOTS {
                             crate::log::line(program, &format!("slot {} busy or out of range; refusing", req.slot));
-                            outbuf.extend(encode_report(&Report { slot: req.slot, outcome: Outcome::Failed(Kind::Temporary), text: "4.3.0 spawner slot busy".into() }));
+                            let results = all(count, Outcome::Failed(Kind::Temporary), "4.3.0 spawner slot busy".into());
+                            outbuf.extend(encode_report(&Report { slot: req.slot, results }));
                             continue;
                         }
-                        match starter.start(&req) {
+                        if with_files && file.is_none() {
+                            let results = all(count, Outcome::Failed(Kind::Temporary), "4.3.0 request came without its queue file".into());
+                            outbuf.extend(encode_report(&Report { slot: req.slot, results }));
+                            continue;
+                        }
+                        match starter.start(&req, file) {
                             Ok(run) => {
                                 crate::sys::set_nonblocking(run.output.as_raw_fd(), true)?;
                                 by_pid.insert(run.pid.as_raw(), req.slot);
-                                slots.insert(req.slot, Slot { output: File::from(run.output), text: Vec::new(), status: None, eof: false });
+                                slots.insert(req.slot, Slot { count, output: File::from(run.output), text: Vec::new(), status: None, eof: false });
                             }
                             Err((kind, text)) => {
-                                outbuf.extend(encode_report(&Report { slot: req.slot, outcome: Outcome::Failed(kind), text }));
+                                outbuf.extend(encode_report(&Report { slot: req.slot, results: all(count, Outcome::Failed(kind), text) }));
                             }
                         }
                     }
@@ -331,7 +391,8 @@ fn drain(s: &mut Slot) {
                 return;
             }
             Ok(n) => {
-                if s.text.len() < 4 * MAX_TEXT {
+                // Room for a full report per recipient; the rest is dropped.
+                if s.text.len() < (s.count + 1) * 2 * MAX_TEXT {
                     s.text.extend_from_slice(&buf[..n]);
                 }
             }
@@ -348,7 +409,7 @@ mod tests {
 
     #[test]
     fn request_split_at_every_byte() {
-        let r = Request { slot: 258, id: "1.2.3".into(), sender: "".into(), recipient: "a@b".into() };
+        let r = Request { slot: 258, id: "1.2.3".into(), sender: "".into(), recipients: vec!["a@b".into(), "c@b".into()] };
         let bytes = encode_request(&r);
         for cut in 0..bytes.len() {
             assert_eq!(parse_request(&bytes[..cut]).unwrap(), None, "cut at {cut}");
@@ -358,21 +419,31 @@ mod tests {
 
     #[test]
     fn report_split_at_every_byte_and_sanitised() {
-        let r = Report { slot: 7, outcome: Outcome::Failed(Kind::Permanent), text: "5.1.1 no\0such".into() };
+        let r = Report {
+            slot: 7,
+            results: vec![(Outcome::Failed(Kind::Permanent), "5.1.1 no\0such".into()), (Outcome::Delivered, "ok".into())],
+        };
         let bytes = encode_report(&r);
         for cut in 0..bytes.len() {
-            assert_eq!(parse_report(&bytes[..cut]).unwrap(), None, "cut at {cut}");
+            assert_eq!(parse_report(&bytes[..cut], |_| Some(2)).unwrap(), None, "cut at {cut}");
         }
-        let (got, n) = parse_report(&bytes).unwrap().unwrap();
+        let (got, n) = parse_report(&bytes, |_| Some(2)).unwrap().unwrap();
         assert_eq!(n, bytes.len());
-        assert_eq!(got.text, "5.1.1 no such");
-        assert_eq!(got.outcome, Outcome::Failed(Kind::Permanent));
-        assert!(parse_report(b"\0\x01X\0").is_err());
+        assert_eq!(got.results[0].1, "5.1.1 no such");
+        assert_eq!(got.results[0].0, Outcome::Failed(Kind::Permanent));
+        assert_eq!(got.results[1], (Outcome::Delivered, "ok".to_string()));
+        assert!(parse_report(b"\0\x01X\0", |_| Some(1)).is_err());
+        assert!(parse_report(b"\0\x01K\0", |_| None).is_err());
+    }
+
+    #[test]
+    fn empty_or_huge_batches_refused() {
+        assert!(parse_request(b"\0\x011.2\0s\0\0").is_err());
     }
 
     #[test]
     fn bad_id_refused() {
-        assert!(parse_request(b"\0\x01../etc\0\0a\0").is_err());
+        assert!(parse_request(b"\0\x01../etc\0\0a\0\0").is_err());
     }
 
     #[test]

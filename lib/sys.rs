@@ -211,6 +211,72 @@ pub fn map_file(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     unsafe { memmap2::Mmap::map(f) }
 }
 
+/// Read from a Unix stream socket, collecting descriptors sent with SCM_RIGHTS
+/// (in order) into `files`. Ok(0) is end of input.
+pub fn recv_with_fds(
+    sock: &std::fs::File,
+    buf: &mut [u8],
+    files: &mut std::collections::VecDeque<std::os::fd::OwnedFd>,
+) -> std::io::Result<usize> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 8]);
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(std::io::Error::from)?;
+    for c in msg.cmsgs().map_err(std::io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: the kernel just installed this descriptor in our table
+                // for us (SCM_RIGHTS); nothing else refers to it.
+                files.push_back(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Ok(msg.bytes)
+}
+
+/// Write all of `data` to a Unix stream socket with `fd` attached to its first
+/// byte (SCM_RIGHTS). Waits for room when the socket is non-blocking.
+pub fn send_with_fd(sock: &std::fs::File, data: &[u8], fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::{AsFd, AsRawFd};
+    let wait_room = || -> std::io::Result<()> {
+        let mut fds = [nix::poll::PollFd::new(sock.as_fd(), nix::poll::PollFlags::POLLOUT)];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    };
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let n = loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &[std::io::IoSlice::new(data)], &cmsg, MsgFlags::empty(), None) {
+            Ok(n) => break n,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => wait_room()?,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    // The descriptor went with the first byte; the rest is plain data.
+    let mut rest = &data[n..];
+    while !rest.is_empty() {
+        match nix::unistd::write(sock.as_fd(), rest) {
+            Ok(m) => rest = &rest[m..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => wait_room()?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// A connected pair of Unix stream sockets, closed on exec.
+pub fn socketpair() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).map_err(std::io::Error::from)
+}
+
 // --- SMTP receive (issue 3) ---
 
 /// Make `cmd`'s child start with no signal blocked. postern-listen blocks SIGCHLD

@@ -1,5 +1,19 @@
-//! postern-rspawn (being written).
+//! postern-rspawn: runs remote deliveries for postern-send.
+//!
+//! fd 0 and fd 1 are one Unix socket from postern-start: spawn requests come in
+//! with the queue file attached, results go out (lib/spawn.rs). Runs as postern-r;
+//! parses only the spawn protocol and postern-remote's reports.
+
+use postern::home::Home;
+use postern::log;
+use postern::rspawn::RemoteStarter;
+
+const PROGRAM: &str = "postern-rspawn";
+
 fn main() {
-    eprintln!("postern-rspawn: not built yet");
-    std::process::exit(111);
+    let mut starter = RemoteStarter { home: Home::from_env() };
+    if let Err(e) = postern::spawn::serve(PROGRAM, &mut starter, true) {
+        log::line(PROGRAM, &format!("stopped: {e}"));
+        std::process::exit(111);
+    }
 }

@@ -1,7 +1,8 @@
 //! postern-send: the scheduler daemon (qmail-send's job).
 //!
 //! Started by postern-start with the pipe to postern-lspawn on fds 3 (requests) and
-//! 4 (results), and optionally postern-rspawn on fds 5 and 6. Runs as postern-s.
+//! 4 (results), and optionally the socket to postern-rspawn on fd 5 (both ways).
+//! Runs as postern-s.
 //! Woken by the queue's trigger FIFO (any byte: look in new/; 'F': retry everything
 //! now), by spawner results, by its retry timer, and by signals: TERM stops after
 //! the running deliveries, HUP rereads the control files, ALRM retries everything.
@@ -12,7 +13,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use postern::home::Home;
 use postern::log;
 use postern::queue::Queue;
-use postern::scheduler::{read_reports, Config, Scheduler};
+use postern::scheduler::{Config, Scheduler};
 use postern::sys;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -38,15 +39,13 @@ fn main() {
     }
     let local_req = sys::protocol_fd(3);
     let mut local_res = sys::protocol_fd(4);
-    let remote = if fd_open(5) && fd_open(6) { Some((sys::protocol_fd(5), sys::protocol_fd(6))) } else { None };
-    let (remote_req, mut remote_res) = match remote {
-        Some((w, r)) => (Some(w), Some(r)),
-        None => (None, None),
-    };
-    for fd in [4, 6] {
-        if fd_open(fd) {
-            let _ = sys::set_nonblocking(fd, true);
-        }
+    let remote = fd_open(5).then(|| sys::protocol_fd(5));
+    // The same socket carries requests out and results in: reads must not block,
+    // writes may (rspawn never stops reading, see spawn.rs).
+    let mut remote_res = remote.as_ref().and_then(|f| f.try_clone().ok());
+    let _ = sys::set_nonblocking(4, true);
+    if let Some(r) = &remote_res {
+        let _ = sys::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(r), true);
     }
 
     let mut mask = SigSet::empty();
@@ -65,14 +64,13 @@ fn main() {
         .open(queue.trigger_path())
         .unwrap_or_else(|e| die(&format!("cannot open the trigger {}: {e}; create it with mkfifo (scripts/install does)", queue.trigger_path().display())));
 
-    let mut s = Scheduler::new(home, cfg, local_req, remote_req);
+    let mut s = Scheduler::new(home, cfg, local_req, remote);
     if let Err(e) = s.recover() {
         die(&format!("cannot read the queue {}: {e}", queue.root().display()));
     }
     log::line(PROGRAM, &format!("started, {} message(s) in the queue", s.queued()));
     let mut lbuf = Vec::new();
     let mut rbuf = Vec::new();
-    let mut reports = Vec::new();
     let mut local_open = true;
     let mut remote_open = remote_res.is_some();
     loop {
@@ -139,12 +137,9 @@ fn main() {
             }
         }
         if lres {
-            match read_reports(&mut local_res, &mut lbuf, &mut reports) {
+            match s.read_reports(true, &mut local_res, &mut lbuf) {
                 Ok(open) => local_open = open,
                 Err(e) => die(&format!("bad result from postern-lspawn: {e}")),
-            }
-            for r in reports.drain(..) {
-                s.report(true, r);
             }
             if !local_open {
                 log::line(PROGRAM, "postern-lspawn went away; stopping");
@@ -153,12 +148,13 @@ fn main() {
         }
         if rres {
             if let Some(rr) = remote_res.as_mut() {
-                match read_reports(rr, &mut rbuf, &mut reports) {
+                match s.read_reports(false, rr, &mut rbuf) {
                     Ok(open) => remote_open = open,
                     Err(e) => die(&format!("bad result from postern-rspawn: {e}")),
                 }
-                for r in reports.drain(..) {
-                    s.report(false, r);
+                if !remote_open {
+                    log::line(PROGRAM, "postern-rspawn went away; stopping");
+                    break;
                 }
             }
         }

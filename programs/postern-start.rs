@@ -1,10 +1,11 @@
 //! postern-start: starts the delivery side (qmail-start's job).
 //!
-//! Creates the pipes between postern-send and postern-lspawn, starts lspawn (stays
-//! root in a system install, it must become each recipient) and send (as
-//! postern-s), then waits. If either exits, the other is told to stop and
-//! postern-start exits, so a supervisor restarts the whole set. SIGTERM stops both.
-//! Usage: postern-start [logger args...] (not yet: everything logs to stderr).
+//! Creates the pipes between postern-send and postern-lspawn and the socket to
+//! postern-rspawn, starts lspawn (stays root in a system install: it must become
+//! each recipient), rspawn (as postern-r; only if it is installed) and send (as
+//! postern-s), then waits. If one exits, the others are told to stop and
+//! postern-start exits, so a supervisor restarts the whole set. SIGTERM stops all.
+//! Everything logs to stderr.
 
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
@@ -43,6 +44,23 @@ fn main() {
         .spawn()
         .unwrap_or_else(|e| die(&format!("cannot run {}: {e}", home.bin("postern-lspawn").display())));
 
+    // rspawn gets one end of a socket as fd 0 and fd 1; send gets the other on fd 5.
+    let mut fds = vec![(req_w, 3), (res_r, 4)];
+    let mut rspawn_pid = None;
+    if home.bin("postern-rspawn").exists() {
+        let (ours, theirs) = postern::sys::socketpair().unwrap_or_else(|e| die(&format!("socketpair: {e}")));
+        let mut cmd = Command::new(home.bin("postern-rspawn"));
+        let theirs_in = theirs.try_clone().unwrap_or_else(|e| die(&format!("dup: {e}")));
+        cmd.env("POSTERN_HOME", home.root()).stdin(Stdio::from(theirs_in)).stdout(Stdio::from(theirs));
+        if postern::privs::is_root() {
+            let (uid, gid) = Service::Remote.ids().unwrap_or_else(|e| die(&e.to_string()));
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| die(&format!("cannot run {}: {e}", home.bin("postern-rspawn").display())));
+        rspawn_pid = Some(Pid::from_raw(child.id() as i32));
+        fds.push((ours, 5));
+    }
+
     // postern-send gets the request writer on fd 3 and the result reader on fd 4.
     let mut send = Command::new(home.bin("postern-send"));
     send.env("POSTERN_HOME", home.root()).stdin(Stdio::null());
@@ -50,12 +68,12 @@ fn main() {
         let (uid, gid) = Service::Send.ids().unwrap_or_else(|e| die(&e.to_string()));
         send.uid(uid).gid(gid);
     }
-    let send = postern::sys::spawn_with_fds(&mut send, &[(req_w, 3), (res_r, 4)])
-        .unwrap_or_else(|e| die(&format!("cannot run {}: {e}", home.bin("postern-send").display())));
+    let send = postern::sys::spawn_with_fds(&mut send, &fds).unwrap_or_else(|e| die(&format!("cannot run {}: {e}", home.bin("postern-send").display())));
+    drop(fds);
 
     let send_pid = Pid::from_raw(send.id() as i32);
     let lspawn_pid = Pid::from_raw(lspawn.id() as i32);
-    let mut alive = 2;
+    let mut alive = if rspawn_pid.is_some() { 3 } else { 2 };
     let mut stopping = false;
     let mut status = 0;
     while alive > 0 {
@@ -82,6 +100,7 @@ fn main() {
                     let who = match st.pid() {
                         Some(p) if p == send_pid => "postern-send",
                         Some(p) if p == lspawn_pid => "postern-lspawn",
+                        Some(p) if Some(p) == rspawn_pid => "postern-rspawn",
                         _ => continue,
                     };
                     alive -= 1;

@@ -256,6 +256,11 @@ pub struct Instance {
     pub domain: String,
 }
 
+/// A port nobody listens on right now (the kernel's pick).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 impl Instance {
     /// `scripts/instance create` (not started).
     pub fn create(tag: &str) -> Instance {
@@ -264,13 +269,20 @@ impl Instance {
         }
         let dir = TempDir::new(tag);
         let domain = format!("{tag}.test");
+        // Tests run in parallel: every instance gets its own ports.
+        let (smtp_port, pop3_port) = (free_port(), free_port());
         let out = Command::new(repo().join("scripts/instance"))
             .args(["create", dir.path().to_str().unwrap(), "--domain", &domain])
+            .args(["--smtp-port", &smtp_port.to_string(), "--pop3-port", &pop3_port.to_string()])
             .env("POSTERN_BUILD", bin_dir())
             .output()
             .unwrap();
         assert!(out.status.success(), "instance create: {}", text(&out));
-        Instance { dir, domain }
+        let i = Instance { dir, domain };
+        // Remote deliveries never leave the machine: no resolver but a dead one,
+        // unless a test sets its own.
+        fs::write(i.path().join("control/dnsresolvers"), "127.0.0.1:1\n").unwrap();
+        i
     }
 
     /// Created and started.
@@ -282,6 +294,20 @@ impl Instance {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A value from DIR/instance.conf (smtp_port, pop3_port, domain).
+    pub fn conf(&self, key: &str) -> Option<String> {
+        let text = fs::read_to_string(self.path().join("instance.conf")).ok()?;
+        text.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+    }
+
+    pub fn smtp_port(&self) -> u16 {
+        self.conf("smtp_port").and_then(|p| p.parse().ok()).expect("smtp_port in instance.conf")
+    }
+
+    pub fn pop3_port(&self) -> u16 {
+        self.conf("pop3_port").and_then(|p| p.parse().ok()).expect("pop3_port in instance.conf")
     }
 
     fn script(&self, args: &[&str]) -> Output {

@@ -29,6 +29,9 @@ fn root_instance_runs_each_program_as_its_service_user() {
     assert_eq!(proc_uid(send[0]), uid_of("postern-s"), "postern-send runs as postern-s");
     assert_eq!(proc_uid(lspawn[0]), Some(0), "postern-lspawn stays root to become each recipient");
     assert_eq!(proc_uid(start[0]), Some(0));
+    let rspawn = i.pids("postern-rspawn");
+    assert_eq!(rspawn.len(), 1);
+    assert_eq!(proc_uid(rspawn[0]), uid_of("postern-r"), "postern-rspawn runs as postern-r");
 
     // The delivery ran as the virtual mail user: the file is postern-v's.
     let got = i.wait_mail(&md, 1);
@@ -66,7 +69,9 @@ fn ordinary_user_instance_runs_everything_as_that_user() {
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     };
     let inst_s = inst.to_str().unwrap();
-    as_user(&["create", inst_s, "--domain", "plain.test"]);
+    let (smtp, pop3) = (free_port().to_string(), free_port().to_string());
+    as_user(&["create", inst_s, "--domain", "plain.test", "--smtp-port", &smtp, "--pop3-port", &pop3]);
+    std::fs::write(inst.join("control/dnsresolvers"), "127.0.0.1:1\n").unwrap();
     as_user(&["adduser", inst_s, "una", "pw"]);
     as_user(&["start", inst_s]);
     let out = std::process::Command::new("runuser")
@@ -91,7 +96,7 @@ fn ordinary_user_instance_runs_everything_as_that_user() {
     });
     assert_eq!(got.len(), 1);
     let exe = |p: &str| inst.join("bin").join(p);
-    for p in ["postern-start", "postern-send", "postern-lspawn"] {
+    for p in ["postern-start", "postern-send", "postern-lspawn", "postern-rspawn"] {
         let pids: Vec<i32> = std::fs::read_dir("/proc")
             .unwrap()
             .flatten()
