@@ -49,6 +49,7 @@ pub const SETTINGS: &[Setting] = &[
     s("doublebouncehost", Line, "(me)", "domain of doublebounceto"),
     s("concurrencylocal", Number, "10", "most local deliveries at once"),
     s("concurrencyremote", Number, "20", "most remote deliveries at once"),
+    s("concurrencydomain", Number, "10", "most remote deliveries at once to one destination domain"),
     s("queuelifetime", Number, "604800", "seconds a message may stay in the queue before it bounces"),
     s("timeoutdelivery", Number, "86400", "seconds one local delivery may run before it is killed and retried"),
     s("defaultdelivery", List, "./Maildir/", "delivery instructions for users without a .qmail file (dot-qmail syntax)"),
