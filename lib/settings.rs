@@ -66,6 +66,9 @@ pub const SETTINGS: &[Setting] = &[
     s("outgoingip", List, "", "per sender domain, the local address(es) and HELO name of outgoing SMTP: `senderdomain:IP[,[IPv6]][:heloname]`, `:IP[:helo]` for the rest"),
     s("tlsdestinations", List, "", "recipient domains that require TLS: `domain` (any certificate) or `domain:verify` (checked with tlsca.pem, else the public roots)"),
     s("dnsresolvers", List, "", "DNS servers postern-remote asks, `IP` or `IP:PORT` a line (missing: /etc/resolv.conf)"),
+    s("maxrcpt", Number, "100", "most recipients postern-smtpd accepts in one message; more get 452 4.5.3"),
+    s("authplaintext", Number, "0", "1: postern-smtpd offers AUTH without TLS (passwords then cross the network in clear)"),
+    s("smtpgreeting", Line, "(me)", "the host name postern-smtpd gives in its greeting, EHLO reply and Received lines"),
 ];
 
 pub fn find(name: &str) -> Option<&'static Setting> {
