@@ -326,44 +326,48 @@ fn shuffle<T>(v: &mut [T]) {
     }
 }
 
-/// Every place to try for `domain`, in order.
-pub fn targets(dns: &Dns, routes: &Routes, domain: &str) -> Result<Vec<Target>, MxError> {
+/// Every place to try for `domain`, in order. The resolver is set up only when
+/// DNS is needed (a route to `[IP]` needs none).
+pub fn targets(control: &Control, routes: &Routes, domain: &str) -> Result<Vec<Target>, MxError> {
     let route = routes.find(domain);
     let port = route.port;
     let with = |host: &str, ips: Vec<IpAddr>| ips.into_iter().map(|ip| Target { host: host.to_string(), ip, port }).collect::<Vec<_>>();
-    match route.relay {
-        Relay::Ip(ip) => Ok(vec![Target { host: ip.to_string(), ip, port }]),
+    let hosts = match route.relay {
+        Relay::Ip(ip) => return Ok(vec![Target { host: ip.to_string(), ip, port }]),
         Relay::Host(h) => {
-            let ips = dns.addresses(&h)?;
+            let ips = Dns::new(control)?.addresses(&h)?;
             if ips.is_empty() {
                 return Err(MxError::RelayUnknown(domain.into(), h));
             }
-            Ok(with(&h, ips))
+            return Ok(with(&h, ips));
         }
-        Relay::Mx => match dns.mx(domain)? {
-            None => {
-                let ips = dns.addresses(domain)?;
-                if ips.is_empty() {
-                    return Err(MxError::NoSuchDomain(domain.into()));
-                }
-                Ok(with(domain, ips))
-            }
-            Some(hosts) => {
-                let mut out = Vec::new();
-                let mut failure = None;
-                for h in &hosts {
-                    match dns.addresses(h) {
-                        Ok(ips) => out.extend(with(h, ips)),
-                        Err(e) => failure = Some(e),
+        Relay::Mx => {
+            let dns = Dns::new(control)?;
+            match dns.mx(domain)? {
+                Some(hosts) => (dns, hosts),
+                None => {
+                    let ips = dns.addresses(domain)?;
+                    if ips.is_empty() {
+                        return Err(MxError::NoSuchDomain(domain.into()));
                     }
+                    return Ok(with(domain, ips));
                 }
-                if out.is_empty() {
-                    return Err(failure.unwrap_or(MxError::NoMxAddress(domain.into(), hosts)));
-                }
-                Ok(out)
             }
-        },
+        }
+    };
+    let (dns, hosts) = hosts;
+    let mut out = Vec::new();
+    let mut failure = None;
+    for h in &hosts {
+        match dns.addresses(h) {
+            Ok(ips) => out.extend(with(h, ips)),
+            Err(e) => failure = Some(e),
+        }
     }
+    if out.is_empty() {
+        return Err(failure.unwrap_or(MxError::NoMxAddress(domain.into(), hosts)));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 use crate::control::{Control, ControlError};
 use crate::error::{Classify, Kind};
 use crate::home::Home;
-use crate::mx::{self, Dns, MxError, Routes, Target};
+use crate::mx::{self, MxError, Routes, Target};
 use crate::outgoing::{self, DomainTable, Source, TlsPolicy};
 use crate::smtpreply::{self, Reply, ReplyError};
 use std::fmt;
@@ -462,7 +462,7 @@ pub fn deliver(home: &Home, job: &Job, message: &File) -> Reports {
     if !smtp_safe(&job.sender) {
         return Reports::failed(&RemoteError::BadSender(job.sender.clone()));
     }
-    let targets = match Dns::new(&control).and_then(|dns| mx::targets(&dns, &cfg.routes, &job.domain)) {
+    let targets = match mx::targets(&control, &cfg.routes, &job.domain) {
         Ok(t) => t,
         Err(e) => return Reports::failed(&RemoteError::Route(e)),
     };

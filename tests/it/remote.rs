@@ -7,13 +7,13 @@
 //! machine's resolver.
 
 mod dns;
+mod e2e;
 mod fake;
 mod smtp;
 mod tls;
 
 use crate::harness::*;
 use std::fs::{self, File};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -46,11 +46,6 @@ pub fn remote(home: &Home, host: &str, sender: &str, rcpts: &[&str], msg: &[u8])
     assert!("KZD".contains(message.0), "{}", text(&out));
     assert!(reports.is_empty() || reports.len() == rcpts.len(), "{}", text(&out));
     Outcome { recipients: reports, message }
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A home whose every domain goes by MX on `port` (smtproutes `::port`), with
