@@ -250,14 +250,14 @@ pub fn spawn(cmd: &mut Command, request: &[u8]) -> io::Result<std::process::Chil
 /// Ask `postern-auth /bin/true` of `home` whether login and password are right
 /// (for SMTP AUTH). Ok(false) is a wrong login; Err a temporary failure.
 pub fn check(home: &Home, login: &str, password: &str) -> Result<bool, CheckError> {
-    check_with(&home.bin("postern-auth"), login, password)
+    check_with(home, &home.bin("postern-auth"), login, password)
 }
 
-/// `check` with another checkpassword program.
-pub fn check_with(auth: &Path, login: &str, password: &str) -> Result<bool, CheckError> {
+/// `check` with another checkpassword program (run with POSTERN_HOME=home).
+pub fn check_with(home: &Home, auth: &Path, login: &str, password: &str) -> Result<bool, CheckError> {
     let Some(req) = encode(login.as_bytes(), password.as_bytes(), b"") else { return Ok(false) };
     let mut cmd = Command::new(auth);
-    cmd.arg("/bin/true").stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    cmd.arg("/bin/true").env("POSTERN_HOME", home.root()).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
     let mut child = spawn(&mut cmd, &req).map_err(|e| CheckError::Spawn(auth.to_path_buf(), e))?;
     let st = child.wait().map_err(|e| CheckError::Spawn(auth.to_path_buf(), e))?;
     match st.code() {

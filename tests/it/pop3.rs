@@ -1,1 +1,493 @@
-//! (being written)
+//! POP3 end to end: instances from scripts/instance serving their virtual users
+//! through postern-listen, popup, auth and pop3d; real clients (Python's poplib,
+//! fetchmail, mpop) over plain and STLS, and a raw client for the bad input.
+
+use crate::harness::*;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An instance on free SMTP and POP3 ports, with a short POP3 timeout; started.
+pub struct Pop3Instance {
+    pub i: Instance,
+    pub port: u16,
+}
+
+impl Pop3Instance {
+    pub fn started(tag: &str) -> Pop3Instance {
+        if is_root() {
+            service_users();
+        }
+        let dir = TempDir::new(tag);
+        let domain = format!("{tag}.test");
+        let port = free_port();
+        let out = Command::new(repo().join("scripts/instance"))
+            .args(["create", dir.path().to_str().unwrap(), "--domain", &domain])
+            .args(["--pop3-port", &port.to_string(), "--smtp-port", &free_port().to_string()])
+            .env("POSTERN_BUILD", bin_dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "instance create: {}", text(&out));
+        fs::write(dir.path().join("control/timeoutpop3"), "20\n").unwrap();
+        let i = Instance { dir, domain };
+        i.start();
+        Pop3Instance { i, port }
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.i.path().join("control/servercert.pem")
+    }
+
+    pub fn pop3_log(&self) -> String {
+        fs::read_to_string(self.i.path().join("log/pop3.log")).unwrap_or_default()
+    }
+
+    /// Deliver `n` distinct messages to `local` and wait for them.
+    pub fn deliver(&self, local: &str, msgs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let md = self.i.maildir(local);
+        for m in msgs {
+            self.i.send("sender@sender.test", &[&self.i.address(local)], m);
+        }
+        self.i.wait_mail(&md, msgs.len())
+    }
+}
+
+/// A raw POP3 client for the protocol-level tests.
+pub struct Client {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    pub greeting: String,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut c = Client { r: BufReader::new(s.try_clone().unwrap()), w: s, greeting: String::new() };
+        c.greeting = c.line();
+        c
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).unwrap();
+    }
+
+    /// One reply line without CR LF ("" when the server closed).
+    pub fn line(&mut self) -> String {
+        let mut l = String::new();
+        let _ = self.r.read_line(&mut l);
+        l.trim_end_matches(['\r', '\n']).to_string()
+    }
+
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.line()
+    }
+
+    /// A multi-line body after its +OK line, un-dot-stuffed, lines ending in LF.
+    pub fn body(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let mut l = Vec::new();
+            self.r.read_until(b'\n', &mut l).unwrap();
+            assert!(l.ends_with(b"\r\n"), "every line ends in CR LF: {:?}", String::from_utf8_lossy(&l));
+            if l == b".\r\n" {
+                return out;
+            }
+            let l = if l.starts_with(b"..") { &l[1..] } else { &l[..] };
+            out.extend_from_slice(&l[..l.len() - 2]);
+            out.push(b'\n');
+        }
+    }
+
+    pub fn login(&mut self, user: &str, pw: &str) -> String {
+        assert!(self.cmd(&format!("USER {user}")).starts_with("+OK"));
+        self.cmd(&format!("PASS {pw}"))
+    }
+
+    /// True when the server has closed the connection.
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.r.read(&mut b), Ok(0))
+    }
+}
+
+/// Run a Python script with arguments; returns stdout (asserts success).
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3").arg("-c").arg(script).args(args).output().unwrap();
+    assert!(out.status.success(), "python: {}", text(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The base64 SASL PLAIN response for login and password (empty authzid).
+pub fn sasl_plain(login: &str, pw: &str) -> String {
+    python("import base64,sys; print(base64.b64encode(b'\\0' + sys.argv[1].encode() + b'\\0' + sys.argv[2].encode()).decode())", &[login, pw])
+        .trim()
+        .to_string()
+}
+
+/// poplib: log in (plain or STLS), then print per message "N UIDL HEX(bytes)",
+/// optionally deleting everything.
+const POPLIB: &str = r#"
+import poplib, ssl, sys
+port, user, pw, cert, dele = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
+p = poplib.POP3("127.0.0.1", port, timeout=20)
+if cert:
+    p.stls(ssl.create_default_context(cafile=cert))
+p.user(user)
+p.pass_(pw)
+n, _ = p.stat()
+uidls = dict(l.split() for l in p.uidl()[1])
+for i in range(1, n + 1):
+    resp, lines, octets = p.retr(i)
+    data = b"".join(l + b"\n" for l in lines)
+    print(i, uidls[str(i).encode()].decode(), data.hex())
+    if dele:
+        p.dele(i)
+p.quit()
+"#;
+
+fn poplib(port: u16, user: &str, pw: &str, cert: Option<&Path>, dele: bool) -> Vec<(String, Vec<u8>)> {
+    let cert = cert.map(|c| c.to_str().unwrap().to_string()).unwrap_or_default();
+    let out = python(POPLIB, &[&port.to_string(), user, pw, &cert, if dele { "1" } else { "0" }]);
+    out.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let bytes = (0..f[2].len()).step_by(2).map(|i| u8::from_str_radix(&f[2][i..i + 2], 16).unwrap()).collect();
+            (f[1].to_string(), bytes)
+        })
+        .collect()
+}
+
+fn sample_messages() -> Vec<Vec<u8>> {
+    let mut big = String::new();
+    for i in 0..3000 {
+        big.push_str(&format!("line {i} of a big message, with enough text to be long\n"));
+        if i % 100 == 0 {
+            big.push_str(".a line starting with a dot\n..two dots\n.\n");
+        }
+    }
+    vec![message("one", "Hello.\n.\nA dot alone above."), message("two", &big), message("three", "no trailing newline")]
+}
+
+#[test]
+fn poplib_plain_and_stls_get_exactly_what_was_delivered_and_uidls_are_stable() {
+    let p = Pop3Instance::started("pop3lib");
+    p.i.adduser("alice", "pw-a");
+    let delivered = p.deliver("alice", &sample_messages());
+    let user = p.i.address("alice");
+    let plain = poplib(p.port, &user, "pw-a", None, false);
+    assert_eq!(plain.len(), 3, "log:\n{}", p.pop3_log());
+    let got: Vec<Vec<u8>> = plain.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(got, delivered, "RETR gives the delivered bytes (LF lines, dots unstuffed)");
+    // Moved new/ -> cur/ with :2, as qmail-pop3d does.
+    assert!(maildir_new(&p.i.maildir("alice")).is_empty());
+    let cur: Vec<String> = fs::read_dir(p.i.maildir("alice").join("cur")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(cur.iter().all(|n| n.ends_with(":2,")), "{cur:?}");
+    // Over STLS, and again after a restart: the same UIDLs.
+    let tls = poplib(p.port, &user, "pw-a", Some(&p.cert()), false);
+    assert_eq!(tls, plain);
+    p.i.stop();
+    p.i.start();
+    let again = poplib(p.port, &user, "pw-a", Some(&p.cert()), true);
+    assert_eq!(again, plain, "UIDLs survive a restart");
+    let uidls: std::collections::HashSet<_> = plain.iter().map(|(u, _)| u.clone()).collect();
+    assert_eq!(uidls.len(), 3, "UIDLs are unique");
+    // Deleted at QUIT.
+    assert!(poplib(p.port, &user, "pw-a", None, false).is_empty());
+    assert_eq!(fs::read_dir(p.i.maildir("alice").join("cur")).unwrap().count(), 0);
+}
+
+#[test]
+fn fetchmail_over_stls_gets_the_delivered_bytes() {
+    let p = Pop3Instance::started("pop3fm");
+    p.i.adduser("bob", "pw b");
+    let delivered = p.deliver("bob", &sample_messages()[..2]);
+    let t = TempDir::new("fetchmail");
+    let out = t.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let rc = t.path().join("fetchmailrc");
+    fs::write(
+        &rc,
+        format!(
+            "set invisible\npoll 127.0.0.1 service {} protocol pop3 user '{}' there with password 'pw b' is root here\n  sslproto tls1.2+ sslcertck sslcertfile {} sslcommonname {} fetchall no keep no rewrite\n  mda \"cat > {}/m.$$\"\n",
+            p.port,
+            p.i.address("bob"),
+            p.cert().display(),
+            p.i.domain,
+            out.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&rc, fs::Permissions::from_mode(0o600)).unwrap();
+    let o = Command::new("fetchmail").args(["-f", rc.to_str().unwrap(), "--nodetach", "-v"]).env("HOME", t.path()).env("FETCHMAILHOME", t.path()).output().unwrap();
+    assert!(o.status.success(), "fetchmail: {}\npop3 log:\n{}", text(&o), p.pop3_log());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("STLS") || String::from_utf8_lossy(&o.stdout).contains("STLS"), "{}", text(&o));
+    let mut got: Vec<Vec<u8>> = fs::read_dir(&out).unwrap().map(|e| fs::read(e.unwrap().path()).unwrap()).collect();
+    got.sort_by_key(|m| m.len());
+    let mut want = delivered.clone();
+    want.sort_by_key(|m| m.len());
+    assert_eq!(got.len(), 2);
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w, "fetchmail's copy equals the delivered message");
+    }
+    assert_eq!(fs::read_dir(p.i.maildir("bob").join("cur")).unwrap().count(), 0, "fetched and deleted");
+}
+
+#[test]
+fn mpop_over_stls_with_auth_plain_delivers_to_a_maildir() {
+    let p = Pop3Instance::started("pop3mp");
+    p.i.adduser("carol", "pw-c");
+    let delivered = p.deliver("carol", &sample_messages());
+    let t = TempDir::new("mpop");
+    let md = t.path().join("Maildir");
+    make_maildir(&md);
+    let conf = t.path().join("mpoprc");
+    fs::write(
+        &conf,
+        format!(
+            "account default\nhost 127.0.0.1\nport {}\nuser {}\npassword pw-c\nauth plain\ntls on\ntls_starttls on\ntls_trust_file {}\ndelivery maildir {}\nreceived_header off\nkeep off\nuidls_file {}/uidls\n",
+            p.port,
+            p.i.address("carol"),
+            p.cert().display(),
+            md.display(),
+            t.path().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o600)).unwrap();
+    let o = Command::new("mpop").args(["-C", conf.to_str().unwrap(), "-a"]).env("HOME", t.path()).output().unwrap();
+    assert!(o.status.success(), "mpop: {}\npop3 log:\n{}", text(&o), p.pop3_log());
+    let mut got = maildir_new(&md);
+    got.sort();
+    let mut want = delivered;
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn bad_commands_get_errors_and_the_session_goes_on() {
+    let p = Pop3Instance::started("pop3bad");
+    p.i.adduser("dave", "pw-d");
+    p.deliver("dave", &[message("a", "first"), message("b", "second")]);
+    let mut c = Client::connect(p.port);
+    assert!(c.greeting.starts_with("+OK ") && !c.greeting.contains('<'), "no APOP banner: {}", c.greeting);
+    // Wrong state before the login.
+    assert!(c.cmd("STAT").starts_with("-ERR"));
+    assert!(c.cmd("RETR 1").starts_with("-ERR"));
+    assert!(c.cmd("PASS x").starts_with("-ERR"), "PASS before USER");
+    assert_eq!(c.cmd("CAPA"), "+OK capability list follows");
+    let capa = String::from_utf8(c.body()).unwrap();
+    for k in ["USER", "UIDL", "TOP", "PIPELINING", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN", "STLS", "IMPLEMENTATION"] {
+        assert!(capa.contains(k), "{k} in {capa}");
+    }
+    // An over-long line and a NUL, before and after the login.
+    assert!(c.cmd(&format!("USER {}", "x".repeat(300))).starts_with("-ERR line too long"));
+    c.send(b"US\0ER x\r\n");
+    assert!(c.line().starts_with("-ERR NUL"));
+    assert!(c.login(&p.i.address("dave"), "pw-d").starts_with("+OK 2 messages"));
+    assert!(c.cmd(&format!("NOOP {}", "y".repeat(5000))).starts_with("-ERR line too long"));
+    c.send(b"NOOP\0\r\n");
+    assert!(c.line().starts_with("-ERR NUL"));
+    // Numbers.
+    for bad in ["RETR 0", "RETR 3", "RETR x", "RETR -1", "RETR 99999999999999999999", "LIST 7", "UIDL abc", "TOP 1", "DELE", "TOP 1 x"] {
+        assert!(c.cmd(bad).starts_with("-ERR"), "{bad}");
+    }
+    // Wrong state after the login.
+    assert!(c.cmd("USER again").starts_with("-ERR"));
+    assert!(c.cmd("STLS").starts_with("-ERR"));
+    assert!(c.cmd("FOO").starts_with("-ERR unknown"));
+    // Still serving: DELE, deleted messages vanish from lists, RSET brings them back.
+    assert_eq!(c.cmd("NOOP"), "+OK");
+    assert!(c.cmd("DELE 1").starts_with("+OK"));
+    assert!(c.cmd("DELE 1").starts_with("-ERR"), "twice");
+    assert!(c.cmd("RETR 1").starts_with("-ERR"));
+    let stat = c.cmd("STAT");
+    assert!(stat.starts_with("+OK 1 "), "{stat}");
+    assert!(c.cmd("RSET").starts_with("+OK 2 messages"));
+    assert!(c.cmd("TOP 2 0").starts_with("+OK"));
+    let top = c.body();
+    assert!(top.ends_with(b"\n\n") && !top.windows(6).any(|w| w == b"second"), "{}", String::from_utf8_lossy(&top));
+    // Pipelined: all replies come, in order.
+    c.send(b"STAT\r\nLIST 1\r\nUIDL 2\r\nNOOP\r\n");
+    let replies: Vec<String> = (0..4).map(|_| c.line()).collect();
+    assert!(replies[0].starts_with("+OK 2 ") && replies[1].starts_with("+OK 1 ") && replies[2].starts_with("+OK 2 ") && replies[3] == "+OK", "{replies:?}");
+    assert!(c.cmd("QUIT").starts_with("+OK"));
+    assert_eq!(fs::read_dir(p.i.maildir("dave").join("cur")).unwrap().count(), 2, "RSET undid the DELE");
+}
+
+#[test]
+fn disconnect_before_quit_deletes_nothing_and_a_second_session_is_refused() {
+    let p = Pop3Instance::started("pop3drop");
+    p.i.adduser("erin", "pw-e");
+    p.deliver("erin", &[message("a", "1"), message("b", "2")]);
+    let user = p.i.address("erin");
+    let mut c = Client::connect(p.port);
+    assert!(c.login(&user, "pw-e").starts_with("+OK 2 messages"));
+    assert!(c.cmd("DELE 1").starts_with("+OK") && c.cmd("DELE 2").starts_with("+OK"));
+    // Meanwhile: a second session on the same mailbox, and a new message.
+    let mut c2 = Client::connect(p.port);
+    let r = c2.login(&user, "pw-e");
+    assert!(r.starts_with("-ERR [IN-USE]"), "{r}");
+    p.deliver("erin", &[message("c", "3")]);
+    assert!(c.cmd("STAT").starts_with("+OK 0 "), "a message that arrives during a session is not seen");
+    drop(c);
+    let log = wait_for(10, "pop3d to log the dropped session", || {
+        let l = p.pop3_log();
+        l.contains("without QUIT").then_some(l)
+    });
+    assert!(log.contains("nothing deleted"), "{log}");
+    let mut c = Client::connect(p.port);
+    assert!(c.login(&user, "pw-e").starts_with("+OK 3 messages"), "both kept, and the new one is seen now");
+    c.cmd("QUIT");
+}
+
+#[test]
+fn a_broken_file_is_skipped_and_a_missing_maildir_is_a_clear_error() {
+    let p = Pop3Instance::started("pop3broken");
+    let md = p.i.adduser("fay", "pw-f");
+    p.deliver("fay", &[message("a", "good one"), message("b", "unreadable")]);
+    // One message unreadable by the owner, one directory where a message should be.
+    let names: Vec<PathBuf> = fs::read_dir(md.join("new")).unwrap().map(|e| e.unwrap().path()).collect();
+    let victim = names.iter().find(|n| fs::read_to_string(n).unwrap().contains("unreadable")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(victim, fs::Permissions::from_mode(0o000)).unwrap();
+    fs::create_dir(md.join("cur/1700000000.Mdir.host:2,")).unwrap();
+    let mut c = Client::connect(p.port);
+    let r = c.login(&p.i.address("fay"), "pw-f");
+    if is_root() {
+        // pop3d runs as the mailbox owner (postern-v), who cannot read a 000 file.
+        assert!(r.starts_with("+OK 1 messages"), "{r}\n{}", p.pop3_log());
+    } else {
+        assert!(r.starts_with("+OK"), "{r}");
+    }
+    assert!(c.cmd("RETR 1").starts_with("+OK"));
+    assert!(String::from_utf8(c.body()).unwrap().contains("good one"));
+    c.cmd("QUIT");
+    let log = p.pop3_log();
+    assert!(log.contains("skipping") && log.contains("1700000000.Mdir.host:2,") && log.contains("not a regular file"), "{log}");
+    if is_root() {
+        assert!(log.contains("Permission denied"), "{log}");
+    }
+    // The maildir gone altogether.
+    fs::rename(&md, md.with_file_name("Maildir.away")).unwrap();
+    let mut c = Client::connect(p.port);
+    let r = c.login(&p.i.address("fay"), "pw-f");
+    assert!(r.starts_with("-ERR [SYS/TEMP]") && r.contains("does not exist"), "{r}");
+    assert!(c.closed());
+    let log = p.pop3_log();
+    assert!(log.contains("Maildir does not exist"), "{log}");
+}
+
+#[test]
+fn wrong_logins_are_delayed_the_same_for_unknown_users_and_end_the_session() {
+    let p = Pop3Instance::started("pop3fail");
+    p.i.adduser("gus", "right");
+    let mut c = Client::connect(p.port);
+    let t = Instant::now();
+    let bad = c.login(&p.i.address("gus"), "wrong");
+    let d1 = t.elapsed();
+    let t = Instant::now();
+    let unknown = c.login(&p.i.address("nobody"), "wrong");
+    let d2 = t.elapsed();
+    assert_eq!(bad, "-ERR [AUTH] authentication failed");
+    assert_eq!(unknown, bad, "the same answer whether or not the user exists");
+    assert!(d1 >= Duration::from_secs(2) && d2 >= Duration::from_secs(2), "{d1:?} {d2:?}");
+    // AUTH PLAIN with a wrong password is the third failure: disconnected.
+    let r = c.cmd(&format!("AUTH PLAIN {}", sasl_plain(&p.i.address("gus"), "wrong")));
+    assert_eq!(r, "-ERR [AUTH] authentication failed");
+    assert!(c.closed(), "three failures end the session");
+    // A right login after a wrong one in the same session works.
+    let mut c = Client::connect(p.port);
+    assert!(c.login(&p.i.address("gus"), "nope").starts_with("-ERR [AUTH]"));
+    assert!(c.login(&p.i.address("gus"), "right").starts_with("+OK 0 messages"));
+    c.cmd("QUIT");
+    let log = p.pop3_log();
+    assert!(log.contains("authentication failed for \"nobody@pop3fail.test\""), "{log}");
+}
+
+#[test]
+fn auth_plain_with_continuation_and_pipelining_across_the_login() {
+    let p = Pop3Instance::started("pop3sasl");
+    p.i.adduser("hal", "pw h");
+    p.deliver("hal", &[message("x", "pipelined")]);
+    let mut c = Client::connect(p.port);
+    assert_eq!(c.cmd("AUTH PLAIN"), "+ ");
+    assert_eq!(c.cmd("*"), "-ERR authentication cancelled");
+    assert_eq!(c.cmd("AUTH PLAIN"), "+ ");
+    // The login and the commands after it in one write: pop3d gets them.
+    c.send(format!("{}\r\nSTAT\r\nQUIT\r\n", sasl_plain(&p.i.address("hal"), "pw h")).as_bytes());
+    assert!(c.line().starts_with("+OK 1 messages"));
+    assert!(c.line().starts_with("+OK 1 "));
+    assert!(c.line().starts_with("+OK"));
+    assert!(c.closed());
+}
+
+#[test]
+fn stls_discards_pipelined_plaintext_and_is_refused_twice() {
+    let p = Pop3Instance::started("pop3stls");
+    p.i.adduser("ida", "pw-i");
+    // Commands sent in clear right after STLS must not be executed inside TLS.
+    let mut c = Client::connect(p.port);
+    c.send(format!("STLS\r\nUSER {}\r\nPASS pw-i\r\nQUIT\r\n", p.i.address("ida")).as_bytes());
+    assert_eq!(c.line(), "+OK begin TLS negotiation");
+    let rest = c.line();
+    assert!(!rest.starts_with("+OK"), "no plaintext command may be answered after STLS: {rest:?}");
+    // A real TLS client: a second STLS is refused, CAPA no longer lists it.
+    let out = python(
+        r#"
+import poplib, ssl, sys
+p = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=20)
+p.stls(ssl.create_default_context(cafile=sys.argv[2]))
+print("STLS" in p.capa())
+try:
+    p._shortcmd("STLS"); print("accepted")
+except poplib.error_proto as e:
+    print(e)
+p.user(sys.argv[3]); print(p.pass_("pw-i").decode()); p.quit()
+"#,
+        &[&p.port.to_string(), p.cert().to_str().unwrap(), &p.i.address("ida")],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "False", "{out}");
+    assert!(lines[1].contains("-ERR TLS is already active"), "{out}");
+    assert!(lines[2].starts_with("+OK 0 messages"), "{out}");
+}
+
+#[test]
+fn large_message_is_streamed_byte_exact() {
+    let p = Pop3Instance::started("pop3big");
+    let md = p.i.adduser("jo", "pw-j");
+    // 6 MiB with CRLF and bare-LF lines mixed, written straight into the Maildir.
+    let mut msg = b"Subject: big\r\n\r\n".to_vec();
+    let mut i = 0u64;
+    while msg.len() < 6 << 20 {
+        msg.extend_from_slice(format!(".{i} some text to fill the line up a bit{}", if i % 2 == 0 { "\n" } else { "\r\n" }).as_bytes());
+        i += 1;
+    }
+    fs::write(md.join("new/1700000001.M1P1Q1.big"), &msg).unwrap();
+    if is_root() {
+        let owner = fs::metadata(&md).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::chown(md.join("new/1700000001.M1P1Q1.big"), Some(owner.uid()), Some(owner.gid())).unwrap();
+    }
+    let mut c = Client::connect(p.port);
+    c.login(&p.i.address("jo"), "pw-j");
+    let crlf_size = msg.len() + msg.windows(2).filter(|w| w[1] == b'\n' && w[0] != b'\r').count() + usize::from(msg[0] == b'\n');
+    assert_eq!(c.cmd("LIST 1"), format!("+OK 1 {crlf_size}"));
+    assert_eq!(c.cmd("RETR 1"), format!("+OK {crlf_size} octets"));
+    let got = c.body();
+    let want: Vec<u8> = String::from_utf8(msg).unwrap().replace("\r\n", "\n").into_bytes();
+    assert!(got == want, "RETR of 6 MiB is byte exact ({} vs {} bytes)", got.len(), want.len());
+    c.cmd("QUIT");
+}
