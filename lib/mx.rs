@@ -22,6 +22,7 @@
 //! - A DNS server that is down, times out or answers SERVFAIL: temporary (4.4.3).
 
 use crate::control::{Control, ControlError};
+use crate::outgoing::DomainTable;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
@@ -102,7 +103,7 @@ pub struct Route {
 
 /// The parsed smtproutes.
 #[derive(Clone, Debug, Default)]
-pub struct Routes(Vec<(String, Route)>);
+pub struct Routes(DomainTable<Route>);
 
 fn parse_route(value: &str) -> Result<Route, String> {
     let (relay, port) = if let Some(rest) = value.strip_prefix('[') {
@@ -123,31 +124,18 @@ fn parse_route(value: &str) -> Result<Route, String> {
     Ok(Route { relay, port })
 }
 
+fn parse_line(rest: Option<&str>) -> Result<Route, String> {
+    parse_route(rest.ok_or("expected domain:relay[:port]")?)
+}
+
 impl Routes {
     pub fn load(control: &Control) -> Result<Routes, ControlError> {
-        let path = control.path("smtproutes");
-        let mut routes = Vec::new();
-        for (n, line) in crate::control::read_lines(&path)?.unwrap_or_default() {
-            let (domain, value) = line.split_once(':').ok_or_else(|| ControlError {
-                path: path.clone(),
-                line: Some(n),
-                problem: format!("{line:?} is not domain:relay"),
-            })?;
-            let route = parse_route(value).map_err(|problem| ControlError { path: path.clone(), line: Some(n), problem })?;
-            routes.push((domain.to_ascii_lowercase(), route));
-        }
-        Ok(Routes(routes))
+        DomainTable::load(control, "smtproutes", parse_line).map(Routes)
     }
 
-    /// qmail's order: the domain itself, then `.suffix` for each shorter suffix,
-    /// then the default `:relay`. The first line for a key wins.
+    /// The route for `domain`; MX on port 25 when no line matches.
     pub fn find(&self, domain: &str) -> Route {
-        let domain = domain.to_ascii_lowercase();
-        let get = |k: &str| self.0.iter().find(|(d, _)| d == k).map(|(_, r)| r.clone());
-        let mut keys = vec![domain.as_str()];
-        keys.extend(domain.char_indices().filter(|&(_, c)| c == '.').map(|(i, _)| &domain[i..]));
-        keys.push("");
-        keys.into_iter().find_map(get).unwrap_or(Route { relay: Relay::Mx, port: SMTP_PORT })
+        self.0.find(domain).unwrap_or(Route { relay: Relay::Mx, port: SMTP_PORT })
     }
 }
 
@@ -375,14 +363,8 @@ mod tests {
     use super::*;
 
     fn routes(text: &str) -> Routes {
-        Routes(
-            text.lines()
-                .map(|l| {
-                    let (d, v) = l.split_once(':').unwrap();
-                    (d.to_string(), parse_route(v).unwrap())
-                })
-                .collect(),
-        )
+        let lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.to_string())).collect();
+        Routes(DomainTable::from_lines(std::path::Path::new("smtproutes"), lines, parse_line).unwrap())
     }
 
     #[test]
@@ -397,6 +379,9 @@ mod tests {
         assert_eq!(parse_route("[::1]:2525").unwrap(), Route { relay: Relay::Ip("::1".parse().unwrap()), port: 2525 });
         assert!(parse_route("host:port").is_err());
         assert!(parse_route("[nonsense]").is_err());
+        let lines = vec![(3, "no-colon.example".to_string())];
+        let e = DomainTable::from_lines(std::path::Path::new("smtproutes"), lines, parse_line).unwrap_err();
+        assert_eq!(e.line, Some(3));
     }
 
     #[test]

@@ -32,20 +32,32 @@ impl<T> Default for DomainTable<T> {
 
 impl<T: Clone> DomainTable<T> {
     /// Read `name`, parsing each line's key and the rest (None when the line has no ':').
-    fn load(control: &Control, name: &str, parse: impl Fn(Option<&str>) -> Result<T, String>) -> Result<Self, ControlError> {
+    pub fn load(control: &Control, name: &str, parse: impl Fn(Option<&str>) -> Result<T, String>) -> Result<Self, ControlError> {
         let path = control.path(name);
+        Self::from_lines(&path, crate::control::read_lines(&path)?.unwrap_or_default(), parse)
+    }
+
+    /// The table from numbered lines of `path` (for errors naming the line).
+    pub fn from_lines(
+        path: &std::path::Path,
+        lines: Vec<(usize, String)>,
+        parse: impl Fn(Option<&str>) -> Result<T, String>,
+    ) -> Result<Self, ControlError> {
         let mut out = Vec::new();
-        for (n, line) in crate::control::read_lines(&path)?.unwrap_or_default() {
+        for (n, line) in lines {
             let (key, rest) = match line.split_once(':') {
                 Some((k, r)) => (k, Some(r)),
                 None => (line.as_str(), None),
             };
-            let v = parse(rest).map_err(|problem| ControlError { path: path.clone(), line: Some(n), problem })?;
+            let v = parse(rest).map_err(|problem| ControlError { path: path.to_path_buf(), line: Some(n), problem })?;
             out.push((key.to_ascii_lowercase(), v));
         }
         Ok(DomainTable(out))
     }
 
+    /// The value for `domain`: its own line, else `.suffix` for each shorter
+    /// suffix, else the default line (empty key) (qmail's smtproutes order; the
+    /// first line for a key wins).
     pub fn find(&self, domain: &str) -> Option<T> {
         let domain = domain.to_ascii_lowercase();
         let get = |k: &str| self.0.iter().find(|(d, _)| d == k).map(|(_, v)| v.clone());
