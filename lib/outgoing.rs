@@ -76,15 +76,23 @@ pub struct Source {
     pub helo: Option<String>,
 }
 
+/// What to bind before connecting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bind {
+    /// Whatever the kernel picks.
+    Any,
+    Address(IpAddr),
+    /// This source has addresses, none of the peer's family: do not connect.
+    Skip,
+}
+
 impl Source {
-    /// The address to bind for a connection to `to`: Ok(None) = any, Err = this
-    /// source has no address of that family.
-    pub fn bind_for(&self, to: IpAddr) -> Result<Option<IpAddr>, ()> {
+    pub fn bind_for(&self, to: IpAddr) -> Bind {
         let (mine, other) = if to.is_ipv4() { (self.v4, self.v6) } else { (self.v6, self.v4) };
         match (mine, other) {
-            (Some(a), _) => Ok(Some(a)),
-            (None, Some(_)) => Err(()),
-            (None, None) => Ok(None),
+            (Some(a), _) => Bind::Address(a),
+            (None, Some(_)) => Bind::Skip,
+            (None, None) => Bind::Any,
         }
     }
 }
@@ -153,14 +161,14 @@ mod tests {
     fn sources_parse_and_pick_by_family() {
         let s = parse_source(Some("127.0.0.2:mail.a.test")).unwrap();
         assert_eq!(s, Source { v4: Some("127.0.0.2".parse().unwrap()), v6: None, helo: Some("mail.a.test".into()) });
-        assert_eq!(s.bind_for("127.0.0.1".parse().unwrap()), Ok(s.v4));
-        assert_eq!(s.bind_for("::1".parse().unwrap()), Err(()));
+        assert_eq!(s.bind_for("127.0.0.1".parse().unwrap()), Bind::Address(s.v4.unwrap()));
+        assert_eq!(s.bind_for("::1".parse().unwrap()), Bind::Skip);
         let s = parse_source(Some("127.0.0.3,[::1]")).unwrap();
         assert_eq!((s.v6, s.helo.clone()), (Some("::1".parse().unwrap()), None));
-        assert_eq!(s.bind_for("::1".parse().unwrap()), Ok(s.v6));
+        assert_eq!(s.bind_for("::1".parse().unwrap()), Bind::Address(s.v6.unwrap()));
         let s = parse_source(Some("[::1]:six.test")).unwrap();
         assert_eq!(s.helo.as_deref(), Some("six.test"));
-        assert_eq!(parse_source(Some(":only.helo")).unwrap().bind_for("10.0.0.1".parse().unwrap()), Ok(None));
+        assert_eq!(parse_source(Some(":only.helo")).unwrap().bind_for("10.0.0.1".parse().unwrap()), Bind::Any);
         assert!(parse_source(Some("nonsense")).is_err());
         assert!(parse_source(Some("127.0.0.2,127.0.0.3")).is_err());
         assert!(parse_source(None).is_err());

@@ -17,7 +17,7 @@ use crate::control::{Control, ControlError};
 use crate::error::{Classify, Kind};
 use crate::home::Home;
 use crate::mx::{self, MxError, Routes, Target};
-use crate::outgoing::{self, DomainTable, Source, TlsPolicy};
+use crate::outgoing::{self, Bind, DomainTable, Source, TlsPolicy};
 use crate::smtpreply::{self, Reply, ReplyError};
 use std::fmt;
 use std::fs::File;
@@ -512,7 +512,11 @@ impl Run<'_> {
     /// One connection up to MAIL FROM; from there on the transaction's result.
     fn attempt(&self, t: &Target, tls_allowed: bool) -> Result<Reports, Next> {
         let peer = Peer(t.clone());
-        let bind = self.source.bind_for(t.ip).map_err(|_| Next::Host(RemoteError::NoSource(peer.clone(), self.sender_domain.clone())))?;
+        let bind = match self.source.bind_for(t.ip) {
+            Bind::Any => None,
+            Bind::Address(a) => Some(a),
+            Bind::Skip => return Err(Next::Host(RemoteError::NoSource(peer, self.sender_domain.clone()))),
+        };
         let mut c = Conn::connect(self.cfg, t, bind).map_err(Next::Host)?;
         let greeting = c.reply("in its greeting").map_err(Next::Host)?;
         if !greeting.is_ok() {
