@@ -178,7 +178,8 @@ pub fn serve(listener: TcpListener, opts: &Options) -> Result<(), ListenError> {
             }
         }
         if conn_ready {
-            loop {
+            // A bounded batch, so a stream of clients cannot starve the signals.
+            for _ in 0..64 {
                 match listener.accept() {
                     Ok((stream, peer)) => server.connection(stream, peer),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -219,6 +220,11 @@ impl Server<'_> {
     fn connection(&mut self, stream: TcpStream, peer: SocketAddr) {
         let ip = rules::canonical(peer.ip());
         let who = SocketAddr::new(ip, peer.port());
+        // Under load the accept loop can run ahead of SIGCHLD: count only the
+        // living before refusing anyone.
+        if self.children.len() >= self.opts.max_conn || self.per_ip.get(&ip).copied().unwrap_or(0) >= self.opts.max_per_ip {
+            self.reap();
+        }
         if self.children.len() >= self.opts.max_conn {
             log::line(PROGRAM, &format!("refused {who}: {} connections, the limit (-c)", self.children.len()));
             return;
