@@ -238,7 +238,7 @@ pub fn lookup(db: &mut crate::cdb::Db, ip: IpAddr) -> Option<Decision> {
     let ip = canonical(ip);
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let full = key(ip, max);
-    (1..=full.len()).rev().find_map(|n| db.get(full[..n].as_bytes())).or_else(|| db.get(b"")).and_then(|v| decode(&v))
+    (1..=full.len()).rev().find_map(|n| db.get(&full.as_bytes()[..n])).or_else(|| db.get(b"")).and_then(|v| decode(&v))
 }
 
 /// Open a rules cdb and decide for `ip`. A missing or unreadable file is an error:
