@@ -73,7 +73,8 @@ pub fn unique_name() -> String {
             c => c.to_string(),
         })
         .collect();
-    format!("{}.M{}P{}Q{}.{}", t.as_secs(), t.subsec_micros(), std::process::id(), n, host)
+    // Microseconds zero-padded: names then sort in delivery order within a second.
+    format!("{}.M{:06}P{}Q{}.{}", t.as_secs(), t.subsec_micros(), std::process::id(), n, host)
 }
 
 /// Deliver `prefix` followed by the whole of `message` (read from its start) into

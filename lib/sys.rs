@@ -292,3 +292,13 @@ pub fn unblock_signals_on_exec(cmd: &mut std::process::Command) {
         cmd.pre_exec(|| nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from));
     }
 }
+
+/// Close every descriptor above 2 that we inherited (a daemon started from a shell
+/// script gets whatever the script had open, and would pass it on to each child).
+pub fn close_inherited_fds() {
+    // SAFETY: close_range only closes descriptors; it is called first thing in
+    // main, before this process opens or wraps any descriptor of its own.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    }
+}

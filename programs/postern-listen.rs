@@ -18,6 +18,7 @@ use postern::{log, rules};
 const PROGRAM: &str = "postern-listen";
 
 fn main() {
+    postern::sys::close_inherited_fds();
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let fail = |e: &dyn std::fmt::Display, code: i32| -> ! {
         log::line(PROGRAM, &e.to_string());

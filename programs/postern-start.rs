@@ -25,6 +25,7 @@ fn die(msg: &str) -> ! {
 }
 
 fn main() {
+    postern::sys::close_inherited_fds();
     let home = Home::from_env();
     let mut mask = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD, Signal::SIGHUP, Signal::SIGALRM] {
