@@ -35,6 +35,8 @@ fn install_sets_owners_and_modes_and_mail_flows() {
     assert_eq!(meta("queue").permissions().mode() & 0o777, 0o750);
     assert_eq!(meta("queue/lock/trigger").uid(), uid_of("postern-s").unwrap());
     assert_eq!(fs::read_to_string(home.join("control/me")).unwrap(), "inst.test\n");
+    assert!(home.join("control/tcp.smtp.cdb").exists(), "the SMTP access rules are compiled");
+    assert_eq!(meta("bin/postern-auth").permissions().mode() & 0o7777, 0o4750, "postern-auth is setuid root for postern-d");
 
     let admin = |args: &[&str]| {
         let out = Command::new(home.join("bin/postern-admin")).args(args).env("POSTERN_HOME", &home).stdin(Stdio::null()).output().unwrap();
