@@ -588,31 +588,83 @@ impl Classify for SubmitError {
     }
 }
 
-/// Hand a message to the queue program: message on its fd 0, envelope on its fd 1.
-/// Returns once the program has exited; Ok only for exit 0.
-pub fn submit(home: &Home, message: &mut dyn Read, envelope: &Envelope) -> Result<(), SubmitError> {
-    use std::process::{Command, Stdio};
-    let program = queue_program(home);
-    let bug = |detail: String| SubmitError { code: exit::BUG, detail };
-    let (env_r, env_w) = crate::sys::pipe().map_err(|e| bug(format!("pipe: {e}")))?;
-    let mut child = Command::new(&program)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::from(env_r))
-        .env("POSTERN_HOME", home.root())
-        .spawn()
-        .map_err(|e| bug(format!("cannot run {}: {e}", program.display())))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    // A queue program that exits early closes its end: our writes then fail with
-    // EPIPE, which is not our error to report; its exit code is.
-    let _ = io::copy(message, &mut stdin);
-    drop(stdin);
-    let mut env_w = File::from(env_w);
-    let _ = env_w.write_all(&envelope.encode());
-    drop(env_w);
-    let status = child.wait().map_err(|e| bug(format!("wait for {}: {e}", program.display())))?;
-    match status.code() {
-        Some(0) => Ok(()),
-        Some(code) => Err(SubmitError { code, detail: String::new() }),
-        None => Err(bug(format!("{} was killed by a signal", program.display()))),
+/// A message on its way into the queue: the queue program runs from `start`, takes
+/// the message as it is written, and the envelope at `commit`. Without a commit
+/// it sees no envelope and queues nothing (a client that went away mid-message).
+pub struct Submission {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    envelope: Option<File>,
+    broken: bool,
+}
+
+impl Submission {
+    pub fn start(home: &Home) -> Result<Submission, SubmitError> {
+        use std::process::{Command, Stdio};
+        let program = queue_program(home);
+        let bug = |detail: String| SubmitError { code: exit::BUG, detail };
+        let (env_r, env_w) = crate::sys::pipe().map_err(|e| bug(format!("pipe: {e}")))?;
+        let mut child = Command::new(&program)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(env_r))
+            .env("POSTERN_HOME", home.root())
+            .spawn()
+            .map_err(|e| bug(format!("cannot run {}: {e}", program.display())))?;
+        let stdin = child.stdin.take();
+        Ok(Submission { child, stdin, envelope: Some(File::from(env_w)), broken: false })
     }
+
+    /// More of the message.
+    pub fn write(&mut self, data: &[u8]) {
+        if let (false, Some(w)) = (self.broken, self.stdin.as_mut()) {
+            // A queue program that gave up closed its end (EPIPE); its exit code
+            // says why, not this write.
+            self.broken = w.write_all(data).is_err();
+        }
+    }
+
+    /// The message is complete: hand over the envelope and wait for the verdict.
+    pub fn commit(mut self, envelope: &Envelope) -> Result<(), SubmitError> {
+        drop(self.stdin.take());
+        if let Some(mut w) = self.envelope.take() {
+            let _ = w.write_all(&envelope.encode());
+        }
+        self.wait()
+    }
+
+    /// Give up: the queue program finds no envelope and queues nothing.
+    pub fn abort(mut self) {
+        drop(self.stdin.take());
+        drop(self.envelope.take());
+        let _ = self.wait();
+    }
+
+    fn wait(&mut self) -> Result<(), SubmitError> {
+        let status = self.child.wait().map_err(|e| SubmitError { code: exit::BUG, detail: format!("wait for the queue program: {e}") })?;
+        match status.code() {
+            Some(0) => Ok(()),
+            Some(code) => Err(SubmitError { code, detail: String::new() }),
+            None => Err(SubmitError { code: exit::BUG, detail: "the queue program was killed by a signal".into() }),
+        }
+    }
+}
+
+/// Hand a whole message to the queue program: message on its fd 0, envelope on
+/// its fd 1. Returns once the program has exited; Ok only for exit 0. If reading
+/// `message` fails, nothing is queued.
+pub fn submit(home: &Home, message: &mut dyn Read, envelope: &Envelope) -> Result<(), SubmitError> {
+    let mut sub = Submission::start(home)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match message.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => sub.write(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                sub.abort();
+                return Err(SubmitError { code: exit::READ, detail: format!("reading the message: {e}") });
+            }
+        }
+    }
+    sub.commit(envelope)
 }

@@ -15,14 +15,11 @@ use crate::error::{Classify, Kind};
 use crate::home::Home;
 use crate::log;
 use crate::netio::{NetError, Session};
-use crate::queue::{self, Envelope, SubmitError};
+use crate::queue::{self, Envelope};
 use crate::scheduler::{self, Route};
 use crate::smtp::{self, Command, DataReader, DataStatus, LineEvent, LineReader, MailParams};
 use crate::users::Users;
 use std::fmt;
-use std::fs::File;
-use std::io::Write;
-use std::process::{Child, ChildStdin, Stdio};
 use std::time::Duration;
 
 const PROGRAM: &str = "postern-smtpd";
@@ -141,61 +138,6 @@ struct Transaction {
     rcpts: Vec<Address>,
     /// RCPT commands tried, accepted or not (DATA's "no valid recipients").
     tried: usize,
-}
-
-/// postern-queue being fed a message.
-struct Spool {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    envelope: Option<File>,
-    broken: bool,
-}
-
-impl Spool {
-    fn start(home: &Home) -> Result<Spool, SubmitError> {
-        let program = queue::queue_program(home);
-        let bug = |detail: String| SubmitError { code: queue::exit::BUG, detail };
-        let (env_r, env_w) = crate::sys::pipe().map_err(|e| bug(format!("pipe: {e}")))?;
-        let mut child = std::process::Command::new(&program)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::from(env_r))
-            .env("POSTERN_HOME", home.root())
-            .spawn()
-            .map_err(|e| bug(format!("cannot run {}: {e}", program.display())))?;
-        let stdin = child.stdin.take();
-        Ok(Spool { child, stdin, envelope: Some(File::from(env_w)), broken: false })
-    }
-
-    fn write(&mut self, data: &[u8]) {
-        if let (false, Some(w)) = (self.broken, self.stdin.as_mut()) {
-            // A queue program that gave up closed its end; its exit code says why.
-            self.broken = w.write_all(data).is_err();
-        }
-    }
-
-    fn wait(mut self) -> Result<(), SubmitError> {
-        let status = self.child.wait().map_err(|e| SubmitError { code: queue::exit::BUG, detail: format!("wait: {e}") })?;
-        match status.code() {
-            Some(0) => Ok(()),
-            Some(code) => Err(SubmitError { code, detail: String::new() }),
-            None => Err(SubmitError { code: queue::exit::BUG, detail: "the queue program was killed by a signal".into() }),
-        }
-    }
-
-    fn commit(mut self, envelope: &Envelope) -> Result<(), SubmitError> {
-        drop(self.stdin.take());
-        if let Some(mut w) = self.envelope.take() {
-            let _ = w.write_all(&envelope.encode());
-        }
-        self.wait()
-    }
-
-    /// No envelope: postern-queue finds it missing and queues nothing.
-    fn abort(mut self) {
-        drop(self.stdin.take());
-        drop(self.envelope.take());
-        let _ = self.wait();
-    }
 }
 
 /// How a session ended, for the log.
@@ -491,7 +433,7 @@ impl<'a> Smtpd<'a> {
         if t.rcpts.is_empty() {
             return Ok(self.error(554, "5.5.1 no valid recipients"));
         }
-        let mut spool = match Spool::start(self.home) {
+        let mut spool = match queue::Submission::start(self.home) {
             Ok(s) => s,
             Err(e) => {
                 log::line(PROGRAM, &e.to_string());
