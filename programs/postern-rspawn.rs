@@ -11,6 +11,11 @@ use postern::rspawn::RemoteStarter;
 const PROGRAM: &str = "postern-rspawn";
 
 fn main() {
+    // postern-start already made us postern-r; run by hand as root, we do it.
+    if let Err(e) = postern::privs::drop_to(postern::privs::Service::Remote) {
+        log::line(PROGRAM, &e.to_string());
+        std::process::exit(111);
+    }
     let mut starter = RemoteStarter { home: Home::from_env() };
     if let Err(e) = postern::spawn::serve(PROGRAM, &mut starter, true) {
         log::line(PROGRAM, &format!("stopped: {e}"));

@@ -32,6 +32,10 @@ fn fd_open(fd: i32) -> bool {
 }
 
 fn main() {
+    // postern-start already made us postern-s; run by hand as root, we do it.
+    if let Err(e) = postern::privs::drop_to(postern::privs::Service::Send) {
+        die(&e.to_string());
+    }
     let home = Home::from_env();
     let cfg = Config::load(&home).unwrap_or_else(|e| die(&format!("{e}; fix it and restart")));
     if !fd_open(3) || !fd_open(4) {
