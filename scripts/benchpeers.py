@@ -1,0 +1,975 @@
+"""scripts/benchpeers.py: `scripts/bench --vs-peers`, postern side by side with the
+servers a sysadmin would pick instead, on this machine, in one run.
+
+Peers: Postfix (SMTP -> Maildir through a virtual domain, default durability) and
+Dovecot POP3 (on Maildirs filled exactly like postern's). Both run as private
+instances under one temporary directory, on 127.0.0.1 and high ports:
+  - Postfix: `postfix -c DIR start` with its own main.cf/master.cf in DIR and its
+    own queue_directory and data_directory; nothing in /etc/postfix is read or
+    written, port 25 is not used;
+  - Dovecot: `dovecot -c FILE` with base_dir under the temporary directory and
+    passwd-file users.
+Mail in the peers' Maildirs belongs to nobody:nogroup, so no user is created.
+Both are stopped at the end, also on errors and Ctrl-C.
+
+Workloads, postern and peer alternating (order swapped on every other run):
+  1. SMTP -> Maildir with Postfix's smtp-source: 5,000 x 2 KiB with 1, 10 and 50
+     sessions, 1,000 x 100 KiB with 10; messages/s from the start until all are
+     in new/ (counted with inotify);
+  2. latency at light load: one message every 50 ms for 20 s, from the final 250
+     to the file in new/ (p50, p99);
+  3. memory: peak RSS and PSS of all the suite's processes during the 10- and
+     50-session runs, and of one idle SMTP session after EHLO;
+  4. POP3 with Python's poplib: login+STAT+UIDL of 10,000 messages (first and
+     second login), RETR of all 10,000, 10 concurrent clients on 1,000 each;
+  5. reference rows: small-file create+write 2 KiB+fsync+close per second with 1
+     and 8 writers in the temporary directory, and fork+exec of /bin/true per
+     second.
+
+Root is required (apt-get installs postfix, dovecot-core and dovecot-pop3d when
+missing; the postern instance runs as a system install would).
+"""
+import ctypes, ctypes.util, os, poplib, select, shutil, signal, socket, statistics, struct
+import subprocess, sys, tempfile, threading, time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INSTANCE = os.path.join(REPO, "scripts", "instance")
+SOURCE = "/usr/sbin/smtp-source"
+DOMAIN = "bench.test"
+PW = "bench-pw"
+
+
+def log(msg):
+    print(f"  [{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg):
+    raise SystemExit(f"bench --vs-peers: {msg}")
+
+
+def run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, **kw)
+    if r.returncode != 0:
+        die(f"{' '.join(cmd)} failed:\n{r.stdout}{r.stderr}")
+    return r
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, what, secs=20):
+    t = time.monotonic() + secs
+    while time.monotonic() < t:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    die(f"{what} does not answer on 127.0.0.1:{port}")
+
+
+def message(n, size=2048, to=f"u@{DOMAIN}"):
+    head = f"From: bench@sender.test\nTo: {to}\nSubject: bench {n}\n\n"
+    line = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\n"
+    body = line * ((size - len(head)) // len(line) + 1)
+    return (head + body)[:size - 1].encode() + b"\n"
+
+
+# ---------------------------------------------------------------- packages
+
+def ensure_packages():
+    need = []
+    if not os.access("/usr/sbin/postfix", os.X_OK) or not os.access(SOURCE, os.X_OK):
+        need.append("postfix")
+    if not os.access("/usr/sbin/dovecot", os.X_OK):
+        need.append("dovecot-core")
+    if not os.access("/usr/lib/dovecot/pop3", os.X_OK):
+        need.append("dovecot-pop3d")
+    if not need:
+        return
+    log(f"installing {' '.join(need)} with apt-get")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["debconf-set-selections"], input="postfix postfix/main_mailer_type select No configuration\n",
+                   text=True, check=False)
+    subprocess.run(["apt-get", "update", "-q"], env=env, check=False, capture_output=True)
+    # policy-rc.d stops the packages' own services from starting where it is set;
+    # either way the benchmark only uses private instances.
+    run(["apt-get", "install", "-y", "-q", *need], env=env)
+
+
+# ---------------------------------------------------------------- inotify
+
+class NewFiles:
+    """Counts files arriving in a Maildir new/ (created, linked or renamed in)."""
+    IN_CREATE, IN_MOVED_TO, IN_Q_OVERFLOW = 0x100, 0x80, 0x4000
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = -1
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        try:
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            if fd >= 0 and libc.inotify_add_watch(fd, path.encode(), self.IN_CREATE | self.IN_MOVED_TO) >= 0:
+                self.fd = fd
+            elif fd >= 0:
+                os.close(fd)
+        except AttributeError:
+            pass
+        self.count = 0
+        self.overflow = False
+
+    def _drain(self, timeout):
+        r, _, _ = select.select([self.fd], [], [], timeout)
+        if not r:
+            return
+        try:
+            buf = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        i = 0
+        while i + 16 <= len(buf):
+            _wd, mask, _cookie, ln = struct.unpack_from("iIII", buf, i)
+            if mask & self.IN_Q_OVERFLOW:
+                self.overflow = True
+            elif mask & (self.IN_CREATE | self.IN_MOVED_TO):
+                self.count += 1
+            i += 16 + ln
+
+    def wait(self, n, deadline):
+        """Block until n files have arrived since creation; returns arrival time."""
+        while True:
+            if self.fd < 0 or self.overflow:
+                if len(os.listdir(self.path)) >= n + self.base:
+                    return time.monotonic()
+                time.sleep(0.001 if n == 1 else 0.005)
+            else:
+                if self.count >= n:
+                    return time.monotonic()
+                self._drain(0.05)
+            if time.monotonic() > deadline:
+                return None
+
+    def __enter__(self):
+        self.base = len(os.listdir(self.path))
+        return self
+
+    def __exit__(self, *a):
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
+# ---------------------------------------------------------------- memory
+
+def smaps(pid):
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except OSError:
+        return None
+    return rss, pss
+
+
+def descendants(root):
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+            kids.setdefault(int(s[s.rfind(")") + 2:].split()[1]), []).append(int(d))
+        except (OSError, ValueError, IndexError):
+            pass
+    out, i = [root], 0
+    while i < len(out):
+        out.extend(kids.get(out[i], []))
+        i += 1
+    return out
+
+
+def pids_with_exe_under(prefix):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.readlink(f"/proc/{d}/exe").startswith(prefix):
+                    out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+class MemSampler(threading.Thread):
+    """Peak total RSS and PSS (KiB) and process count of pids() while running."""
+
+    def __init__(self, pids, interval=0.25):
+        super().__init__(daemon=True)
+        self.pids, self.interval = pids, interval
+        self.stop = threading.Event()
+        self.rss = self.pss = self.n = 0
+
+    def run(self):
+        while not self.stop.is_set():
+            r = p = n = 0
+            for pid in self.pids():
+                m = smaps(pid)
+                if m:
+                    r, p, n = r + m[0], p + m[1], n + 1
+            self.rss, self.pss, self.n = max(self.rss, r), max(self.pss, p), max(self.n, n)
+            self.stop.wait(self.interval)
+
+    def finish(self):
+        self.stop.set()
+        self.join()
+        return self.rss, self.pss, self.n
+
+
+# ---------------------------------------------------------------- the servers
+
+class Postern:
+    """A fresh scripts/instance (as root: privilege separation on) with a virtual user,
+    its SMTP listener allowing 100 sessions (the instance's default is 10)."""
+
+    def __init__(self, base, tag, users=("u",), smtp=True, start=True):
+        self.dir = os.path.join(base, f"postern-{tag}")
+        self.smtp_port, self.pop3_port = free_port(), free_port()
+        run([INSTANCE, "create", self.dir, "--domain", DOMAIN, "--smtp-port", str(self.smtp_port),
+             "--pop3-port", str(self.pop3_port)])
+        for u in users:
+            run([INSTANCE, "adduser", self.dir, u, PW])
+        self.bin = os.path.join(self.dir, "bin") + "/"
+        self.listen = None
+        if smtp:
+            # registered as the instance's smtp service, so `instance start` leaves it be
+            # and `instance stop` stops it.
+            rules = os.path.join(self.dir, "control", "tcp.smtp")
+            with open(rules, "w") as f:
+                f.write(":allow\n")
+            run([self.bin + "postern-listen", "-X", rules, rules + ".cdb"])
+            os.chmod(rules + ".cdb", 0o644)
+            self.listen = subprocess.Popen(
+                [self.bin + "postern-listen", "-u", "postern-d", "-c", "100", "-C", "100", "-x", rules + ".cdb",
+                 "127.0.0.1", str(self.smtp_port), self.bin + "postern-smtpd"],
+                env=dict(os.environ, POSTERN_HOME=self.dir), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "log", "smtp.log"), "a"),
+                start_new_session=True)
+            with open(os.path.join(self.dir, "run", "smtp.pid"), "w") as f:
+                f.write(str(self.listen.pid))
+        if start:
+            run([INSTANCE, "start", self.dir])
+            if smtp:
+                wait_port(self.smtp_port, "postern-listen (smtp)")
+
+    def maildir(self, user="u"):
+        return os.path.join(self.dir, "mail", DOMAIN, user, "Maildir")
+
+    def pids(self):
+        return pids_with_exe_under(self.bin)
+
+    def smtpd_pids(self):
+        return pids_with_exe_under(self.bin + "postern-smtpd")
+
+    def close(self):
+        subprocess.run([INSTANCE, "stop", self.dir], capture_output=True)
+        if self.listen:
+            try:
+                os.killpg(self.listen.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.listen.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def nobody():
+    import pwd, grp
+    return pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+
+
+def make_maildir(path, uid, gid):
+    for sub in ("", "new", "cur", "tmp"):
+        p = os.path.join(path, sub)
+        os.makedirs(p, exist_ok=True)
+        os.chown(p, uid, gid)
+        os.chmod(p, 0o700)
+
+
+class Postfix:
+    """A private Postfix: config, queue and data directories under base/postfix;
+    smtpd on 127.0.0.1:port; virtual domain bench.test, u@bench.test -> Maildir."""
+
+    MASTER_CF = """# private benchmark instance (scripts/benchpeers.py): no chroot
+127.0.0.1:{port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+    def __init__(self, base):
+        self.top = os.path.join(base, "postfix")
+        self.conf = os.path.join(self.top, "etc")
+        self.mail = os.path.join(self.top, "mail")
+        self.port = free_port()
+        uid, gid = nobody()
+        os.makedirs(self.conf)
+        os.makedirs(os.path.join(self.top, "data"))
+        os.makedirs(os.path.join(self.top, "queue"))
+        os.chown(os.path.join(self.top, "data"), *postfix_ids())
+        make_maildir(os.path.join(self.mail, DOMAIN, "u"), uid, gid)
+        os.chmod(self.top, 0o755)
+        with open(os.path.join(self.conf, "vmailbox"), "w") as f:
+            f.write(f"u@{DOMAIN} {DOMAIN}/u/\n")
+        main = f"""# private benchmark instance (scripts/benchpeers.py)
+compatibility_level = 3.6
+config_directory = {self.conf}
+queue_directory = {self.top}/queue
+data_directory = {self.top}/data
+myhostname = peer.bench.invalid
+mydomain = bench.invalid
+myorigin = $myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost =
+alias_maps =
+alias_database =
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_peername_lookup = no
+smtpd_client_connection_count_limit = 0
+biff = no
+append_dot_mydomain = no
+default_transport = error:no outbound mail from the benchmark
+relay_transport = error:no outbound mail from the benchmark
+virtual_mailbox_domains = {DOMAIN}
+virtual_mailbox_base = {self.mail}
+virtual_mailbox_maps = texthash:{self.conf}/vmailbox
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{gid}
+virtual_minimum_uid = 100
+maillog_file = {self.top}/postfix.log
+maillog_file_prefixes = {self.top}
+smtputf8_enable = no
+"""
+        with open(os.path.join(self.conf, "main.cf"), "w") as f:
+            f.write(main)
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write(self.MASTER_CF.format(port=self.port))
+        self.ctl("start")
+        wait_port(self.port, "Postfix smtpd")
+
+    def ctl(self, what):
+        r = subprocess.run(["/usr/sbin/postfix", "-c", self.conf, what], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True)
+        if r.returncode != 0 and what != "stop":
+            tail = ""
+            try:
+                with open(os.path.join(self.top, "postfix.log")) as f:
+                    tail = "".join(f.readlines()[-15:])
+            except OSError:
+                pass
+            die(f"postfix -c {self.conf} {what} failed:\n{r.stdout}{r.stderr}{tail}")
+
+    def maildir(self):
+        return os.path.join(self.mail, DOMAIN, "u")
+
+    def master_pid(self):
+        try:
+            with open(os.path.join(self.top, "queue", "pid", "master.pid")) as f:
+                return int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def pids(self):
+        m = self.master_pid()
+        return descendants(m) if m else []
+
+    def smtpd_pids(self):
+        out = []
+        for pid in self.pids()[1:]:
+            try:
+                if os.readlink(f"/proc/{pid}/exe").endswith("/smtpd"):
+                    out.append(pid)
+            except OSError:
+                pass
+        return out
+
+    def empty_new(self):
+        new = os.path.join(self.maildir(), "new")
+        for name in os.listdir(new):
+            os.unlink(os.path.join(new, name))
+
+    def close(self):
+        self.ctl("stop")
+        m = self.master_pid()
+        t = time.monotonic() + 10
+        while m and time.monotonic() < t:
+            try:
+                os.kill(m, 0)
+            except OSError:
+                break
+            time.sleep(0.05)
+
+
+def postfix_ids():
+    import pwd
+    p = pwd.getpwnam("postfix")
+    return p.pw_uid, p.pw_gid
+
+
+class Dovecot:
+    """A private Dovecot POP3 on 127.0.0.1:port; users USER@bench.test with Maildirs
+    under base/dovecot/mail/USER, owned by nobody."""
+
+    def __init__(self, base, users):
+        self.top = os.path.join(base, "dovecot")
+        self.port = free_port()
+        uid, gid = nobody()
+        run_dir = os.path.join(self.top, "run")
+        os.makedirs(run_dir)
+        os.chmod(self.top, 0o755)
+        self.mail = os.path.join(self.top, "mail")
+        with open(os.path.join(self.top, "users"), "w") as f:
+            for u in users:
+                make_maildir(os.path.join(self.mail, u), uid, gid)
+                f.write(f"{u}@{DOMAIN}:{{PLAIN}}{PW}:{uid}:{gid}::{self.mail}/{u}::\n")
+        os.chmod(self.mail, 0o755)
+        os.chmod(os.path.join(self.top, "users"), 0o644)
+        self.conf = os.path.join(self.top, "dovecot.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"""# private benchmark instance (scripts/benchpeers.py)
+protocols = pop3
+listen = 127.0.0.1
+base_dir = {run_dir}
+instance_name = postern-bench-dovecot
+log_path = {self.top}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = maildir:{self.mail}/%n
+first_valid_uid = 100
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.top}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {self.top}/users
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  unix_listener lmtp {{
+    mode = 0
+  }}
+}}
+""")
+        # dovecot's daemons must not inherit a pipe of ours: output to a file
+        with open(os.path.join(self.top, "start.log"), "w") as out:
+            r = subprocess.run(["/usr/sbin/dovecot", "-c", self.conf], stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        if r.returncode != 0:
+            with open(os.path.join(self.top, "start.log")) as f:
+                die(f"dovecot -c {self.conf} failed:\n{f.read()}")
+        wait_port(self.port, "Dovecot pop3-login")
+
+    def maildir(self, u):
+        return os.path.join(self.mail, u)
+
+    def close(self):
+        subprocess.run(["/usr/sbin/dovecot", "-c", self.conf, "stop"], capture_output=True, stdin=subprocess.DEVNULL)
+        pidf = os.path.join(self.top, "run", "master.pid")
+        t = time.monotonic() + 10
+        while os.path.exists(pidf) and time.monotonic() < t:
+            time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- workloads
+
+def smtp_source(port, new, n, sessions, size, pids):
+    """messages/s from the start of smtp-source until n files are in new/, and the
+    peak (RSS, PSS, processes) of pids() meanwhile."""
+    sampler = MemSampler(pids)
+    with NewFiles(new) as nf:
+        sampler.start()
+        t0 = time.monotonic()
+        src = subprocess.Popen([SOURCE, "-s", str(sessions), "-m", str(n), "-l", str(size), "-f", "bench@sender.test",
+                                "-t", f"u@{DOMAIN}", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        t1 = nf.wait(n, t0 + 600)
+        err = src.communicate()[1]
+        mem = sampler.finish()
+        if src.returncode != 0:
+            die(f"smtp-source failed: {err.decode(errors='replace')[:300]}")
+        if t1 is None:
+            die(f"only {len(os.listdir(new)) - nf.base} of {n} delivered in 600 s")
+    return n / (t1 - t0), mem
+
+
+def smtp_send(port, rcpt, data, after=None):
+    """One SMTP transaction; returns the time of the final 250 and what after(t250)
+    returned, called before QUIT."""
+    s = socket.create_connection(("127.0.0.1", port), 10)
+    f = s.makefile("rb")
+
+    def reply():
+        while True:
+            line = f.readline()
+            if not line:
+                raise OSError("connection closed")
+            if line[3:4] != b"-":
+                return line
+
+    def cmd(c, want=b"2"):
+        s.sendall(c)
+        r = reply()
+        if not r.startswith(want):
+            raise OSError(f"{c!r} -> {r!r}")
+
+    try:
+        if not reply().startswith(b"220"):
+            raise OSError("no greeting")
+        cmd(b"EHLO bench.client\r\n")
+        cmd(b"MAIL FROM:<bench@sender.test>\r\n")
+        cmd(f"RCPT TO:<{rcpt}>\r\n".encode())
+        cmd(b"DATA\r\n", b"354")
+        cmd(data.replace(b"\n", b"\r\n") + b".\r\n")
+        t = time.monotonic()
+        r = after(t) if after else None
+        try:
+            s.sendall(b"QUIT\r\n")
+            reply()
+        except OSError:
+            pass
+        return t, r
+    finally:
+        s.close()
+
+
+def latency(port, new, secs=20.0, every=0.05):
+    """ms from the final 250 to the file in new/, one message every 50 ms."""
+    out = []
+    data = message(0)
+    with NewFiles(new) as nf:
+        start = time.monotonic()
+        k = 0
+        while time.monotonic() - start < secs:
+            k += 1
+            t250, t = smtp_send(port, f"u@{DOMAIN}", data, lambda t250: nf.wait(k, t250 + 30))
+            if t is None:
+                die("a latency message was not delivered in 30 s")
+            out.append((t - t250) * 1000)
+            nxt = start + k * every
+            d = nxt - time.monotonic()
+            if d > 0:
+                time.sleep(d)
+    out.sort()
+    return out[len(out) // 2], out[min(len(out) - 1, int(len(out) * 0.99))], len(out)
+
+
+def idle_session(port, smtpd_pids):
+    """RSS and PSS (KiB) of the smtpd serving one session after EHLO."""
+    before = set(smtpd_pids())
+    s = socket.create_connection(("127.0.0.1", port), 10)
+    s.recv(512)
+    s.sendall(b"EHLO bench.client\r\n")
+    time.sleep(0.5)
+    s.recv(4096)
+    now = set(smtpd_pids())
+    cand = (now - before) or now
+    best = None
+    for pid in cand:
+        m = smaps(pid)
+        if m and (best is None or m[0] > best[0]):
+            best = m
+    s.close()
+    return best
+
+
+def fill(maildir, n, uid, gid):
+    for i in range(n):
+        p = os.path.join(maildir, "new", f"{1700000000 + i}.M{i:06d}P1Q{i}.bench")
+        with open(p, "wb") as f:
+            f.write(message(i))
+        os.chown(p, uid, gid)
+
+
+def pop_login(port, user):
+    p = poplib.POP3("127.0.0.1", port, timeout=120)
+    p.user(user)
+    p.pass_(PW)
+    return p
+
+
+def pop_stat_uidl(port, user):
+    t = time.monotonic()
+    p = pop_login(port, user)
+    n, _ = p.stat()
+    u = p.uidl()[1]
+    dt = time.monotonic() - t
+    p.quit()
+    if n != len(u):
+        die(f"POP3 STAT {n} but UIDL {len(u)}")
+    return n, dt
+
+
+def pop_retr_all(port, user):
+    p = pop_login(port, user)
+    n, _ = p.stat()
+    t = time.monotonic()
+    for i in range(1, n + 1):
+        p.retr(i)
+    dt = time.monotonic() - t
+    p.quit()
+    return n, dt
+
+
+def pop_concurrent(port, users):
+    code = ("import sys, poplib\n"
+            "p = poplib.POP3('127.0.0.1', int(sys.argv[1]), timeout=120); p.user(sys.argv[2]); p.pass_(sys.argv[3])\n"
+            "n, _ = p.stat()\n"
+            "for i in range(1, n + 1): p.retr(i)\n"
+            "p.quit(); print(n)\n")
+    t = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(port), u, PW], stdout=subprocess.PIPE, text=True)
+             for u in users]
+    got = sum(int(p.communicate()[0].strip() or 0) for p in procs)
+    return got, time.monotonic() - t
+
+
+def fsync_rate(dir, writers, secs=3.0):
+    """create + write 2 KiB + fsync + close per second, `writers` threads."""
+    data = b"x" * 2048
+    counts = [0] * writers
+    stop = time.monotonic() + secs
+
+    def w(k):
+        d = os.path.join(dir, f"w{k}")
+        os.makedirs(d)
+        i = 0
+        while time.monotonic() < stop:
+            fd = os.open(os.path.join(d, str(i)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+            os.close(fd)
+            i += 1
+        counts[k] = i
+
+    t = time.monotonic()
+    ths = [threading.Thread(target=w, args=(k,)) for k in range(writers)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    rate = sum(counts) / (time.monotonic() - t)
+    for k in range(writers):
+        shutil.rmtree(os.path.join(dir, f"w{k}"), ignore_errors=True)
+    return rate
+
+
+FORK_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+int main(int argc, char **argv) {
+  int workers = atoi(argv[1]); double secs = atof(argv[2]);
+  int fds[2]; if (pipe(fds)) return 1;
+  double t0 = now();
+  for (int w = 0; w < workers; w++) if (fork() == 0) {
+    long n = 0;
+    while (now() - t0 < secs) {
+      pid_t p = fork();
+      if (p == 0) { execl("/bin/true", "true", (char *)0); _exit(127); }
+      int st; waitpid(p, &st, 0); n++;
+    }
+    if (write(fds[1], &n, sizeof n) != sizeof n) _exit(1);
+    _exit(0);
+  }
+  long total = 0, n;
+  for (int w = 0; w < workers; w++) { if (read(fds[0], &n, sizeof n) == sizeof n) total += n; wait(NULL); }
+  printf("%.0f\n", total / (now() - t0));
+  return 0;
+}
+"""
+
+
+def fork_exec_rate(tmp, workers, secs=3.0):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc:
+        src, exe = os.path.join(tmp, "forkrate.c"), os.path.join(tmp, "forkrate")
+        with open(src, "w") as f:
+            f.write(FORK_C)
+        if subprocess.run([cc, "-O2", "-o", exe, src], capture_output=True).returncode == 0:
+            return float(run([exe, str(workers), str(secs)]).stdout.strip()), "C fork+execl"
+    # no compiler: Python's os.fork (a bigger parent, so slower)
+    n, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < secs:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.execv("/bin/true", ["true"])
+            finally:
+                os._exit(127)
+        os.waitpid(pid, 0)
+        n += 1
+    return n / (time.monotonic() - t0), "Python os.fork+execv, 1 worker"
+
+
+# ---------------------------------------------------------------- the table
+
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, workload, postern, peer, unit, fmt="{:,.0f}", higher_better=True):
+        ratio = ""
+        if postern is not None and peer:
+            ratio = f"{postern / peer:.2f}x"
+        f = lambda v: "-" if v is None else fmt.format(v) + (f" {unit}" if unit else "")
+        self.rows.append((workload + ("" if higher_better is None else (" (higher is better)" if higher_better else " (lower is better)")),
+                          f(postern), f(peer), ratio))
+        print(f"  {self.rows[-1][0]}: postern {self.rows[-1][1]}, peer {self.rows[-1][2]}, {ratio}", file=sys.stderr, flush=True)
+
+    def ref(self, workload, value):
+        self.rows.append((workload, value, "", ""))
+        print(f"  {workload}: {value}", file=sys.stderr, flush=True)
+
+    def text(self):
+        head = ("workload", "postern", "peer", "ratio")
+        w = [max(len(r[i]) for r in self.rows + [head]) for i in range(4)]
+        lines = [f"{head[0]:<{w[0]}} | {head[1]:>{w[1]}} | {head[2]:>{w[2]}} | {head[3]:>{w[3]}}",
+                 "-" * (sum(w) + 9)]
+        lines += [f"{r[0]:<{w[0]}} | {r[1]:>{w[1]}} | {r[2]:>{w[2]}} | {r[3]:>{w[3]}}" for r in self.rows]
+        return "\n".join(lines)
+
+    def markdown(self):
+        lines = ["| workload | postern | peer | ratio |", "|---|---:|---:|---:|"]
+        lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in self.rows]
+        return "\n".join(lines)
+
+
+def machine():
+    """cores, CPU model, memory, file system of the temporary directory, kernel."""
+    cpu = mem = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = "%.1f GiB" % (int(line.split()[1]) / 1048576)
+    tmp = tempfile.gettempdir()
+    fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", tmp], capture_output=True, text=True).stdout.strip()
+    if not fs:
+        fs = subprocess.run(["stat", "-f", "-c", "%T", tmp], capture_output=True, text=True).stdout.strip()
+    import platform
+    return f"{os.cpu_count()} cores ({cpu}), {mem} RAM, {fs} under {tmp}, Linux {platform.release()}"
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def kib(v):
+    return v / 1024
+
+
+def main(quick=False, runs=2, markdown=None):
+    if os.geteuid() != 0:
+        die("--vs-peers needs root (it installs Postfix and Dovecot and runs private instances of them)")
+    ensure_packages()
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    div = 5 if quick else 1
+    versions = subprocess.run(["/usr/sbin/postconf", "-d", "-h", "mail_version"], capture_output=True, text=True).stdout.strip() or "?"
+    dv = run(["/usr/sbin/dovecot", "--version"]).stdout.split()[0]
+    machine_line = machine()
+    load0 = loadavg()
+    print(f"machine: {machine_line}")
+    print(f"date: {date}")
+    print(f"peers: Postfix {versions} (virtual -> Maildir), Dovecot {dv} (POP3); "
+          f"{runs} alternating run(s) per SMTP row, median; {'--quick: counts / 5' if quick else 'full counts'}", flush=True)
+    def term(*_):
+        raise SystemExit("bench --vs-peers: terminated")
+    signal.signal(signal.SIGTERM, term)  # so the finally below stops the servers
+    base = tempfile.mkdtemp(prefix="postern-vs-peers-")
+    os.chmod(base, 0o755)
+    table = Table()
+    postfix = dovecot = None
+    live = []
+    try:
+        postfix = Postfix(base)
+        log(f"Postfix private instance on 127.0.0.1:{postfix.port} (config {postfix.conf})")
+
+        # 3b. one idle SMTP session (each server fresh, nothing else going on)
+        pst = Postern(base, "idle")
+        live.append(pst)
+        mine = idle_session(pst.smtp_port, pst.smtpd_pids)
+        pst.close(); live.remove(pst)
+        peer = idle_session(postfix.port, postfix.smtpd_pids)
+        idle = (mine, peer)
+
+        # 1 + 3a. SMTP -> Maildir, alternating
+        rows = [(5000 // div, 2048, 1), (5000 // div, 2048, 10), (5000 // div, 2048, 50), (1000 // div, 102400, 10)]
+        for (n, size, sessions) in rows:
+            res = {"postern": [], "peer": []}
+            mem = {"postern": (0, 0, 0), "peer": (0, 0, 0)}
+            for r in range(runs):
+                order = ("postern", "peer") if r % 2 == 0 else ("peer", "postern")
+                for who in order:
+                    if who == "postern":
+                        pst = Postern(base, f"smtp{sessions}-{size}-{r}")
+                        live.append(pst)
+                        try:
+                            rate, m = smtp_source(pst.smtp_port, os.path.join(pst.maildir(), "new"), n, sessions, size, pst.pids)
+                        finally:
+                            pst.close(); live.remove(pst)
+                    else:
+                        postfix.empty_new()
+                        rate, m = smtp_source(postfix.port, os.path.join(postfix.maildir(), "new"), n, sessions, size, postfix.pids)
+                    res[who].append(rate)
+                    mem[who] = tuple(max(a, b) for a, b in zip(mem[who], m))
+                    log(f"{who}: {n} x {size // 1024} KiB, {sessions} sessions: {rate:.0f} msg/s, peak RSS {m[0] // 1024} MiB PSS {m[1] // 1024} MiB in {m[2]} processes")
+            table.add(f"SMTP -> Maildir, {n:,} x {size // 1024} KiB, {sessions} session{'s' if sessions > 1 else ''}",
+                      statistics.median(res["postern"]), statistics.median(res["peer"]), "msg/s")
+            if size == 2048 and sessions in (10, 50):
+                table.add(f"memory, all processes, peak during {sessions} sessions: RSS", kib(mem["postern"][0]), kib(mem["peer"][0]),
+                          "MiB", "{:,.1f}", False)
+                table.add(f"memory, all processes, peak during {sessions} sessions: PSS "
+                          f"({mem['postern'][2]} vs {mem['peer'][2]} processes)", kib(mem["postern"][1]), kib(mem["peer"][1]),
+                          "MiB", "{:,.1f}", False)
+        if idle[0] and idle[1]:
+            table.add("memory, one idle SMTP session after EHLO: smtpd RSS", kib(idle[0][0]), kib(idle[1][0]), "MiB", "{:,.1f}", False)
+            table.add("memory, one idle SMTP session after EHLO: smtpd PSS", kib(idle[0][1]), kib(idle[1][1]), "MiB", "{:,.1f}", False)
+
+        # 2. latency at light load
+        secs = 20.0 / div
+        pst = Postern(base, "latency")
+        live.append(pst)
+        try:
+            lm = latency(pst.smtp_port, os.path.join(pst.maildir(), "new"), secs)
+        finally:
+            pst.close(); live.remove(pst)
+        postfix.empty_new()
+        lp = latency(postfix.port, os.path.join(postfix.maildir(), "new"), secs)
+        log(f"latency: postern p50 {lm[0]:.1f} p99 {lm[1]:.1f} ms ({lm[2]} msgs); Postfix p50 {lp[0]:.1f} p99 {lp[1]:.1f} ms ({lp[2]} msgs)")
+        table.add(f"latency, 1 msg / 50 ms for {secs:.0f} s, 250 -> file in new/: p50", lm[0], lp[0], "ms", "{:,.1f}", False)
+        table.add(f"latency, 1 msg / 50 ms for {secs:.0f} s, 250 -> file in new/: p99", lm[1], lp[1], "ms", "{:,.1f}", False)
+        postfix.close()
+        postfix = None
+
+        # 4. POP3
+        big, small = 10000 // div, 1000 // div
+        users = ["big"] + [f"c{i}" for i in range(10)]
+        pst = Postern(base, "pop3", users=users, smtp=False, start=False)
+        live.append(pst)
+        dovecot = Dovecot(base, users)
+        for u in users:
+            n = big if u == "big" else small
+            md = pst.maildir(u)
+            st = os.stat(md)
+            fill(md, n, st.st_uid, st.st_gid)
+            st = os.stat(dovecot.maildir(u))
+            fill(dovecot.maildir(u), n, st.st_uid, st.st_gid)
+        run([INSTANCE, "start", pst.dir])
+        wait_port(pst.pop3_port, "postern pop3")
+        log(f"Dovecot private instance on 127.0.0.1:{dovecot.port}; mailboxes filled")
+        ports = {"postern": pst.pop3_port, "peer": dovecot.port}
+        r = {}
+        for who in ("postern", "peer"):
+            r[who, "first"] = pop_stat_uidl(ports[who], f"big@{DOMAIN}")[1]
+        for who in ("peer", "postern"):
+            r[who, "second"] = pop_stat_uidl(ports[who], f"big@{DOMAIN}")[1]
+        for who in ("postern", "peer"):
+            n, dt = pop_retr_all(ports[who], f"big@{DOMAIN}")
+            if n != big:
+                die(f"{who} POP3 shows {n} of {big} messages")
+            r[who, "retr"] = n / dt
+        for who in ("peer", "postern"):
+            got, dt = pop_concurrent(ports[who], [f"c{i}@{DOMAIN}" for i in range(10)])
+            if got != 10 * small:
+                die(f"{who} POP3 clients got {got} of {10 * small} messages")
+            r[who, "conc"] = got / dt
+        table.add(f"POP3 login+STAT+UIDL, {big:,} msgs, first login", r["postern", "first"] * 1000, r["peer", "first"] * 1000,
+                  "ms", "{:,.0f}", False)
+        table.add(f"POP3 login+STAT+UIDL, {big:,} msgs, second login", r["postern", "second"] * 1000, r["peer", "second"] * 1000,
+                  "ms", "{:,.0f}", False)
+        table.add(f"POP3 RETR all {big:,} x 2 KiB, 1 poplib client", r["postern", "retr"], r["peer", "retr"], "msg/s")
+        table.add(f"POP3 RETR all, 10 clients x {small:,} x 2 KiB each", r["postern", "conc"], r["peer", "conc"], "msg/s")
+        dovecot.close()
+        dovecot = None
+        pst.close(); live.remove(pst)
+
+        # 5. the machine's own limits
+        lim = os.path.join(base, "limits")
+        os.makedirs(lim)
+        for w in (1, 8):
+            table.ref(f"reference: create + write 2 KiB + fsync + close, {w} writer{'s' if w > 1 else ''} (files/s)",
+                      f"{fsync_rate(lim, w):,.0f}")
+        for w in (1, os.cpu_count() or 1):
+            rate, how = fork_exec_rate(lim, w)
+            table.ref(f"reference: fork + exec /bin/true, {w} worker{'s' if w > 1 else ''} (per s, {how})", f"{rate:,.0f}")
+            if not how.startswith("C"):
+                break
+    finally:
+        for p in list(live):
+            p.close()
+        if postfix:
+            postfix.close()
+        if dovecot:
+            dovecot.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+    load = f"load average {load0} at the start, {loadavg()} at the end"
+    print()
+    print(f"machine: {machine_line}; {load}")
+    print(f"date: {date}")
+    print(table.text())
+    if markdown:
+        with open(markdown, "w") as f:
+            f.write(f"Measured {date} on {machine_line} ({load}); Postfix {versions}, Dovecot {dv}; "
+                    f"SMTP rows are medians of {runs} alternating run(s){', --quick' if quick else ''}; "
+                    f"ratio = postern / peer.\n\n")
+            f.write(table.markdown() + "\n")
+        print(f"\nMarkdown written to {markdown}")
