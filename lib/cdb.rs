@@ -29,26 +29,62 @@ impl crate::error::Classify for CdbError {
     }
 }
 
-/// An open database.
+/// An open database: the file mapped read-only (djb's cdb format, which tinycdb
+/// writes). Dropping it unmaps the file.
 pub struct Db {
-    inner: Box<tinycdb::Cdb>,
+    map: memmap2::Mmap,
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at.checked_add(4)?).map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]))
+}
+
+fn hash(key: &[u8]) -> u32 {
+    key.iter().fold(5381u32, |h, &c| (h << 5).wrapping_add(h) ^ c as u32)
 }
 
 impl Db {
     /// Open `path`; `Ok(None)` when it does not exist.
     pub fn open(path: &Path) -> Result<Option<Db>, CdbError> {
-        match fs::metadata(path) {
+        let file = match File::open(path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CdbError::Open(path.to_path_buf(), e.to_string())),
-            Ok(_) => {}
+        };
+        let map = crate::sys::map_file(&file).map_err(|e| CdbError::Open(path.to_path_buf(), e.to_string()))?;
+        if map.len() < 2048 {
+            return Err(CdbError::Open(path.to_path_buf(), "shorter than a cdb header; rebuild it".into()));
         }
-        tinycdb::Cdb::open(path)
-            .map(|inner| Some(Db { inner }))
-            .map_err(|e| CdbError::Open(path.to_path_buf(), format!("{e:?}")))
+        Ok(Some(Db { map }))
     }
 
+    /// The first value stored under `key`. A damaged file reads as "not found".
     pub fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
-        self.inner.find(key).map(|v| v.to_vec())
+        let b = &self.map[..];
+        let h = hash(key);
+        let table = (h as usize & 255) * 8;
+        let (pos, slots) = (u32_at(b, table)? as usize, u32_at(b, table + 4)? as usize);
+        if slots == 0 {
+            return None;
+        }
+        let mut slot = (h as usize >> 8) % slots;
+        for _ in 0..slots {
+            let at = pos.checked_add(slot * 8)?;
+            let (sh, rec) = (u32_at(b, at)?, u32_at(b, at + 4)? as usize);
+            if rec == 0 {
+                return None;
+            }
+            if sh == h {
+                let (klen, dlen) = (u32_at(b, rec)? as usize, u32_at(b, rec + 4)? as usize);
+                let kstart = rec + 8;
+                if b.get(kstart..kstart.checked_add(klen)?)? == key {
+                    let dstart = kstart + klen;
+                    return b.get(dstart..dstart.checked_add(dlen)?).map(|d| d.to_vec());
+                }
+            }
+            slot = (slot + 1) % slots;
+        }
+        None
     }
 }
 
@@ -90,6 +126,14 @@ mod tests {
         let mut db = Db::open(&p).unwrap().unwrap();
         assert_eq!(db.get(b"b"), Some(b"2".to_vec()));
         assert_eq!(db.get(b"c"), None);
+        // Many keys, so tables have collisions and probing is exercised.
+        let many: Vec<_> = (0..5000).map(|i| (format!("key{i}").into_bytes(), format!("value{i}").into_bytes())).collect();
+        build(&p, &many).unwrap();
+        let mut db = Db::open(&p).unwrap().unwrap();
+        for i in (0..5000).step_by(7) {
+            assert_eq!(db.get(format!("key{i}").as_bytes()), Some(format!("value{i}").into_bytes()));
+        }
+        assert_eq!(db.get(b"key5000"), None);
         build(&p, &[(b"c".to_vec(), b"3".to_vec())]).unwrap();
         let mut db = Db::open(&p).unwrap().unwrap();
         assert_eq!(db.get(b"a"), None);

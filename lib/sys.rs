@@ -201,13 +201,16 @@ pub fn shadow_hash(name: &str) -> std::io::Result<Option<String>> {
     }
 }
 
-/// Map a message file read-only (postern-pop3d sends messages without reading
-/// them whole into memory). An empty file gives an empty map.
+/// Map read-only a file that is never changed in place: a Maildir message
+/// (postern-pop3d sends messages without reading them whole into memory) or a cdb
+/// (rebuilt into a new file and renamed over the old). An empty file gives an
+/// empty map.
 pub fn map_file(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: the mapping is read-only and private to this process. Maildir
-    // messages are written once in tmp/ and never changed after delivery; the one
+    // messages are written once in tmp/ and never changed after delivery, and a
+    // cdb is replaced by rename, which leaves the mapped inode as it was; the one
     // risk, another program truncating a file while it is mapped, would end this
-    // one session with SIGBUS, never corrupt data.
+    // process with SIGBUS, never corrupt data.
     unsafe { memmap2::Mmap::map(f) }
 }
 
