@@ -10,10 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (bound and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// An instance on free SMTP and POP3 ports, with a short POP3 timeout; started.
 pub struct Pop3Instance {
@@ -24,21 +20,10 @@ pub struct Pop3Instance {
 
 impl Pop3Instance {
     pub fn started(tag: &str) -> Pop3Instance {
-        if is_root() {
-            service_users();
-        }
-        let dir = TempDir::new(tag);
-        let domain = format!("{tag}.test");
-        let (port, smtp_port) = (free_port(), free_port());
-        let out = Command::new(repo().join("scripts/instance"))
-            .args(["create", dir.path().to_str().unwrap(), "--domain", &domain])
-            .args(["--pop3-port", &port.to_string(), "--smtp-port", &smtp_port.to_string()])
-            .env("POSTERN_BUILD", bin_dir())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "instance create: {}", text(&out));
-        fs::write(dir.path().join("control/timeoutpop3"), "20\n").unwrap();
-        let i = Instance { dir, domain };
+        // The harness gives every instance its own free ports.
+        let i = Instance::create(tag);
+        fs::write(i.path().join("control/timeoutpop3"), "20\n").unwrap();
+        let (port, smtp_port) = (i.pop3_port(), i.smtp_port());
         i.start();
         Pop3Instance { i, port, smtp_port }
     }
