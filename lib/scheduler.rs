@@ -381,12 +381,16 @@ impl Scheduler {
             return;
         }
         let now = queue::now();
-        let mut users = match Users::open(&self.home) {
-            Ok(u) => Some(u),
-            Err(e) => {
+        // The users database is opened (to see rebuilds) only when something is
+        // due: dispatch runs after every event, most of them spawner results.
+        let due_now = matches!(self.due.peek(), Some(Reverse((t, _))) if *t <= now);
+        let mut users = match due_now.then(|| Users::open(&self.home)) {
+            Some(Ok(u)) => Some(u),
+            Some(Err(e)) => {
                 log::line(PROGRAM, &format!("{e}; treating virtual domains as unknown until it is fixed"));
                 None
             }
+            None => None,
         };
         while let Some(Reverse((t, _))) = self.due.peek() {
             if *t > now {
