@@ -321,6 +321,28 @@ impl fmt::Display for Report {
     }
 }
 
+/// One delivery as postern-local makes it, whether postern-lspawn forked us or
+/// ran the program: the message on `stdin`, one report line (an RFC 3463 code
+/// first) on fd 1. Returns the exit code: 0 when every delivery is durable, 100
+/// on a permanent failure, 111 on a temporary one.
+pub fn run(home: &Home, p: &Params, stdin: File) -> i32 {
+    let result = seekable(stdin).map_err(LocalError::Message).and_then(|mut m| deliver(home, p, &mut m));
+    let (line, code) = match result {
+        Ok(report) => (report.to_string(), crate::error::EXIT_OK),
+        Err(e) => (e.to_string(), e.kind().exit_code()),
+    };
+    say(&line);
+    code
+}
+
+/// Print one line on fd 1, flushed: postern-lspawn reads it as the result.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(format!("{line}\n").as_bytes());
+    let _ = out.flush();
+}
+
 /// The whole of postern-local after argument parsing: chdir, find instructions,
 /// deliver. `message` must be seekable (see `seekable`).
 pub fn deliver(home: &Home, p: &Params, message: &mut File) -> Result<Report, LocalError> {

@@ -3,17 +3,25 @@
 //! For each request: find the recipient's user (users cdb, users/assign, the
 //! password database), copy the message into a sealed-off memory file (so the
 //! delivery sees exactly the message, seekable, and never the queue file with its
-//! envelope), and start postern-local as that user. No parsing of message content
-//! happens here.
+//! envelope), and fork a child that becomes that user and makes the delivery
+//! postern-local would make (`local::run`). No parsing of message content happens
+//! in this process.
+//!
+//! Why a fork and not an exec of postern-local: a program start costs about as
+//! much CPU as the rest of a delivery on the test machines, and lspawn is small
+//! and single-threaded, so its child is a clean copy. The child gives up root
+//! (groups, gid, then uid) before it reads anything the recipient controls, and it
+//! calls itself postern-local in ps.
 
 use crate::error::Kind;
 use crate::home::Home;
 use crate::queue::{Queue, QueueFile};
 use crate::spawn::{Request, Running, Starter};
 use crate::users::Users;
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use crate::local::Params;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 pub struct LocalStarter {
     pub home: Home,
@@ -60,33 +68,56 @@ impl Starter for LocalStarter {
         drop(qf);
 
         let (r, w) = crate::sys::pipe().map_err(|e| temp(format!("4.3.0 pipe: {e}")))?;
-        let w2 = w.try_clone().map_err(|e| temp(format!("4.3.0 dup: {e}")))?;
-        let path_env = format!("{}:/usr/local/bin:/usr/bin:/bin", self.home.root().join("bin").display());
-        let mut cmd = Command::new(self.home.bin("postern-local"));
-        cmd.args([
-            target.user.as_str(),
-            &target.home.to_string_lossy(),
-            local,
-            target.dash.as_str(),
-            target.ext.as_str(),
-            domain,
-            req.sender.as_str(),
-            self.default_delivery.as_str(),
-        ])
-        .env_clear()
-        .env("PATH", path_env)
-        .env("POSTERN_HOME", self.home.root())
-        .stdin(Stdio::from(message))
-        .stdout(Stdio::from(w))
-        .stderr(Stdio::from(w2));
-        if self.as_root {
-            // std drops supplementary groups when it changes uid as root.
-            cmd.uid(target.uid).gid(target.gid);
-        }
-        let child = cmd.spawn().map_err(|e| temp(format!("4.3.0 cannot run {}: {e}", self.home.bin("postern-local").display())))?;
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        // The Child handle is dropped without waiting: the spawn loop reaps it.
-        drop(child);
+        let params = Params {
+            user: target.user.clone(),
+            homedir: target.home.clone(),
+            local: local.to_string(),
+            dash: target.dash.clone(),
+            ext: target.ext.clone(),
+            domain: domain.to_string(),
+            sender: req.sender.clone(),
+            default_delivery: self.default_delivery.clone(),
+        };
+        let pid = crate::sys::fork_run(|| {
+            crate::sys::set_process_name(c"postern-local");
+            let mut result = File::from(w);
+            if let Err(e) = self.become_delivery(&message, &result, target.uid, target.gid) {
+                let _ = writeln!(result, "4.3.0 {e}");
+                return crate::error::EXIT_TEMP;
+            }
+            // fds 0, 1 and 2 hold them now.
+            drop((message, result));
+            crate::local::run(&self.home, &params, crate::sys::protocol_fd(0))
+        })
+        .map_err(|e| temp(format!("4.3.0 cannot fork a delivery: {e}")))?;
         Ok(Running { pid, output: r })
+    }
+}
+
+impl LocalStarter {
+    /// In the forked child: the message on fd 0, the result pipe on fds 1 and 2,
+    /// no signal blocked (lspawn blocks SIGCHLD for its signalfd, and a mask
+    /// survives exec into program deliveries), postern-local's environment, and
+    /// the recipient's ids.
+    fn become_delivery(&self, message: &File, result: &File, uid: u32, gid: u32) -> Result<(), String> {
+        // fd 1 first: until then it is the pipe to postern-send.
+        for (from, to) in [(result.as_raw_fd(), 1), (result.as_raw_fd(), 2), (message.as_raw_fd(), 0)] {
+            crate::sys::dup_onto(from, to).map_err(|e| format!("cannot set up fd {to}: {e}"))?;
+        }
+        nix::sys::signal::SigSet::empty().thread_set_mask().map_err(|e| format!("cannot unblock signals: {e}"))?;
+        let keep: [(&str, std::ffi::OsString); 2] = [
+            ("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", self.home.root().join("bin").display()).into()),
+            ("POSTERN_HOME", self.home.root().into()),
+        ];
+        for (k, _) in std::env::vars_os() {
+            std::env::remove_var(k);
+        }
+        for (k, v) in keep {
+            std::env::set_var(k, v);
+        }
+        if self.as_root {
+            crate::privs::become_ids(uid, gid).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }

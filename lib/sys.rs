@@ -238,9 +238,9 @@ pub fn recv_with_fds(
     Ok(msg.bytes)
 }
 
-/// Write all of `data` to a Unix stream socket with `fd` attached to its first
+/// Write all of `data` to a Unix stream socket with `fds` attached to its first
 /// byte (SCM_RIGHTS). Waits for room when the socket is non-blocking.
-pub fn send_with_fd(sock: &std::fs::File, data: &[u8], fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+pub fn send_with_fds(sock: &std::fs::File, data: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) -> std::io::Result<()> {
     use nix::errno::Errno;
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     use std::os::fd::{AsFd, AsRawFd};
@@ -251,7 +251,7 @@ pub fn send_with_fd(sock: &std::fs::File, data: &[u8], fd: std::os::fd::Borrowed
             Err(e) => Err(e.into()),
         }
     };
-    let fds = [fd.as_raw_fd()];
+    let fds: Vec<std::os::fd::RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let n = loop {
         match sendmsg::<()>(sock.as_raw_fd(), &[std::io::IoSlice::new(data)], &cmsg, MsgFlags::empty(), None) {
@@ -303,5 +303,62 @@ pub fn close_inherited_fds() {
     // main, before this process opens or wraps any descriptor of its own.
     unsafe {
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    }
+}
+
+/// Fork, and run `child` in the child, which then ends with `_exit` and the
+/// value `child` returned: it never comes back into the caller's loop and never
+/// runs the parent's exit handlers. Returns the child's pid in the parent.
+///
+/// Only for single-threaded callers (postern-lspawn): after a fork the child of
+/// a threaded process could find a lock held by a thread that it does not have.
+pub fn fork_run(child: impl FnOnce() -> i32) -> std::io::Result<nix::unistd::Pid> {
+    // SAFETY: the caller is single-threaded (see above), so the child's copy of
+    // the heap, of the std locks and of every descriptor is consistent, and the
+    // child leaves through _exit below without returning.
+    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+        nix::unistd::ForkResult::Parent { child } => Ok(child),
+        nix::unistd::ForkResult::Child => {
+            let code = child();
+            // SAFETY: _exit ends the process at once, running nothing of the
+            // parent's (atexit handlers, buffered output).
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+/// Set this process's name as ps and /proc/PID/comm show it (15 bytes at most).
+pub fn set_process_name(name: &std::ffi::CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of which the kernel copies
+    // at most 16 bytes; `name` is one.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong);
+    }
+}
+
+/// Let the kernel reap this process's children (SIGCHLD ignored), for a server
+/// whose children report to their clients rather than to it.
+pub fn reap_children_automatically() -> std::io::Result<()> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installs no handler, only SIG_IGN, so no code runs in signal context.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigIgn) }.map(|_| ()).map_err(std::io::Error::from)
+}
+
+/// The uid of the process at the other end of a Unix socket.
+pub fn peer_uid(sock: &impl std::os::fd::AsFd) -> std::io::Result<u32> {
+    nix::sys::socket::getsockopt(sock, nix::sys::socket::sockopt::PeerCredentials).map(|c| c.uid()).map_err(std::io::Error::from)
+}
+
+/// Be sent SIGTERM when the parent process ends (a daemon that postern-start
+/// runs must not outlive it, even when it is killed with SIGKILL).
+pub fn exit_with_parent() {
+    let parent = nix::unistd::getppid();
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong);
+    }
+    // The parent may have gone before the call above.
+    if nix::unistd::getppid() != parent {
+        std::process::exit(0);
     }
 }

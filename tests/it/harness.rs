@@ -388,13 +388,20 @@ impl Instance {
         wait_for(20, "an empty queue", || (self.queued() == 0).then_some(()));
     }
 
-    /// Pids of the instance's running processes named `program` (by executable).
+    /// Processes of this instance running `program`: started from its bin/, or
+    /// forked by one of its programs and named `program` (postern-lspawn's
+    /// delivery children call themselves postern-local, and are not lspawn).
     pub fn pids(&self, program: &str) -> Vec<i32> {
-        let exe = self.path().join("bin").join(program);
+        let bin = self.path().join("bin");
+        let exe = bin.join(program);
         let mut v = Vec::new();
         for e in fs::read_dir("/proc").unwrap().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            if fs::read_link(e.path().join("exe")).map(|p| p == exe).unwrap_or(false) {
+            let Ok(running) = fs::read_link(e.path().join("exe")) else { continue };
+            // The kernel keeps 15 bytes of a name.
+            let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            let comm = comm.trim_end();
+            if (running == exe && comm == &program[..program.len().min(15)]) || (running.parent() == Some(bin.as_path()) && comm == program) {
                 v.push(pid);
             }
         }

@@ -32,6 +32,8 @@ fn root_instance_runs_each_program_as_its_service_user() {
     let rspawn = i.pids("postern-rspawn");
     assert_eq!(rspawn.len(), 1);
     assert_eq!(proc_uid(rspawn[0]), uid_of("postern-r"), "postern-rspawn runs as postern-r");
+    let queued = wait_for(10, "postern-queued", || Some(i.pids("postern-queued")).filter(|p| p.len() == 1));
+    assert_eq!(proc_uid(queued[0]), uid_of("postern-q"), "postern-queued runs as postern-q");
 
     // The delivery ran as the virtual mail user: the file is postern-v's.
     let got = i.wait_mail(&md, 1);
@@ -96,12 +98,15 @@ fn ordinary_user_instance_runs_everything_as_that_user() {
     });
     assert_eq!(got.len(), 1);
     let exe = |p: &str| inst.join("bin").join(p);
-    for p in ["postern-start", "postern-send", "postern-lspawn", "postern-rspawn"] {
+    // By executable and name: a delivery still finishing is a fork of lspawn
+    // named postern-local.
+    for p in ["postern-start", "postern-send", "postern-lspawn", "postern-rspawn", "postern-queued"] {
         let pids: Vec<i32> = std::fs::read_dir("/proc")
             .unwrap()
             .flatten()
             .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
             .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).map(|x| x == exe(p)).unwrap_or(false))
+            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end() == p).unwrap_or(false))
             .collect();
         assert_eq!(pids.len(), 1, "{p}");
         assert_eq!(proc_uid(pids[0]), Some(uid), "{p} runs as the user");
