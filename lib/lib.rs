@@ -23,6 +23,7 @@ pub mod netio;
 pub mod mbox;
 pub mod privs;
 pub mod queue;
+pub mod queued;
 pub mod rspawn;
 pub mod scheduler;
 pub mod settings;

@@ -264,6 +264,8 @@ pub struct Scheduler {
     due: BinaryHeap<Reverse<(u64, String)>>,
     local: Channel,
     remote: Channel,
+    /// Finished files handed to `Queue::retire`; picks its free/ slot.
+    retired: usize,
     pub stopping: bool,
 }
 
@@ -280,6 +282,7 @@ impl Scheduler {
             cfg,
             msgs: HashMap::new(),
             due: BinaryHeap::new(),
+            retired: 0,
             stopping: false,
         }
     }
@@ -452,7 +455,7 @@ impl Scheduler {
                 // rspawn runs as postern-r and cannot open the queue: the file goes
                 // along with the request.
                 File::open(self.queue.mess().join(&id))
-                    .and_then(|f| crate::sys::send_with_fd(ch.writer.as_ref().expect("writer"), &bytes, std::os::fd::AsFd::as_fd(&f)))
+                    .and_then(|f| crate::sys::send_with_fds(ch.writer.as_ref().expect("writer"), &bytes, &[std::os::fd::AsFd::as_fd(&f)]))
             } else {
                 ch.writer.as_mut().expect("writer").write_all(&bytes)
             };
@@ -600,8 +603,9 @@ impl Scheduler {
         let path = self.queue.mess().join(id);
         if m.rcpts.iter().all(|(_, s)| *s == RState::Done) {
             // Every recipient has a final result; any marks not yet on disk are
-            // moot once the file is gone.
-            if let Err(e) = std::fs::remove_file(&path) {
+            // moot once the file is out of mess/.
+            self.retired += 1;
+            if let Err(e) = self.queue.retire(&path, self.retired) {
                 log::line(PROGRAM, &format!("cannot remove {}: {e}", path.display()));
             }
             log::line(PROGRAM, &format!("end {id}"));

@@ -3,11 +3,12 @@
 //! Message on fd 0, envelope on fd 1 (`F`sender NUL, `T`recipient NUL ..., NUL).
 //! Exits 0 only once both are durable; otherwise one of qmail-queue's exit codes
 //! (11-40 permanent, the rest temporary). Runs as postern-q: setuid in a system
-//! install; if started as root it becomes postern-q itself.
+//! install; if started as root it becomes postern-q itself. postern-queued does
+//! the same job for clients that reach its socket (lib/queued.rs).
 
 use postern::home::Home;
 use postern::privs::{self, Service};
-use postern::queue::{exit, Queue};
+use postern::queue::{exit, queue_one};
 use postern::{log, sys};
 
 const PROGRAM: &str = "postern-queue";
@@ -26,22 +27,5 @@ fn main() {
     // caller maps a death by signal to a temporary failure.
     nix::unistd::alarm::set(DEATH_SECONDS);
     let home = Home::from_env();
-    let queue = Queue::new(&home);
-    let mut message = sys::protocol_fd(0);
-    let mut envelope = sys::protocol_fd(1);
-    let received = format!(
-        "Received: (postern-queue {} invoked by uid {uid}); {}\n",
-        std::process::id(),
-        postern::headers::rfc2822_date(std::time::SystemTime::now())
-    );
-    match queue.inject(&mut message, &mut envelope, received.as_bytes()) {
-        Ok(_id) => {
-            queue.trigger();
-            std::process::exit(0);
-        }
-        Err(e) => {
-            log::line(PROGRAM, &e.to_string());
-            std::process::exit(e.exit_code());
-        }
-    }
+    std::process::exit(queue_one(&home, &mut sys::protocol_fd(0), &mut sys::protocol_fd(1), uid));
 }

@@ -72,6 +72,16 @@ fn main() {
     let send = postern::sys::spawn_with_fds(&mut send, &fds).unwrap_or_else(|e| die(&format!("cannot run {}: {e}", home.bin("postern-send").display())));
     drop(fds);
 
+    // postern-queued saves SMTP and injection a program start per message. It is
+    // optional: without it clients run postern-queue, so its exit stops nothing.
+    let mut queued_pid = None;
+    if home.bin("postern-queued").exists() {
+        match Command::new(home.bin("postern-queued")).env("POSTERN_HOME", home.root()).stdin(Stdio::null()).spawn() {
+            Ok(c) => queued_pid = Some(Pid::from_raw(c.id() as i32)),
+            Err(e) => log::line(PROGRAM, &format!("cannot run {}: {e}; clients run postern-queue instead", home.bin("postern-queued").display())),
+        }
+    }
+
     let send_pid = Pid::from_raw(send.id() as i32);
     let lspawn_pid = Pid::from_raw(lspawn.id() as i32);
     let mut alive = if rspawn_pid.is_some() { 3 } else { 2 };
@@ -84,6 +94,9 @@ fn main() {
                 // send stops dispatching, waits for running deliveries and exits;
                 // lspawn then sees EOF and exits after its children.
                 let _ = kill(send_pid, Signal::SIGTERM);
+                if let Some(q) = queued_pid.take() {
+                    let _ = kill(q, Signal::SIGTERM);
+                }
                 stopping = true;
             }
             Ok(Signal::SIGHUP) => {
@@ -98,6 +111,11 @@ fn main() {
             match waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(st) => {
+                    if st.pid().is_some() && st.pid() == queued_pid {
+                        log::line(PROGRAM, &format!("postern-queued exited ({st:?}); clients run postern-queue instead"));
+                        queued_pid = None;
+                        continue;
+                    }
                     let who = match st.pid() {
                         Some(p) if p == send_pid => "postern-send",
                         Some(p) if p == lspawn_pid => "postern-lspawn",
@@ -110,6 +128,9 @@ fn main() {
                         status = 111;
                         stopping = true;
                         let _ = kill(send_pid, Signal::SIGTERM);
+                        if let Some(q) = queued_pid.take() {
+                            let _ = kill(q, Signal::SIGTERM);
+                        }
                     }
                 }
             }

@@ -139,3 +139,39 @@ impl Drop for Unmount {
         let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// postern-queued takes messages on its socket, so SMTP and injection need no
+/// postern-queue start; it names the real client uid, answers a malformed
+/// request with a code and goes on serving; without it clients run postern-queue.
+#[test]
+fn queue_daemon_serves_without_postern_queue_and_survives_bad_requests() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let i = Instance::create("queued");
+    let md = i.adduser("dee", "x");
+    i.start();
+    let sock = i.path().join("run/queue/submit");
+    wait_for(10, "postern-queued's socket", || UnixStream::connect(&sock).ok().map(|_| ()));
+    // A request without descriptors gets postern-queue's read error, and nothing is queued.
+    let mut c = UnixStream::connect(&sock).unwrap();
+    c.write_all(b"Q").unwrap();
+    let mut code = Vec::new();
+    c.read_to_end(&mut code).unwrap();
+    assert_eq!(code, vec![exit::READ as u8]);
+    assert!(fs::read_to_string(i.path().join("log/send.log")).unwrap().contains("postern-queued: bad request"));
+
+    // With postern-queue gone, injection still works: through the daemon.
+    let queue = i.path().join("bin/postern-queue");
+    fs::rename(&queue, i.path().join("bin/postern-queue.off")).unwrap();
+    i.send("s@sender.test", &[&i.address("dee")], &message("via the daemon", "x"));
+    let got = i.wait_mail(&md, 1);
+    let uid = nix::unistd::getuid().as_raw();
+    assert!(String::from_utf8_lossy(&got[0]).contains(&format!("invoked by uid {uid});")), "{}", String::from_utf8_lossy(&got[0]));
+    // With the daemon stopped too, there is no way in: a temporary failure.
+    i.stop();
+    let out = i.run("postern-sendmail", &["-oi", "-f", "s@sender.test", &i.address("dee")], &message("nowhere", "x"));
+    assert_eq!(out.status.code(), Some(111), "{}", text(&out));
+    fs::rename(i.path().join("bin/postern-queue.off"), &queue).unwrap();
+    i.send("s@sender.test", &[&i.address("dee")], &message("by the program", "x"));
+    assert_eq!(i.queued(), 1);
+}

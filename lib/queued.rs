@@ -1,0 +1,96 @@
+//! postern-queued: postern-queue's job without a program start per message.
+//!
+//! Starting postern-queue costs more CPU than writing the message (a setuid
+//! exec, the dynamic loader, the runtime), and SMTP pays it once per message.
+//! So postern-start also runs postern-queued, as postern-q. It listens on
+//! `run/queue/submit` (mode 0666: anyone may queue, as anyone may run the setuid
+//! postern-queue), and for each connection forks a worker that takes two
+//! descriptors sent with one byte (SCM_RIGHTS), the message and the envelope,
+//! and does exactly what postern-queue does with its fd 0 and fd 1
+//! (`queue::queue_one`). The worker answers with one byte, postern-queue's exit
+//! code, only after the message is durable, and exits. No answer (a worker
+//! killed) is a temporary failure to the client. The Received line names the
+//! client's uid, which the kernel gives us (SO_PEERCRED), not the client.
+//!
+//! Clients (`queue::Submission`) use the socket when it answers and neither
+//! POSTERN_QUEUE nor QMAILQUEUE is set; otherwise they run the queue program,
+//! so nothing depends on this daemon being up.
+
+use crate::home::Home;
+use crate::queue::{exit, queue_one};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
+
+const PROGRAM: &str = "postern-queued";
+/// A client that connects and sends nothing is dropped after this.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+/// Give up on a writer that never finishes (postern-queue's DEATH).
+const DEATH_SECONDS: u32 = 86400;
+
+/// Accept and fork, forever. Single-threaded, as `sys::fork_run` requires.
+pub fn serve(home: &Home, listener: UnixListener) -> io::Result<()> {
+    crate::sys::reap_children_automatically()?;
+    loop {
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // Out of descriptors or memory: say so, and let load drain.
+                crate::log::line(PROGRAM, &format!("accept: {e}"));
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let forked = crate::sys::fork_run(|| {
+            crate::sys::set_process_name(c"postern-queue");
+            work(home, stream)
+        });
+        if let Err(e) = forked {
+            crate::log::line(PROGRAM, &format!("cannot fork a worker: {e}"));
+        }
+    }
+}
+
+/// One message, in the forked worker.
+fn work(home: &Home, mut stream: UnixStream) -> i32 {
+    let code = match receive(&stream) {
+        Ok((uid, mut message, mut envelope)) => {
+            nix::unistd::alarm::set(DEATH_SECONDS);
+            queue_one(home, &mut message, &mut envelope, uid)
+        }
+        Err(e) => {
+            crate::log::line(PROGRAM, &format!("bad request: {e}"));
+            exit::READ
+        }
+    };
+    let _ = stream.write_all(&[code as u8]);
+    code
+}
+
+/// Who asked, and the two descriptors.
+fn receive(stream: &UnixStream) -> io::Result<(u32, File, File)> {
+    let uid = crate::sys::peer_uid(stream)?;
+    stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
+    let sock = File::from(OwnedFd::from(stream.try_clone()?));
+    let mut fds = VecDeque::new();
+    let mut byte = [0u8; 1];
+    let n = crate::sys::recv_with_fds(&sock, &mut byte, &mut fds)?;
+    match (n, fds.pop_front(), fds.pop_front(), fds.is_empty()) {
+        (1, Some(m), Some(e), true) if byte[0] == b'Q' => Ok((uid, File::from(m), File::from(e))),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "expected one byte 'Q' with two descriptors")),
+    }
+}
+
+/// Bind the socket: a stale one from an earlier run is replaced.
+pub fn bind(home: &Home) -> io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = crate::queue::daemon_socket(home);
+    let _ = std::fs::remove_file(&path);
+    let l = UnixListener::bind(&path).map_err(|e| io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(l)
+}
