@@ -24,7 +24,7 @@ use std::process::{Command, Stdio};
 
 const PROGRAM: &str = "postern-listen";
 
-pub const USAGE: &str = "usage: postern-listen [-u USER] [-c MAXCONN] [-C MAXPERIP] [-x RULES.cdb] HOST PORT PROGRAM [ARG...]\n       postern-listen -X RULES.txt RULES.cdb   (compile access rules)";
+pub const USAGE: &str = "usage: postern-listen [-u USER] [-c MAXCONN] [-C MAXPERIP] [-x RULES.cdb] [-E] HOST PORT PROGRAM [ARG...]\n       postern-listen -X RULES.txt RULES.cdb   (compile access rules)";
 
 #[derive(Debug)]
 pub enum ListenError {
@@ -69,7 +69,13 @@ pub struct Options {
     pub host: String,
     pub port: u16,
     pub program: Vec<OsString>,
+    /// -E: always exec PROGRAM, even where a built-in session could run.
+    pub exec_always: bool,
 }
+
+/// A session run in the forked child instead of exec'ing PROGRAM: its code is
+/// linked into this binary. Returns the exit code.
+pub type Builtin = fn() -> i32;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -81,12 +87,17 @@ pub enum Mode {
 /// Parse the arguments after the program name.
 pub fn parse_args(args: &[OsString]) -> Result<Mode, ListenError> {
     let usage = |s: &str| ListenError::Usage(s.to_string());
-    let mut o = Options { user: None, max_conn: 40, max_per_ip: 10, rules: None, host: String::new(), port: 0, program: Vec::new() };
+    let mut o = Options { user: None, max_conn: 40, max_per_ip: 10, rules: None, host: String::new(), port: 0, program: Vec::new(), exec_always: false };
     let mut i = 0;
     let text = |i: usize| args.get(i).and_then(|a| a.to_str()).map(str::to_string);
     while let Some(a) = text(i).filter(|a| a.starts_with('-') && a.len() > 1) {
         let value = || text(i + 1).ok_or_else(|| usage(&format!("{a} needs a value")));
         let number = |v: String| v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| usage(&format!("{a} needs a number above 0, not {v:?}")));
+        if a == "-E" {
+            o.exec_always = true;
+            i += 1;
+            continue;
+        }
         match a.as_str() {
             "-u" => o.user = Some(value()?),
             "-c" => o.max_conn = number(value()?)?,
@@ -140,6 +151,7 @@ pub fn drop_privileges(user: Option<&str>) -> Result<(), ListenError> {
 /// The accept loop's state.
 struct Server<'a> {
     opts: &'a Options,
+    builtin: Option<Builtin>,
     children: HashMap<Pid, IpAddr>,
     per_ip: HashMap<IpAddr, usize>,
 }
@@ -149,7 +161,7 @@ fn io(what: &str) -> impl Fn(nix::Error) -> ListenError + '_ {
 }
 
 /// Accept and run until SIGTERM (or SIGINT). Running children are left to finish.
-pub fn serve(listener: TcpListener, opts: &Options) -> Result<(), ListenError> {
+pub fn serve(listener: TcpListener, opts: &Options, builtin: Option<Builtin>) -> Result<(), ListenError> {
     let mut mask = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
         mask.add(s);
@@ -158,7 +170,7 @@ pub fn serve(listener: TcpListener, opts: &Options) -> Result<(), ListenError> {
     mask.thread_block().map_err(io("blocking signals"))?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io("signalfd"))?;
     listener.set_nonblocking(true).map_err(|e| ListenError::Io(format!("listener: {e}")))?;
-    let mut server = Server { opts, children: HashMap::new(), per_ip: HashMap::new() };
+    let mut server = Server { opts, builtin, children: HashMap::new(), per_ip: HashMap::new() };
     loop {
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN), PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::NONE) {
@@ -260,16 +272,38 @@ impl Server<'_> {
     fn spawn(&self, stream: TcpStream, peer: SocketAddr, env: &[(String, String)]) -> std::io::Result<Pid> {
         let local = stream.local_addr()?;
         stream.set_nonblocking(false)?;
+        let vars = [
+            ("PROTO", "TCP".to_string()),
+            ("TCPLOCALIP", rules::canonical(local.ip()).to_string()),
+            ("TCPLOCALPORT", local.port().to_string()),
+            ("TCPREMOTEIP", peer.ip().to_string()),
+            ("TCPREMOTEPORT", peer.port().to_string()),
+        ];
+        if let Some(session) = self.builtin {
+            return crate::sys::fork_run(|| {
+                // What an exec would give PROGRAM: the socket on fds 0 and 1, no
+                // other descriptor of ours, no signal blocked, the variables.
+                crate::sys::set_process_name(c"postern-smtpd");
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+                if crate::sys::dup_onto(fd, 0).and_then(|()| crate::sys::dup_onto(fd, 1)).is_err() {
+                    return 111;
+                }
+                drop(stream);
+                crate::sys::close_inherited_fds();
+                let _ = SigSet::empty().thread_set_mask();
+                std::env::remove_var("TCPREMOTEHOST");
+                for (k, v) in vars.iter().map(|(k, v)| (*k, v.as_str())).chain(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+                    std::env::set_var(k, v);
+                }
+                session()
+            });
+        }
         let out = OwnedFd::from(stream.try_clone()?);
         let mut cmd = Command::new(&self.opts.program[0]);
         cmd.args(&self.opts.program[1..])
             .stdin(Stdio::from(OwnedFd::from(stream)))
             .stdout(Stdio::from(out))
-            .env("PROTO", "TCP")
-            .env("TCPLOCALIP", rules::canonical(local.ip()).to_string())
-            .env("TCPLOCALPORT", local.port().to_string())
-            .env("TCPREMOTEIP", peer.ip().to_string())
-            .env("TCPREMOTEPORT", peer.port().to_string())
+            .envs(vars.iter().map(|(k, v)| (k, v)))
             .env_remove("TCPREMOTEHOST")
             .envs(env.iter().map(|(k, v)| (k, v)));
         crate::sys::unblock_signals_on_exec(&mut cmd);
@@ -293,6 +327,10 @@ mod tests {
         assert_eq!((o.user.as_deref(), o.max_conn, o.max_per_ip, o.host.as_str(), o.port), (Some("postern-d"), 5, 2, "::", 25));
         assert_eq!(o.rules, Some(PathBuf::from("r.cdb")));
         assert_eq!(o.program, args("/bin/smtpd -v"));
+        assert!(!o.exec_always);
+        let Mode::Serve(o) = parse_args(&args("-E -c 3 0 25 p")).unwrap() else { panic!() };
+        assert!(o.exec_always);
+        assert_eq!(o.max_conn, 3);
         let Mode::Serve(o) = parse_args(&args("0 2525 prog")).unwrap() else { panic!() };
         assert_eq!((o.max_conn, o.max_per_ip), (40, 10));
         assert_eq!(parse_args(&args("-X a b")).unwrap(), Mode::Compile("a".into(), "b".into()));

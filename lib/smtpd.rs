@@ -709,3 +709,42 @@ mod tests {
         }
     }
 }
+
+/// The whole of postern-smtpd after it starts, whether exec'd or forked by
+/// postern-listen (which runs it without an exec: see lib/listen.rs): become
+/// postern-d if root, load the configuration, run the session on fds 0 and 1.
+/// Returns the exit code: 0 after QUIT, 1 when the session ended otherwise, 111
+/// when it could not start.
+pub fn session_main() -> i32 {
+    const PROGRAM: &str = "postern-smtpd";
+    if let Err(e) = crate::privs::drop_to(crate::privs::Service::Daemon) {
+        log::line(PROGRAM, &e.to_string());
+        return 111;
+    }
+    let home = Home::from_env();
+    let client = Client::from_env();
+    let cfg = match Config::load(&home) {
+        Ok(c) => c,
+        Err(e) => {
+            // Say why to the client too: it will retry, and the admin sees the log.
+            log::line(PROGRAM, &e.to_string());
+            let mut s = Session::stdio(std::time::Duration::from_secs(10));
+            s.write(b"421 4.3.0 server configuration error; try again later\r\n");
+            s.close();
+            return 111;
+        }
+    };
+    let mut smtpd = Smtpd::new(&home, &cfg, &client, Session::stdio(cfg.timeout));
+    match smtpd.run() {
+        Ok(End::Quit) => 0,
+        Ok(End::Dropped(why)) => {
+            log::line(PROGRAM, &format!("dropped {}: {why}", client.ip));
+            1
+        }
+        Err(SmtpdError::Net(NetError::Closed)) => 1,
+        Err(e) => {
+            log::line(PROGRAM, &format!("session with {} ended: {e}", client.ip));
+            1
+        }
+    }
+}

@@ -11,11 +11,25 @@
 //! all (default 40) or -C from one address (default 10), a new connection is
 //! closed at once. Logs to stderr; exits 0 on SIGTERM, leaving running
 //! connections to finish.
+//!
+//! When PROGRAM is the postern-smtpd next to this program, without arguments,
+//! each connection's child runs postern-smtpd's code straight after the fork:
+//! the same session, uid and environment, without the cost of a program start
+//! (the largest single cost of an SMTP message on the test machines). -E
+//! always execs PROGRAM instead, for a fresh address-space layout per session.
 
 use postern::listen::{self, Mode};
 use postern::{log, rules};
 
 const PROGRAM: &str = "postern-listen";
+
+/// postern-smtpd's session, if PROGRAM is the postern-smtpd installed beside us.
+fn builtin_session(opts: &listen::Options) -> Option<listen::Builtin> {
+    let [program] = opts.program.as_slice() else { return None };
+    let program = std::fs::canonicalize(program).ok()?;
+    let ours = std::env::current_exe().ok()?.parent()?.join("postern-smtpd");
+    (!opts.exec_always && program == std::fs::canonicalize(ours).ok()?).then_some(postern::smtpd::session_main as listen::Builtin)
+}
 
 fn main() {
     postern::sys::close_inherited_fds();
@@ -40,8 +54,10 @@ fn main() {
         fail(&e, 111);
     }
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(opts.port);
-    log::line(PROGRAM, &format!("ready on {}:{port}", opts.host));
-    if let Err(e) = listen::serve(listener, &opts) {
+    let builtin = builtin_session(&opts);
+    let how = if builtin.is_some() { " (postern-smtpd built in: forked, not exec'd)" } else { "" };
+    log::line(PROGRAM, &format!("ready on {}:{port}{how}", opts.host));
+    if let Err(e) = listen::serve(listener, &opts, builtin) {
         fail(&e, 111);
     }
 }

@@ -178,6 +178,43 @@ fn python_smtplib_delivers_byte_for_byte() {
     i.wait_empty();
 }
 
+/// postern-listen runs the postern-smtpd beside it in a forked child, not by
+/// exec: the session process is named postern-smtpd and runs as postern-d (as
+/// root) or as the instance's owner, and -E puts the exec back.
+#[test]
+fn smtpd_session_is_forked_by_listen_with_smtpds_identity() {
+    let (i, port) = smtp_instance("forked");
+    i.start();
+    // connect reads the 220 greeting.
+    let mut c = Client::connect(port);
+    let pids = wait_for(10, "a postern-smtpd session", || Some(i.pids("postern-smtpd")).filter(|p| p.len() == 1));
+    let exe = fs::read_link(format!("/proc/{}/exe", pids[0])).unwrap();
+    assert_eq!(exe, i.path().join("bin/postern-listen"), "forked, not exec'd");
+    let want = if is_root() { uid_of("postern-d") } else { Some(nix::unistd::getuid().as_raw()) };
+    assert_eq!(proc_uid(pids[0]), want);
+    // (The TCP variables, set after the fork, are not in /proc/PID/environ; the
+    // Received lines checked by the other tests come from them.)
+    assert_eq!(c.cmd("QUIT").0, 221);
+
+    // -E: the same listener execs postern-smtpd.
+    let d = TempDir::new("forked-e");
+    let p2 = free_port();
+    let mut l = Command::new(i.path().join("bin/postern-listen"))
+        .args(["-E", "127.0.0.1", &p2.to_string()])
+        .arg(i.path().join("bin/postern-smtpd"))
+        .env("POSTERN_HOME", i.path())
+        .stderr(fs::File::create(d.path().join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(10, "the -E listener", || TcpStream::connect(("127.0.0.1", p2)).ok().map(|_| ()));
+    let mut c = Client::connect(p2);
+    let exes: Vec<_> = i.pids("postern-smtpd").iter().filter_map(|p| fs::read_link(format!("/proc/{p}/exe")).ok()).collect();
+    assert!(exes.contains(&i.path().join("bin/postern-smtpd")), "{exes:?}");
+    assert_eq!(c.cmd("QUIT").0, 221);
+    let _ = l.kill();
+    let _ = l.wait();
+}
+
 #[test]
 fn swaks_with_starttls_and_auth() {
     let (i, port) = smtp_instance("swaks");
