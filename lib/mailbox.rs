@@ -10,7 +10,9 @@
 //!   file moves from new/ to cur/ or gets flags, so it survives restarts without an
 //!   index file.
 //! - Sizes: as sent, with every bare LF counted as CR LF (dot-stuffing not
-//!   counted, as RFC 1939 allows). Counting reads each file once per session.
+//!   counted, as RFC 1939 allows). A name with `,W=` (postern's delivery, and
+//!   Dovecot's, write it) gives the size without opening the file; other files
+//!   are read once per session to count.
 //! - Lock: `Maildir/postern-pop3.lock`, locked with flock(2) for the session. The
 //!   kernel drops it when the process ends, however it ends, so there is nothing
 //!   stale to clean up; on NFS, Linux maps flock to a lock the server knows.
@@ -95,6 +97,12 @@ pub fn crlf_size(data: &[u8], prev_cr: &mut bool) -> u64 {
     n
 }
 
+/// The `,W=` size in a Maildir name (before the `:2,` info), if it has one.
+pub fn size_in_name(name: &str) -> Option<u64> {
+    let base = name.split(':').next()?;
+    base.split(',').skip(1).find_map(|f| f.strip_prefix("W=")).and_then(|v| v.parse().ok())
+}
+
 fn is_missing(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
 }
@@ -125,13 +133,16 @@ impl Mailbox {
         Ok(mb)
     }
 
-    fn names(&self, sub: &str) -> Result<Vec<String>, MailboxError> {
+    /// Names in new/ or cur/, sorted, with whether each is a regular file (from
+    /// the directory entry's type where the file system records it, so listing
+    /// needs no stat per file).
+    fn names(&self, sub: &str) -> Result<Vec<(String, bool)>, MailboxError> {
         let path = self.dir.join(sub);
         let mut names = Vec::new();
         for e in fs::read_dir(&path).map_err(|e| MailboxError::Io(path.clone(), e))? {
             let e = e.map_err(|e| MailboxError::Io(path.clone(), e))?;
             match e.file_name().into_string() {
-                Ok(n) if !n.starts_with('.') => names.push(n),
+                Ok(n) if !n.starts_with('.') => names.push((n, e.file_type().map(|t| t.is_file()).unwrap_or(false))),
                 _ => {}
             }
         }
@@ -142,15 +153,11 @@ impl Mailbox {
     /// new/NAME -> cur/NAME:2, for each regular file. A file another reader moved
     /// first is simply gone.
     fn move_new(&mut self, log: &mut dyn FnMut(&str)) -> Result<(), MailboxError> {
-        for name in self.names("new")? {
+        for (name, is_file) in self.names("new")? {
             let from = self.dir.join("new").join(&name);
-            match fs::symlink_metadata(&from) {
-                Ok(m) if m.is_file() => {}
-                Ok(_) => {
-                    log(&format!("skipping {}: not a regular file", from.display()));
-                    continue;
-                }
-                Err(_) => continue,
+            if !is_file {
+                log(&format!("skipping {}: not a regular file", from.display()));
+                continue;
             }
             let to = self.dir.join("cur").join(format!("{name}:2,"));
             match fs::rename(&from, &to) {
@@ -164,7 +171,12 @@ impl Mailbox {
 
     fn scan_cur(&mut self, log: &mut dyn FnMut(&str)) -> Result<(), MailboxError> {
         let mut buf = vec![0u8; 64 * 1024];
-        for name in self.names("cur")? {
+        for (name, is_file) in self.names("cur")? {
+            if let (Some(size), true) = (size_in_name(&name), is_file) {
+                let uidl = uidl_of(&name).to_string();
+                self.messages.push(Message { name, uidl, size, deleted: false });
+                continue;
+            }
             let path = self.dir.join("cur").join(&name);
             match size_of_file(&path, &mut buf) {
                 Ok(size) => {
@@ -328,6 +340,15 @@ mod tests {
             let mut cr = false;
             assert_eq!(crlf_size(&msg[..at], &mut cr) + crlf_size(&msg[at..], &mut cr), 9, "split at {at}");
         }
+    }
+
+    #[test]
+    fn sizes_from_names() {
+        assert_eq!(size_in_name("1.M2P3Q4.h,S=17,W=20:2,S"), Some(20));
+        assert_eq!(size_in_name("1.M2P3Q4.h,W=5"), Some(5));
+        assert_eq!(size_in_name("1.M2P3Q4.h,S=17:2,"), None);
+        assert_eq!(size_in_name("1.M2P3Q4.h:2,W=5"), None, "flags are not sizes");
+        assert_eq!(size_in_name("1.M2P3Q4.h,W=x"), None);
     }
 
     #[test]

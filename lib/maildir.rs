@@ -80,17 +80,25 @@ pub fn unique_name() -> String {
 /// Deliver `prefix` followed by the whole of `message` (read from its start) into
 /// `maildir`. Returns the path in new/. Only returns Ok once file and link are on
 /// stable storage.
+///
+/// The name in new/ carries the sizes, as Maildir++ and Dovecot write them:
+/// `,S=` the file's bytes and `,W=` its size with every bare LF counted as CR LF
+/// (what POP3 reports), so a POP3 server lists the mailbox from the names alone.
+/// A name cannot go stale as an index can: the file never changes.
 pub fn deliver(maildir: &Path, prefix: &[u8], message: &mut File) -> Result<PathBuf, MaildirError> {
     let tmpdir = maildir.join("tmp");
     let newdir = maildir.join("new");
     let name = unique_name();
     let tmp = tmpdir.join(&name);
-    let dst = newdir.join(&name);
     // No stat of the directories first: a missing one shows up as ENOENT here or
     // at the link, and the common case saves two system calls.
     let missing = |e: io::Error| if e.kind() == io::ErrorKind::NotFound { MaildirError::Missing(maildir.to_path_buf()) } else { io_err(&tmp, e) };
     let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(missing)?;
-    let r = write_all(&mut f, &tmp, prefix, message).and_then(|()| link_into(&tmp, &dst));
+    let mut dst = newdir.join(&name);
+    let r = write_all(&mut f, &tmp, prefix, message).and_then(|(size, wire)| {
+        dst = newdir.join(format!("{name},S={size},W={wire}"));
+        link_into(&tmp, &dst)
+    });
     // tmp/ holds nothing after success (the link is in new/) or after failure.
     let _ = fs::remove_file(&tmp);
     r?;
@@ -99,9 +107,12 @@ pub fn deliver(maildir: &Path, prefix: &[u8], message: &mut File) -> Result<Path
     Ok(dst)
 }
 
-fn write_all(f: &mut File, tmp: &Path, prefix: &[u8], message: &mut File) -> Result<(), MaildirError> {
+/// Write and fsync; returns the bytes written and their size as POP3 sends them.
+fn write_all(f: &mut File, tmp: &Path, prefix: &[u8], message: &mut File) -> Result<(u64, u64), MaildirError> {
     message.seek(SeekFrom::Start(0)).map_err(MaildirError::Message)?;
     f.write_all(prefix).map_err(|e| io_err(tmp, e))?;
+    let mut prev_cr = false;
+    let (mut size, mut wire) = (prefix.len() as u64, crate::mailbox::crlf_size(prefix, &mut prev_cr));
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match message.read(&mut buf) {
@@ -111,8 +122,11 @@ fn write_all(f: &mut File, tmp: &Path, prefix: &[u8], message: &mut File) -> Res
             Err(e) => return Err(MaildirError::Message(e)),
         };
         f.write_all(&buf[..n]).map_err(|e| io_err(tmp, e))?;
+        size += n as u64;
+        wire += crate::mailbox::crlf_size(&buf[..n], &mut prev_cr);
     }
-    f.sync_all().map_err(|e| io_err(tmp, e))
+    f.sync_all().map_err(|e| io_err(tmp, e))?;
+    Ok((size, wire))
 }
 
 fn link_into(tmp: &Path, dst: &Path) -> Result<(), MaildirError> {
@@ -146,6 +160,8 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(fs::read(&a).unwrap(), b"Delivered-To: a@b\nSubject: x\n\nbody\n");
         assert_eq!(fs::read(&b).unwrap(), b"Subject: x\n\nbody\n");
+        // 17 bytes, three bare LFs: 20 as sent.
+        assert!(b.to_str().unwrap().ends_with(",S=17,W=20"), "{}", b.display());
         assert_eq!(fs::read_dir(d.join("Maildir/tmp")).unwrap().count(), 0);
         fs::remove_dir_all(&d).unwrap();
     }

@@ -197,13 +197,16 @@ def descendants(root):
     return out
 
 
-def pids_with_exe_under(prefix):
+def pids_with_exe_under(prefix, comm=None):
+    """Processes running a program under prefix (and named comm, if given:
+    postern-listen forks its SMTP sessions, which call themselves postern-smtpd)."""
     out = []
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 if os.readlink(f"/proc/{d}/exe").startswith(prefix):
-                    out.append(int(d))
+                    if comm is None or open(f"/proc/{d}/comm").read().strip() == comm:
+                        out.append(int(d))
             except OSError:
                 pass
     return out
@@ -277,7 +280,7 @@ class Postern:
         return pids_with_exe_under(self.bin)
 
     def smtpd_pids(self):
-        return pids_with_exe_under(self.bin + "postern-smtpd")
+        return pids_with_exe_under(self.bin, "postern-smtpd")
 
     def close(self):
         subprocess.run([INSTANCE, "stop", self.dir], capture_output=True)
@@ -623,10 +626,14 @@ def idle_session(port, smtpd_pids):
 
 
 def fill(maildir, n, uid, gid):
+    # Named as postern's delivery and Dovecot's LDA name them: ,S= the file's size
+    # and ,W= its size with CR LF line ends; both servers read the sizes there.
     for i in range(n):
-        p = os.path.join(maildir, "new", f"{1700000000 + i}.M{i:06d}P1Q{i}.bench")
+        m = message(i)
+        wire = len(m) + m.count(b"\n") - m.count(b"\r\n")
+        p = os.path.join(maildir, "new", f"{1700000000 + i}.M{i:06d}P1Q{i}.bench,S={len(m)},W={wire}")
         with open(p, "wb") as f:
-            f.write(message(i))
+            f.write(m)
         os.chown(p, uid, gid)
 
 
