@@ -85,8 +85,9 @@ impl Starter for LocalStarter {
                 let _ = writeln!(result, "4.3.0 {e}");
                 return crate::error::EXIT_TEMP;
             }
-            // fds 0, 1 and 2 hold them now.
+            // fds 0, 1 and 2 hold them now; nothing else of lspawn's stays open.
             drop((message, result));
+            crate::sys::close_inherited_fds();
             crate::local::run(&self.home, &params, crate::sys::protocol_fd(0))
         })
         .map_err(|e| temp(format!("4.3.0 cannot fork a delivery: {e}")))?;

@@ -344,13 +344,18 @@ impl Queue {
     }
 
     /// A finished message's file (send only): into an empty slot of free/ for
-    /// reuse, else removed. `slot` picks the slot; callers count up.
+    /// reuse, else removed. Slots are tried from `slot` on (callers count up),
+    /// a few at most, so a full free/ costs little.
     pub fn retire(&self, path: &Path, slot: usize) -> io::Result<()> {
-        let to = self.free().join((slot % FREE_SLOTS).to_string());
-        match nix::fcntl::renameat2(None, path, None, &to, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
-            Ok(()) => Ok(()),
-            Err(_) => fs::remove_file(path),
+        for k in 0..16 {
+            let to = self.free().join(((slot + k) % FREE_SLOTS).to_string());
+            match nix::fcntl::renameat2(None, path, None, &to, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
+                Ok(()) => return Ok(()),
+                Err(nix::errno::Errno::EEXIST) => continue,
+                Err(_) => break,
+            }
         }
+        fs::remove_file(path)
     }
 
     fn write_file(&self, f: &mut File, path: &Path, message: &mut dyn Read, envelope: &mut dyn Read, received: &[u8], reused: bool) -> Result<(), QueueError> {
@@ -639,10 +644,26 @@ mod tests {
         assert_eq!(f.read_message().unwrap(), b"short\n");
         assert_eq!(f.pending().map(|(_, r)| r.address.as_str().to_string()).collect::<Vec<_>>(), vec!["b@y"]);
         assert_eq!(fs::metadata(&path2).unwrap().len(), 6 + 11 + TRAILER_LEN as u64);
-        // An occupied slot is not overwritten: the file is removed instead.
-        fs::write(q.free().join("3"), b"occupant").unwrap();
+        // An occupied slot is never overwritten: the next free one is taken, and
+        // when the slots tried are all taken the file is removed.
+        for k in 3..19 {
+            fs::write(q.free().join(k.to_string()), b"occupant").unwrap();
+        }
         q.retire(&path2, 3).unwrap();
         assert!(!path2.exists());
+        assert_eq!(Queue::list(&q.free()).unwrap().len(), 16);
+        for k in 4..19 {
+            fs::remove_file(q.free().join(k.to_string())).unwrap();
+        }
+        // (This takes the file in slot 3: free files are anyone's to overwrite.)
+        let id4 = q.inject(&mut &b"n\n"[..], &mut &b"Fs@x\0Td@y\0\0"[..], b"").unwrap();
+        q.take_new().unwrap();
+        fs::write(q.free().join("3"), b"occupant").unwrap();
+        fs::write(q.free().join("4"), b"occupant").unwrap();
+        q.retire(&q.mess().join(&id4), 3).unwrap();
+        assert!(QueueFile::open(&q.free().join("5"), false).is_ok(), "slot 5, past the two taken");
+        fs::remove_file(q.free().join("5")).unwrap();
+        fs::remove_file(q.free().join("4")).unwrap();
         assert_eq!(fs::read(q.free().join("3")).unwrap(), b"occupant");
         // A file with a second name (as a crash can leave one) is not reused.
         fs::hard_link(q.free().join("3"), d.join("other-name")).unwrap();

@@ -12,6 +12,13 @@
 //! killed) is a temporary failure to the client. The Received line names the
 //! client's uid, which the kernel gives us (SO_PEERCRED), not the client.
 //!
+//! A worker that finds one of `POOL` places free stays after its message and
+//! takes the next connection itself, until it has been idle for `IDLE` or has
+//! written `PER_WORKER` messages: under load most messages then cost no fork
+//! either. The daemon keeps accepting and forking too, so a slow client holding a
+//! worker never holds up anyone else. (A worker killed by a signal keeps its
+//! place until the daemon restarts; the daemon then just forks more.)
+//!
 //! Clients (`queue::Submission`) use the socket when it answers and neither
 //! POSTERN_QUEUE nor QMAILQUEUE is set; otherwise they run the queue program,
 //! so nothing depends on this daemon being up.
@@ -30,14 +37,24 @@ const PROGRAM: &str = "postern-queued";
 const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Give up on a writer that never finishes (postern-queue's DEATH).
 const DEATH_SECONDS: u32 = 86400;
+/// Workers that stay for more messages.
+const POOL: u32 = 8;
+/// How long a staying worker waits for a connection before it leaves; also how
+/// often the daemon's own accept wakes up (the timeout is the socket's).
+const IDLE: Duration = Duration::from_secs(10);
+/// Messages a staying worker writes before it leaves (and a fresh one takes over).
+const PER_WORKER: u32 = 10_000;
 
 /// Accept and fork, forever. Single-threaded, as `sys::fork_run` requires.
 pub fn serve(home: &Home, listener: UnixListener) -> io::Result<()> {
     crate::sys::reap_children_automatically()?;
+    crate::sys::unlink_on_term(&crate::queue::daemon_socket(home))?;
+    let places = crate::sys::SharedCounter::new()?;
+    set_accept_timeout(&listener, IDLE)?;
     loop {
         let stream = match listener.accept() {
             Ok((s, _)) => s,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
             Err(e) => {
                 // Out of descriptors or memory: say so, and let load drain.
                 crate::log::line(PROGRAM, &format!("accept: {e}"));
@@ -47,7 +64,14 @@ pub fn serve(home: &Home, listener: UnixListener) -> io::Result<()> {
         };
         let forked = crate::sys::fork_run(|| {
             crate::sys::set_process_name(c"postern-queue");
-            work(home, stream)
+            // The daemon's handler would remove the socket: not a worker's job.
+            crate::sys::default_term_signals();
+            work(home, stream);
+            if places.take(POOL) {
+                stay(home, &listener);
+                places.release();
+            }
+            0
         });
         if let Err(e) = forked {
             crate::log::line(PROGRAM, &format!("cannot fork a worker: {e}"));
@@ -55,12 +79,32 @@ pub fn serve(home: &Home, listener: UnixListener) -> io::Result<()> {
     }
 }
 
-/// One message, in the forked worker.
-fn work(home: &Home, mut stream: UnixStream) -> i32 {
+/// A worker with a place: take connections until idle or done.
+fn stay(home: &Home, listener: &UnixListener) {
+    for _ in 1..PER_WORKER {
+        match listener.accept() {
+            Ok((stream, _)) => work(home, stream),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+/// The listening socket's receive timeout, which accept(2) obeys; it belongs to
+/// the socket, so the daemon and every worker share it.
+fn set_accept_timeout(listener: &UnixListener, t: Duration) -> io::Result<()> {
+    let tv = nix::sys::time::TimeVal::new(t.as_secs() as _, 0);
+    nix::sys::socket::setsockopt(listener, nix::sys::socket::sockopt::ReceiveTimeout, &tv).map_err(io::Error::from)
+}
+
+/// One message, in a worker.
+fn work(home: &Home, mut stream: UnixStream) {
     let code = match receive(&stream) {
         Ok((uid, mut message, mut envelope)) => {
             nix::unistd::alarm::set(DEATH_SECONDS);
-            queue_one(home, &mut message, &mut envelope, uid)
+            let code = queue_one(home, &mut message, &mut envelope, uid);
+            nix::unistd::alarm::cancel();
+            code
         }
         Err(e) => {
             crate::log::line(PROGRAM, &format!("bad request: {e}"));
@@ -68,7 +112,6 @@ fn work(home: &Home, mut stream: UnixStream) -> i32 {
         }
     };
     let _ = stream.write_all(&[code as u8]);
-    code
 }
 
 /// Who asked, and the two descriptors.

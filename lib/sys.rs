@@ -362,3 +362,68 @@ pub fn exit_with_parent() {
         std::process::exit(0);
     }
 }
+
+/// A counter in memory shared with the children forked after it is made.
+pub struct SharedCounter(&'static std::sync::atomic::AtomicU32);
+
+impl SharedCounter {
+    pub fn new() -> std::io::Result<SharedCounter> {
+        // SAFETY: a fresh anonymous shared mapping of one page, never unmapped
+        // (it lives as long as the process): the reference stays valid. Zeroed
+        // memory is a valid AtomicU32, and the page is aligned for it.
+        unsafe {
+            let p = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0);
+            if p == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(SharedCounter(&*(p as *const std::sync::atomic::AtomicU32)))
+        }
+    }
+
+    /// Count one more if that stays at or below `limit`; false if not.
+    pub fn take(&self, limit: u32) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.0.fetch_update(SeqCst, SeqCst, |n| (n < limit).then_some(n + 1)).is_ok()
+    }
+
+    pub fn release(&self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The path `unlink_and_exit` removes, as a C string that lives for ever.
+static UNLINK_ON_TERM: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+
+extern "C" fn unlink_and_exit(_: libc::c_int) {
+    if let Some(p) = UNLINK_ON_TERM.get() {
+        // SAFETY: unlink and _exit are async-signal-safe; the string is never freed.
+        unsafe { libc::unlink(p.as_ptr()) };
+    }
+    // SAFETY: as above.
+    unsafe { libc::_exit(0) }
+}
+
+/// On SIGTERM or SIGINT, remove `path` (a socket) and exit at once, so no
+/// client reaches children that still hold the socket once we are told to stop.
+pub fn unlink_on_term(path: &std::path::Path) -> std::io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let _ = UNLINK_ON_TERM.set(c);
+    let act = SigAction::new(SigHandler::Handler(unlink_and_exit), SaFlags::empty(), SigSet::empty());
+    for s in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler calls only async-signal-safe functions (above).
+        unsafe { sigaction(s, &act) }.map_err(std::io::Error::from)?;
+    }
+    Ok(())
+}
+
+/// SIGTERM and SIGINT back to their default action (in a child of a process
+/// that handles them).
+pub fn default_term_signals() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for s in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: SIG_DFL installs no code to run in signal context.
+        let _ = unsafe { signal(s, SigHandler::SigDfl) };
+    }
+}

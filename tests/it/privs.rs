@@ -76,6 +76,14 @@ fn ordinary_user_instance_runs_everything_as_that_user() {
     std::fs::write(inst.join("control/dnsresolvers"), "127.0.0.1:1\n").unwrap();
     as_user(&["adduser", inst_s, "una", "pw"]);
     as_user(&["start", inst_s]);
+    // Stopped however the test ends, so a failure leaves no daemons behind.
+    struct Stop(std::path::PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(repo().join("scripts/instance")).arg("stop").arg(&self.0).output();
+        }
+    }
+    let _stop = Stop(inst.clone());
     let out = std::process::Command::new("runuser")
         .args(["-u", user, "--", "env", &format!("POSTERN_HOME={inst_s}")])
         .arg(inst.join("bin/postern-sendmail"))
