@@ -284,13 +284,9 @@ impl Server<'_> {
                 // What an exec would give PROGRAM: the socket on fds 0 and 1, no
                 // other descriptor of ours, no signal blocked, the variables.
                 crate::sys::set_process_name(c"postern-smtpd");
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-                if crate::sys::dup_onto(fd, 0).and_then(|()| crate::sys::dup_onto(fd, 1)).is_err() {
+                if crate::sys::exec_like(vec![OwnedFd::from(stream)], &[(0, 0), (0, 1)]).is_err() {
                     return 111;
                 }
-                drop(stream);
-                crate::sys::close_inherited_fds();
-                let _ = SigSet::empty().thread_set_mask();
                 std::env::remove_var("TCPREMOTEHOST");
                 for (k, v) in vars.iter().map(|(k, v)| (*k, v.as_str())).chain(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
                     std::env::set_var(k, v);

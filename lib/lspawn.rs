@@ -19,9 +19,7 @@ use crate::queue::{Queue, QueueFile};
 use crate::spawn::{Request, Running, Starter};
 use crate::users::Users;
 use crate::local::Params;
-use std::fs::File;
-use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 pub struct LocalStarter {
     pub home: Home,
@@ -80,14 +78,15 @@ impl Starter for LocalStarter {
         };
         let pid = crate::sys::fork_run(|| {
             crate::sys::set_process_name(c"postern-local");
-            let mut result = File::from(w);
-            if let Err(e) = self.become_delivery(&message, &result, target.uid, target.gid) {
-                let _ = writeln!(result, "4.3.0 {e}");
+            // If this fails, fd 1 may still be the pipe to postern-send: say
+            // nothing, and the exit code alone makes it a temporary failure.
+            if crate::sys::exec_like(vec![OwnedFd::from(message), w], &[(1, 1), (1, 2), (0, 0)]).is_err() {
                 return crate::error::EXIT_TEMP;
             }
-            // fds 0, 1 and 2 hold them now; nothing else of lspawn's stays open.
-            drop((message, result));
-            crate::sys::close_inherited_fds();
+            if let Err(e) = self.become_delivery(target.uid, target.gid) {
+                crate::local::say(&format!("4.3.0 {e}"));
+                return crate::error::EXIT_TEMP;
+            }
             crate::local::run(&self.home, &params, crate::sys::protocol_fd(0))
         })
         .map_err(|e| temp(format!("4.3.0 cannot fork a delivery: {e}")))?;
@@ -96,16 +95,11 @@ impl Starter for LocalStarter {
 }
 
 impl LocalStarter {
-    /// In the forked child: the message on fd 0, the result pipe on fds 1 and 2,
-    /// no signal blocked (lspawn blocks SIGCHLD for its signalfd, and a mask
-    /// survives exec into program deliveries), postern-local's environment, and
-    /// the recipient's ids.
-    fn become_delivery(&self, message: &File, result: &File, uid: u32, gid: u32) -> Result<(), String> {
-        // fd 1 first: until then it is the pipe to postern-send.
-        for (from, to) in [(result.as_raw_fd(), 1), (result.as_raw_fd(), 2), (message.as_raw_fd(), 0)] {
-            crate::sys::dup_onto(from, to).map_err(|e| format!("cannot set up fd {to}: {e}"))?;
-        }
-        nix::sys::signal::SigSet::empty().thread_set_mask().map_err(|e| format!("cannot unblock signals: {e}"))?;
+    /// In the forked child, its descriptors set up (the message on fd 0, the
+    /// result pipe on fds 1 and 2, no signal blocked: lspawn blocks SIGCHLD for
+    /// its signalfd, and a mask survives exec into program deliveries):
+    /// postern-local's environment, and the recipient's ids.
+    fn become_delivery(&self, uid: u32, gid: u32) -> Result<(), String> {
         let keep: [(&str, std::ffi::OsString); 2] = [
             ("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", self.home.root().join("bin").display()).into()),
             ("POSTERN_HOME", self.home.root().into()),

@@ -67,6 +67,10 @@ pub const FREE_SLOTS: usize = 128;
 const MAGIC: &[u8; 4] = b"PQ1:";
 /// Largest envelope postern-queue accepts (10,000 recipients of 900 bytes fit).
 pub const MAX_ENVELOPE: usize = 16 << 20;
+/// postern-queue (and each postern-queued worker) gives up on a writer that
+/// never finishes after this long (qmail-queue's DEATH): SIGALRM's default
+/// action ends it, which its client takes as a temporary failure.
+pub const DEATH_SECONDS: u32 = 86400;
 
 /// qmail-queue's exit codes (see qmail-queue(8)). 11-40 are permanent, the rest
 /// temporary.
@@ -704,14 +708,12 @@ pub fn daemon_socket(home: &Home) -> PathBuf {
 /// Which program a client runs to queue a message: `$POSTERN_QUEUE`, else
 /// `$QMAILQUEUE` (so existing qmail filters wrap us unchanged), else postern-queue.
 pub fn queue_program(home: &Home) -> PathBuf {
-    for var in ["POSTERN_QUEUE", "QMAILQUEUE"] {
-        if let Some(v) = std::env::var_os(var) {
-            if !v.is_empty() {
-                return PathBuf::from(v);
-            }
-        }
-    }
-    home.bin("postern-queue")
+    queue_override().unwrap_or_else(|| home.bin("postern-queue"))
+}
+
+/// The queue program named in the environment, if any.
+fn queue_override() -> Option<PathBuf> {
+    ["POSTERN_QUEUE", "QMAILQUEUE"].iter().filter_map(std::env::var_os).find(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// Why a client could not queue a message.
@@ -778,15 +780,13 @@ impl Submission {
     /// asked for: the same fd 0 and fd 1, passed as two pipes, and no program start.
     fn via_daemon(home: &Home) -> Option<Submission> {
         use std::os::fd::AsFd;
-        if ["POSTERN_QUEUE", "QMAILQUEUE"].iter().any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty())) {
+        if queue_override().is_some() {
             return None;
         }
         let sock = std::os::unix::net::UnixStream::connect(daemon_socket(home)).ok()?;
         let (msg_r, msg_w) = crate::sys::pipe().ok()?;
         let (env_r, env_w) = crate::sys::pipe().ok()?;
-        let sock = File::from(std::os::fd::OwnedFd::from(sock));
         crate::sys::send_with_fds(&sock, b"Q", &[msg_r.as_fd(), env_r.as_fd()]).ok()?;
-        let sock = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(sock));
         Some(Submission { verdict: Verdict::Daemon(sock), stdin: Some(File::from(msg_w)), envelope: Some(File::from(env_w)), broken: false })
     }
 

@@ -24,19 +24,16 @@
 //! so nothing depends on this daemon being up.
 
 use crate::home::Home;
-use crate::queue::{exit, queue_one};
+use crate::queue::{exit, queue_one, DEATH_SECONDS};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 const PROGRAM: &str = "postern-queued";
 /// A client that connects and sends nothing is dropped after this.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
-/// Give up on a writer that never finishes (postern-queue's DEATH).
-const DEATH_SECONDS: u32 = 86400;
 /// Workers that stay for more messages.
 const POOL: u32 = 8;
 /// How long a staying worker waits for a connection before it leaves; also how
@@ -118,10 +115,9 @@ fn work(home: &Home, mut stream: UnixStream) {
 fn receive(stream: &UnixStream) -> io::Result<(u32, File, File)> {
     let uid = crate::sys::peer_uid(stream)?;
     stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
-    let sock = File::from(OwnedFd::from(stream.try_clone()?));
     let mut fds = VecDeque::new();
     let mut byte = [0u8; 1];
-    let n = crate::sys::recv_with_fds(&sock, &mut byte, &mut fds)?;
+    let n = crate::sys::recv_with_fds(stream, &mut byte, &mut fds)?;
     match (n, fds.pop_front(), fds.pop_front(), fds.is_empty()) {
         (1, Some(m), Some(e), true) if byte[0] == b'Q' => Ok((uid, File::from(m), File::from(e))),
         _ => Err(io::Error::new(io::ErrorKind::InvalidData, "expected one byte 'Q' with two descriptors")),

@@ -201,7 +201,7 @@ pub trait Starter {
     /// the text.
     fn results(&self, count: usize, output: &[u8], status: &WaitStatus) -> Vec<(Outcome, String)> {
         let (outcome, why) = match status {
-            WaitStatus::Exited(_, code) => (Outcome::from_exit(Some(*code)), String::new()),
+            WaitStatus::Exited(_, code) => (Outcome::from_exit(Some(*code)), format!("delivery program exited {code} and said nothing")),
             WaitStatus::Signaled(_, sig, _) => (Outcome::Failed(Kind::Temporary), format!("delivery program killed by {sig:?}")),
             _ => (Outcome::Failed(Kind::Temporary), "delivery program ended oddly".into()),
         };

@@ -217,7 +217,7 @@ pub fn map_file(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
 /// Read from a Unix stream socket, collecting descriptors sent with SCM_RIGHTS
 /// (in order) into `files`. Ok(0) is end of input.
 pub fn recv_with_fds(
-    sock: &std::fs::File,
+    sock: &impl std::os::fd::AsFd,
     buf: &mut [u8],
     files: &mut std::collections::VecDeque<std::os::fd::OwnedFd>,
 ) -> std::io::Result<usize> {
@@ -225,7 +225,7 @@ pub fn recv_with_fds(
     use std::os::fd::{AsRawFd, FromRawFd};
     let mut iov = [std::io::IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 8]);
-    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(std::io::Error::from)?;
+    let msg = recvmsg::<()>(sock.as_fd().as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(std::io::Error::from)?;
     for c in msg.cmsgs().map_err(std::io::Error::from)? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             for fd in fds {
@@ -240,10 +240,10 @@ pub fn recv_with_fds(
 
 /// Write all of `data` to a Unix stream socket with `fds` attached to its first
 /// byte (SCM_RIGHTS). Waits for room when the socket is non-blocking.
-pub fn send_with_fds(sock: &std::fs::File, data: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) -> std::io::Result<()> {
+pub fn send_with_fds(sock: &impl std::os::fd::AsFd, data: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) -> std::io::Result<()> {
     use nix::errno::Errno;
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::fd::AsRawFd;
     let wait_room = || -> std::io::Result<()> {
         let mut fds = [nix::poll::PollFd::new(sock.as_fd(), nix::poll::PollFlags::POLLOUT)];
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
@@ -254,7 +254,7 @@ pub fn send_with_fds(sock: &std::fs::File, data: &[u8], fds: &[std::os::fd::Borr
     let fds: Vec<std::os::fd::RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let n = loop {
-        match sendmsg::<()>(sock.as_raw_fd(), &[std::io::IoSlice::new(data)], &cmsg, MsgFlags::empty(), None) {
+        match sendmsg::<()>(sock.as_fd().as_raw_fd(), &[std::io::IoSlice::new(data)], &cmsg, MsgFlags::empty(), None) {
             Ok(n) => break n,
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => wait_room()?,
@@ -325,6 +325,24 @@ pub fn fork_run(child: impl FnOnce() -> i32) -> std::io::Result<nix::unistd::Pid
             unsafe { libc::_exit(code) }
         }
     }
+}
+
+/// In a child forked to run code instead of a program: what an exec would have
+/// given it. Each (source, number) pair puts the source at that number; then
+/// every descriptor above 2 is closed and no signal is blocked. The callers'
+/// own handles on the sources must not be dropped afterwards (their numbers
+/// are closed here), so the sources are taken and let go of.
+pub fn exec_like(sources: Vec<std::os::fd::OwnedFd>, placed: &[(usize, std::os::fd::RawFd)]) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, IntoRawFd};
+    for &(i, to) in placed {
+        dup_onto(sources[i].as_raw_fd(), to)?;
+    }
+    for fd in sources {
+        // Closed by close_inherited_fds below (they are all above 2).
+        let _ = fd.into_raw_fd();
+    }
+    close_inherited_fds();
+    nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from)
 }
 
 /// Set this process's name as ps and /proc/PID/comm show it (15 bytes at most).

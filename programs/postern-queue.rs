@@ -8,12 +8,10 @@
 
 use postern::home::Home;
 use postern::privs::{self, Service};
-use postern::queue::{exit, queue_one};
+use postern::queue::{exit, queue_one, DEATH_SECONDS};
 use postern::{log, sys};
 
 const PROGRAM: &str = "postern-queue";
-/// Give up on a writer that never finishes (qmail-queue's DEATH).
-const DEATH_SECONDS: u32 = 86400;
 
 fn main() {
     let uid = sys::real_uid();
@@ -23,8 +21,6 @@ fn main() {
     }
     // Our files get their modes explicitly; the invoker's umask must not widen them.
     sys::umask(0o077);
-    // A writer that never finishes: SIGALRM's default action ends us, and the
-    // caller maps a death by signal to a temporary failure.
     nix::unistd::alarm::set(DEATH_SECONDS);
     let home = Home::from_env();
     std::process::exit(queue_one(&home, &mut sys::protocol_fd(0), &mut sys::protocol_fd(1), uid));

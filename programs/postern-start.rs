@@ -2,8 +2,9 @@
 //!
 //! Creates the pipes between postern-send and postern-lspawn and the socket to
 //! postern-rspawn, starts lspawn (stays root in a system install: it must become
-//! each recipient), rspawn (as postern-r; only if it is installed) and send (as
-//! postern-s), then waits. If one exits, the others are told to stop and
+//! each recipient), rspawn (as postern-r; only if it is installed), send (as
+//! postern-s) and postern-queued (which becomes postern-q; optional), then waits.
+//! If one of the first three exits, the others are told to stop and
 //! postern-start exits, so a supervisor restarts the whole set. SIGTERM stops all.
 //! Everything logs to stderr.
 
@@ -83,6 +84,14 @@ fn main() {
     }
 
     let send_pid = Pid::from_raw(send.id() as i32);
+    // send stops dispatching, waits for running deliveries and exits; lspawn and
+    // rspawn then see EOF and exit after their children.
+    let stop = |queued: &mut Option<Pid>| {
+        let _ = kill(send_pid, Signal::SIGTERM);
+        if let Some(q) = queued.take() {
+            let _ = kill(q, Signal::SIGTERM);
+        }
+    };
     let lspawn_pid = Pid::from_raw(lspawn.id() as i32);
     let mut alive = if rspawn_pid.is_some() { 3 } else { 2 };
     let mut stopping = false;
@@ -91,12 +100,7 @@ fn main() {
         let Ok(Some(info)) = sfd.read_signal() else { continue };
         match Signal::try_from(info.ssi_signo as i32) {
             Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => {
-                // send stops dispatching, waits for running deliveries and exits;
-                // lspawn then sees EOF and exits after its children.
-                let _ = kill(send_pid, Signal::SIGTERM);
-                if let Some(q) = queued_pid.take() {
-                    let _ = kill(q, Signal::SIGTERM);
-                }
+                stop(&mut queued_pid);
                 stopping = true;
             }
             Ok(Signal::SIGHUP) => {
@@ -127,10 +131,7 @@ fn main() {
                         log::line(PROGRAM, &format!("{who} exited unexpectedly ({st:?}); stopping the rest"));
                         status = 111;
                         stopping = true;
-                        let _ = kill(send_pid, Signal::SIGTERM);
-                        if let Some(q) = queued_pid.take() {
-                            let _ = kill(q, Signal::SIGTERM);
-                        }
+                        stop(&mut queued_pid);
                     }
                 }
             }

@@ -96,6 +96,8 @@ def message(n, size=2048, to=f"u@{DOMAIN}"):
 
 def ensure_packages():
     need = []
+    if not shutil.which("openssl"):
+        need.append("openssl")  # pw_hash, and scripts/instance's certificate
     if not os.access("/usr/sbin/postfix", os.X_OK) or not os.access(SOURCE, os.X_OK):
         need.append("postfix")
     if not os.access("/usr/sbin/dovecot", os.X_OK):
