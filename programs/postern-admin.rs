@@ -5,8 +5,8 @@
 
 use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Command};
 use postern::error::{Classify, EXIT_OK, EXIT_PERM};
-use postern::home::Home;
-use postern::{inject, settings, users};
+use postern::os::home::Home;
+use postern::{inject, config::settings, users};
 use std::fmt::Display;
 use std::path::PathBuf;
 
@@ -100,7 +100,7 @@ fn main() {
         }
     };
     // users/ holds password hashes: nothing we create there is for everyone.
-    postern::sys::umask(0o027);
+    postern::os::sys::umask(0o027);
     let home = Home::from_env();
     let (cmd, sub) = m.subcommand().expect("subcommand_required");
     match (cmd, sub.subcommand()) {

@@ -5,13 +5,13 @@
 //! Exit 1: wrong login or password; 2: misuse; 111: try again later.
 //!
 //! It is setuid root in a system install (runnable by the postern-d group only), so
-//! it reads nothing from its environment but the home (which postern::home already
+//! it reads nothing from its environment but the home (which postern::os::home already
 //! refuses to take from a caller who is not root) and passes the rest on untouched
 //! to PROG, which runs as the user.
 
-use postern::checkpassword::{self, EXIT_BAD, EXIT_MISUSE, EXIT_TEMP};
-use postern::home::Home;
-use postern::log;
+use postern::auth::checkpassword::{self, EXIT_BAD, EXIT_MISUSE, EXIT_TEMP};
+use postern::os::home::Home;
+use postern::os::log;
 use std::os::unix::process::CommandExt;
 
 const ME: &str = "postern-auth";
@@ -42,7 +42,7 @@ fn main() {
     drop(req);
     if let Err(e) = checkpassword::become_account(&account) {
         log::line(ME, &e.to_string());
-        std::process::exit(if postern::privs::is_root() { EXIT_TEMP } else { EXIT_BAD });
+        std::process::exit(if postern::os::privs::is_root() { EXIT_TEMP } else { EXIT_BAD });
     }
     let e = checkpassword::command_for(&account, &args[0], &args[1..]).exec();
     log::line(ME, &format!("cannot run {} for {} in {}: {e}", args[0].to_string_lossy(), account.name, account.home.display()));

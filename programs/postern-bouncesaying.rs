@@ -3,7 +3,7 @@
 //! 111 gives 111; any other code gives 0 (go on with the next line).
 
 use postern::error::{Classify, EXIT_PERM};
-use postern::helpers;
+use postern::deliver::helpers;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();

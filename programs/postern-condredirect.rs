@@ -3,9 +3,9 @@
 //! and exit 99 (skip the rest of the dot file); 111 stays 111; otherwise exit 0.
 
 use postern::error::{Classify, EXIT_PERM};
-use postern::home::Home;
-use postern::helpers;
-use postern::local::seekable;
+use postern::os::home::Home;
+use postern::deliver::helpers;
+use postern::deliver::local::seekable;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
@@ -15,7 +15,7 @@ fn main() {
     }
     let newaddr = args[0].to_string_lossy().into_owned();
     let home = Home::from_env();
-    let result = seekable(postern::sys::protocol_fd(0))
+    let result = seekable(postern::os::sys::protocol_fd(0))
         .map_err(helpers::HelperError::Message)
         .and_then(|mut m| helpers::condredirect(&home, &newaddr, &args[1..], &mut m));
     match result {

@@ -2,7 +2,7 @@
 //! it exited 0, 0 if it exited 100, its own code otherwise (111 if killed).
 
 use postern::error::{Classify, EXIT_PERM};
-use postern::helpers;
+use postern::deliver::helpers;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();

@@ -2,14 +2,14 @@
 //! to the addresses, with envelope sender $NEWSENDER (qmail's forward(1)).
 
 use postern::error::Classify;
-use postern::home::Home;
-use postern::helpers;
-use postern::local::seekable;
+use postern::os::home::Home;
+use postern::deliver::helpers;
+use postern::deliver::local::seekable;
 
 fn main() {
     let targets: Vec<String> = std::env::args().skip(1).collect();
     let home = Home::from_env();
-    let result = seekable(postern::sys::protocol_fd(0))
+    let result = seekable(postern::os::sys::protocol_fd(0))
         .map_err(helpers::HelperError::Message)
         .and_then(|mut m| helpers::forward(&home, &mut m, &targets));
     match result {

@@ -18,8 +18,8 @@
 //! (the largest single cost of an SMTP message on the test machines). -E
 //! always execs PROGRAM instead, for a fresh address-space layout per session.
 
-use postern::listen::{self, Mode};
-use postern::{log, rules};
+use postern::net::listen::{self, Mode};
+use postern::{os::log, config::rules};
 
 const PROGRAM: &str = "postern-listen";
 
@@ -28,11 +28,11 @@ fn builtin_session(opts: &listen::Options) -> Option<listen::Builtin> {
     let [program] = opts.program.as_slice() else { return None };
     let program = std::fs::canonicalize(program).ok()?;
     let ours = std::env::current_exe().ok()?.parent()?.join("postern-smtpd");
-    (!opts.exec_always && program == std::fs::canonicalize(ours).ok()?).then_some(postern::smtpd::session_main as listen::Builtin)
+    (!opts.exec_always && program == std::fs::canonicalize(ours).ok()?).then_some(postern::smtp::server::session_main as listen::Builtin)
 }
 
 fn main() {
-    postern::sys::close_inherited_fds();
+    postern::os::sys::close_inherited_fds();
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let fail = |e: &dyn std::fmt::Display, code: i32| -> ! {
         log::line(PROGRAM, &e.to_string());

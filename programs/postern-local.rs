@@ -8,8 +8,8 @@
 //! this program (lib/lspawn.rs); this program is for everyone else.
 
 use postern::error::Classify;
-use postern::home::Home;
-use postern::local::{self, Params};
+use postern::os::home::Home;
+use postern::deliver::local::{self, Params};
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
@@ -21,5 +21,5 @@ fn main() {
         }
     };
     let home = Home::from_env();
-    std::process::exit(local::run(&home, &params, postern::sys::protocol_fd(0)));
+    std::process::exit(local::run(&home, &params, postern::os::sys::protocol_fd(0)));
 }

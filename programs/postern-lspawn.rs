@@ -4,9 +4,9 @@
 //! root in a system install because it must become each recipient; it parses only
 //! the spawn protocol and the users database, never message content.
 
-use postern::home::Home;
-use postern::lspawn::LocalStarter;
-use postern::log;
+use postern::os::home::Home;
+use postern::send::lspawn::LocalStarter;
+use postern::os::log;
 
 const PROGRAM: &str = "postern-lspawn";
 
@@ -19,7 +19,7 @@ fn main() {
             std::process::exit(111);
         }
     };
-    if let Err(e) = postern::spawn::serve(PROGRAM, &mut starter, false) {
+    if let Err(e) = postern::send::spawn::serve(PROGRAM, &mut starter, false) {
         log::line(PROGRAM, &format!("stopped: {e}"));
         std::process::exit(111);
     }

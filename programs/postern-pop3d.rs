@@ -7,13 +7,13 @@
 //! 100 when it could not start; never 1, 2 or 111, which postern-popup reads as a
 //! failed login.
 
-use postern::control::Control;
+use postern::config::control::Control;
 use postern::error::EXIT_PERM;
-use postern::home::Home;
-use postern::log;
-use postern::mailbox::{Mailbox, MailboxError};
-use postern::netio::Session;
-use postern::pop3d::{End, Pop3d};
+use postern::os::home::Home;
+use postern::os::log;
+use postern::pop3::mailbox::{Mailbox, MailboxError};
+use postern::net::session::Session;
+use postern::pop3::server::{End, Pop3d};
 use std::time::Duration;
 
 const ME: &str = "postern-pop3d";

@@ -6,11 +6,11 @@
 //! After STLS this process becomes the TLS relay and a fresh popup runs behind it
 //! (lib/tlsrelay.rs).
 
-use postern::control::Control;
-use postern::home::Home;
-use postern::log;
-use postern::netio::Session;
-use postern::popup::{Outcome, Popup, INNER_ENV};
+use postern::config::control::Control;
+use postern::os::home::Home;
+use postern::os::log;
+use postern::net::session::Session;
+use postern::pop3::login::{Outcome, Popup, INNER_ENV};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ fn main() {
         let _ = net.flush();
         std::process::exit(2);
     }
-    if let Err(e) = postern::privs::drop_to(postern::privs::Service::Daemon) {
+    if let Err(e) = postern::os::privs::drop_to(postern::os::privs::Service::Daemon) {
         log::line(ME, &e.to_string());
         std::process::exit(111);
     }
@@ -34,7 +34,7 @@ fn main() {
         log::line(ME, &format!("{e}; using 1200 seconds"));
         1200
     }).max(1));
-    let tls = postern::tls::server_config(&home).unwrap_or_else(|e| {
+    let tls = postern::net::tls::server_config(&home).unwrap_or_else(|e| {
         log::line(ME, &format!("{e}; STLS is not offered until it is fixed"));
         None
     });
@@ -79,7 +79,7 @@ fn relay(config: std::sync::Arc<rustls::ServerConfig>, args: &[std::ffi::OsStrin
             return 111;
         }
     };
-    if let Err(e) = postern::tlsrelay::relay(config, outer, timeout) {
+    if let Err(e) = postern::net::tlsrelay::relay(config, outer, timeout) {
         log::line(ME, &format!("TLS session ended: {e}"));
     }
     let _ = child.wait();

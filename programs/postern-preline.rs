@@ -3,11 +3,11 @@
 //! out. Exits with the program's code; 111 if it could not run or was killed.
 
 use postern::error::Classify;
-use postern::helpers;
+use postern::deliver::helpers;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let mut stdin = postern::sys::protocol_fd(0);
+    let mut stdin = postern::os::sys::protocol_fd(0);
     let result = helpers::preline_args(&args).and_then(|(flags, argv)| helpers::preline(&flags, &argv, &mut stdin));
     match result {
         Ok(v) => std::process::exit(v.code),

@@ -6,10 +6,10 @@
 //! install; if started as root it becomes postern-q itself. postern-queued does
 //! the same job for clients that reach its socket (lib/queued.rs).
 
-use postern::home::Home;
-use postern::privs::{self, Service};
+use postern::os::home::Home;
+use postern::os::privs::{self, Service};
 use postern::queue::{exit, queue_one, DEATH_SECONDS};
-use postern::{log, sys};
+use postern::{os::log, os::sys};
 
 const PROGRAM: &str = "postern-queue";
 

@@ -4,9 +4,9 @@
 //! `run/queue/submit` and serves until killed. If it cannot start, it says why
 //! and exits 111; clients then run postern-queue as before.
 
-use postern::home::Home;
-use postern::privs::{self, Service};
-use postern::{log, queued, sys};
+use postern::os::home::Home;
+use postern::os::privs::{self, Service};
+use postern::{os::log, queue::daemon as queued, os::sys};
 
 const PROGRAM: &str = "postern-queued";
 

@@ -11,8 +11,8 @@
 //! Exit 0 after the reports; 111 only for a usage error.
 
 use postern::error::EXIT_TEMP;
-use postern::home::Home;
-use postern::remote::{self, Job, Reports};
+use postern::os::home::Home;
+use postern::smtp::client::{self as remote, Job, Reports};
 use std::io::Write;
 
 fn main() {
@@ -32,11 +32,11 @@ fn main() {
 fn run(job: &Job) -> Reports {
     // Never talk to the network as root: become postern-r (a no-op for an
     // ordinary user's instance).
-    if let Err(e) = postern::privs::drop_to(postern::privs::Service::Remote) {
+    if let Err(e) = postern::os::privs::drop_to(postern::os::privs::Service::Remote) {
         return Reports { recipients: Vec::new(), message: (b'Z', format!("4.3.0 {e}")) };
     }
     let home = Home::from_env();
-    match postern::local::seekable(postern::sys::protocol_fd(0)) {
+    match postern::deliver::local::seekable(postern::os::sys::protocol_fd(0)) {
         Ok(message) => remote::deliver(&home, job, &message),
         Err(e) => Reports::failed(&remote::RemoteError::Message(e)),
     }

@@ -4,20 +4,20 @@
 //! with the queue file attached, results go out (lib/spawn.rs). Runs as postern-r;
 //! parses only the spawn protocol and postern-remote's reports.
 
-use postern::home::Home;
-use postern::log;
-use postern::rspawn::RemoteStarter;
+use postern::os::home::Home;
+use postern::os::log;
+use postern::send::rspawn::RemoteStarter;
 
 const PROGRAM: &str = "postern-rspawn";
 
 fn main() {
     // postern-start already made us postern-r; run by hand as root, we do it.
-    if let Err(e) = postern::privs::drop_to(postern::privs::Service::Remote) {
+    if let Err(e) = postern::os::privs::drop_to(postern::os::privs::Service::Remote) {
         log::line(PROGRAM, &e.to_string());
         std::process::exit(111);
     }
     let mut starter = RemoteStarter { home: Home::from_env() };
-    if let Err(e) = postern::spawn::serve(PROGRAM, &mut starter, true) {
+    if let Err(e) = postern::send::spawn::serve(PROGRAM, &mut starter, true) {
         log::line(PROGRAM, &format!("stopped: {e}"));
         std::process::exit(111);
     }

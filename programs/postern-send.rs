@@ -10,11 +10,11 @@
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use postern::home::Home;
-use postern::log;
+use postern::os::home::Home;
+use postern::os::log;
 use postern::queue::Queue;
-use postern::scheduler::{Config, Scheduler};
-use postern::sys;
+use postern::send::scheduler::{Config, Scheduler};
+use postern::os::sys;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -33,7 +33,7 @@ fn fd_open(fd: i32) -> bool {
 
 fn main() {
     // postern-start already made us postern-s; run by hand as root, we do it.
-    if let Err(e) = postern::privs::drop_to(postern::privs::Service::Send) {
+    if let Err(e) = postern::os::privs::drop_to(postern::os::privs::Service::Send) {
         die(&e.to_string());
     }
     let home = Home::from_env();

@@ -9,7 +9,7 @@
 //! Exit 0 queued, 100 permanent failure, 111 temporary.
 
 use postern::error::{Classify, EXIT_OK, EXIT_PERM};
-use postern::home::Home;
+use postern::os::home::Home;
 use postern::inject::{self, Request};
 
 const PROGRAM: &str = "postern-sendmail";

@@ -10,5 +10,5 @@
 //! serves the postern-smtpd next to it.
 
 fn main() {
-    std::process::exit(postern::smtpd::session_main());
+    std::process::exit(postern::smtp::server::session_main());
 }

@@ -12,9 +12,9 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
-use postern::home::Home;
-use postern::log;
-use postern::privs::Service;
+use postern::os::home::Home;
+use postern::os::log;
+use postern::os::privs::Service;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -26,7 +26,7 @@ fn die(msg: &str) -> ! {
 }
 
 fn main() {
-    postern::sys::close_inherited_fds();
+    postern::os::sys::close_inherited_fds();
     let home = Home::from_env();
     let mut mask = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD, Signal::SIGHUP, Signal::SIGALRM] {
@@ -36,8 +36,8 @@ fn main() {
     let sfd = SignalFd::new(&mask).unwrap_or_else(|e| die(&format!("signalfd: {e}")));
 
     // Two pipes: requests send -> lspawn, results lspawn -> send.
-    let (req_r, req_w) = postern::sys::pipe().unwrap_or_else(|e| die(&format!("pipe: {e}")));
-    let (res_r, res_w) = postern::sys::pipe().unwrap_or_else(|e| die(&format!("pipe: {e}")));
+    let (req_r, req_w) = postern::os::sys::pipe().unwrap_or_else(|e| die(&format!("pipe: {e}")));
+    let (res_r, res_w) = postern::os::sys::pipe().unwrap_or_else(|e| die(&format!("pipe: {e}")));
 
     let lspawn = Command::new(home.bin("postern-lspawn"))
         .env("POSTERN_HOME", home.root())
@@ -50,11 +50,11 @@ fn main() {
     let mut fds = vec![(req_w, 3), (res_r, 4)];
     let mut rspawn_pid = None;
     if home.bin("postern-rspawn").exists() {
-        let (ours, theirs) = postern::sys::socketpair().unwrap_or_else(|e| die(&format!("socketpair: {e}")));
+        let (ours, theirs) = postern::os::sys::socketpair().unwrap_or_else(|e| die(&format!("socketpair: {e}")));
         let mut cmd = Command::new(home.bin("postern-rspawn"));
         let theirs_in = theirs.try_clone().unwrap_or_else(|e| die(&format!("dup: {e}")));
         cmd.env("POSTERN_HOME", home.root()).stdin(Stdio::from(theirs_in)).stdout(Stdio::from(theirs));
-        if postern::privs::is_root() {
+        if postern::os::privs::is_root() {
             let (uid, gid) = Service::Remote.ids().unwrap_or_else(|e| die(&e.to_string()));
             cmd.uid(uid).gid(gid);
         }
@@ -66,11 +66,11 @@ fn main() {
     // postern-send gets the request writer on fd 3 and the result reader on fd 4.
     let mut send = Command::new(home.bin("postern-send"));
     send.env("POSTERN_HOME", home.root()).stdin(Stdio::null());
-    if postern::privs::is_root() {
+    if postern::os::privs::is_root() {
         let (uid, gid) = Service::Send.ids().unwrap_or_else(|e| die(&e.to_string()));
         send.uid(uid).gid(gid);
     }
-    let send = postern::sys::spawn_with_fds(&mut send, &fds).unwrap_or_else(|e| die(&format!("cannot run {}: {e}", home.bin("postern-send").display())));
+    let send = postern::os::sys::spawn_with_fds(&mut send, &fds).unwrap_or_else(|e| die(&format!("cannot run {}: {e}", home.bin("postern-send").display())));
     drop(fds);
 
     // postern-queued saves SMTP and injection a program start per message. It is

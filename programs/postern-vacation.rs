@@ -6,15 +6,15 @@
 //! file or the queue fails temporarily.
 
 use postern::error::{Classify, Kind, EXIT_OK};
-use postern::home::Home;
-use postern::local::seekable;
-use postern::vacation;
+use postern::os::home::Home;
+use postern::deliver::local::seekable;
+use postern::deliver::vacation;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let home = Home::from_env();
     let result = vacation::parse_args(&args).and_then(|o| {
-        let m = seekable(postern::sys::protocol_fd(0)).map_err(vacation::VacationError::Message)?;
+        let m = seekable(postern::os::sys::protocol_fd(0)).map_err(vacation::VacationError::Message)?;
         vacation::run(&home, &o, &m)
     });
     match result {

@@ -2,7 +2,7 @@
 //! Any input: no panic, bounded lines, and the same lines whatever the split.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use postern::smtp::{parse_command, LineEvent, LineReader, MAX_COMMAND_LINE};
+use postern::smtp::command::{parse_command, LineEvent, LineReader, MAX_COMMAND_LINE};
 
 fn lines(pieces: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
     let mut r = LineReader::default();

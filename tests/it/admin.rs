@@ -8,8 +8,8 @@ use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-fn lib_home(home: &Home) -> postern::home::Home {
-    postern::home::Home::at(home.path())
+fn lib_home(home: &Home) -> postern::os::home::Home {
+    postern::os::home::Home::at(home.path())
 }
 
 fn ok(o: &std::process::Output) -> String {
@@ -196,7 +196,7 @@ fn showctl_names_sources_and_errors() {
     let bad = out.lines().find(|l| l.starts_with("concurrencylocal:")).expect("concurrencylocal listed");
     assert!(bad.contains("ERROR") && bad.contains(&home.join("control/concurrencylocal").display().to_string()) && bad.contains("line 1"), "{bad}");
     // Every registered setting is listed, even after the bad one.
-    for s in postern::settings::SETTINGS {
+    for s in postern::config::settings::SETTINGS {
         assert!(out.lines().any(|l| l.starts_with(&format!("{}:", s.name))), "{} missing in\n{out}", s.name);
     }
 }

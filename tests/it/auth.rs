@@ -3,7 +3,7 @@
 //! working with a checkpassword program that is not ours.
 
 use crate::harness::*;
-use postern::checkpassword;
+use postern::auth::checkpassword;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -95,15 +95,15 @@ fn virtual_users_right_wrong_unknown_and_what_prog_gets() {
     assert_eq!(run_auth(&auth, h.path(), b"old@v.test\0old pW\0\0", &prog), Some(1));
 
     // The library's client side, as SMTP AUTH uses it.
-    assert!(checkpassword::check_with(&postern::home::Home::at(h.path()), &auth, "ann@v.test", "s3cret pw").unwrap());
-    assert!(!checkpassword::check_with(&postern::home::Home::at(h.path()), &auth, "ann@v.test", "nope").unwrap());
-    assert!(!checkpassword::check_with(&postern::home::Home::at(h.path()), &auth, "who@v.test", "s3cret pw").unwrap());
+    assert!(checkpassword::check_with(&postern::os::home::Home::at(h.path()), &auth, "ann@v.test", "s3cret pw").unwrap());
+    assert!(!checkpassword::check_with(&postern::os::home::Home::at(h.path()), &auth, "ann@v.test", "nope").unwrap());
+    assert!(!checkpassword::check_with(&postern::os::home::Home::at(h.path()), &auth, "who@v.test", "s3cret pw").unwrap());
 
     // An unreadable password database is a temporary failure, not a wrong login.
     fs::remove_file(h.join("users/passwd.cdb")).unwrap();
     fs::create_dir(h.join("users/passwd.cdb")).unwrap();
     assert_eq!(run_auth(&auth, h.path(), b"ann@v.test\0s3cret pw\0\0", &prog), Some(111));
-    assert!(checkpassword::check_with(&postern::home::Home::at(h.path()), &auth, "ann@v.test", "s3cret pw").is_err());
+    assert!(checkpassword::check_with(&postern::os::home::Home::at(h.path()), &auth, "ann@v.test", "s3cret pw").is_err());
 }
 
 #[test]

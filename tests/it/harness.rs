@@ -118,7 +118,7 @@ impl Home {
         for d in ["control", "users", "bin", "log"] {
             fs::create_dir_all(root.join(d)).unwrap();
         }
-        postern::queue::Queue::new(&postern::home::Home::at(root)).create_dirs().unwrap();
+        postern::queue::Queue::new(&postern::os::home::Home::at(root)).create_dirs().unwrap();
         for p in PROGRAMS {
             std::os::unix::fs::symlink(bin(p), root.join("bin").join(p)).unwrap();
         }

@@ -10,7 +10,7 @@ use std::process::Stdio;
 /// Run postern-queue with `message` on fd 0 and `envelope` on fd 1; the envelope
 /// writer closes early when `envelope` is None (the client died).
 fn queue_raw(home: &Home, message: &[u8], envelope: Option<&[u8]>) -> (Option<i32>, String) {
-    let (r, w) = postern::sys::pipe().unwrap();
+    let (r, w) = postern::os::sys::pipe().unwrap();
     let mut child = home.cmd("postern-queue").stdin(Stdio::piped()).stdout(Stdio::from(r)).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let _ = stdin.write_all(message);
@@ -25,7 +25,7 @@ fn queue_raw(home: &Home, message: &[u8], envelope: Option<&[u8]>) -> (Option<i3
 }
 
 fn nothing_left(home: &Home) {
-    let q = Queue::new(&postern::home::Home::at(home.path()));
+    let q = Queue::new(&postern::os::home::Home::at(home.path()));
     assert_eq!(Queue::list(&q.tmp()).unwrap(), Vec::<String>::new(), "tmp/ must be empty");
     assert_eq!(Queue::list(&q.new_dir()).unwrap(), Vec::<String>::new(), "new/ must be empty");
 }
@@ -35,7 +35,7 @@ fn accepted_message_is_complete_and_durable_in_new() {
     let home = Home::new("q-ok");
     let (code, err) = queue_raw(&home, b"Subject: hello\n\nbody\n", Some(b"Fsender@a.test\0Tone@b.test\0Ttwo@c.test\0\0"));
     assert_eq!(code, Some(0), "{err}");
-    let q = Queue::new(&postern::home::Home::at(home.path()));
+    let q = Queue::new(&postern::os::home::Home::at(home.path()));
     let ids = Queue::list(&q.new_dir()).unwrap();
     assert_eq!(ids.len(), 1);
     let f = QueueFile::open(&q.new_dir().join(&ids[0]), false).unwrap();
@@ -102,7 +102,7 @@ fn large_message_round_trips() {
     }
     let (code, err) = queue_raw(&home, &big, Some(b"Fs@a\0Tr@b\0\0"));
     assert_eq!(code, Some(0), "{err}");
-    let q = Queue::new(&postern::home::Home::at(home.path()));
+    let q = Queue::new(&postern::os::home::Home::at(home.path()));
     let id = &Queue::list(&q.new_dir()).unwrap()[0];
     let f = QueueFile::open(&q.new_dir().join(id), false).unwrap();
     assert!(f.read_message().unwrap().ends_with(&big));
@@ -120,7 +120,7 @@ fn disk_full_while_queueing_is_temporary_and_leaves_nothing() {
     let st = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&qdir).status().unwrap();
     assert!(st.success());
     let _unmount = Unmount(qdir.clone());
-    postern::queue::Queue::new(&postern::home::Home::at(home.path())).create_dirs().unwrap();
+    postern::queue::Queue::new(&postern::os::home::Home::at(home.path())).create_dirs().unwrap();
     own_queue(home.path());
     let big = vec![b'x'; 1 << 20];
     let (code, err) = queue_raw(&home, &big, Some(b"Fs@a\0Tr@b\0\0"));

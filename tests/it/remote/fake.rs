@@ -179,8 +179,8 @@ fn serve(stream: TcpStream, sc: Script, rec: impl Fn(&dyn Fn(&mut Session))) {
                     let _ = c.s.write_all(b"this is not TLS at all\r\n");
                     return;
                 }
-                let home = postern::home::Home::at(sc.cert_dir.clone().unwrap());
-                let config = postern::tls::server_config(&home).unwrap().unwrap();
+                let home = postern::os::home::Home::at(sc.cert_dir.clone().unwrap());
+                let config = postern::net::tls::server_config(&home).unwrap().unwrap();
                 let conn = rustls::ServerConnection::new(config).unwrap();
                 c = Conn { s: Box::new(rustls::StreamOwned::new(conn, tcp.try_clone().unwrap())), buf: Vec::new() };
                 tls_done = true;

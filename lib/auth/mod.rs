@@ -1,0 +1,3 @@
+//! Logins: the checkpassword interface (both sides) and postern-auth's checks.
+
+pub mod checkpassword;

@@ -1,0 +1,144 @@
+//! Constant databases: lookups and atomic rebuilds.
+//!
+//! A rebuild writes `NAME.tmp`, fsyncs it and renames it over `NAME`, then fsyncs
+//! the directory; a reader opens either the old or the new file, never a half-written
+//! one.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub enum CdbError {
+    Open(PathBuf, String),
+    Write(PathBuf, String),
+}
+
+impl fmt::Display for CdbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CdbError::Open(p, e) => write!(f, "cannot read the database {}: {e}", p.display()),
+            CdbError::Write(p, e) => write!(f, "cannot write the database {}: {e}", p.display()),
+        }
+    }
+}
+
+impl crate::error::Classify for CdbError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Temporary
+    }
+}
+
+/// An open database: the file mapped read-only (djb's cdb format, which tinycdb
+/// writes). Dropping it unmaps the file.
+pub struct Db {
+    map: memmap2::Mmap,
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at.checked_add(4)?).map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]))
+}
+
+fn hash(key: &[u8]) -> u32 {
+    key.iter().fold(5381u32, |h, &c| (h << 5).wrapping_add(h) ^ c as u32)
+}
+
+impl Db {
+    /// Open `path`; `Ok(None)` when it does not exist.
+    pub fn open(path: &Path) -> Result<Option<Db>, CdbError> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CdbError::Open(path.to_path_buf(), e.to_string())),
+        };
+        let map = crate::os::sys::map_file(&file).map_err(|e| CdbError::Open(path.to_path_buf(), e.to_string()))?;
+        if map.len() < 2048 {
+            return Err(CdbError::Open(path.to_path_buf(), "shorter than a cdb header; rebuild it".into()));
+        }
+        Ok(Some(Db { map }))
+    }
+
+    /// The first value stored under `key`. A damaged file reads as "not found".
+    pub fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        let b = &self.map[..];
+        let h = hash(key);
+        let table = (h as usize & 255) * 8;
+        let (pos, slots) = (u32_at(b, table)? as usize, u32_at(b, table + 4)? as usize);
+        if slots == 0 {
+            return None;
+        }
+        let mut slot = (h as usize >> 8) % slots;
+        for _ in 0..slots {
+            let at = pos.checked_add(slot * 8)?;
+            let (sh, rec) = (u32_at(b, at)?, u32_at(b, at + 4)? as usize);
+            if rec == 0 {
+                return None;
+            }
+            if sh == h {
+                let (klen, dlen) = (u32_at(b, rec)? as usize, u32_at(b, rec + 4)? as usize);
+                let kstart = rec + 8;
+                if b.get(kstart..kstart.checked_add(klen)?)? == key {
+                    let dstart = kstart + klen;
+                    return b.get(dstart..dstart.checked_add(dlen)?).map(|d| d.to_vec());
+                }
+            }
+            slot = (slot + 1) % slots;
+        }
+        None
+    }
+}
+
+/// Build `path` atomically from `records`.
+pub fn build(path: &Path, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), CdbError> {
+    let werr = |e: String| CdbError::Write(path.to_path_buf(), e);
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut failed = None;
+    tinycdb::Cdb::new(&tmp, |c| {
+        for (k, v) in records {
+            if let Err(e) = c.add(k, v) {
+                failed.get_or_insert(format!("{e:?}"));
+            }
+        }
+    })
+    .map_err(|e| werr(format!("{e:?}")))?;
+    if let Some(e) = failed {
+        let _ = fs::remove_file(&tmp);
+        return Err(werr(e));
+    }
+    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| werr(e.to_string()))?;
+    fs::rename(&tmp, path).map_err(|e| werr(e.to_string()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| werr(e.to_string()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("postern-cdb-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("t.cdb");
+        build(&p, &[(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]).unwrap();
+        let mut db = Db::open(&p).unwrap().unwrap();
+        assert_eq!(db.get(b"b"), Some(b"2".to_vec()));
+        assert_eq!(db.get(b"c"), None);
+        // Many keys, so tables have collisions and probing is exercised.
+        let many: Vec<_> = (0..5000).map(|i| (format!("key{i}").into_bytes(), format!("value{i}").into_bytes())).collect();
+        build(&p, &many).unwrap();
+        let mut db = Db::open(&p).unwrap().unwrap();
+        for i in (0..5000).step_by(7) {
+            assert_eq!(db.get(format!("key{i}").as_bytes()), Some(format!("value{i}").into_bytes()));
+        }
+        assert_eq!(db.get(b"key5000"), None);
+        build(&p, &[(b"c".to_vec(), b"3".to_vec())]).unwrap();
+        let mut db = Db::open(&p).unwrap().unwrap();
+        assert_eq!(db.get(b"a"), None);
+        assert_eq!(db.get(b"c"), Some(b"3".to_vec()));
+        assert!(Db::open(&dir.join("missing.cdb")).unwrap().is_none());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,7 @@
+//! Configuration: control files and the registry of settings, constant databases,
+//! and postern-listen's access rules.
+
+pub mod cdb;
+pub mod control;
+pub mod rules;
+pub mod settings;

@@ -1,0 +1,601 @@
+//! One local delivery (postern-local), qmail-local's way.
+//!
+//! postern-lspawn runs us as the recipient with the message on fd 0 (a seekable
+//! memfd) and qmail-local's eight arguments. We find the dot file (see
+//! `dotqmail`), then deliver line by line: Maildir, mbox, `|program`, and forwards,
+//! which are collected and queued as one copy at the end. The first failure stops
+//! us (qmail does the same); exit 0 means every delivery is on stable storage.
+//!
+//! The helper programs (forward, preline, condredirect, bouncesaying, except,
+//! vacation) live in the submodules `helpers` and `vacation`.
+
+use crate::address::{Address, AddressError};
+use crate::config::control::{Control, ControlError};
+use crate::deliver::dotqmail::{self, DotQmailError, Line};
+use crate::error::{Classify, Kind};
+use crate::os::home::Home;
+use crate::maildir::{self, MaildirError};
+use crate::deliver::mbox::{self, MboxError};
+use crate::queue::{self, Envelope, SubmitError};
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+pub const USAGE: &str = "usage: postern-local USER HOMEDIR LOCAL DASH EXT DOMAIN SENDER DEFAULTDELIVERY";
+
+/// Most program output kept for the report; the rest is read and dropped.
+const OUTPUT_LIMIT: usize = 4000;
+
+#[derive(Debug)]
+pub enum LocalError {
+    Usage(String),
+    Home(PathBuf, String),
+    DotQmail(DotQmailError),
+    Control(ControlError),
+    NoMailbox,
+    Loop(String),
+    Message(io::Error),
+    Maildir(PathBuf, MaildirError),
+    Mbox(PathBuf, MboxError),
+    /// A `|program` line failed; `code` None means killed by a signal.
+    Program { command: String, code: Option<i32>, signal: Option<i32>, output: String },
+    Timeout { command: String, seconds: u64 },
+    Spawn(String, io::Error),
+    /// A program or file line in a dot file with the owner-execute bit.
+    ForwardOnly(PathBuf),
+    ForwardAddress(String, AddressError),
+    Forward(SubmitError),
+}
+
+impl fmt::Display for LocalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use LocalError::*;
+        match self {
+            Usage(s) => write!(f, "4.3.5 postern-local called wrongly ({s}); {USAGE}"),
+            Home(p, s) => write!(f, "4.2.1 home directory {}: {s}", p.display()),
+            DotQmail(e) => e.fmt(f),
+            Control(e) => write!(f, "4.3.5 {e}"),
+            NoMailbox => f.write_str("5.1.1 Sorry, no mailbox here by that name."),
+            Loop(r) => write!(f, "5.4.6 This message is looping: it already has my Delivered-To line ({r})."),
+            Message(e) => write!(f, "4.3.0 cannot read the message on fd 0: {e}"),
+            Maildir(_, e) => e.fmt(f),
+            Mbox(_, e) => e.fmt(f),
+            Program { command, code, signal, output } => {
+                if !output.is_empty() {
+                    return f.write_str(output);
+                }
+                match (code, signal) {
+                    (Some(c), _) if program_kind(*c) == Kind::Permanent => {
+                        write!(f, "5.3.0 program |{command} refused the message (exit {c})")
+                    }
+                    (Some(c), _) => write!(f, "4.3.0 program |{command} failed temporarily (exit {c})"),
+                    (None, Some(s)) => write!(f, "4.3.0 program |{command} was killed by signal {s}"),
+                    (None, None) => write!(f, "4.3.0 program |{command} ended abnormally"),
+                }
+            }
+            Timeout { command, seconds } => write!(
+                f,
+                "4.3.0 program |{command} ran longer than {seconds} seconds and was killed (control/timeoutdelivery)"
+            ),
+            Spawn(c, e) => write!(f, "4.3.0 cannot run |{c}: {e}"),
+            ForwardOnly(p) => write!(
+                f,
+                "4.7.0 {} has the execute bit set (forwards only) but holds a program or file line; chmod u-x it",
+                p.display()
+            ),
+            ForwardAddress(a, e) => write!(f, "5.1.3 cannot forward to {a:?}: {e}; fix the dot file"),
+            Forward(e) => {
+                let code = if e.kind() == Kind::Permanent { "5.3.0" } else { "4.3.0" };
+                write!(f, "{code} forwarding failed: {e}")
+            }
+        }
+    }
+}
+
+impl Classify for LocalError {
+    fn kind(&self) -> Kind {
+        use LocalError::*;
+        match self {
+            NoMailbox | Loop(_) | ForwardAddress(..) => Kind::Permanent,
+            Program { code: Some(c), .. } => program_kind(*c),
+            Forward(e) => e.kind(),
+            DotQmail(e) => e.kind(),
+            Maildir(_, e) => e.kind(),
+            Mbox(_, e) => e.kind(),
+            Control(e) => e.kind(),
+            _ => Kind::Temporary,
+        }
+    }
+}
+
+/// qmail-command(8): 100 and sendmail's permanent EX_* codes (64, 65, 70, 76, 77,
+/// 78, 112) are permanent; anything else but 0 and 99 is temporary.
+pub fn program_kind(code: i32) -> Kind {
+    match code {
+        100 | 64 | 65 | 70 | 76 | 77 | 78 | 112 => Kind::Permanent,
+        _ => Kind::Temporary,
+    }
+}
+
+/// qmail-local's arguments.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub user: String,
+    pub homedir: PathBuf,
+    pub local: String,
+    pub dash: String,
+    pub ext: String,
+    pub domain: String,
+    pub sender: String,
+    pub default_delivery: String,
+}
+
+impl Params {
+    /// From argv without the program name.
+    pub fn from_args(args: &[OsString]) -> Result<Params, LocalError> {
+        if args.len() != 8 {
+            return Err(LocalError::Usage(format!("{} arguments instead of 8", args.len())));
+        }
+        let s: Vec<String> = args
+            .iter()
+            .map(|a| a.clone().into_string().map_err(|_| LocalError::Usage("an argument is not UTF-8".into())))
+            .collect::<Result<_, _>>()?;
+        let p = Params {
+            user: s[0].clone(),
+            homedir: PathBuf::from(&s[1]),
+            local: s[2].clone(),
+            dash: s[3].clone(),
+            ext: s[4].clone(),
+            domain: s[5].clone(),
+            sender: s[6].clone(),
+            default_delivery: s[7].clone(),
+        };
+        if !p.homedir.is_absolute() {
+            return Err(LocalError::Usage(format!("home directory {:?} is not absolute", s[1])));
+        }
+        if p.dash != "-" && !p.dash.is_empty() {
+            return Err(LocalError::Usage(format!("DASH is {:?}, not \"-\" or empty", p.dash)));
+        }
+        Ok(p)
+    }
+
+    pub fn recipient(&self) -> String {
+        format!("{}@{}", self.local, self.domain)
+    }
+}
+
+fn no_newlines(s: &str) -> String {
+    s.replace('\n', "_")
+}
+
+/// The environment qmail-local gives programs (qmail-command(8)).
+pub fn delivery_env(p: &Params, newsender: &str, default: Option<&str>, now: SystemTime) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, val: String| v.push((k.to_string(), val));
+    put("USER", p.user.clone());
+    put("HOME", p.homedir.display().to_string());
+    put("LOCAL", p.local.clone());
+    put("HOST", p.domain.clone());
+    put("SENDER", p.sender.clone());
+    put("NEWSENDER", newsender.to_string());
+    put("RECIPIENT", p.recipient());
+    put("DTLINE", dtline(p));
+    put("RPLINE", rpline(&p.sender));
+    put("UFLINE", mbox::from_line(&p.sender, now));
+    put("EXT", p.ext.clone());
+    // EXT2..EXT4: what follows the first, second, third '-' (empty if none).
+    let mut rest = p.ext.as_str();
+    for n in 2..=4 {
+        rest = match rest.find('-') {
+            Some(i) => &rest[i + 1..],
+            None => "",
+        };
+        put(&format!("EXT{n}"), rest.to_string());
+    }
+    // HOST2..HOST4: HOST without its last one, two, three components.
+    let mut host = p.domain.as_str();
+    for n in 2..=4 {
+        if let Some(i) = host.rfind('.') {
+            host = &host[..i];
+        }
+        put(&format!("HOST{n}"), host.to_string());
+    }
+    if let Some(d) = default {
+        put("DEFAULT", d.to_string());
+    }
+    v
+}
+
+pub fn dtline(p: &Params) -> String {
+    format!("Delivered-To: {}\n", no_newlines(&p.recipient()))
+}
+
+pub fn rpline(sender: &str) -> String {
+    format!("Return-Path: <{}>\n", no_newlines(sender))
+}
+
+/// qmail-local's NEWSENDER: the sender, or LOCAL-owner@HOST when a
+/// `.qmail-EXT-owner` file exists (with VERP if `-owner-default` exists too).
+pub fn newsender(p: &Params) -> String {
+    if p.sender.is_empty() || p.sender == "#@[]" || !dotqmail::exists(&p.homedir, &p.dash, &p.ext, "-owner") {
+        return p.sender.clone();
+    }
+    if dotqmail::exists(&p.homedir, &p.dash, &p.ext, "-owner-default") {
+        format!("{}-owner-@{}-@[]", p.local, p.domain)
+    } else {
+        format!("{}-owner@{}", p.local, p.domain)
+    }
+}
+
+/// fd 0 as a seekable file: as is if it can seek, else copied into a memfd.
+pub fn seekable(mut stdin: File) -> io::Result<File> {
+    if stdin.seek(SeekFrom::Start(0)).is_ok() {
+        return Ok(stdin);
+    }
+    let fd = nix::sys::memfd::memfd_create(c"postern-message", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+        .map_err(io::Error::from)?;
+    let mut f = File::from(fd);
+    io::copy(&mut stdin, &mut f)?;
+    f.seek(SeekFrom::Start(0))?;
+    Ok(f)
+}
+
+/// The header section of the message (up to and including the blank line, or all
+/// of it if there is none), read without moving the file offset.
+pub fn read_header(message: &File) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut off = 0u64;
+    loop {
+        let n = message.read_at(&mut chunk, off)?;
+        if n == 0 {
+            return Ok(buf);
+        }
+        let scan_from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        off += n as u64;
+        if buf.len() == n && (buf.starts_with(b"\n") || buf.starts_with(b"\r\n")) {
+            return Ok(Vec::new());
+        }
+        if let Some(i) = find_blank(&buf[scan_from..]) {
+            buf.truncate(scan_from + i);
+            return Ok(buf);
+        }
+    }
+}
+
+/// End of the header section in `b` (just after the blank line).
+fn find_blank(b: &[u8]) -> Option<usize> {
+    (0..b.len()).find_map(|i| {
+        if b[i..].starts_with(b"\n\n") {
+            Some(i + 2)
+        } else if b[i..].starts_with(b"\n\r\n") {
+            Some(i + 3)
+        } else {
+            None
+        }
+    })
+}
+
+/// The Delivered-To line in `header` equal to ours (case-insensitive), if any.
+pub fn find_loop(header: &[u8], recipient: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(header);
+    text.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        (name.eq_ignore_ascii_case("delivered-to") && value.trim().eq_ignore_ascii_case(recipient.trim())).then(|| l.trim_end().to_string())
+    })
+}
+
+/// What a successful delivery did, for the one-line report.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub done: Vec<String>,
+    pub forwarded: Vec<String>,
+    pub stopped_by: Option<String>,
+    pub source: String,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "2.0.0 delivered by {}", self.source)?;
+        if self.done.is_empty() && self.forwarded.is_empty() && self.stopped_by.is_none() {
+            return f.write_str(": no delivery instructions, message discarded");
+        }
+        if !self.done.is_empty() {
+            write!(f, ": {}", self.done.join(", "))?;
+        }
+        if !self.forwarded.is_empty() {
+            write!(f, "; forwarded to {}", self.forwarded.join(", "))?;
+        }
+        if let Some(s) = &self.stopped_by {
+            write!(f, "; stopped after |{s} (exit 99)")?;
+        }
+        Ok(())
+    }
+}
+
+/// One delivery as postern-local makes it, whether postern-lspawn forked us or
+/// ran the program: the message on `stdin`, one report line (an RFC 3463 code
+/// first) on fd 1. Returns the exit code: 0 when every delivery is durable, 100
+/// on a permanent failure, 111 on a temporary one.
+pub fn run(home: &Home, p: &Params, stdin: File) -> i32 {
+    let result = seekable(stdin).map_err(LocalError::Message).and_then(|mut m| deliver(home, p, &mut m));
+    let (line, code) = match result {
+        Ok(report) => (report.to_string(), crate::error::EXIT_OK),
+        Err(e) => (e.to_string(), e.kind().exit_code()),
+    };
+    say(&line);
+    code
+}
+
+/// Print one line on fd 1, flushed: postern-lspawn reads it as the result.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(format!("{line}\n").as_bytes());
+    let _ = out.flush();
+}
+
+/// The whole of postern-local after argument parsing: chdir, find instructions,
+/// deliver. `message` must be seekable (see `seekable`).
+pub fn deliver(home: &Home, p: &Params, message: &mut File) -> Result<Report, LocalError> {
+    std::env::set_current_dir(&p.homedir).map_err(|e| LocalError::Home(p.homedir.clone(), format!("cannot enter it: {e}")))?;
+    let meta = std::fs::metadata(".").map_err(|e| LocalError::Home(p.homedir.clone(), e.to_string()))?;
+    if meta.mode() & 0o002 != 0 {
+        return Err(LocalError::Home(p.homedir.clone(), "is writable by others; run chmod o-w on it".into()));
+    }
+    if meta.mode() & 0o1000 != 0 {
+        return Err(LocalError::Home(p.homedir.clone(), "is sticky: the user is editing a .qmail file".into()));
+    }
+    let found = dotqmail::find(&p.homedir, &p.dash, &p.ext).map_err(LocalError::DotQmail)?;
+    let path = found.as_ref().map(|f| f.path.clone());
+    let (lines, default, forward_only, source) = match found {
+        None if !p.dash.is_empty() || !p.ext.is_empty() => return Err(LocalError::NoMailbox),
+        None => (dotqmail::parse_default(&p.default_delivery), None, false, "the default delivery".to_string()),
+        Some(f) if f.contents.is_empty() => {
+            (dotqmail::parse_default(&p.default_delivery), f.default, false, format!("{} (empty: default delivery)", f.path.display()))
+        }
+        Some(f) => (dotqmail::parse(&f.contents), f.default, f.forward_only, f.path.display().to_string()),
+    };
+    let recipient = p.recipient();
+    let header = read_header(message).map_err(LocalError::Message)?;
+    if let Some(l) = find_loop(&header, &no_newlines(&recipient)) {
+        return Err(LocalError::Loop(l));
+    }
+    let now = SystemTime::now();
+    let newsender = newsender(p);
+    let env = delivery_env(p, &newsender, default.as_deref(), now);
+    // Read only when a program line needs it: most deliveries have none.
+    let mut timeout: Option<u64> = None;
+    let prefix = format!("{}{}", rpline(&p.sender), dtline(p));
+    let mut report = Report { source, ..Report::default() };
+    let mut forwards: Vec<String> = Vec::new();
+    for line in lines {
+        if forward_only && !matches!(line, Line::Forward(_)) {
+            return Err(LocalError::ForwardOnly(path.unwrap_or_default()));
+        }
+        match line {
+            Line::Forward(a) => forwards.push(a),
+            Line::Maildir(dir) => {
+                maildir::deliver(&dir, prefix.as_bytes(), message).map_err(|e| LocalError::Maildir(dir.clone(), e))?;
+                report.done.push(dir.display().to_string());
+            }
+            Line::Mbox(path) => {
+                mbox::deliver(&path, &p.sender, prefix.as_bytes(), message).map_err(|e| LocalError::Mbox(path.clone(), e))?;
+                report.done.push(path.display().to_string());
+            }
+            Line::Program(cmd) => {
+                let secs = match timeout {
+                    Some(t) => t,
+                    None => *timeout.insert(Control::new(home).number("timeoutdelivery", 86400).map_err(LocalError::Control)?.0),
+                };
+                let code = run_program(&cmd, &env, message, Duration::from_secs(secs))?;
+                report.done.push(format!("|{cmd}"));
+                if code == 99 {
+                    report.stopped_by = Some(cmd);
+                    break;
+                }
+            }
+        }
+    }
+    if !forwards.is_empty() {
+        forward(home, message, &dtline(p), &newsender, &forwards)?;
+        report.forwarded = forwards;
+    }
+    Ok(report)
+}
+
+/// Queue one copy of the message with `dtline` prepended to all `targets`.
+pub fn forward(home: &Home, message: &mut File, dtline: &str, sender: &str, targets: &[String]) -> Result<(), LocalError> {
+    let defaulthost = || -> Result<String, LocalError> {
+        let c = Control::new(home);
+        Ok(match c.line("envnoathost").map_err(LocalError::Control)? {
+            Some((h, _)) => h,
+            None => c.me().map_err(LocalError::Control)?.0,
+        })
+    };
+    let mut host: Option<String> = None;
+    let mut recipients = Vec::new();
+    for t in targets {
+        let a = Address::parse(t.as_bytes()).map_err(|e| LocalError::ForwardAddress(t.clone(), e))?;
+        if a.domain().is_none() {
+            if host.is_none() {
+                host = Some(defaulthost()?);
+            }
+            recipients.push(a.with_default_domain(host.as_deref().unwrap_or_default()));
+        } else {
+            recipients.push(a);
+        }
+    }
+    let sender = Address::parse(sender.as_bytes()).map_err(|e| LocalError::ForwardAddress(sender.to_string(), e))?;
+    message.seek(SeekFrom::Start(0)).map_err(LocalError::Message)?;
+    let mut reader = dtline.as_bytes().chain(&mut *message);
+    queue::submit(home, &mut reader, &Envelope { sender, recipients }).map_err(LocalError::Forward)
+}
+
+enum Event {
+    Output(Vec<u8>),
+    Eof,
+    Exit(io::Result<ExitStatus>),
+}
+
+/// Run one `|command` line: /bin/sh -c, stdin the message from its start, output
+/// captured. Returns 0 or 99; every other ending is an error.
+pub fn run_program(cmd: &str, env: &[(String, String)], message: &mut File, timeout: Duration) -> Result<i32, LocalError> {
+    message.seek(SeekFrom::Start(0)).map_err(LocalError::Message)?;
+    let spawn_err = |e: io::Error| LocalError::Spawn(cmd.to_string(), e);
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| spawn_err(e.into()))?;
+    let w2 = w.try_clone().map_err(spawn_err)?;
+    let stdin = message.try_clone().map_err(spawn_err)?;
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c").arg(cmd).stdin(Stdio::from(stdin)).stdout(Stdio::from(w)).stderr(Stdio::from(w2));
+    c.envs(env.iter().map(|(k, v)| (k, v)));
+    if !env.iter().any(|(k, _)| k == "DEFAULT") {
+        c.env_remove("DEFAULT");
+    }
+    // Its own process group, so a timeout kills everything it started.
+    c.process_group(0);
+    let mut child = c.spawn().map_err(spawn_err)?;
+    // Our copies of the pipe's write end must be gone, or we never see EOF.
+    drop(c);
+    let pid = child.id() as i32;
+    let (tx, rx) = mpsc::channel();
+    let txr = tx.clone();
+    std::thread::spawn(move || {
+        let mut r = File::from(r);
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = txr.send(Event::Output(buf[..n].to_vec()));
+                }
+            }
+        }
+        let _ = txr.send(Event::Eof);
+    });
+    std::thread::spawn(move || {
+        let _ = tx.send(Event::Exit(child.wait()));
+    });
+    let deadline = Instant::now() + timeout;
+    let mut output = Vec::new();
+    let mut status = None;
+    let mut eof = false;
+    let mut grace: Option<Instant> = None;
+    while status.is_none() || !eof {
+        let until = grace.unwrap_or(deadline);
+        let left = until.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Event::Output(b)) => {
+                let room = OUTPUT_LIMIT.saturating_sub(output.len());
+                output.extend_from_slice(&b[..b.len().min(room)]);
+            }
+            Ok(Event::Eof) => eof = true,
+            Ok(Event::Exit(s)) => {
+                status = Some(s.map_err(spawn_err)?);
+                // Something it left in the background may hold the pipe open: do
+                // not wait for it for long.
+                grace = Some(Instant::now() + Duration::from_secs(1));
+            }
+            Err(_) if status.is_some() => break,
+            Err(_) => {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                // Reap it so no zombie outlives us (the waiter thread does the wait).
+                let end = Instant::now() + Duration::from_secs(5);
+                while let Ok(ev) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                    if matches!(ev, Event::Exit(_)) {
+                        break;
+                    }
+                }
+                return Err(LocalError::Timeout { command: cmd.to_string(), seconds: timeout.as_secs() });
+            }
+        }
+    }
+    let status = status.expect("loop ends with a status");
+    match status.code() {
+        Some(0) => Ok(0),
+        Some(99) => Ok(99),
+        code => Err(LocalError::Program { command: cmd.to_string(), code, signal: status.signal(), output: one_line(&output) }),
+    }
+}
+
+/// Program output as one line for the report: trimmed, newlines shown as '/'
+/// (as qmail-send logs them), control characters as '?'.
+pub fn one_line(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    let s = s.trim();
+    s.chars().map(|c| if c == '\n' { '/' } else if c.is_control() { '?' } else { c }).collect()
+}
+
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(ext: &str) -> Params {
+        Params {
+            user: "u".into(),
+            homedir: "/home/u".into(),
+            local: if ext.is_empty() { "u".into() } else { format!("u-{ext}") },
+            dash: if ext.is_empty() { String::new() } else { "-".into() },
+            ext: ext.into(),
+            domain: "mail.example.org".into(),
+            sender: "s@x.example".into(),
+            default_delivery: "./Maildir/".into(),
+        }
+    }
+
+    #[test]
+    fn loop_detection_is_case_insensitive_and_header_only() {
+        let h = b"Received: x\nDELIVERED-TO:   U-Foo@Mail.Example.org \nSubject: y\n\n";
+        assert!(find_loop(h, "u-foo@mail.example.org").is_some());
+        assert!(find_loop(h, "u@mail.example.org").is_none());
+        assert!(find_loop(b"Subject: y\n", "u@x").is_none());
+    }
+
+    #[test]
+    fn header_reading_stops_at_blank_line() {
+        let d = std::env::temp_dir().join(format!("postern-local-hdr-{}", std::process::id()));
+        std::fs::write(&d, b"A: 1\nB: 2\n\nDelivered-To: u@x\n").unwrap();
+        let f = File::open(&d).unwrap();
+        assert_eq!(read_header(&f).unwrap(), b"A: 1\nB: 2\n\n");
+        assert!(find_loop(&read_header(&f).unwrap(), "u@x").is_none());
+        std::fs::remove_file(&d).unwrap();
+    }
+
+    #[test]
+    fn environment_like_qmail() {
+        let p = params("list-sub-x-y");
+        let env: std::collections::HashMap<_, _> = delivery_env(&p, "s@x.example", Some("sub-x-y"), SystemTime::UNIX_EPOCH).into_iter().collect();
+        assert_eq!(env["EXT2"], "sub-x-y");
+        assert_eq!(env["EXT3"], "x-y");
+        assert_eq!(env["EXT4"], "y");
+        assert_eq!(env["HOST2"], "mail.example");
+        assert_eq!(env["HOST3"], "mail");
+        assert_eq!(env["HOST4"], "mail");
+        assert_eq!(env["RECIPIENT"], "u-list-sub-x-y@mail.example.org");
+        assert_eq!(env["DTLINE"], "Delivered-To: u-list-sub-x-y@mail.example.org\n");
+        assert_eq!(env["RPLINE"], "Return-Path: <s@x.example>\n");
+        assert_eq!(env["UFLINE"], "From s@x.example Thu Jan  1 00:00:00 1970\n");
+        assert_eq!(env["DEFAULT"], "sub-x-y");
+        let env: std::collections::HashMap<_, _> = delivery_env(&params(""), "", None, SystemTime::UNIX_EPOCH).into_iter().collect();
+        assert_eq!(env["EXT2"], "");
+        assert!(!env.contains_key("DEFAULT"));
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(program_kind(100), Kind::Permanent);
+        assert_eq!(program_kind(77), Kind::Permanent);
+        assert_eq!(program_kind(111), Kind::Temporary);
+        assert_eq!(program_kind(3), Kind::Temporary);
+    }
+}

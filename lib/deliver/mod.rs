@@ -1,0 +1,8 @@
+//! Local delivery, as the recipient: dot-qmail files, mbox, programs, forwards,
+//! and the helper programs run from dot-qmail lines.
+
+pub mod dotqmail;
+pub mod helpers;
+pub mod local;
+pub mod mbox;
+pub mod vacation;

@@ -1,0 +1,546 @@
+//! Local injection (postern-inject, postern-sendmail): complete a message's headers
+//! as qmail-inject does, work out its envelope, and hand it to the queue. Also the
+//! command-line views of the queue (`mailq`, `postern-admin queue ...`).
+//!
+//! # Header completion
+//! - line ends: CRLF becomes LF (the queue stores LF, as qmail's does);
+//! - `Date:` is added if missing; `Message-ID: <unixtime.pid.random@IDHOST>` too
+//!   (IDHOST = control/idhost, else defaulthost, else me);
+//! - `From:` is added if missing: `Full Name <login@defaulthost>`;
+//! - `Bcc:`, `Resent-Bcc:`, `Return-Path:` and `Content-Length:` are removed from
+//!   the copy queued (qmail-inject removes the last two as well).
+//!
+//! Added fields go after the existing ones, so the message's own order is kept.
+//!
+//! # Recipients taken from headers (-t, or postern-inject without arguments)
+//! To, Cc and Bcc; if the message has any Resent-To/Resent-Cc/Resent-Bcc, those
+//! instead (it is being resent). Groups count by their members. Recipients given as
+//! arguments together with -t are *added* to the header ones (as Postfix does).
+//!
+//! # Addresses (qmail-inject's rules)
+//! An address without '@' gets `@defaulthost`; a host ending in '+' gets
+//! control/plusdomain instead of the '+'; a host without a dot gets
+//! `.defaultdomain` when control/defaultdomain exists (qmail defaults it to me; we
+//! leave `localhost` and friends alone when it is not set).
+//!
+//! # Who is sending
+//! login: $QMAILUSER, $MAILUSER, $USER, $LOGNAME, else the real uid's login name.
+//! full name: -F, $QMAILNAME, $MAILNAME, $NAME, else the passwd gecos.
+//! From host: $QMAILHOST, $MAILHOST, else defaulthost. Envelope sender: -f, else
+//! ($QMAILSUSER or login)@($QMAILSHOST or the From host).
+
+use crate::address::{Address, AddressError};
+use crate::config::control::{Control, ControlError};
+use crate::error::{Classify, Kind};
+use crate::message::headers;
+use crate::os::home::Home;
+use crate::queue::{Envelope, Queue, QueueFile, SubmitError};
+use std::fmt;
+use std::io::{self, BufRead};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+#[derive(Debug)]
+pub enum InjectError {
+    /// Reading the message from stdin failed.
+    Read(io::Error),
+    Control(ControlError),
+    /// An address is unusable; `what` says where it came from.
+    Address { what: String, value: String, error: AddressError },
+    NoRecipients,
+    Submit(SubmitError),
+    /// A queue directory cannot be listed.
+    QueueDir(PathBuf, io::Error),
+    /// Nobody reads the trigger FIFO.
+    NotRunning(PathBuf),
+    Trigger(PathBuf, io::Error),
+}
+
+impl fmt::Display for InjectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InjectError::Read(e) => write!(f, "cannot read the message from standard input: {e}"),
+            InjectError::Control(e) => write!(f, "{e}; fix the control file"),
+            InjectError::Address { what, value, error } => write!(f, "bad {what} {value:?}: {error}"),
+            InjectError::NoRecipients => f.write_str(
+                "no recipients: give them as arguments, or use -t to take them from the To, Cc and Bcc headers",
+            ),
+            InjectError::Submit(e) => write!(f, "cannot queue the message: {e}"),
+            InjectError::QueueDir(p, e) => write!(f, "cannot read the queue directory {}: {e}", p.display()),
+            InjectError::NotRunning(p) => write!(
+                f,
+                "postern-send is not running (nobody reads {}); the queue will be tried when it starts",
+                p.display()
+            ),
+            InjectError::Trigger(p, e) => write!(f, "cannot write to the trigger {}: {e}", p.display()),
+        }
+    }
+}
+
+impl Classify for InjectError {
+    fn kind(&self) -> Kind {
+        match self {
+            InjectError::Address { .. } | InjectError::NoRecipients => Kind::Permanent,
+            InjectError::Submit(e) => e.kind(),
+            _ => Kind::Temporary,
+        }
+    }
+}
+
+impl From<ControlError> for InjectError {
+    fn from(e: ControlError) -> Self {
+        InjectError::Control(e)
+    }
+}
+
+/// Everything header completion and address rewriting need to know.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub login: String,
+    pub full_name: String,
+    /// Host for the From we add.
+    pub from_host: String,
+    pub defaulthost: String,
+    pub defaultdomain: Option<String>,
+    pub plusdomain: Option<String>,
+    pub idhost: String,
+    /// Envelope sender when -f is not given.
+    pub default_sender: String,
+}
+
+fn env(names: &[&str]) -> Option<String> {
+    names.iter().filter_map(|n| std::env::var(n).ok()).find(|v| !v.is_empty())
+}
+
+/// The gecos full name of `login`: the part before the first comma.
+fn gecos(login: &str) -> Option<String> {
+    let u = nix::unistd::User::from_name(login).ok().flatten()?;
+    let g = u.gecos.to_string_lossy().into_owned();
+    let name = g.split(',').next().unwrap_or("").trim().to_string();
+    (!name.is_empty()).then_some(name)
+}
+
+impl Identity {
+    /// From the control files and the environment; `full_name` is -F's value.
+    pub fn from_env(home: &Home, full_name: Option<&str>) -> Result<Identity, InjectError> {
+        let c = Control::new(home);
+        let defaulthost = c.host_or_me("defaulthost")?.0;
+        let idhost = c.line("idhost")?.map(|v| v.0).unwrap_or_else(|| defaulthost.clone());
+        let defaultdomain = c.line("defaultdomain")?.map(|v| v.0);
+        let plusdomain = c.line("plusdomain")?.map(|v| v.0);
+        let login = env(&["QMAILUSER", "MAILUSER", "USER", "LOGNAME"])
+            .or_else(crate::os::sys::login_name)
+            .unwrap_or_else(|| format!("uid{}", crate::os::sys::real_uid()));
+        let full_name = full_name
+            .map(str::to_string)
+            .or_else(|| env(&["QMAILNAME", "MAILNAME", "NAME"]))
+            .or_else(|| gecos(&login))
+            .unwrap_or_default();
+        let from_host = env(&["QMAILHOST", "MAILHOST"]).unwrap_or_else(|| defaulthost.clone());
+        let default_sender = format!(
+            "{}@{}",
+            env(&["QMAILSUSER"]).unwrap_or_else(|| login.clone()),
+            env(&["QMAILSHOST"]).unwrap_or_else(|| from_host.clone())
+        );
+        Ok(Identity { login, full_name, from_host, defaulthost, defaultdomain, plusdomain, idhost, default_sender })
+    }
+
+    /// qmail-inject's address rewriting (see the module docs).
+    pub fn qualify(&self, address: &str) -> String {
+        let a = address.trim();
+        let a = a.strip_prefix('<').and_then(|x| x.strip_suffix('>')).unwrap_or(a);
+        let (local, host) = match a.rsplit_once('@') {
+            Some((l, h)) => (l, h.to_string()),
+            None => (a, self.defaulthost.clone()),
+        };
+        let mut host = host;
+        if let (Some(stripped), Some(plus)) = (host.strip_suffix('+'), &self.plusdomain) {
+            host = if stripped.is_empty() { plus.clone() } else { format!("{stripped}.{plus}") };
+        }
+        if let Some(dd) = &self.defaultdomain {
+            if !host.contains('.') && !host.starts_with('[') && !host.is_empty() {
+                host = format!("{host}.{dd}");
+            }
+        }
+        format!("{local}@{host}")
+    }
+}
+
+/// A header-completed message and the recipients its headers name.
+#[derive(Debug)]
+pub struct Completed {
+    pub message: Vec<u8>,
+    /// From To/Cc/Bcc (or the Resent- ones), qualified, in order, without repeats.
+    pub header_recipients: Vec<String>,
+}
+
+/// Quote a display name when it holds characters with a meaning in addresses.
+fn display_name(name: &str) -> String {
+    if name.chars().all(|c| c.is_ascii_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()) {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// Recipients from the header section, read with mail-parser.
+fn header_addresses(header: &[u8]) -> Vec<String> {
+    use mail_parser::{HeaderName, HeaderValue, MessageParser};
+    let mut section = header.to_vec();
+    section.push(b'\n');
+    let Some(msg) = MessageParser::default().parse_headers(&section) else { return Vec::new() };
+    let resent = [HeaderName::ResentTo, HeaderName::ResentCc, HeaderName::ResentBcc];
+    let names = if resent.iter().any(|n| msg.header(n.clone()).is_some()) {
+        resent.to_vec()
+    } else {
+        vec![HeaderName::To, HeaderName::Cc, HeaderName::Bcc]
+    };
+    let mut out = Vec::new();
+    for h in msg.headers() {
+        if !names.contains(&h.name) {
+            continue;
+        }
+        if let HeaderValue::Address(a) = &h.value {
+            for addr in a.iter() {
+                // mail-parser reads a bare word ("To: bob") as a name without an
+                // address; qmail-inject reads it as a local address.
+                let bare = addr.name.as_deref().filter(|n| !n.trim().is_empty() && !n.trim().contains(char::is_whitespace));
+                if let Some(x) = addr.address.as_deref().or(bare).map(str::trim).filter(|x| !x.is_empty()) {
+                    out.push(x.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Complete the headers of `input` (any line ends) as the module docs describe.
+pub fn complete(input: &[u8], id: &Identity, now: SystemTime) -> Completed {
+    let msg = headers::crlf_to_lf(input);
+    let (hend, bstart) = headers::split(&msg);
+    let header = &msg[..hend];
+    let mut header_recipients: Vec<String> = Vec::new();
+    for a in header_addresses(header) {
+        let q = id.qualify(&a);
+        if !header_recipients.contains(&q) {
+            header_recipients.push(q);
+        }
+    }
+    let mut out = headers::remove(header, &["Bcc", "Resent-Bcc", "Return-Path", "Content-Length"]);
+    // A header section whose last line lacks its LF (a message of headers only).
+    if !out.is_empty() && out.last() != Some(&b'\n') {
+        out.push(b'\n');
+    }
+    if !headers::has(header, "Date") {
+        out.extend_from_slice(format!("Date: {}\n", headers::rfc2822_date(now)).as_bytes());
+    }
+    if !headers::has(header, "Message-ID") {
+        let secs = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let rnd: String = crate::users::random_bytes(4).iter().map(|b| format!("{b:02x}")).collect();
+        out.extend_from_slice(format!("Message-ID: <{secs}.{}.{rnd}@{}>\n", std::process::id(), id.idhost).as_bytes());
+    }
+    if !headers::has(header, "From") {
+        let addr = format!("{}@{}", id.login, id.from_host);
+        let from = if id.full_name.is_empty() { addr } else { format!("{} <{addr}>", display_name(&id.full_name)) };
+        out.extend_from_slice(format!("From: {from}\n").as_bytes());
+    }
+    out.push(b'\n');
+    out.extend_from_slice(&msg[bstart..]);
+    Completed { message: out, header_recipients }
+}
+
+/// Read the message. With `dot_ends` (sendmail without -i) a line holding only "."
+/// ends it, and that line is not part of the message.
+pub fn read_input(r: &mut dyn BufRead, dot_ends: bool) -> Result<Vec<u8>, InjectError> {
+    let mut out = Vec::new();
+    if !dot_ends {
+        r.read_to_end(&mut out).map_err(InjectError::Read)?;
+        return Ok(out);
+    }
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line).map_err(InjectError::Read)? == 0 {
+            return Ok(out);
+        }
+        if line == b".\n" || line == b".\r\n" || line == b"." {
+            return Ok(out);
+        }
+        out.extend_from_slice(&line);
+    }
+}
+
+/// What to inject, as the command line said it.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    /// -f: the envelope sender ("" or "<>" is the null sender).
+    pub sender: Option<String>,
+    /// -F: the full name for an added From.
+    pub full_name: Option<String>,
+    /// Recipients from the command line.
+    pub recipients: Vec<String>,
+    /// Take recipients from the headers as well (-t, or -h).
+    pub from_headers: bool,
+}
+
+fn parse_address(what: &str, value: &str) -> Result<Address, InjectError> {
+    Address::parse(value.as_bytes()).map_err(|error| InjectError::Address { what: what.into(), value: value.into(), error })
+}
+
+/// Work out the envelope and the completed message.
+pub fn prepare(home: &Home, req: &Request, input: &[u8], now: SystemTime) -> Result<(Envelope, Vec<u8>), InjectError> {
+    let id = Identity::from_env(home, req.full_name.as_deref())?;
+    let done = complete(input, &id, now);
+    let sender = match req.sender.as_deref().map(str::trim) {
+        Some("") | Some("<>") => Address::null(),
+        Some(s) => parse_address("envelope sender (-f)", &id.qualify(s))?,
+        None => parse_address("envelope sender", &id.default_sender)?,
+    };
+    let mut recipients: Vec<Address> = Vec::new();
+    let mut add = |a: Address| {
+        if !recipients.contains(&a) {
+            recipients.push(a);
+        }
+    };
+    if req.from_headers {
+        for r in &done.header_recipients {
+            add(parse_address("recipient in the headers", r)?);
+        }
+    }
+    for r in &req.recipients {
+        add(parse_address("recipient", &id.qualify(r))?);
+    }
+    if recipients.is_empty() {
+        return Err(InjectError::NoRecipients);
+    }
+    Ok((Envelope { sender, recipients }, done.message))
+}
+
+/// The whole of local injection: complete, then queue via postern::queue::submit
+/// (which honours $POSTERN_QUEUE and $QMAILQUEUE).
+pub fn inject(home: &Home, req: &Request, input: &[u8]) -> Result<Envelope, InjectError> {
+    let (envelope, message) = prepare(home, req, input, SystemTime::now())?;
+    crate::queue::submit(home, &mut &message[..], &envelope).map_err(InjectError::Submit)?;
+    Ok(envelope)
+}
+
+/// One message as `queue list` shows it.
+#[derive(Clone, Debug)]
+pub struct Queued {
+    pub id: String,
+    /// "new" (not yet taken by postern-send) or "mess".
+    pub dir: &'static str,
+    pub age: u64,
+    pub sender: String,
+    pub size: u64,
+    /// (recipient, done)
+    pub recipients: Vec<(String, bool)>,
+    /// Set when the file could not be read.
+    pub problem: Option<String>,
+}
+
+/// Every message in queue/new and queue/mess. A message that disappears while we
+/// look (delivered meanwhile) is skipped; a damaged one is listed with its problem.
+pub fn queue_listing(home: &Home) -> Result<Vec<Queued>, InjectError> {
+    let q = Queue::new(home);
+    let now = crate::queue::now();
+    let mut out = Vec::new();
+    for (dir, path) in [("new", q.new_dir()), ("mess", q.mess())] {
+        let ids = Queue::list(&path).map_err(|e| InjectError::QueueDir(path.clone(), e))?;
+        for id in ids {
+            let file = path.join(&id);
+            if !file.exists() {
+                continue;
+            }
+            let mut item = Queued { id, dir, age: 0, sender: String::new(), size: 0, recipients: Vec::new(), problem: None };
+            match QueueFile::open(&file, false) {
+                Ok(f) => {
+                    item.age = now.saturating_sub(f.birth);
+                    item.sender = f.sender.as_str().to_string();
+                    item.size = f.message_len;
+                    item.recipients = f.recipients.iter().map(|r| (r.address.as_str().to_string(), r.done)).collect();
+                }
+                Err(_) if !file.exists() => continue,
+                Err(e) => item.problem = Some(e.to_string()),
+            }
+            out.push(item);
+        }
+    }
+    Ok(out)
+}
+
+/// "3d 4h", "5m 2s": a short age.
+pub fn show_age(secs: u64) -> String {
+    match secs {
+        s if s >= 86400 => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m {}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The listing as text: one line per message, one indented line per recipient.
+pub fn format_listing(items: &[Queued]) -> String {
+    let mut s = String::new();
+    for m in items {
+        match &m.problem {
+            Some(p) => s.push_str(&format!("{} ({}) unreadable: {p}\n", m.id, m.dir)),
+            None => {
+                s.push_str(&format!(
+                    "{} ({}) age {} size {} from <{}>\n",
+                    m.id,
+                    m.dir,
+                    show_age(m.age),
+                    m.size,
+                    crate::os::log::show(m.sender.as_bytes())
+                ));
+                for (r, done) in &m.recipients {
+                    s.push_str(&format!("  {} <{}>\n", if *done { "done   " } else { "pending" }, r));
+                }
+            }
+        }
+    }
+    s
+}
+
+/// `queue count`: the number of messages first, then details.
+pub fn format_count(items: &[Queued]) -> String {
+    let pending: usize = items.iter().map(|m| m.recipients.iter().filter(|r| !r.1).count()).sum();
+    let new = items.iter().filter(|m| m.dir == "new").count();
+    format!("{}\npending recipients: {pending}\nnot yet taken by postern-send: {new}\n", items.len())
+}
+
+/// Ask postern-send to retry everything deferred now: 'F' on the trigger FIFO.
+pub fn flush(home: &Home) -> Result<(), InjectError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = Queue::new(home).trigger_path();
+    let mut f = match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(InjectError::NotRunning(path)),
+        Err(e) => return Err(InjectError::Trigger(path, e)),
+    };
+    match f.write(b"F") {
+        Ok(_) => Ok(()),
+        // A full FIFO already holds a wake-up the scheduler has not read yet.
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(InjectError::Trigger(path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn id() -> Identity {
+        Identity {
+            login: "joe".into(),
+            full_name: "Joe Q. Public".into(),
+            from_host: "host.example".into(),
+            defaulthost: "host.example".into(),
+            defaultdomain: Some("example.org".into()),
+            plusdomain: Some("plus.example".into()),
+            idhost: "id.example".into(),
+            default_sender: "joe@host.example".into(),
+        }
+    }
+
+    fn t() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1795291106)
+    }
+
+    #[test]
+    fn completes_missing_headers_and_removes_bcc() {
+        let input = b"To: a@x.example\r\nBcc: hidden@y.example,\r\n  other@y.example\r\nSubject: hi\r\n\r\nline 1\r\nBcc: body@z\r\n";
+        let c = complete(input, &id(), t());
+        let m = String::from_utf8(c.message.clone()).unwrap();
+        assert!(!m.contains('\r'), "{m}");
+        assert!(!m.to_lowercase().contains("hidden"), "{m}");
+        assert!(m.contains("\nDate: Sat, 21 Nov 2026 19:58:26 +0000\n"), "{m}");
+        assert!(m.contains(&format!("\nMessage-ID: <1795291106.{}.", std::process::id())), "{m}");
+        assert!(m.contains("@id.example>\n"), "{m}");
+        assert!(m.contains("\nFrom: \"Joe Q. Public\" <joe@host.example>\n"), "{m}");
+        assert!(m.ends_with("\n\nline 1\nBcc: body@z\n"), "{m}");
+        assert!(m.starts_with("To: a@x.example\nSubject: hi\n"), "{m}");
+        assert_eq!(c.header_recipients, ["a@x.example", "hidden@y.example", "other@y.example"]);
+    }
+
+    #[test]
+    fn keeps_present_headers() {
+        let input = b"From: me@a.example\nDate: Mon, 1 Jan 2001 00:00:00 +0000\nMessage-ID: <x@y>\n\nb\n";
+        let c = complete(input, &id(), t());
+        assert_eq!(c.message, input.to_vec());
+        assert!(c.header_recipients.is_empty());
+    }
+
+    #[test]
+    fn extracts_groups_resent_and_qualifies() {
+        let input = b"To: Friends: a@x.example, \"B\" <b>;, c@host+\nCc: d@pc, e\nSubject: s\n\n";
+        let c = complete(input, &id(), t());
+        assert_eq!(c.header_recipients, ["a@x.example", "b@host.example", "c@host.plus.example", "d@pc.example.org", "e@host.example"]);
+        let input = b"To: a@x.example\nResent-To: r@x.example\nResent-Bcc: s@x.example\n\nbody\n";
+        let c = complete(input, &id(), t());
+        assert_eq!(c.header_recipients, ["r@x.example", "s@x.example"]);
+        assert!(!String::from_utf8_lossy(&c.message).contains("s@x.example"));
+        // No headers at all: everything is body.
+        let c = complete(b"just text\n", &id(), t());
+        assert!(c.message.ends_with(b"\n\njust text\n"));
+        assert!(c.message.starts_with(b"Date: "));
+    }
+
+    #[test]
+    fn dot_ends_input_only_without_i() {
+        let data = b"a\n..\n.\nafter\n";
+        assert_eq!(read_input(&mut &data[..], true).unwrap(), b"a\n..\n");
+        assert_eq!(read_input(&mut &data[..], false).unwrap(), data.to_vec());
+    }
+
+    #[test]
+    fn display_names() {
+        assert_eq!(display_name("Joe Public"), "Joe Public");
+        assert_eq!(display_name("Public, Joe"), "\"Public, Joe\"");
+        assert_eq!(display_name("a\"b"), "\"a\\\"b\"");
+    }
+}
+
+/// sendmail/qmail-inject style short options: `-x`, `-xVALUE`, `-x VALUE`; the scan
+/// stops at `--` or at the first argument that is not an option.
+pub struct ShortOptions {
+    args: std::iter::Peekable<std::vec::IntoIter<String>>,
+}
+
+impl ShortOptions {
+    pub fn new(args: Vec<String>) -> ShortOptions {
+        ShortOptions { args: args.into_iter().peekable() }
+    }
+
+    /// The next option as (its letter, whatever follows the letter), or None when
+    /// the options are over.
+    pub fn next_option(&mut self) -> Option<(String, String)> {
+        let a = self.args.peek()?;
+        if a == "--" {
+            self.args.next();
+            return None;
+        }
+        if !a.starts_with('-') || a.len() < 2 || !a.is_char_boundary(2) {
+            return None;
+        }
+        let a = self.args.next()?;
+        Some((a[1..2].to_string(), a[2..].to_string()))
+    }
+
+    /// An option's value: attached (`-fjoe`) or the next argument (`-f joe`).
+    pub fn value(&mut self, attached: &str) -> Option<String> {
+        if attached.is_empty() {
+            self.args.next()
+        } else {
+            Some(attached.to_string())
+        }
+    }
+
+    /// The arguments after the options.
+    pub fn rest(self) -> Vec<String> {
+        self.args.collect()
+    }
+}

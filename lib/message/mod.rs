@@ -1,0 +1,3 @@
+//! Messages as bytes: header fields and dates.
+
+pub mod headers;

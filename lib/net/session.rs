@@ -1,0 +1,197 @@
+//! A network session on a pair of descriptors (fd 0 in, fd 1 out), as postern-listen,
+//! tcpserver, inetd and systemd's Accept=yes all hand it over; plain or TLS after
+//! STARTTLS/STLS; every read and write bounded by a timeout.
+//!
+//! Protocol parsers never do I/O: they take the bytes `read` returns and say what
+//! they need next. Replies are buffered and go out on `flush`, so a pipelined batch
+//! of commands gets its replies in one write.
+
+use std::io::{self, Read, Write};
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+#[derive(Debug)]
+pub enum NetError {
+    /// Nothing arrived (or could be sent) within the timeout.
+    Timeout,
+    /// The peer closed the connection.
+    Closed,
+    /// TLS failed (handshake or a bad record).
+    Tls(String),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for NetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetError::Timeout => f.write_str("timed out"),
+            NetError::Closed => f.write_str("connection closed by the client"),
+            NetError::Tls(e) => write!(f, "TLS: {e}"),
+            NetError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<io::Error> for NetError {
+    fn from(e: io::Error) -> NetError {
+        match e.kind() {
+            io::ErrorKind::TimedOut => NetError::Timeout,
+            io::ErrorKind::InvalidData => NetError::Tls(e.to_string()),
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => NetError::Closed,
+            _ => NetError::Io(e),
+        }
+    }
+}
+
+/// fd 0 and fd 1 with a timeout on each wait.
+pub struct FdPair {
+    rfd: RawFd,
+    wfd: RawFd,
+    timeout: Duration,
+}
+
+fn wait(fd: RawFd, flags: PollFlags, timeout: Duration) -> io::Result<()> {
+    let bfd = crate::os::sys::borrow_fd(fd);
+    let mut fds = [PollFd::new(bfd, flags)];
+    let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+    loop {
+        match poll(&mut fds, ms) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl FdPair {
+    pub fn new(rfd: RawFd, wfd: RawFd, timeout: Duration) -> FdPair {
+        FdPair { rfd, wfd, timeout }
+    }
+}
+
+impl Read for FdPair {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        wait(self.rfd, PollFlags::POLLIN, self.timeout)?;
+        loop {
+            match nix::unistd::read(self.rfd, buf) {
+                Ok(n) => return Ok(n),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => wait(self.rfd, PollFlags::POLLIN, self.timeout)?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl Write for FdPair {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        wait(self.wfd, PollFlags::POLLOUT, self.timeout)?;
+        loop {
+            match nix::unistd::write(crate::os::sys::borrow_fd(self.wfd), buf) {
+                Ok(n) => return Ok(n),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => wait(self.wfd, PollFlags::POLLOUT, self.timeout)?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Stream {
+    Plain(FdPair),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, FdPair>>),
+    /// Only while switching to TLS.
+    Gone,
+}
+
+/// One client connection.
+pub struct Session {
+    stream: Stream,
+    out: Vec<u8>,
+}
+
+impl Session {
+    /// The session on fd 0 and fd 1.
+    pub fn stdio(timeout: Duration) -> Session {
+        Session { stream: Stream::Plain(FdPair::new(0, 1, timeout)), out: Vec::new() }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    /// Read what is there (waiting up to the timeout). Ok(0) never happens: end of
+    /// input is `NetError::Closed`.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        let n = match &mut self.stream {
+            Stream::Plain(p) => p.read(buf)?,
+            Stream::Tls(t) => t.read(buf)?,
+            Stream::Gone => return Err(NetError::Closed),
+        };
+        if n == 0 {
+            return Err(NetError::Closed);
+        }
+        Ok(n)
+    }
+
+    /// Queue a reply; it goes out on `flush`.
+    pub fn write(&mut self, data: &[u8]) {
+        self.out.extend_from_slice(data);
+    }
+
+    pub fn flush(&mut self) -> Result<(), NetError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        match &mut self.stream {
+            Stream::Plain(p) => p.write_all(&out)?,
+            Stream::Tls(t) => {
+                t.write_all(&out)?;
+                t.flush()?;
+            }
+            Stream::Gone => return Err(NetError::Closed),
+        }
+        Ok(())
+    }
+
+    /// Switch to TLS (after the 220 of STARTTLS or +OK of STLS has been flushed)
+    /// and complete the handshake. Anything the client sent before the handshake
+    /// must have been discarded by the caller (RFC 3207's rule against injection).
+    pub fn start_tls(&mut self, config: Arc<rustls::ServerConfig>) -> Result<(), NetError> {
+        self.flush()?;
+        let plain = match std::mem::replace(&mut self.stream, Stream::Gone) {
+            Stream::Plain(p) => p,
+            other => {
+                self.stream = other;
+                return Err(NetError::Tls("TLS is already active".into()));
+            }
+        };
+        let conn = rustls::ServerConnection::new(config).map_err(|e| NetError::Tls(e.to_string()))?;
+        let mut tls = Box::new(rustls::StreamOwned::new(conn, plain));
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).map_err(|e| match NetError::from(e) {
+                NetError::Io(e) => NetError::Tls(e.to_string()),
+                other => other,
+            })?;
+        }
+        self.stream = Stream::Tls(tls);
+        Ok(())
+    }
+
+    /// Close the TLS layer politely (close_notify); plain sessions need nothing.
+    pub fn close(&mut self) {
+        let _ = self.flush();
+        if let Stream::Tls(t) = &mut self.stream {
+            t.conn.send_close_notify();
+            let _ = t.conn.complete_io(&mut t.sock);
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The POP3 AUTHORIZATION state (postern-popup): greeting, CAPA, USER/PASS,
+//! AUTH PLAIN (RFC 5034), STLS (RFC 2595) and QUIT, then the login goes to a
+//! checkpassword program that runs the POP3 server as the mailbox owner.
+//!
+//! The client's descriptors go down the chain as they are (popup's fd 0/1 become
+//! the checkpassword program's and then pop3d's), so popup reads its input one
+//! byte at a time: whatever the client pipelined after PASS stays in the socket
+//! for pop3d. popup waits for the chain: exit 1, 2 or 111 means the login failed
+//! (the client hears only `-ERR [AUTH] authentication failed`, after a delay,
+//! whatever the reason, and may try again); any other end means pop3d served the
+//! session. After STLS the caller relays TLS (see tlsrelay) to a fresh popup.
+
+use crate::auth::checkpassword::{self, EXIT_BAD, EXIT_MISUSE, EXIT_TEMP};
+use crate::net::session::{NetError, Session};
+use crate::pop3::command::{self as pop3, Command, Line, LineReader};
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Set in the environment of the popup that runs behind the TLS relay.
+pub const INNER_ENV: &str = "POSTERN_POPUP_INNER";
+
+pub struct Popup {
+    pub hostname: String,
+    /// AUTHPROG and its arguments (the POP3 server and its maildir).
+    pub child: Vec<OsString>,
+    /// Offered by STLS when set (and not already in TLS).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Running behind the TLS relay: no greeting, no second STLS.
+    pub secure: bool,
+    pub fail_delay: Duration,
+    pub max_failures: u32,
+    /// The client, for log lines.
+    pub remote: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// QUIT before logging in.
+    Quit,
+    /// The client went away or timed out.
+    Dropped(String),
+    /// Too many wrong logins: disconnected.
+    TooManyFailures,
+    /// A login succeeded and the chain ended with this status.
+    Served(Option<i32>),
+    /// STLS was accepted: the caller starts the TLS relay now.
+    StartTls,
+}
+
+impl Popup {
+    fn capabilities(&self) -> String {
+        let mut c = String::from("+OK capability list follows\r\nUSER\r\nUIDL\r\nTOP\r\nPIPELINING\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nSASL PLAIN\r\n");
+        if self.tls.is_some() && !self.secure {
+            c.push_str("STLS\r\n");
+        }
+        c.push_str("IMPLEMENTATION postern\r\n.\r\n");
+        c
+    }
+
+    /// The AUTHORIZATION state on `net` until a login is served, or the end.
+    pub fn run(&self, net: &mut Session, log: &mut dyn FnMut(&str)) -> Outcome {
+        match self.session(net, log) {
+            Ok(o) => o,
+            Err(e) => Outcome::Dropped(e.to_string()),
+        }
+    }
+
+    fn session(&self, net: &mut Session, log: &mut dyn FnMut(&str)) -> Result<Outcome, NetError> {
+        if !self.secure {
+            net.write(format!("+OK {} POP3 server ready\r\n", self.hostname).as_bytes());
+        }
+        let mut lines = LineReader::new(pop3::MAX_SASL);
+        let mut user: Option<Vec<u8>> = None;
+        let mut failures = 0;
+        loop {
+            net.flush()?;
+            let text = match read_line(net, &mut lines)? {
+                Line::Text(t) => t,
+                Line::TooLong => {
+                    net.write(format!("-ERR line too long: at most {} octets\r\n", pop3::MAX_COMMAND).as_bytes());
+                    continue;
+                }
+                Line::Nul => {
+                    net.write(b"-ERR NUL bytes are not allowed in commands\r\n");
+                    continue;
+                }
+            };
+            let cmd = pop3::parse(&text);
+            if text.len() + 2 > pop3::MAX_COMMAND && !matches!(cmd, Command::Auth { .. }) {
+                net.write(format!("-ERR line too long: at most {} octets\r\n", pop3::MAX_COMMAND).as_bytes());
+                continue;
+            }
+            let login = match cmd {
+                Command::Capa => {
+                    net.write(self.capabilities().as_bytes());
+                    continue;
+                }
+                Command::Quit => {
+                    net.write(b"+OK bye\r\n");
+                    net.flush()?;
+                    return Ok(Outcome::Quit);
+                }
+                Command::Stls if self.secure => {
+                    net.write(b"-ERR TLS is already active\r\n");
+                    continue;
+                }
+                Command::Stls if self.tls.is_none() => {
+                    net.write(b"-ERR STLS is not available: this server has no certificate\r\n");
+                    continue;
+                }
+                Command::Stls => {
+                    net.write(b"+OK begin TLS negotiation\r\n");
+                    net.flush()?;
+                    return Ok(Outcome::StartTls);
+                }
+                Command::User(u) => {
+                    user = Some(u);
+                    net.write(b"+OK send PASS\r\n");
+                    continue;
+                }
+                Command::Pass(p) => match user.take() {
+                    Some(u) => Some((u, p)),
+                    None => {
+                        net.write(b"-ERR USER first\r\n");
+                        continue;
+                    }
+                },
+                Command::Auth { mechanism: None, .. } => {
+                    net.write(b"+OK\r\nPLAIN\r\n.\r\n");
+                    continue;
+                }
+                Command::Auth { mechanism: Some(m), initial } => {
+                    if m != "PLAIN" {
+                        net.write(b"-ERR [AUTH] unsupported mechanism; use PLAIN\r\n");
+                        continue;
+                    }
+                    match self.sasl_plain(net, &mut lines, initial)? {
+                        Some(Some(lp)) => Some(lp),
+                        Some(None) => None,
+                        None => {
+                            net.write(b"-ERR authentication cancelled\r\n");
+                            continue;
+                        }
+                    }
+                }
+                Command::Bad(why) => {
+                    net.write(format!("-ERR {why}\r\n").as_bytes());
+                    continue;
+                }
+                _ => {
+                    net.write(b"-ERR not logged in: USER and PASS, or AUTH PLAIN, first\r\n");
+                    continue;
+                }
+            };
+            if let Some((login, password)) = &login {
+                if let Some(status) = self.attempt(net, login, password, log)? {
+                    return Ok(Outcome::Served(status));
+                }
+            }
+            failures += 1;
+            std::thread::sleep(self.fail_delay);
+            net.write(b"-ERR [AUTH] authentication failed\r\n");
+            if failures >= self.max_failures {
+                log(&format!("{} wrong logins from {}: disconnecting", failures, self.remote));
+                net.flush()?;
+                return Ok(Outcome::TooManyFailures);
+            }
+        }
+    }
+
+    /// AUTH PLAIN's response (initial or after "+ "). None: cancelled by "*";
+    /// Some(None): malformed (a failed login); Some(Some(..)): login and password.
+    #[allow(clippy::type_complexity)]
+    fn sasl_plain(&self, net: &mut Session, lines: &mut LineReader, initial: Option<Vec<u8>>) -> Result<Option<Option<(Vec<u8>, Vec<u8>)>>, NetError> {
+        let response = match initial {
+            Some(r) => r,
+            None => {
+                net.write(b"+ \r\n");
+                net.flush()?;
+                match read_line(net, lines)? {
+                    Line::Text(t) => t,
+                    _ => return Ok(Some(None)),
+                }
+            }
+        };
+        if response == b"*" {
+            return Ok(None);
+        }
+        let decoded = if response == b"=" { Some(Vec::new()) } else { pop3::base64_decode(&response) };
+        Ok(Some(decoded.as_deref().and_then(pop3::sasl_plain)))
+    }
+
+    /// Run the chain with the login on fd 3. Some(status): it served the
+    /// session; None: the login failed (logged here with the real reason).
+    fn attempt(&self, net: &mut Session, login: &[u8], password: &[u8], log: &mut dyn FnMut(&str)) -> Result<Option<Option<i32>>, NetError> {
+        net.flush()?;
+        let who = crate::os::log::show(login);
+        let Some(req) = checkpassword::encode(login, password, b"") else {
+            log(&format!("login {who:?} from {}: too long or holds NUL", self.remote));
+            return Ok(None);
+        };
+        let mut cmd = std::process::Command::new(&self.child[0]);
+        cmd.args(&self.child[1..]).env_remove(INNER_ENV);
+        let status = checkpassword::spawn(&mut cmd, &req).and_then(|mut c| c.wait());
+        let code = match status {
+            Ok(st) => st.code(),
+            Err(e) => {
+                log(&format!("cannot run {}: {e}; check the command line", self.child[0].to_string_lossy()));
+                return Ok(None);
+            }
+        };
+        match code {
+            Some(EXIT_BAD) => log(&format!("authentication failed for {who:?} from {}", self.remote)),
+            Some(EXIT_MISUSE) => log(&format!("{} says it was misused (exit 2) for {who:?}", self.child[0].to_string_lossy())),
+            Some(EXIT_TEMP) => log(&format!("{} failed temporarily (exit 111) for {who:?}; see its log line", self.child[0].to_string_lossy())),
+            other => return Ok(Some(other)),
+        }
+        Ok(None)
+    }
+}
+
+/// One line, read a byte at a time so nothing after it leaves the socket.
+fn read_line(net: &mut Session, lines: &mut LineReader) -> Result<Line, NetError> {
+    let mut b = [0u8; 1];
+    loop {
+        if let Some(l) = lines.next_line() {
+            return Ok(l);
+        }
+        let n = net.read(&mut b)?;
+        lines.push(&b[..n]);
+    }
+}

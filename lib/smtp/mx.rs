@@ -1,0 +1,403 @@
+//! Where mail for a domain goes: `control/smtproutes` first, then DNS (MX records,
+//! or the domain's own addresses when it has none).
+//!
+//! smtproutes is qmail's format, one route a line: `domain:relay`,
+//! `domain:relay:port`, `.domain:relay` for every subdomain, `:relay` for every
+//! domain not listed, and `domain:` (empty relay) for "use MX". The relay is a host
+//! name (its addresses are looked up, not its MX) or `[IP]`. One extension: an
+//! empty relay with a port (`domain::2525`, or `::2525` for the default) means
+//! "use MX, on that port".
+//!
+//! DNS uses the system's resolver configuration (/etc/resolv.conf) unless
+//! `control/dnsresolvers` names servers, `IP` or `IP:PORT` (`[IPv6]:PORT`) a line.
+//! Decisions, each final here:
+//! - MX hosts by preference, equal preferences in random order; each host's IPv4
+//!   then IPv6 addresses.
+//! - No MX: the domain's own A/AAAA records (RFC 5321's implicit MX).
+//! - A domain that does not exist, or has neither MX nor address: permanent
+//!   (5.1.2). A null MX (RFC 7505: one MX `0 .`): permanent (5.1.10).
+//! - A loop of CNAMEs: temporary (4.4.3). It is the destination's DNS mistake,
+//!   usually fixed within hours; the message bounces after queuelifetime if not.
+//! - MX hosts none of which has an address: temporary (4.4.4), for the same reason.
+//! - A DNS server that is down, times out or answers SERVFAIL: temporary (4.4.3).
+
+use crate::config::control::{Control, ControlError};
+use crate::smtp::outgoing::DomainTable;
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::TokioResolver;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+pub const SMTP_PORT: u16 = 25;
+
+#[derive(Debug)]
+pub enum MxError {
+    Control(ControlError),
+    /// The resolver could not be set up (an unreadable /etc/resolv.conf).
+    Setup(String),
+    /// NXDOMAIN, or no MX and no address.
+    NoSuchDomain(String),
+    NullMx(String),
+    /// Name, then the chain of names seen up to the repeat.
+    CnameLoop(String, Vec<String>),
+    /// MX hosts, none of which has an address.
+    NoMxAddress(String, Vec<String>),
+    /// An smtproutes relay that has no address.
+    RelayUnknown(String, String),
+    /// Name, record type, what went wrong.
+    Lookup(String, &'static str, String),
+}
+
+impl fmt::Display for MxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MxError::Control(e) => write!(f, "4.3.5 {e}; fix it and the message will be retried"),
+            MxError::Setup(e) => write!(f, "4.4.3 cannot set up DNS resolution: {e}; check /etc/resolv.conf or control/dnsresolvers"),
+            MxError::NoSuchDomain(d) => write!(f, "5.1.2 the domain {d} has no mail server: it does not exist, or has no MX and no address (DNS)"),
+            MxError::NullMx(d) => write!(f, "5.1.10 the domain {d} accepts no mail: it publishes a null MX (RFC 7505)"),
+            MxError::CnameLoop(d, chain) => {
+                write!(f, "4.4.3 the DNS of {d} has a loop of CNAMEs ({}); it will be retried until its owner fixes it", chain.join(" -> "))
+            }
+            MxError::NoMxAddress(d, hosts) => {
+                write!(f, "4.4.4 none of the mail servers of {d} ({}) has an address in DNS; will retry", hosts.join(", "))
+            }
+            MxError::RelayUnknown(d, relay) => {
+                write!(f, "4.4.4 the relay {relay} that control/smtproutes names for {d} has no address in DNS; fix the route or DNS")
+            }
+            MxError::Lookup(name, rtype, e) => write!(f, "4.4.3 DNS lookup of {name} {rtype} failed: {e}; will retry"),
+        }
+    }
+}
+
+impl crate::error::Classify for MxError {
+    fn kind(&self) -> crate::error::Kind {
+        match self {
+            MxError::NoSuchDomain(_) | MxError::NullMx(_) => crate::error::Kind::Permanent,
+            _ => crate::error::Kind::Temporary,
+        }
+    }
+}
+
+impl From<ControlError> for MxError {
+    fn from(e: ControlError) -> MxError {
+        MxError::Control(e)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Relay {
+    Mx,
+    Host(String),
+    Ip(IpAddr),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub relay: Relay,
+    pub port: u16,
+}
+
+/// The parsed smtproutes.
+#[derive(Clone, Debug, Default)]
+pub struct Routes(DomainTable<Route>);
+
+fn parse_route(value: &str) -> Result<Route, String> {
+    let (relay, port) = if let Some(rest) = value.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']').ok_or("a '[' without ']'")?;
+        let ip: IpAddr = ip.parse().map_err(|_| format!("{ip:?} is not an IP address"))?;
+        (Relay::Ip(ip), after.strip_prefix(':'))
+    } else {
+        let (host, port) = match value.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (value, None),
+        };
+        (if host.is_empty() { Relay::Mx } else { Relay::Host(host.to_ascii_lowercase()) }, port)
+    };
+    let port = match port {
+        None | Some("") => SMTP_PORT,
+        Some(p) => p.parse().map_err(|_| format!("{p:?} is not a port number"))?,
+    };
+    Ok(Route { relay, port })
+}
+
+fn parse_line(rest: Option<&str>) -> Result<Route, String> {
+    parse_route(rest.ok_or("expected domain:relay[:port]")?)
+}
+
+impl Routes {
+    pub fn load(control: &Control) -> Result<Routes, ControlError> {
+        DomainTable::load(control, "smtproutes", parse_line).map(Routes)
+    }
+
+    /// The route for `domain`; MX on port 25 when no line matches.
+    pub fn find(&self, domain: &str) -> Route {
+        self.0.find(domain).unwrap_or(Route { relay: Relay::Mx, port: SMTP_PORT })
+    }
+}
+
+/// One place to try: the host's name (for reports and certificate checks), one of
+/// its addresses and the port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+/// A blocking front to hickory's resolver (it needs a runtime: a current-thread
+/// tokio runtime lives here and nowhere else).
+pub struct Dns {
+    rt: tokio::runtime::Runtime,
+    resolver: TokioResolver,
+}
+
+fn parse_resolver(line: &str) -> Option<SocketAddr> {
+    if let Ok(ip) = line.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, 53));
+    }
+    line.parse::<SocketAddr>().ok()
+}
+
+impl Dns {
+    pub fn new(control: &Control) -> Result<Dns, MxError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| MxError::Setup(e.to_string()))?;
+        let path = control.path("dnsresolvers");
+        let mut builder = match crate::config::control::read_lines(&path)? {
+            Some(lines) => {
+                let mut servers = Vec::new();
+                for (n, line) in lines {
+                    let addr = parse_resolver(&line).ok_or_else(|| ControlError {
+                        path: path.clone(),
+                        line: Some(n),
+                        problem: format!("{line:?} is not IP or IP:PORT"),
+                    })?;
+                    let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+                    for c in &mut ns.connections {
+                        c.port = addr.port();
+                    }
+                    servers.push(ns);
+                }
+                let mut b = TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), Default::default());
+                // Named resolvers are the whole truth (tests, split DNS): no hosts file.
+                b.options_mut().use_hosts_file = ResolveHosts::Never;
+                b
+            }
+            None => TokioResolver::builder_tokio().map_err(|e| MxError::Setup(e.to_string()))?,
+        };
+        let opts: &mut ResolverOpts = builder.options_mut();
+        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        opts.timeout = Duration::from_secs(5);
+        opts.attempts = 2;
+        opts.cache_size = 64;
+        let resolver = builder.build().map_err(|e| MxError::Setup(e.to_string()))?;
+        Ok(Dns { rt, resolver })
+    }
+
+    fn lookup(&self, name: &str, rtype: RecordType) -> Result<Option<Vec<RData>>, LookupFailure> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        match self.rt.block_on(self.resolver.lookup(fqdn.as_str(), rtype)) {
+            Ok(l) => Ok(Some(l.answers().iter().filter(|r| r.record_type() == rtype).map(|r| r.data.clone()).collect())),
+            Err(NetError::Dns(DnsError::NoRecordsFound(nr))) if nr.response_code == ResponseCode::NXDomain => {
+                Err(LookupFailure::NxDomain)
+            }
+            Err(NetError::Dns(DnsError::NoRecordsFound(_))) => Ok(None),
+            Err(e) => Err(LookupFailure::Other(e.to_string())),
+        }
+    }
+
+    /// The MX records of `domain` by preference (equal ones shuffled); None when it
+    /// has none. A null MX is an error.
+    pub fn mx(&self, domain: &str) -> Result<Option<Vec<String>>, MxError> {
+        let records = match self.lookup(domain, RecordType::MX) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                self.check_cnames(domain)?;
+                return Ok(None);
+            }
+            Err(LookupFailure::NxDomain) => return Err(MxError::NoSuchDomain(domain.into())),
+            Err(LookupFailure::Other(e)) => {
+                self.check_cnames(domain)?;
+                return Err(MxError::Lookup(domain.into(), "MX", e));
+            }
+        };
+        let mut mxs: Vec<(u16, String)> = records
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii().trim_end_matches('.').to_ascii_lowercase())),
+                _ => None,
+            })
+            .collect();
+        if mxs.is_empty() {
+            return Ok(None);
+        }
+        if mxs.iter().all(|(_, h)| h.is_empty()) {
+            return Err(MxError::NullMx(domain.into()));
+        }
+        mxs.retain(|(_, h)| !h.is_empty());
+        shuffle(&mut mxs);
+        mxs.sort_by_key(|(p, _)| *p);
+        Ok(Some(mxs.into_iter().map(|(_, h)| h).collect()))
+    }
+
+    /// The addresses of a host, IPv4 first; empty when it has none.
+    pub fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, MxError> {
+        let mut out = Vec::new();
+        let mut failure = None;
+        for (rtype, name) in [(RecordType::A, "A"), (RecordType::AAAA, "AAAA")] {
+            match self.lookup(host, rtype) {
+                Ok(Some(rs)) => out.extend(rs.into_iter().filter_map(|r| match r {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                })),
+                Ok(None) | Err(LookupFailure::NxDomain) => {}
+                Err(LookupFailure::Other(e)) => failure = Some(MxError::Lookup(host.into(), name, e)),
+            }
+        }
+        match failure {
+            Some(e) if out.is_empty() => {
+                self.check_cnames(host)?;
+                Err(e)
+            }
+            _ => {
+                if out.is_empty() {
+                    self.check_cnames(host)?;
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Follow CNAMEs from `name` one at a time; a name seen twice (or a chain
+    /// longer than 16) is a loop. Only called when a lookup came back empty or
+    /// failed, to say why.
+    fn check_cnames(&self, name: &str) -> Result<(), MxError> {
+        let mut chain = vec![name.trim_end_matches('.').to_ascii_lowercase()];
+        loop {
+            let last = chain.last().unwrap().clone();
+            let next = match self.lookup(&last, RecordType::CNAME) {
+                Ok(Some(rs)) => rs.into_iter().find_map(|r| match r {
+                    RData::CNAME(c) => Some(c.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            let Some(next) = next else { return Ok(()) };
+            let seen = chain.contains(&next);
+            chain.push(next);
+            if seen || chain.len() > 16 {
+                return Err(MxError::CnameLoop(name.into(), chain));
+            }
+        }
+    }
+}
+
+enum LookupFailure {
+    NxDomain,
+    Other(String),
+}
+
+/// Shuffle with a seed from the clock and pid: only spreads load among equal MX
+/// preferences, so no cryptographic randomness is needed.
+fn shuffle<T>(v: &mut [T]) {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+    let mut x = nanos ^ ((std::process::id() as u64) << 32) | 1;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+}
+
+/// Every place to try for `domain`, in order. The resolver is set up only when
+/// DNS is needed (a route to `[IP]` needs none).
+pub fn targets(control: &Control, routes: &Routes, domain: &str) -> Result<Vec<Target>, MxError> {
+    let route = routes.find(domain);
+    let port = route.port;
+    let with = |host: &str, ips: Vec<IpAddr>| ips.into_iter().map(|ip| Target { host: host.to_string(), ip, port }).collect::<Vec<_>>();
+    let hosts = match route.relay {
+        Relay::Ip(ip) => return Ok(vec![Target { host: ip.to_string(), ip, port }]),
+        Relay::Host(h) => {
+            let ips = Dns::new(control)?.addresses(&h)?;
+            if ips.is_empty() {
+                return Err(MxError::RelayUnknown(domain.into(), h));
+            }
+            return Ok(with(&h, ips));
+        }
+        Relay::Mx => {
+            let dns = Dns::new(control)?;
+            match dns.mx(domain)? {
+                Some(hosts) => (dns, hosts),
+                None => {
+                    let ips = dns.addresses(domain)?;
+                    if ips.is_empty() {
+                        return Err(MxError::NoSuchDomain(domain.into()));
+                    }
+                    return Ok(with(domain, ips));
+                }
+            }
+        }
+    };
+    let (dns, hosts) = hosts;
+    let mut out = Vec::new();
+    let mut failure = None;
+    for h in &hosts {
+        match dns.addresses(h) {
+            Ok(ips) => out.extend(with(h, ips)),
+            Err(e) => failure = Some(e),
+        }
+    }
+    if out.is_empty() {
+        return Err(failure.unwrap_or(MxError::NoMxAddress(domain.into(), hosts)));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(text: &str) -> Routes {
+        let lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.to_string())).collect();
+        Routes(DomainTable::from_lines(std::path::Path::new("smtproutes"), lines, parse_line).unwrap())
+    }
+
+    #[test]
+    fn smtproutes_lookup_order() {
+        let r = routes("a.example:relay.test\n.example:[127.0.0.5]:2525\n:smart.test:587\nmx.example:\nport.example::26");
+        assert_eq!(r.find("A.Example"), Route { relay: Relay::Host("relay.test".into()), port: 25 });
+        assert_eq!(r.find("b.a.example"), Route { relay: Relay::Ip("127.0.0.5".parse().unwrap()), port: 2525 });
+        assert_eq!(r.find("example"), Route { relay: Relay::Host("smart.test".into()), port: 587 });
+        assert_eq!(r.find("mx.example"), Route { relay: Relay::Mx, port: 25 });
+        assert_eq!(r.find("port.example"), Route { relay: Relay::Mx, port: 26 });
+        assert_eq!(Routes::default().find("x.test"), Route { relay: Relay::Mx, port: 25 });
+        assert_eq!(parse_route("[::1]:2525").unwrap(), Route { relay: Relay::Ip("::1".parse().unwrap()), port: 2525 });
+        assert!(parse_route("host:port").is_err());
+        assert!(parse_route("[nonsense]").is_err());
+        let lines = vec![(3, "no-colon.example".to_string())];
+        let e = DomainTable::from_lines(std::path::Path::new("smtproutes"), lines, parse_line).unwrap_err();
+        assert_eq!(e.line, Some(3));
+    }
+
+    #[test]
+    fn resolver_lines() {
+        assert_eq!(parse_resolver("127.0.0.1"), Some("127.0.0.1:53".parse().unwrap()));
+        assert_eq!(parse_resolver("127.0.0.1:5353"), Some("127.0.0.1:5353".parse().unwrap()));
+        assert_eq!(parse_resolver("[::1]:5353"), Some("[::1]:5353".parse().unwrap()));
+        assert_eq!(parse_resolver("::1"), Some("[::1]:53".parse().unwrap()));
+        assert_eq!(parse_resolver("dns.example"), None);
+    }
+
+    #[test]
+    fn shuffle_keeps_every_element() {
+        let mut v: Vec<u32> = (0..10).collect();
+        shuffle(&mut v);
+        v.sort();
+        assert_eq!(v, (0..10).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,750 @@
+//! One SMTP session on a netio::Session (fd 0/1 from postern-listen, tcpserver,
+//! inetd or systemd): the state machine, relay control, recipient checks, STARTTLS,
+//! AUTH, and the hand-over to postern-queue.
+//!
+//! The message is streamed to postern-queue's fd 0 as it arrives (behind our
+//! Received line), never held whole in memory; the envelope goes to its fd 1 only
+//! when the message ended cleanly and within `databytes`. Anything else (a client
+//! that disconnects or stalls, a bare CR or LF, a message too big) closes the pipes
+//! without an envelope, so postern-queue exits without queueing. 250 after DATA
+//! means postern-queue exited 0, so the message is on disk.
+
+use crate::address::Address;
+use crate::config::control::{Control, ControlError};
+use crate::error::{Classify, Kind};
+use crate::os::home::Home;
+use crate::os::log;
+use crate::net::session::{NetError, Session};
+use crate::queue::{self, Envelope};
+use crate::send::scheduler::{self, Route};
+use crate::smtp::command::{self as smtp, Command, DataReader, DataStatus, LineEvent, LineReader, MailParams};
+use crate::users::Users;
+use std::fmt;
+use std::time::Duration;
+
+const PROGRAM: &str = "postern-smtpd";
+/// Protocol errors before we hang up on a client.
+const MAX_ERRORS: usize = 20;
+/// Failed AUTH attempts before we hang up; each one waits a second longer.
+const MAX_AUTH_FAILURES: u32 = 3;
+/// Received lines beyond which a message is taken to be looping (qmail's 100).
+const MAX_HOPS: usize = 100;
+
+#[derive(Debug)]
+pub enum SmtpdError {
+    Control(ControlError),
+    /// The client went away or stalled, or TLS broke.
+    Net(NetError),
+}
+
+impl fmt::Display for SmtpdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SmtpdError::Control(e) => write!(f, "{e}"),
+            SmtpdError::Net(e) => write!(f, "client: {e}"),
+        }
+    }
+}
+
+impl Classify for SmtpdError {
+    fn kind(&self) -> Kind {
+        Kind::Temporary
+    }
+}
+
+impl From<NetError> for SmtpdError {
+    fn from(e: NetError) -> Self {
+        SmtpdError::Net(e)
+    }
+}
+
+impl From<ControlError> for SmtpdError {
+    fn from(e: ControlError) -> Self {
+        SmtpdError::Control(e)
+    }
+}
+
+/// The control files postern-smtpd reads, once per session.
+pub struct Config {
+    /// The name in the greeting and the Received line (`smtpgreeting`, else `me`).
+    pub greeting: String,
+    pub rcpthosts: Vec<String>,
+    pub route: scheduler::Config,
+    /// 0: no limit.
+    pub databytes: u64,
+    pub timeout: Duration,
+    pub maxrcpt: usize,
+    pub badmailfrom: Vec<String>,
+    /// AUTH offered without TLS (`authplaintext` is 1).
+    pub auth_plaintext: bool,
+    pub tls_available: bool,
+}
+
+impl Config {
+    pub fn load(home: &Home) -> Result<Config, ControlError> {
+        let c = Control::new(home);
+        let lower = |v: Option<Vec<String>>| v.unwrap_or_default().into_iter().map(|s| s.to_ascii_lowercase()).collect::<Vec<_>>();
+        let route = scheduler::Config::load(home)?;
+        Ok(Config {
+            greeting: c.line("smtpgreeting")?.map(|v| v.0).unwrap_or_else(|| route.me.clone()),
+            rcpthosts: lower(c.list("rcpthosts")?),
+            databytes: c.number("databytes", 0)?.0,
+            timeout: Duration::from_secs(c.number("timeoutsmtpd", 1200)?.0.max(1)),
+            maxrcpt: c.number("maxrcpt", 100)?.0.max(1) as usize,
+            badmailfrom: lower(c.list("badmailfrom")?),
+            auth_plaintext: c.number("authplaintext", 0)?.0 == 1,
+            tls_available: home.control_file("servercert.pem").exists(),
+            route,
+        })
+    }
+
+    /// qmail's rcpthosts: a domain, or `.domain` for every name under it.
+    fn is_rcpthost(&self, domain: &str) -> bool {
+        let d = domain.to_ascii_lowercase();
+        self.rcpthosts.iter().any(|h| *h == d || (h.starts_with('.') && d.ends_with(h.as_str())))
+    }
+
+    fn is_badmailfrom(&self, sender: &Address) -> bool {
+        let s = sender.as_str().to_ascii_lowercase();
+        let at = sender.domain_lower().map(|d| format!("@{d}"));
+        self.badmailfrom.iter().any(|b| *b == s || Some(b) == at.as_ref())
+    }
+}
+
+/// Who is on the other end, from the super-server's environment.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub ip: String,
+    pub host: Option<String>,
+    /// RELAYCLIENT from listen's rules (or tcpserver's): may relay; the value is
+    /// appended to each recipient, as in qmail.
+    pub relayclient: Option<String>,
+}
+
+impl Client {
+    pub fn from_env() -> Client {
+        let var = |n: &str| std::env::var(n).ok();
+        Client {
+            ip: var("TCPREMOTEIP").unwrap_or_else(|| "unknown".into()),
+            host: var("TCPREMOTEHOST").filter(|h| !h.is_empty()),
+            relayclient: var("RELAYCLIENT"),
+        }
+    }
+}
+
+struct Transaction {
+    sender: Address,
+    params: MailParams,
+    rcpts: Vec<Address>,
+    /// RCPT commands tried, accepted or not (DATA's "no valid recipients").
+    tried: usize,
+}
+
+/// How a session ended, for the log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    Quit,
+    /// We hung up (too many errors, bare newline, failed logins, timeout).
+    Dropped(&'static str),
+}
+
+pub struct Smtpd<'a> {
+    home: &'a Home,
+    cfg: &'a Config,
+    client: &'a Client,
+    net: Session,
+    input: Vec<u8>,
+    lines: LineReader,
+    users: Option<Users>,
+    helo: Option<String>,
+    esmtp: bool,
+    auth_user: Option<String>,
+    auth_failures: u32,
+    errors: usize,
+    mail: Option<Transaction>,
+}
+
+/// What a command handler tells the loop.
+enum Next {
+    Go,
+    Stop(End),
+}
+
+impl<'a> Smtpd<'a> {
+    pub fn new(home: &'a Home, cfg: &'a Config, client: &'a Client, net: Session) -> Smtpd<'a> {
+        Smtpd {
+            home,
+            cfg,
+            client,
+            net,
+            input: Vec::with_capacity(8192),
+            lines: LineReader::default(),
+            users: None,
+            helo: None,
+            esmtp: false,
+            auth_user: None,
+            auth_failures: 0,
+            errors: 0,
+            mail: None,
+        }
+    }
+
+    fn reply(&mut self, code: u16, text: &str) {
+        self.net.write(&smtp::reply(code, text));
+    }
+
+    /// Read more input, flushing pending replies first (PIPELINING: one write
+    /// per batch of commands).
+    fn fill(&mut self) -> Result<(), NetError> {
+        self.net.flush()?;
+        let mut buf = [0u8; 16384];
+        let n = self.net.read(&mut buf)?;
+        self.input.extend_from_slice(&buf[..n]);
+        Ok(())
+    }
+
+    /// The next command line (None: it was too long and has been skipped).
+    fn read_line(&mut self) -> Result<Option<Vec<u8>>, NetError> {
+        loop {
+            let (n, ev) = self.lines.next(&self.input, smtp::MAX_COMMAND_LINE);
+            let got = ev.map(|e| match e {
+                LineEvent::Line(l) => Some(l.to_vec()),
+                LineEvent::TooLong => None,
+            });
+            self.input.drain(..n);
+            if let Some(g) = got {
+                return Ok(g);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Serve until QUIT or the client goes. Replies 421 on a timeout.
+    pub fn run(&mut self) -> Result<End, SmtpdError> {
+        let greeting = format!("{} ESMTP postern", self.cfg.greeting);
+        self.reply(220, &greeting);
+        let r = self.serve();
+        if let Err(SmtpdError::Net(NetError::Timeout)) = &r {
+            self.reply(421, "4.4.2 timeout; closing connection");
+        }
+        self.net.close();
+        r
+    }
+
+    fn serve(&mut self) -> Result<End, SmtpdError> {
+        loop {
+            let next = match self.read_line()? {
+                None => self.error(500, "5.5.2 line too long"),
+                Some(line) => match smtp::parse_command(&line) {
+                    Ok(cmd) => self.command(cmd)?,
+                    Err(e) => {
+                        let text = e.to_string();
+                        let (code, rest) = text.split_at(3);
+                        self.error(code.parse().unwrap_or(500), rest.trim_start())
+                    }
+                },
+            };
+            if let Next::Stop(end) = next {
+                return Ok(end);
+            }
+        }
+    }
+
+    /// A protocol error: the reply, and a hang-up after too many.
+    fn error(&mut self, code: u16, text: &str) -> Next {
+        self.errors += 1;
+        if self.errors >= MAX_ERRORS {
+            self.reply(421, "4.7.0 too many errors; closing connection");
+            return Next::Stop(End::Dropped("too many errors"));
+        }
+        self.reply(code, text);
+        Next::Go
+    }
+
+    fn command(&mut self, cmd: Command) -> Result<Next, SmtpdError> {
+        let need_helo = matches!(cmd, Command::Mail(..) | Command::Rcpt(..) | Command::Data | Command::Auth(..));
+        if need_helo && self.helo.is_none() {
+            return Ok(self.error(503, "5.5.1 send EHLO or HELO first"));
+        }
+        match cmd {
+            Command::Ehlo(h) | Command::Helo(h) if h.len() > 255 => return Ok(self.error(501, "5.5.4 host name too long")),
+            Command::Ehlo(h) => self.ehlo(h),
+            Command::Helo(h) => {
+                self.mail = None;
+                self.esmtp = false;
+                let text = format!("{} Hello {}", self.cfg.greeting, sanitize(&h));
+                self.helo = Some(h);
+                self.reply(250, &text);
+            }
+            Command::Mail(path, params) => return Ok(self.mail_from(path, params)),
+            Command::Rcpt(path, _) => return Ok(self.rcpt(path)),
+            Command::Data => return self.data(),
+            Command::Rset => {
+                self.mail = None;
+                self.reply(250, "2.0.0 ok");
+            }
+            Command::Noop => self.reply(250, "2.0.0 ok"),
+            Command::Quit => {
+                let text = format!("2.0.0 {} closing connection", self.cfg.greeting);
+                self.reply(221, &text);
+                return Ok(Next::Stop(End::Quit));
+            }
+            Command::Vrfy => self.reply(252, "2.5.2 cannot VRFY; send the message and delivery will be attempted"),
+            Command::Help => self.reply(214, "2.0.0 commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH\nsee RFC 5321"),
+            Command::StartTls => return self.starttls(),
+            Command::Auth(mech, initial) => return self.auth(&mech, initial),
+        }
+        Ok(Next::Go)
+    }
+
+    fn auth_offered(&self) -> bool {
+        self.auth_user.is_none() && (self.net.is_tls() || self.cfg.auth_plaintext)
+    }
+
+    fn ehlo(&mut self, h: String) {
+        self.mail = None;
+        self.esmtp = true;
+        let mut lines = vec![format!("{} Hello {} [{}]", self.cfg.greeting, sanitize(&h), self.client.ip), "PIPELINING".into()];
+        lines.push(if self.cfg.databytes > 0 { format!("SIZE {}", self.cfg.databytes) } else { "SIZE".into() });
+        lines.extend(["8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN"].map(String::from));
+        if self.cfg.tls_available && !self.net.is_tls() {
+            lines.push("STARTTLS".into());
+        }
+        if self.auth_offered() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
+        lines.push("HELP".into());
+        self.helo = Some(h);
+        self.reply(250, &lines.join("\n"));
+    }
+
+    fn mail_from(&mut self, path: String, params: MailParams) -> Next {
+        if self.mail.is_some() {
+            return self.error(503, "5.5.1 nested MAIL command; send RSET first");
+        }
+        let sender = match Address::parse(path.as_bytes()) {
+            Ok(a) => a,
+            Err(e) => return self.error(553, &format!("5.1.7 bad sender address: {e}")),
+        };
+        if !path.is_ascii() && !params.smtputf8 {
+            return self.error(553, "5.6.7 non-ASCII address without SMTPUTF8");
+        }
+        if let (Some(size), true) = (params.size, self.cfg.databytes > 0) {
+            if size > self.cfg.databytes {
+                let text = format!("5.3.4 message size {size} exceeds the limit of {} bytes", self.cfg.databytes);
+                self.reply(552, &text);
+                return Next::Go;
+            }
+        }
+        if self.cfg.is_badmailfrom(&sender) {
+            log::line(PROGRAM, &format!("refused sender <{sender}> from {}: badmailfrom", self.client.ip));
+            self.reply(553, "5.7.1 sender refused by this server's badmailfrom list");
+            return Next::Go;
+        }
+        self.mail = Some(Transaction { sender, params, rcpts: Vec::new(), tried: 0 });
+        self.reply(250, "2.1.0 sender ok");
+        Next::Go
+    }
+
+    fn rcpt(&mut self, path: String) -> Next {
+        let Some(t) = self.mail.as_mut() else { return self.error(503, "5.5.1 send MAIL first") };
+        t.tried += 1;
+        let utf8 = t.params.smtputf8;
+        if t.rcpts.len() >= self.cfg.maxrcpt {
+            self.reply(452, "4.5.3 too many recipients; send the rest in another message");
+            return Next::Go;
+        }
+        let path = match &self.client.relayclient {
+            Some(suffix) => format!("{path}{suffix}"),
+            None => path,
+        };
+        let rcpt = match Address::parse(path.as_bytes()) {
+            Ok(a) => a,
+            Err(e) => return self.error(553, &format!("5.1.3 bad recipient address: {e}")),
+        };
+        if !path.is_ascii() && !utf8 {
+            return self.error(553, "5.6.7 non-ASCII address without SMTPUTF8");
+        }
+        let (code, text) = self.check_recipient(&rcpt);
+        if code == 250 {
+            if let Some(t) = self.mail.as_mut() {
+                t.rcpts.push(rcpt);
+            }
+        }
+        self.reply(code, &text);
+        Next::Go
+    }
+
+    /// Relay control and the local recipient check (no backscatter: unknown local
+    /// users are refused here, not bounced later).
+    fn check_recipient(&mut self, rcpt: &Address) -> (u16, String) {
+        if self.users.is_none() {
+            match Users::open(self.home) {
+                Ok(u) => self.users = Some(u),
+                Err(e) => {
+                    log::line(PROGRAM, &e.to_string());
+                    return (451, "4.3.0 cannot read the users database; try again later".into());
+                }
+            }
+        }
+        let users = self.users.as_mut().expect("opened above");
+        match scheduler::route(&self.cfg.route, Some(users), rcpt) {
+            Route::Local(addr) => match local_exists(users, &addr) {
+                Ok(true) => (250, "2.1.5 recipient ok".into()),
+                Ok(false) => (550, format!("5.1.1 <{rcpt}>: no mailbox here by that name")),
+                Err(e) => {
+                    log::line(PROGRAM, &format!("checking <{rcpt}>: {e}"));
+                    (451, "4.3.0 cannot check the recipient now; try again later".into())
+                }
+            },
+            Route::Remote(addr) => {
+                let domain = Address::parse(addr.as_bytes()).ok().and_then(|a| a.domain_lower()).unwrap_or_default();
+                if self.client.relayclient.is_some() || self.auth_user.is_some() || self.cfg.is_rcpthost(&domain) {
+                    (250, "2.1.5 recipient ok".into())
+                } else {
+                    (554, format!("5.7.1 <{rcpt}>: relaying denied; this server does not accept mail for {domain}"))
+                }
+            }
+        }
+    }
+
+    fn received(&self) -> String {
+        let proto = match (self.mail.as_ref().is_some_and(|t| t.params.smtputf8), self.esmtp) {
+            (true, _) => "UTF8SMTP",
+            (false, true) => "ESMTP",
+            (false, false) => "SMTP",
+        };
+        let suffix = format!("{}{}", if self.net.is_tls() { "S" } else { "" }, if self.auth_user.is_some() { "A" } else { "" });
+        let helo = sanitize(self.helo.as_deref().unwrap_or("unknown"));
+        let host = self.client.host.as_deref().map(sanitize).unwrap_or_else(|| "unknown".into());
+        format!(
+            "Received: from {helo} ({host} [{}])\n\tby {} (postern-smtpd) with {proto}{suffix};\n\t{}\n",
+            self.client.ip,
+            self.cfg.greeting,
+            crate::message::headers::rfc2822_date(std::time::SystemTime::now())
+        )
+    }
+
+    fn data(&mut self) -> Result<Next, SmtpdError> {
+        let Some(t) = self.mail.as_ref() else { return Ok(self.error(503, "5.5.1 send MAIL first")) };
+        if t.tried == 0 {
+            return Ok(self.error(503, "5.5.1 send RCPT first"));
+        }
+        if t.rcpts.is_empty() {
+            return Ok(self.error(554, "5.5.1 no valid recipients"));
+        }
+        let mut spool = match queue::Submission::start(self.home) {
+            Ok(s) => s,
+            Err(e) => {
+                log::line(PROGRAM, &e.to_string());
+                self.reply(451, "4.3.0 cannot start the queue; try again later");
+                return Ok(Next::Go);
+            }
+        };
+        self.reply(354, "go ahead; end with <CRLF>.<CRLF>");
+        spool.write(self.received().as_bytes());
+        let mut reader = DataReader::default();
+        let mut hops = Hops::default();
+        let mut out = Vec::with_capacity(65536);
+        let limit = if self.cfg.databytes > 0 { self.cfg.databytes } else { u64::MAX };
+        let status = loop {
+            out.clear();
+            let (used, status) = reader.feed(&self.input, &mut out);
+            self.input.drain(..used);
+            hops.scan(&out);
+            if reader.bytes <= limit {
+                spool.write(&out);
+            }
+            if status != DataStatus::NeedMore {
+                break status;
+            }
+            if let Err(e) = self.fill() {
+                spool.abort();
+                self.mail = None;
+                return Err(e.into());
+            }
+        };
+        let t = self.mail.take().expect("checked above");
+        if status == DataStatus::BareNewline {
+            spool.abort();
+            log::line(PROGRAM, &format!("refused message from {}: bare CR or LF in DATA", self.client.ip));
+            self.reply(521, "5.5.2 bare CR or LF in the message; lines must end with CRLF (RFC 5321 2.3.8); closing connection");
+            return Ok(Next::Stop(End::Dropped("bare CR or LF in DATA")));
+        }
+        if reader.bytes > limit {
+            spool.abort();
+            self.reply(552, &format!("5.3.4 message exceeds the limit of {limit} bytes"));
+            return Ok(Next::Go);
+        }
+        if hops.count > MAX_HOPS {
+            spool.abort();
+            self.reply(554, &format!("5.4.6 too many Received lines ({}); the message is looping", hops.count));
+            return Ok(Next::Go);
+        }
+        let envelope = Envelope { sender: t.sender.clone(), recipients: t.rcpts.clone() };
+        match spool.commit(&envelope) {
+            Ok(()) => {
+                log::line(PROGRAM, &format!("accepted {} bytes from <{}> for {} recipient(s) from {}", reader.bytes, t.sender, t.rcpts.len(), self.client.ip));
+                self.reply(250, "2.0.0 ok: queued");
+            }
+            Err(e) => {
+                log::line(PROGRAM, &format!("queueing a message from {} failed: {e}", self.client.ip));
+                match e.kind() {
+                    Kind::Permanent => self.reply(554, &format!("5.3.0 {}", queue::exit::describe(e.code))),
+                    Kind::Temporary => self.reply(451, &format!("4.3.0 {}; try again later", queue::exit::describe(e.code))),
+                }
+            }
+        }
+        Ok(Next::Go)
+    }
+
+    fn starttls(&mut self) -> Result<Next, SmtpdError> {
+        if self.net.is_tls() {
+            return Ok(self.error(503, "5.5.1 TLS is already active"));
+        }
+        let config = match (self.cfg.tls_available, crate::net::tls::server_config(self.home)) {
+            (true, Ok(Some(c))) => c,
+            (_, Err(e)) => {
+                log::line(PROGRAM, &e.to_string());
+                self.reply(454, "4.7.0 TLS not available now");
+                return Ok(Next::Go);
+            }
+            _ => {
+                self.reply(454, "4.7.0 TLS not available");
+                return Ok(Next::Go);
+            }
+        };
+        self.reply(220, "2.0.0 ready to start TLS");
+        // RFC 3207: anything sent after STARTTLS before the handshake is discarded,
+        // or an attacker could inject commands into the protected session.
+        self.input.clear();
+        self.lines = LineReader::default();
+        self.net.start_tls(config)?;
+        self.helo = None;
+        self.esmtp = false;
+        self.mail = None;
+        self.auth_user = None;
+        Ok(Next::Go)
+    }
+
+    /// One line of an AUTH exchange, decoded; None when the client cancelled or
+    /// sent something undecodable (the reply is already queued).
+    fn auth_response(&mut self, prompt: &str) -> Result<Option<Vec<u8>>, SmtpdError> {
+        self.reply(334, prompt);
+        let Some(line) = self.read_line()? else {
+            self.reply(500, "5.5.2 line too long");
+            return Ok(None);
+        };
+        if line == b"*" {
+            self.reply(501, "5.0.0 AUTH cancelled");
+            return Ok(None);
+        }
+        Ok(self.decode(&line))
+    }
+
+    fn decode(&mut self, b64: &[u8]) -> Option<Vec<u8>> {
+        let v = std::str::from_utf8(b64).ok().and_then(|s| if s == "=" { Some(Vec::new()) } else { smtp::base64_decode(s) });
+        if v.is_none() {
+            self.reply(501, "5.5.2 cannot decode the AUTH response (base64)");
+        }
+        v
+    }
+
+    fn auth(&mut self, mech: &str, initial: Option<String>) -> Result<Next, SmtpdError> {
+        if self.auth_user.is_some() {
+            return Ok(self.error(503, "5.5.1 already authenticated"));
+        }
+        if self.mail.is_some() {
+            return Ok(self.error(503, "5.5.1 AUTH is not allowed during a mail transaction"));
+        }
+        if !self.auth_offered() {
+            return Ok(self.error(538, "5.7.11 encryption required: send STARTTLS first"));
+        }
+        let first = match initial {
+            Some(i) => match self.decode(i.as_bytes()) {
+                Some(v) => Some(v),
+                None => return Ok(Next::Go),
+            },
+            None => None,
+        };
+        let (login, password) = match mech {
+            "PLAIN" => {
+                let resp = match first {
+                    Some(v) => v,
+                    None => match self.auth_response("")? {
+                        Some(v) => v,
+                        None => return Ok(Next::Go),
+                    },
+                };
+                let parts: Vec<&[u8]> = resp.split(|&b| b == 0).collect();
+                match parts.as_slice() {
+                    [authz, user, pass] if authz.is_empty() || authz == user => (user.to_vec(), pass.to_vec()),
+                    _ => {
+                        self.reply(501, "5.5.2 AUTH PLAIN needs authzid NUL user NUL password");
+                        return Ok(Next::Go);
+                    }
+                }
+            }
+            "LOGIN" => {
+                let user = match first {
+                    Some(v) => v,
+                    None => match self.auth_response("VXNlcm5hbWU6")? {
+                        Some(v) => v,
+                        None => return Ok(Next::Go),
+                    },
+                };
+                match self.auth_response("UGFzc3dvcmQ6")? {
+                    Some(p) => (user, p),
+                    None => return Ok(Next::Go),
+                }
+            }
+            _ => return Ok(self.error(504, "5.5.4 mechanism not supported; use PLAIN or LOGIN")),
+        };
+        let (Ok(login), Ok(password)) = (String::from_utf8(login), String::from_utf8(password)) else {
+            return Ok(self.failed_login("(not UTF-8)"));
+        };
+        match crate::auth::checkpassword::check(self.home, &login, &password) {
+            Ok(true) => {
+                log::line(PROGRAM, &format!("{} authenticated as {login}", self.client.ip));
+                self.auth_user = Some(login);
+                self.reply(235, "2.7.0 authentication successful");
+                Ok(Next::Go)
+            }
+            Ok(false) => Ok(self.failed_login(&login)),
+            Err(e) => {
+                log::line(PROGRAM, &format!("checking the password of {login}: {e}"));
+                self.reply(454, "4.7.0 temporary authentication failure; try again later");
+                Ok(Next::Go)
+            }
+        }
+    }
+
+    /// A wrong login: wait longer each time, hang up after a few.
+    fn failed_login(&mut self, login: &str) -> Next {
+        self.auth_failures += 1;
+        log::line(PROGRAM, &format!("failed login for {login} from {} ({} so far)", self.client.ip, self.auth_failures));
+        let _ = self.net.flush();
+        std::thread::sleep(Duration::from_secs(self.auth_failures as u64));
+        if self.auth_failures >= MAX_AUTH_FAILURES {
+            self.reply(421, "4.7.0 too many failed logins; closing connection");
+            return Next::Stop(End::Dropped("too many failed logins"));
+        }
+        self.reply(535, "5.7.8 authentication failed");
+        Next::Go
+    }
+}
+
+/// Does a local address (after virtualdomains) have a mailbox? A target with an
+/// extension needs its dot file, checked only where we can read the home.
+fn local_exists(users: &mut Users, addr: &str) -> Result<bool, crate::users::UsersError> {
+    let (local, domain) = addr.rsplit_once('@').unwrap_or((addr, ""));
+    let Some(t) = users.lookup(local, domain)? else { return Ok(false) };
+    if t.ext.is_empty() || std::fs::read_dir(&t.home).is_err() {
+        return Ok(true);
+    }
+    Ok(!matches!(crate::deliver::dotqmail::find(&t.home, &t.dash, &t.ext), Ok(None)))
+}
+
+/// A client-supplied name made safe for a header: printable ASCII, short.
+fn sanitize(s: &str) -> String {
+    s.chars().take(128).map(|c| if c.is_ascii_graphic() && !"()\\".contains(c) { c } else { '?' }).collect()
+}
+
+/// Counts Received lines in the header as the message streams by.
+#[derive(Default)]
+struct Hops {
+    count: usize,
+    line: Vec<u8>,
+    body: bool,
+}
+
+impl Hops {
+    fn scan(&mut self, data: &[u8]) {
+        for &b in data {
+            if self.body {
+                return;
+            }
+            if b != b'\n' {
+                if self.line.len() < 9 {
+                    self.line.push(b);
+                }
+                continue;
+            }
+            if self.line.is_empty() {
+                self.body = true;
+            } else if self.line.eq_ignore_ascii_case(b"received:") {
+                self.count += 1;
+            }
+            self.line.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::command::CommandError;
+
+    #[test]
+    fn hops_counted_in_the_header_only() {
+        let mut h = Hops::default();
+        let msg = b"Received: a\nreceived: b\n x\nSubject: s\n\nReceived: c\n";
+        for c in msg.chunks(3) {
+            h.scan(c);
+        }
+        assert_eq!(h.count, 2);
+    }
+
+    #[test]
+    fn sanitize_keeps_headers_safe() {
+        assert_eq!(sanitize("mx.example"), "mx.example");
+        assert_eq!(sanitize("a (b)\r\nX: y"), "a??b???X:?y");
+    }
+
+    #[test]
+    fn command_error_text_starts_with_its_code() {
+        for e in [CommandError::BadBytes, CommandError::Unknown("X".into()), CommandError::NeedsUtf8, CommandError::Parameter("p".into())] {
+            let t = e.to_string();
+            assert!(t[..3].parse::<u16>().is_ok() && &t[3..4] == " ", "{t}");
+        }
+    }
+}
+
+/// The whole of postern-smtpd after it starts, whether exec'd or forked by
+/// postern-listen (which runs it without an exec: see lib/listen.rs): become
+/// postern-d if root, load the configuration, run the session on fds 0 and 1.
+/// Returns the exit code: 0 after QUIT, 1 when the session ended otherwise, 111
+/// when it could not start.
+pub fn session_main() -> i32 {
+    const PROGRAM: &str = "postern-smtpd";
+    if let Err(e) = crate::os::privs::drop_to(crate::os::privs::Service::Daemon) {
+        log::line(PROGRAM, &e.to_string());
+        return 111;
+    }
+    let home = Home::from_env();
+    let client = Client::from_env();
+    let cfg = match Config::load(&home) {
+        Ok(c) => c,
+        Err(e) => {
+            // Say why to the client too: it will retry, and the admin sees the log.
+            log::line(PROGRAM, &e.to_string());
+            let mut s = Session::stdio(std::time::Duration::from_secs(10));
+            s.write(b"421 4.3.0 server configuration error; try again later\r\n");
+            s.close();
+            return 111;
+        }
+    };
+    let mut smtpd = Smtpd::new(&home, &cfg, &client, Session::stdio(cfg.timeout));
+    match smtpd.run() {
+        Ok(End::Quit) => 0,
+        Ok(End::Dropped(why)) => {
+            log::line(PROGRAM, &format!("dropped {}: {why}", client.ip));
+            1
+        }
+        Err(SmtpdError::Net(NetError::Closed)) => 1,
+        Err(e) => {
+            log::line(PROGRAM, &format!("session with {} ended: {e}", client.ip));
+            1
+        }
+    }
+}
