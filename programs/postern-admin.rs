@@ -6,7 +6,7 @@
 use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Command};
 use postern::error::{Classify, EXIT_OK, EXIT_PERM};
 use postern::os::home::Home;
-use postern::{inject, config::settings, users};
+use postern::{config::settings, inject, users};
 use std::fmt::Display;
 use std::path::PathBuf;
 
@@ -14,7 +14,12 @@ const PROGRAM: &str = "postern-admin";
 
 fn password_args(cmd: Command, required: bool) -> Command {
     cmd.arg(Arg::new("password").long("password").value_name("PW").help("the password (visible in ps; prefer --password-stdin)"))
-        .arg(Arg::new("password-stdin").long("password-stdin").action(ArgAction::SetTrue).help("read the password from the first line of standard input"))
+        .arg(
+            Arg::new("password-stdin")
+                .long("password-stdin")
+                .action(ArgAction::SetTrue)
+                .help("read the password from the first line of standard input"),
+        )
         .group(ArgGroup::new("pw").args(["password", "password-stdin"]).required(required))
 }
 
@@ -34,9 +39,22 @@ fn cli() -> Command {
                 .subcommand(
                     password_args(Command::new("add").about("add a virtual user and create its Maildir"), false)
                         .arg(address("local@domain; the domain must have been added with `domain add`"))
-                        .arg(Arg::new("uid").long("uid").value_name("N").value_parser(number).requires("gid").help("owner of the mailbox (default: postern-v as root, else you)"))
+                        .arg(
+                            Arg::new("uid")
+                                .long("uid")
+                                .value_name("N")
+                                .value_parser(number)
+                                .requires("gid")
+                                .help("owner of the mailbox (default: postern-v as root, else you)"),
+                        )
                         .arg(Arg::new("gid").long("gid").value_name("N").value_parser(number).requires("uid"))
-                        .arg(Arg::new("home").long("home").value_name("DIR").value_parser(clap::value_parser!(PathBuf)).help("mailbox home (default: VIRTUALHOME/DOMAIN/LOCAL)")),
+                        .arg(
+                            Arg::new("home")
+                                .long("home")
+                                .value_name("DIR")
+                                .value_parser(clap::value_parser!(PathBuf))
+                                .help("mailbox home (default: VIRTUALHOME/DOMAIN/LOCAL)"),
+                        ),
                 )
                 .subcommand(Command::new("del").about("remove a virtual user (the mailbox is kept)").arg(address("the user to remove")))
                 .subcommand(password_args(Command::new("passwd").about("set a virtual user's password"), true).arg(address("the user")))

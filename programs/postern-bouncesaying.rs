@@ -2,8 +2,8 @@
 //! TEXT and exit 100 (bounce), always or only if PROGRAM exits 0. PROGRAM exiting
 //! 111 gives 111; any other code gives 0 (go on with the next line).
 
-use postern::error::{Classify, EXIT_PERM};
 use postern::deliver::helpers;
+use postern::error::{Classify, EXIT_PERM};
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();

@@ -2,10 +2,10 @@
 //! run PROGRAM on the message; if it exits 0, forward the message to NEWADDRESS
 //! and exit 99 (skip the rest of the dot file); 111 stays 111; otherwise exit 0.
 
-use postern::error::{Classify, EXIT_PERM};
-use postern::os::home::Home;
 use postern::deliver::helpers;
 use postern::deliver::local::seekable;
+use postern::error::{Classify, EXIT_PERM};
+use postern::os::home::Home;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();

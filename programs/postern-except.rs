@@ -1,8 +1,8 @@
 //! postern-except PROGRAM [ARG...] (qmail's except(1)): run PROGRAM; exit 100 if
 //! it exited 0, 0 if it exited 100, its own code otherwise (111 if killed).
 
-use postern::error::{Classify, EXIT_PERM};
 use postern::deliver::helpers;
+use postern::error::{Classify, EXIT_PERM};
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();

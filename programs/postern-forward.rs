@@ -1,10 +1,10 @@
 //! postern-forward ADDRESS...: queue the message on fd 0, with $DTLINE in front,
 //! to the addresses, with envelope sender $NEWSENDER (qmail's forward(1)).
 
-use postern::error::Classify;
-use postern::os::home::Home;
 use postern::deliver::helpers;
 use postern::deliver::local::seekable;
+use postern::error::Classify;
+use postern::os::home::Home;
 
 fn main() {
     let targets: Vec<String> = std::env::args().skip(1).collect();

@@ -7,8 +7,8 @@
 //! instead of queueing it. Exit 0 queued, 100 permanent failure, 111 temporary.
 
 use postern::error::{Classify, EXIT_OK, EXIT_PERM};
-use postern::os::home::Home;
 use postern::inject::{self, Request};
+use postern::os::home::Home;
 use std::io::Write;
 
 const PROGRAM: &str = "postern-inject";

@@ -19,7 +19,7 @@
 //! always execs PROGRAM instead, for a fresh address-space layout per session.
 
 use postern::net::listen::{self, Mode};
-use postern::{os::log, config::rules};
+use postern::{config::rules, os::log};
 
 const PROGRAM: &str = "postern-listen";
 

@@ -7,9 +7,9 @@
 //! postern-lspawn makes the same delivery in a forked child instead of running
 //! this program (lib/lspawn.rs); this program is for everyone else.
 
+use postern::deliver::local::{self, Params};
 use postern::error::Classify;
 use postern::os::home::Home;
-use postern::deliver::local::{self, Params};
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();

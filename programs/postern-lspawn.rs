@@ -5,8 +5,8 @@
 //! the spawn protocol and the users database, never message content.
 
 use postern::os::home::Home;
-use postern::send::lspawn::LocalStarter;
 use postern::os::log;
+use postern::send::lspawn::LocalStarter;
 
 const PROGRAM: &str = "postern-lspawn";
 

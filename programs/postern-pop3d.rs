@@ -9,10 +9,10 @@
 
 use postern::config::control::Control;
 use postern::error::EXIT_PERM;
+use postern::net::session::Session;
 use postern::os::home::Home;
 use postern::os::log;
 use postern::pop3::mailbox::{Mailbox, MailboxError};
-use postern::net::session::Session;
 use postern::pop3::server::{End, Pop3d};
 use std::time::Duration;
 

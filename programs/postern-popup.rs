@@ -7,9 +7,9 @@
 //! (lib/tlsrelay.rs).
 
 use postern::config::control::Control;
+use postern::net::session::Session;
 use postern::os::home::Home;
 use postern::os::log;
-use postern::net::session::Session;
 use postern::pop3::login::{Outcome, Popup, INNER_ENV};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -30,10 +30,16 @@ fn main() {
         std::process::exit(111);
     }
     let home = Home::from_env();
-    let timeout = Duration::from_secs(Control::new(&home).number("timeoutpop3", 1200).map(|(t, _)| t).unwrap_or_else(|e| {
-        log::line(ME, &format!("{e}; using 1200 seconds"));
-        1200
-    }).max(1));
+    let timeout = Duration::from_secs(
+        Control::new(&home)
+            .number("timeoutpop3", 1200)
+            .map(|(t, _)| t)
+            .unwrap_or_else(|e| {
+                log::line(ME, &format!("{e}; using 1200 seconds"));
+                1200
+            })
+            .max(1),
+    );
     let tls = postern::net::tls::server_config(&home).unwrap_or_else(|e| {
         log::line(ME, &format!("{e}; STLS is not offered until it is fixed"));
         None

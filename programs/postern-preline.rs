@@ -2,8 +2,8 @@
 //! $DTLINE in front of the message (qmail's preline(1)); -f, -r, -d leave one
 //! out. Exits with the program's code; 111 if it could not run or was killed.
 
-use postern::error::Classify;
 use postern::deliver::helpers;
+use postern::error::Classify;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();

@@ -6,7 +6,7 @@
 
 use postern::os::home::Home;
 use postern::os::privs::{self, Service};
-use postern::{os::log, queue::daemon as queued, os::sys};
+use postern::{os::log, os::sys, queue::daemon as queued};
 
 const PROGRAM: &str = "postern-queued";
 

@@ -12,9 +12,9 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use postern::os::home::Home;
 use postern::os::log;
+use postern::os::sys;
 use postern::queue::Queue;
 use postern::send::scheduler::{Config, Scheduler};
-use postern::os::sys;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -57,16 +57,15 @@ fn main() {
         mask.add(s);
     }
     mask.thread_block().unwrap_or_else(|e| die(&format!("cannot block signals: {e}")));
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).unwrap_or_else(|e| die(&format!("signalfd: {e}")));
+    let sfd =
+        SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).unwrap_or_else(|e| die(&format!("signalfd: {e}")));
     // A write end of our own keeps the FIFO from reporting EOF when the last
     // postern-queue closes it.
     let queue = Queue::new(&home);
-    let mut trigger: File = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(queue.trigger_path())
-        .unwrap_or_else(|e| die(&format!("cannot open the trigger {}: {e}; create it with mkfifo (scripts/install does)", queue.trigger_path().display())));
+    let mut trigger: File =
+        OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(queue.trigger_path()).unwrap_or_else(|e| {
+            die(&format!("cannot open the trigger {}: {e}; create it with mkfifo (scripts/install does)", queue.trigger_path().display()))
+        });
 
     let mut s = Scheduler::new(home, cfg, local_req, remote);
     if let Err(e) = s.recover() {

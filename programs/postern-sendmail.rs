@@ -9,8 +9,8 @@
 //! Exit 0 queued, 100 permanent failure, 111 temporary.
 
 use postern::error::{Classify, EXIT_OK, EXIT_PERM};
-use postern::os::home::Home;
 use postern::inject::{self, Request};
+use postern::os::home::Home;
 
 const PROGRAM: &str = "postern-sendmail";
 
@@ -52,7 +52,9 @@ fn main() {
                 "s" => refuse("-bs (SMTP on standard input) is not supported yet; use -t or give recipients as arguments"),
                 other => refuse(&format!("-b{other} is not supported; postern-sendmail only queues mail (-bm) and lists the queue (-bp)")),
             },
-            _ => refuse(&format!("unknown option -{flag}{attached}; see the list of supported options in postern-sendmail's documentation")),
+            _ => {
+                refuse(&format!("unknown option -{flag}{attached}; see the list of supported options in postern-sendmail's documentation"))
+            }
         }
     }
     req.recipients = opts.rest();

@@ -70,7 +70,8 @@ fn main() {
         let (uid, gid) = Service::Send.ids().unwrap_or_else(|e| die(&e.to_string()));
         send.uid(uid).gid(gid);
     }
-    let send = postern::os::sys::spawn_with_fds(&mut send, &fds).unwrap_or_else(|e| die(&format!("cannot run {}: {e}", home.bin("postern-send").display())));
+    let send = postern::os::sys::spawn_with_fds(&mut send, &fds)
+        .unwrap_or_else(|e| die(&format!("cannot run {}: {e}", home.bin("postern-send").display())));
     drop(fds);
 
     // postern-queued saves SMTP and injection a program start per message. It is
@@ -79,7 +80,9 @@ fn main() {
     if home.bin("postern-queued").exists() {
         match Command::new(home.bin("postern-queued")).env("POSTERN_HOME", home.root()).stdin(Stdio::null()).spawn() {
             Ok(c) => queued_pid = Some(Pid::from_raw(c.id() as i32)),
-            Err(e) => log::line(PROGRAM, &format!("cannot run {}: {e}; clients run postern-queue instead", home.bin("postern-queued").display())),
+            Err(e) => {
+                log::line(PROGRAM, &format!("cannot run {}: {e}; clients run postern-queue instead", home.bin("postern-queued").display()))
+            }
         }
     }
 

@@ -5,10 +5,10 @@
 //! reported, and the mail is still delivered), 111 only when the answered-senders
 //! file or the queue fails temporarily.
 
-use postern::error::{Classify, Kind, EXIT_OK};
-use postern::os::home::Home;
 use postern::deliver::local::seekable;
 use postern::deliver::vacation;
+use postern::error::{Classify, Kind, EXIT_OK};
+use postern::os::home::Home;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();

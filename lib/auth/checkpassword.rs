@@ -48,10 +48,9 @@ pub enum CheckError {
 impl fmt::Display for CheckError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CheckError::Misuse(why) => write!(
-                f,
-                "{why}; run me as a checkpassword program: login NUL password NUL timestamp NUL on fd 3, then PROG [ARG...]"
-            ),
+            CheckError::Misuse(why) => {
+                write!(f, "{why}; run me as a checkpassword program: login NUL password NUL timestamp NUL on fd 3, then PROG [ARG...]")
+            }
             CheckError::Database(e) => write!(f, "{e}"),
             CheckError::Become(user, e) => write!(f, "cannot become {user}: {e}"),
             CheckError::Spawn(p, e) => write!(f, "cannot run {}: {e}; check that it exists and is executable", p.display()),
@@ -193,8 +192,8 @@ fn unix_account(name: &str, password: &[u8]) -> Result<Option<Lookup>, CheckErro
         Err(e) => return Err(CheckError::Database(format!("cannot read the shadow entry of {name:?}: {e}"))),
     };
     // "!", "*", "x" and "" are locked or password-less accounts: never a match.
-    let matched = hash.starts_with('$')
-        && crate::os::sys::crypt(password, &hash).is_some_and(|c| constant_time_eq(c.as_bytes(), hash.as_bytes()));
+    let matched =
+        hash.starts_with('$') && crate::os::sys::crypt(password, &hash).is_some_and(|c| constant_time_eq(c.as_bytes(), hash.as_bytes()));
     let shell = pw.shell.to_string_lossy().into_owned();
     let account = Account { name: pw.name, uid: pw.uid.as_raw(), gid: pw.gid.as_raw(), home: pw.dir, shell: Some(shell) };
     Ok(Some(Lookup { account, matched }))
@@ -210,7 +209,11 @@ pub fn become_account(a: &Account) -> Result<(), CheckError> {
     let err = |e: String| CheckError::Become(a.name.clone(), e);
     if !crate::os::privs::is_root() {
         if a.uid != crate::os::sys::real_uid() {
-            return Err(err(format!("uid {} is not mine ({}): an unprivileged postern-auth serves only its own uid", a.uid, crate::os::sys::real_uid())));
+            return Err(err(format!(
+                "uid {} is not mine ({}): an unprivileged postern-auth serves only its own uid",
+                a.uid,
+                crate::os::sys::real_uid()
+            )));
         }
         return Ok(());
     }

@@ -56,9 +56,7 @@ pub fn read_lines(path: &Path) -> Result<Option<Vec<(usize, String)>>, ControlEr
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(ControlError { path: path.to_path_buf(), line: None, problem: format!("cannot read: {e}") })
-        }
+        Err(e) => return Err(ControlError { path: path.to_path_buf(), line: None, problem: format!("cannot read: {e}") }),
     };
     let text = String::from_utf8(bytes).map_err(|e| {
         let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];

@@ -30,7 +30,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub enum RulesError {
     /// A line of the text file does not parse.
-    Syntax { path: PathBuf, line: usize, problem: String },
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
     Read(PathBuf, std::io::Error),
     Cdb(crate::config::cdb::CdbError),
 }
@@ -106,7 +110,8 @@ fn address_keys(addr: &str) -> Result<Vec<String>, String> {
     }
     if addr.contains(':') {
         // An IPv6 prefix of whole groups: "2001:db8:".
-        let groups: Vec<&str> = addr.strip_suffix(':').ok_or_else(|| format!("{addr:?} is not an IPv6 address or prefix"))?.split(':').collect();
+        let groups: Vec<&str> =
+            addr.strip_suffix(':').ok_or_else(|| format!("{addr:?} is not an IPv6 address or prefix"))?.split(':').collect();
         if groups.len() > 7 || groups.iter().any(|g| g.is_empty() || g.len() > 4 || u16::from_str_radix(g, 16).is_err()) {
             return Err(format!("{addr:?} is not an IPv6 prefix (whole groups ending in ':')"));
         }
@@ -271,7 +276,10 @@ mod tests {
         let cdb = d.join("tcp.smtp.cdb");
         assert_eq!(compile(&src, &cdb).unwrap(), 8);
         let dec = |a: &str| decide(&cdb, ip(a)).unwrap();
-        assert_eq!(dec("127.0.0.1"), Decision { allow: true, env: vec![("RELAYCLIENT".into(), "".into()), ("GREETING".into(), "a, b".into())] });
+        assert_eq!(
+            dec("127.0.0.1"),
+            Decision { allow: true, env: vec![("RELAYCLIENT".into(), "".into()), ("GREETING".into(), "a, b".into())] }
+        );
         assert!(!dec("10.0.9.9").allow);
         assert_eq!(dec("10.0.5.2").env, vec![("X".into(), "1".into()), ("Y".into(), "two".into())]);
         assert!(!dec("10.0.5.4").allow);
@@ -288,7 +296,9 @@ mod tests {
     #[test]
     fn errors_name_file_and_line() {
         let p = Path::new("/x/tcp.smtp");
-        for bad in ["1.2.3.4:maybe", "1.2.3.4", "300.1.:deny", "1.2.3.4/40:deny", ":allow,X", ":allow,X=\"open", "a.b.:deny", "1.2.3.9-1x:deny"] {
+        for bad in
+            ["1.2.3.4:maybe", "1.2.3.4", "300.1.:deny", "1.2.3.4/40:deny", ":allow,X", ":allow,X=\"open", "a.b.:deny", "1.2.3.9-1x:deny"]
+        {
             let e = parse(p, &format!("# c\n{bad}\n")).unwrap_err();
             assert!(e.to_string().starts_with("rules file /x/tcp.smtp line 2:"), "{bad}: {e}");
         }

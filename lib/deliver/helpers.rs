@@ -1,8 +1,8 @@
 //! The qmail helper programs: forward, preline, condredirect, bouncesaying,
 //! except. Each reads the message on fd 0 and the environment postern-local sets.
+use crate::deliver::local::*;
 use crate::error::{Classify, Kind};
 use crate::os::home::Home;
-use crate::deliver::local::*;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
@@ -131,8 +131,7 @@ pub fn preline(flags: &PrelineFlags, argv: &[OsString], message: &mut File) -> R
             prefix.push_str(&env(var)?);
         }
     }
-    let mut child =
-        Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::piped()).spawn().map_err(|e| HelperError::Run(name(argv), e))?;
+    let mut child = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::piped()).spawn().map_err(|e| HelperError::Run(name(argv), e))?;
     let mut w = child.stdin.take().expect("piped stdin");
     // A program that stops reading early closes the pipe; its exit code says
     // what happened, not our EPIPE.

@@ -12,10 +12,10 @@
 use crate::address::{Address, AddressError};
 use crate::config::control::{Control, ControlError};
 use crate::deliver::dotqmail::{self, DotQmailError, Line};
-use crate::error::{Classify, Kind};
-use crate::os::home::Home;
-use crate::maildir::{self, MaildirError};
 use crate::deliver::mbox::{self, MboxError};
+use crate::error::{Classify, Kind};
+use crate::maildir::{self, MaildirError};
+use crate::os::home::Home;
 use crate::queue::{self, Envelope, SubmitError};
 use std::ffi::OsString;
 use std::fmt;
@@ -45,8 +45,16 @@ pub enum LocalError {
     Maildir(PathBuf, MaildirError),
     Mbox(PathBuf, MboxError),
     /// A `|program` line failed; `code` None means killed by a signal.
-    Program { command: String, code: Option<i32>, signal: Option<i32>, output: String },
-    Timeout { command: String, seconds: u64 },
+    Program {
+        command: String,
+        code: Option<i32>,
+        signal: Option<i32>,
+        output: String,
+    },
+    Timeout {
+        command: String,
+        seconds: u64,
+    },
     Spawn(String, io::Error),
     /// A program or file line in a dot file with the owner-execute bit.
     ForwardOnly(PathBuf),
@@ -80,16 +88,13 @@ impl fmt::Display for LocalError {
                     (None, None) => write!(f, "4.3.0 program |{command} ended abnormally"),
                 }
             }
-            Timeout { command, seconds } => write!(
-                f,
-                "4.3.0 program |{command} ran longer than {seconds} seconds and was killed (control/timeoutdelivery)"
-            ),
+            Timeout { command, seconds } => {
+                write!(f, "4.3.0 program |{command} ran longer than {seconds} seconds and was killed (control/timeoutdelivery)")
+            }
             Spawn(c, e) => write!(f, "4.3.0 cannot run |{c}: {e}"),
-            ForwardOnly(p) => write!(
-                f,
-                "4.7.0 {} has the execute bit set (forwards only) but holds a program or file line; chmod u-x it",
-                p.display()
-            ),
+            ForwardOnly(p) => {
+                write!(f, "4.7.0 {} has the execute bit set (forwards only) but holds a program or file line; chmod u-x it", p.display())
+            }
             ForwardAddress(a, e) => write!(f, "5.1.3 cannot forward to {a:?}: {e}; fix the dot file"),
             Forward(e) => {
                 let code = if e.kind() == Kind::Permanent { "5.3.0" } else { "4.3.0" };
@@ -239,8 +244,7 @@ pub fn seekable(mut stdin: File) -> io::Result<File> {
     if stdin.seek(SeekFrom::Start(0)).is_ok() {
         return Ok(stdin);
     }
-    let fd = nix::sys::memfd::memfd_create(c"postern-message", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
-        .map_err(io::Error::from)?;
+    let fd = nix::sys::memfd::memfd_create(c"postern-message", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).map_err(io::Error::from)?;
     let mut f = File::from(fd);
     io::copy(&mut stdin, &mut f)?;
     f.seek(SeekFrom::Start(0))?;
@@ -531,10 +535,18 @@ pub fn run_program(cmd: &str, env: &[(String, String)], message: &mut File, time
 pub fn one_line(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b);
     let s = s.trim();
-    s.chars().map(|c| if c == '\n' { '/' } else if c.is_control() { '?' } else { c }).collect()
+    s.chars()
+        .map(|c| {
+            if c == '\n' {
+                '/'
+            } else if c.is_control() {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
-
-
 
 #[cfg(test)]
 mod tests {
@@ -574,7 +586,8 @@ mod tests {
     #[test]
     fn environment_like_qmail() {
         let p = params("list-sub-x-y");
-        let env: std::collections::HashMap<_, _> = delivery_env(&p, "s@x.example", Some("sub-x-y"), SystemTime::UNIX_EPOCH).into_iter().collect();
+        let env: std::collections::HashMap<_, _> =
+            delivery_env(&p, "s@x.example", Some("sub-x-y"), SystemTime::UNIX_EPOCH).into_iter().collect();
         assert_eq!(env["EXT2"], "sub-x-y");
         assert_eq!(env["EXT3"], "x-y");
         assert_eq!(env["EXT4"], "y");

@@ -43,7 +43,8 @@ impl fmt::Display for MboxError {
             ),
             MboxError::Lock(p, e) => write!(f, "4.2.0 cannot lock mbox {}: {e}", p.display()),
             MboxError::Write(p, e) => {
-                let what = if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) { "disk or quota full" } else { "write failed" };
+                let what =
+                    if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) { "disk or quota full" } else { "write failed" };
                 write!(f, "4.2.2 mbox {}: {what}: {e}; the file was left as it was", p.display())
             }
             MboxError::Message(e) => write!(f, "4.3.0 cannot read the message: {e}"),
@@ -134,9 +135,7 @@ fn dotlock(path: &Path, deadline: Instant) -> Result<DotLock, MboxError> {
             }
             // A directory we may not write to (/var/mail without group mail): the
             // fcntl lock alone protects us from writers that use it.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)) => {
-                return Ok(DotLock(None))
-            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)) => return Ok(DotLock(None)),
             Err(e) => return Err(MboxError::Lock(lock, e)),
         }
         if Instant::now() >= deadline {

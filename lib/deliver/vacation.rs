@@ -1,19 +1,19 @@
 //! postern-vacation: an RFC 3834 autoresponder run from a dot-qmail line.
 use crate::address::{Address, AddressError};
+use crate::deliver::local::*;
 use crate::error::{Classify, Kind};
 use crate::os::home::Home;
-use crate::deliver::local::*;
 use crate::queue::{self, Envelope, SubmitError};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
-use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
+use std::io;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 pub const DEFAULT_PERIOD: u64 = 7 * 86400;
 pub const USAGE: &str = "usage: postern-vacation [-p PERIOD_SECONDS] [-d DBFILE] MESSAGEFILE";
@@ -35,8 +35,12 @@ impl fmt::Display for VacationError {
         match self {
             Usage(s) => write!(f, "postern-vacation: {s}; {USAGE}"),
             Env(v) => write!(f, "postern-vacation: ${v} is not set; run it from a dot-qmail line"),
-            Reply(p, e) => write!(f, "postern-vacation: cannot read the reply text {}: {e}; create it or fix the dot-qmail line", p.display()),
-            Db(p, e) => write!(f, "4.3.0 postern-vacation: cannot update {}: {e}; check the home directory's permissions and space", p.display()),
+            Reply(p, e) => {
+                write!(f, "postern-vacation: cannot read the reply text {}: {e}; create it or fix the dot-qmail line", p.display())
+            }
+            Db(p, e) => {
+                write!(f, "4.3.0 postern-vacation: cannot update {}: {e}; check the home directory's permissions and space", p.display())
+            }
             Message(e) => write!(f, "4.3.0 postern-vacation: cannot read the message: {e}"),
             Queue(e) => write!(f, "4.3.0 postern-vacation: cannot queue the reply: {e}"),
             Address(a, e) => write!(f, "postern-vacation: cannot answer {a:?}: {e}"),
@@ -71,7 +75,10 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, VacationError> {
         match a.to_str() {
             Some("-p") => {
                 let v = it.next().ok_or_else(|| VacationError::Usage("-p needs a number of seconds".into()))?;
-                o.period = v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| VacationError::Usage(format!("-p {v:?} is not a number of seconds")))?;
+                o.period = v
+                    .to_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| VacationError::Usage(format!("-p {v:?} is not a number of seconds")))?;
             }
             Some("-d") => o.db = Some(PathBuf::from(it.next().ok_or_else(|| VacationError::Usage("-d needs a file name".into()))?)),
             _ if reply.is_none() => reply = Some(PathBuf::from(a)),
@@ -88,8 +95,10 @@ pub fn robot_sender(sender: &str) -> bool {
         return true;
     }
     let local = sender.rsplit_once('@').map(|(l, _)| l).unwrap_or(sender).to_ascii_lowercase();
-    matches!(local.as_str(), "mailer-daemon" | "postmaster" | "listserv" | "majordomo" | "mailer" | "noreply" | "no-reply" | "donotreply" | "do-not-reply")
-        || local.starts_with("owner-")
+    matches!(
+        local.as_str(),
+        "mailer-daemon" | "postmaster" | "listserv" | "majordomo" | "mailer" | "noreply" | "no-reply" | "donotreply" | "do-not-reply"
+    ) || local.starts_with("owner-")
         || local.ends_with("-request")
         || local.ends_with("-owner")
         || local.ends_with("-bounces")
@@ -133,7 +142,8 @@ pub fn skip_reason(header: &[u8], recipient: &str) -> Option<String> {
 /// The reply text: its own header lines (if it starts with some) and body.
 pub fn split_reply(text: &str) -> (Vec<String>, String) {
     let first = text.lines().next().unwrap_or("");
-    let looks_like_header = first.split_once(':').is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    let looks_like_header =
+        first.split_once(':').is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     let sep = text.find("\n\n").map(|i| (i, i + 2));
     match (looks_like_header, sep) {
         (true, Some((end, body))) => {
@@ -161,11 +171,8 @@ fn has_header(headers: &[String], name: &str) -> bool {
 pub fn compose(reply_text: &str, header: &[u8], recipient: &str, sender: &str, now: SystemTime) -> Vec<u8> {
     let orig = mail_parser::MessageParser::default().parse_headers(header);
     let orig_id = orig.as_ref().and_then(|m| m.message_id()).map(|s| s.to_string());
-    let orig_subject = orig
-        .as_ref()
-        .and_then(|m| m.header_raw("Subject"))
-        .map(|s| s.replace(['\r', '\n'], "").trim().to_string())
-        .unwrap_or_default();
+    let orig_subject =
+        orig.as_ref().and_then(|m| m.header_raw("Subject")).map(|s| s.replace(['\r', '\n'], "").trim().to_string()).unwrap_or_default();
     let (headers, body) = split_reply(reply_text);
     let mut out = String::new();
     let nl = |out: &mut String, s: &str| {
@@ -271,9 +278,16 @@ pub fn run(home: &Home, o: &Options, message: &File) -> Result<Outcome, Vacation
     let mut lock_path = db_path.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
-    let lock = OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(&lock_path).map_err(|e| VacationError::Db(lock_path.clone(), e))?;
+    let lock = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| VacationError::Db(lock_path.clone(), e))?;
     // Concurrent deliveries to one user must not both answer the same sender.
-    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| VacationError::Db(lock_path.clone(), e.into()))?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| VacationError::Db(lock_path.clone(), e.into()))?;
     let now = queue::now();
     let mut db = read_db(&db_path)?;
     let key = sender.to_ascii_lowercase();

@@ -46,7 +46,11 @@ pub enum InjectError {
     Read(io::Error),
     Control(ControlError),
     /// An address is unusable; `what` says where it came from.
-    Address { what: String, value: String, error: AddressError },
+    Address {
+        what: String,
+        value: String,
+        error: AddressError,
+    },
     NoRecipients,
     Submit(SubmitError),
     /// A queue directory cannot be listed.
@@ -62,16 +66,14 @@ impl fmt::Display for InjectError {
             InjectError::Read(e) => write!(f, "cannot read the message from standard input: {e}"),
             InjectError::Control(e) => write!(f, "{e}; fix the control file"),
             InjectError::Address { what, value, error } => write!(f, "bad {what} {value:?}: {error}"),
-            InjectError::NoRecipients => f.write_str(
-                "no recipients: give them as arguments, or use -t to take them from the To, Cc and Bcc headers",
-            ),
+            InjectError::NoRecipients => {
+                f.write_str("no recipients: give them as arguments, or use -t to take them from the To, Cc and Bcc headers")
+            }
             InjectError::Submit(e) => write!(f, "cannot queue the message: {e}"),
             InjectError::QueueDir(p, e) => write!(f, "cannot read the queue directory {}: {e}", p.display()),
-            InjectError::NotRunning(p) => write!(
-                f,
-                "postern-send is not running (nobody reads {}); the queue will be tried when it starts",
-                p.display()
-            ),
+            InjectError::NotRunning(p) => {
+                write!(f, "postern-send is not running (nobody reads {}); the queue will be tried when it starts", p.display())
+            }
             InjectError::Trigger(p, e) => write!(f, "cannot write to the trigger {}: {e}", p.display()),
         }
     }
@@ -131,11 +133,8 @@ impl Identity {
         let login = env(&["QMAILUSER", "MAILUSER", "USER", "LOGNAME"])
             .or_else(crate::os::sys::login_name)
             .unwrap_or_else(|| format!("uid{}", crate::os::sys::real_uid()));
-        let full_name = full_name
-            .map(str::to_string)
-            .or_else(|| env(&["QMAILNAME", "MAILNAME", "NAME"]))
-            .or_else(|| gecos(&login))
-            .unwrap_or_default();
+        let full_name =
+            full_name.map(str::to_string).or_else(|| env(&["QMAILNAME", "MAILNAME", "NAME"])).or_else(|| gecos(&login)).unwrap_or_default();
         let from_host = env(&["QMAILHOST", "MAILHOST"]).unwrap_or_else(|| defaulthost.clone());
         let default_sender = format!(
             "{}@{}",

@@ -92,7 +92,8 @@ pub fn deliver(maildir: &Path, prefix: &[u8], message: &mut File) -> Result<Path
     let tmp = tmpdir.join(&name);
     // No stat of the directories first: a missing one shows up as ENOENT here or
     // at the link, and the common case saves two system calls.
-    let missing = |e: io::Error| if e.kind() == io::ErrorKind::NotFound { MaildirError::Missing(maildir.to_path_buf()) } else { io_err(&tmp, e) };
+    let missing =
+        |e: io::Error| if e.kind() == io::ErrorKind::NotFound { MaildirError::Missing(maildir.to_path_buf()) } else { io_err(&tmp, e) };
     let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(missing)?;
     let mut dst = newdir.join(&name);
     let r = write_all(&mut f, &tmp, prefix, message).and_then(|(size, wire)| {
@@ -137,7 +138,9 @@ fn link_into(tmp: &Path, dst: &Path) -> Result<(), MaildirError> {
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EXDEV) | Some(libc::ENOTSUP)) => {
             fs::rename(tmp, dst).map_err(|e| io_err(dst, e))
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(MaildirError::Missing(dst.parent().and_then(Path::parent).unwrap_or(dst).to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(MaildirError::Missing(dst.parent().and_then(Path::parent).unwrap_or(dst).to_path_buf()))
+        }
         Err(e) => Err(io_err(dst, e)),
     }
 }

@@ -6,9 +6,9 @@
 //! Signals arrive on a signalfd polled together with the listening socket, so the
 //! loop never blocks in accept with a child to reap or a SIGTERM waiting.
 
+use crate::config::rules;
 use crate::error::{Classify, Kind};
 use crate::os::log;
-use crate::config::rules;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -41,7 +41,9 @@ impl fmt::Display for ListenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ListenError::Usage(s) => write!(f, "{s}\n{USAGE}"),
-            ListenError::Bind(a, e) => write!(f, "cannot listen on {a}: {e} (is another server on that port, or is it below 1024 without root?)"),
+            ListenError::Bind(a, e) => {
+                write!(f, "cannot listen on {a}: {e} (is another server on that port, or is it below 1024 without root?)")
+            }
             ListenError::User(u) => write!(f, "no user {u:?} for -u; create it or give another"),
             ListenError::Privs(e) => write!(f, "{e}"),
             ListenError::Rules(e) => write!(f, "{e}"),
@@ -87,12 +89,22 @@ pub enum Mode {
 /// Parse the arguments after the program name.
 pub fn parse_args(args: &[OsString]) -> Result<Mode, ListenError> {
     let usage = |s: &str| ListenError::Usage(s.to_string());
-    let mut o = Options { user: None, max_conn: 40, max_per_ip: 10, rules: None, host: String::new(), port: 0, program: Vec::new(), exec_always: false };
+    let mut o = Options {
+        user: None,
+        max_conn: 40,
+        max_per_ip: 10,
+        rules: None,
+        host: String::new(),
+        port: 0,
+        program: Vec::new(),
+        exec_always: false,
+    };
     let mut i = 0;
     let text = |i: usize| args.get(i).and_then(|a| a.to_str()).map(str::to_string);
     while let Some(a) = text(i).filter(|a| a.starts_with('-') && a.len() > 1) {
         let value = || text(i + 1).ok_or_else(|| usage(&format!("{a} needs a value")));
-        let number = |v: String| v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| usage(&format!("{a} needs a number above 0, not {v:?}")));
+        let number =
+            |v: String| v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| usage(&format!("{a} needs a number above 0, not {v:?}")));
         if a == "-E" {
             o.exec_always = true;
             i += 1;
@@ -184,7 +196,10 @@ pub fn serve(listener: TcpListener, opts: &Options, builtin: Option<Builtin>) ->
                 if info.ssi_signo == Signal::SIGCHLD as u32 {
                     server.reap();
                 } else {
-                    log::line(PROGRAM, &format!("stopping on signal {}; {} connection(s) left to finish", info.ssi_signo, server.children.len()));
+                    log::line(
+                        PROGRAM,
+                        &format!("stopping on signal {}; {} connection(s) left to finish", info.ssi_signo, server.children.len()),
+                    );
                     return Ok(());
                 }
             }

@@ -26,8 +26,7 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 6] =
-        [Service::Daemon, Service::Queue, Service::Send, Service::Remote, Service::Log, Service::Virtual];
+    pub const ALL: [Service; 6] = [Service::Daemon, Service::Queue, Service::Send, Service::Remote, Service::Log, Service::Virtual];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -71,10 +71,7 @@ pub fn login_name() -> Option<String> {
 
 /// This host's name, for `me` when the control file is missing.
 pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".to_string())
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Take ownership of one of the descriptors a protocol hands us at start (fd 0 and
@@ -225,7 +222,8 @@ pub fn recv_with_fds(
     use std::os::fd::{AsRawFd, FromRawFd};
     let mut iov = [std::io::IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 8]);
-    let msg = recvmsg::<()>(sock.as_fd().as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(std::io::Error::from)?;
+    let msg =
+        recvmsg::<()>(sock.as_fd().as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(std::io::Error::from)?;
     for c in msg.cmsgs().map_err(std::io::Error::from)? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             for fd in fds {
@@ -390,7 +388,8 @@ impl SharedCounter {
         // (it lives as long as the process): the reference stays valid. Zeroed
         // memory is a valid AtomicU32, and the page is aligned for it.
         unsafe {
-            let p = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0);
+            let p =
+                libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0);
             if p == libc::MAP_FAILED {
                 return Err(std::io::Error::last_os_error());
             }

@@ -90,7 +90,10 @@ pub enum Command {
     User(Vec<u8>),
     Pass(Vec<u8>),
     /// AUTH with no mechanism lists the mechanisms.
-    Auth { mechanism: Option<String>, initial: Option<Vec<u8>> },
+    Auth {
+        mechanism: Option<String>,
+        initial: Option<Vec<u8>>,
+    },
     Stls,
     Stat,
     List(Option<Number>),

@@ -50,7 +50,9 @@ pub enum Outcome {
 
 impl Popup {
     fn capabilities(&self) -> String {
-        let mut c = String::from("+OK capability list follows\r\nUSER\r\nUIDL\r\nTOP\r\nPIPELINING\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nSASL PLAIN\r\n");
+        let mut c = String::from(
+            "+OK capability list follows\r\nUSER\r\nUIDL\r\nTOP\r\nPIPELINING\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nSASL PLAIN\r\n",
+        );
         if self.tls.is_some() && !self.secure {
             c.push_str("STLS\r\n");
         }
@@ -172,7 +174,12 @@ impl Popup {
     /// AUTH PLAIN's response (initial or after "+ "). None: cancelled by "*";
     /// Some(None): malformed (a failed login); Some(Some(..)): login and password.
     #[allow(clippy::type_complexity)]
-    fn sasl_plain(&self, net: &mut Session, lines: &mut LineReader, initial: Option<Vec<u8>>) -> Result<Option<Option<(Vec<u8>, Vec<u8>)>>, NetError> {
+    fn sasl_plain(
+        &self,
+        net: &mut Session,
+        lines: &mut LineReader,
+        initial: Option<Vec<u8>>,
+    ) -> Result<Option<Option<(Vec<u8>, Vec<u8>)>>, NetError> {
         let response = match initial {
             Some(r) => r,
             None => {
@@ -193,7 +200,13 @@ impl Popup {
 
     /// Run the chain with the login on fd 3. Some(status): it served the
     /// session; None: the login failed (logged here with the real reason).
-    fn attempt(&self, net: &mut Session, login: &[u8], password: &[u8], log: &mut dyn FnMut(&str)) -> Result<Option<Option<i32>>, NetError> {
+    fn attempt(
+        &self,
+        net: &mut Session,
+        login: &[u8],
+        password: &[u8],
+        log: &mut dyn FnMut(&str),
+    ) -> Result<Option<Option<i32>>, NetError> {
         net.flush()?;
         let who = crate::os::log::show(login);
         let Some(req) = checkpassword::encode(login, password, b"") else {
@@ -213,7 +226,9 @@ impl Popup {
         match code {
             Some(EXIT_BAD) => log(&format!("authentication failed for {who:?} from {}", self.remote)),
             Some(EXIT_MISUSE) => log(&format!("{} says it was misused (exit 2) for {who:?}", self.child[0].to_string_lossy())),
-            Some(EXIT_TEMP) => log(&format!("{} failed temporarily (exit 111) for {who:?}; see its log line", self.child[0].to_string_lossy())),
+            Some(EXIT_TEMP) => {
+                log(&format!("{} failed temporarily (exit 111) for {who:?}; see its log line", self.child[0].to_string_lossy()))
+            }
             other => return Ok(Some(other)),
         }
         Ok(None)

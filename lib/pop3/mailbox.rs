@@ -110,7 +110,13 @@ fn is_missing(e: &io::Error) -> bool {
 impl Mailbox {
     /// Lock, move new/ to cur/, list. `log` receives a line per skipped file.
     pub fn open(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Mailbox, MailboxError> {
-        let io_err = |p: &Path, e: io::Error| if is_missing(&e) { MailboxError::Missing(dir.to_path_buf()) } else { MailboxError::Io(p.to_path_buf(), e) };
+        let io_err = |p: &Path, e: io::Error| {
+            if is_missing(&e) {
+                MailboxError::Missing(dir.to_path_buf())
+            } else {
+                MailboxError::Io(p.to_path_buf(), e)
+            }
+        };
         for sub in ["cur", "new"] {
             match fs::metadata(dir.join(sub)) {
                 Ok(m) if m.is_dir() => {}
@@ -119,7 +125,14 @@ impl Mailbox {
             }
         }
         let lock_path = dir.join(LOCK_FILE);
-        let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&lock_path).map_err(|e| io_err(&lock_path, e))?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| io_err(&lock_path, e))?;
         let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
             if e == nix::errno::Errno::EWOULDBLOCK {
                 MailboxError::InUse(dir.to_path_buf())

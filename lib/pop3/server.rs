@@ -6,16 +6,17 @@
 //! messages go out in chunks of CHUNK bytes from a memory map, converted on the
 //! fly. Every bad command gets a -ERR and the session goes on.
 
-use crate::pop3::mailbox::{self, Mailbox, Message, Stuffer};
 use crate::net::session::Session;
 use crate::pop3::command::{self as pop3, Command, Line, LineReader};
+use crate::pop3::mailbox::{self, Mailbox, Message, Stuffer};
 use std::fs::File;
 
 /// How much of a message is converted and sent at a time.
 pub const CHUNK: usize = 64 * 1024;
 
 /// What CAPA lists once the user is logged in (RFC 2449).
-pub const CAPA_TRANSACTION: &str = "+OK capability list follows\r\nTOP\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION postern\r\n.\r\n";
+pub const CAPA_TRANSACTION: &str =
+    "+OK capability list follows\r\nTOP\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION postern\r\n.\r\n";
 
 /// How a session ended.
 #[derive(Debug, PartialEq, Eq)]

@@ -50,7 +50,6 @@
 //! So postern-queue reuses a file only when it has exactly one link, is a regular
 //! file and is its own, and opens it with O_NOFOLLOW.
 
-
 pub mod daemon;
 
 use crate::address::{Address, AddressError};
@@ -297,12 +296,13 @@ impl Queue {
         let (mut f, reused) = match self.reuse(&tmp) {
             Some(f) => (f, true),
             None => {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o660)
-                    .open(&tmp)
-                    .map_err(|e| if e.kind() == io::ErrorKind::NotFound { QueueError::Dir(self.tmp(), e) } else { QueueError::Write(tmp.clone(), e) })?;
+                let f = OpenOptions::new().write(true).create_new(true).mode(0o660).open(&tmp).map_err(|e| {
+                    if e.kind() == io::ErrorKind::NotFound {
+                        QueueError::Dir(self.tmp(), e)
+                    } else {
+                        QueueError::Write(tmp.clone(), e)
+                    }
+                })?;
                 (f, false)
             }
         };
@@ -338,7 +338,9 @@ impl Queue {
                 continue;
             }
             let f = OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(tmp).ok();
-            let fit = |f: &File| f.metadata().map(|m| m.is_file() && m.nlink() == 1 && m.uid() == crate::os::sys::effective_uid()).unwrap_or(false);
+            let fit = |f: &File| {
+                f.metadata().map(|m| m.is_file() && m.nlink() == 1 && m.uid() == crate::os::sys::effective_uid()).unwrap_or(false)
+            };
             match f {
                 Some(f) if fit(&f) => return Some(f),
                 _ => {
@@ -365,7 +367,15 @@ impl Queue {
         fs::remove_file(path)
     }
 
-    fn write_file(&self, f: &mut File, path: &Path, message: &mut dyn Read, envelope: &mut dyn Read, received: &[u8], reused: bool) -> Result<(), QueueError> {
+    fn write_file(
+        &self,
+        f: &mut File,
+        path: &Path,
+        message: &mut dyn Read,
+        envelope: &mut dyn Read,
+        received: &[u8],
+        reused: bool,
+    ) -> Result<(), QueueError> {
         // Permissions are set explicitly: the umask of whoever ran us is not ours.
         let _ = f.set_permissions(fs::Permissions::from_mode(0o660));
         let werr = |e: io::Error| QueueError::Write(path.to_path_buf(), e);
@@ -384,10 +394,7 @@ impl Queue {
             len += n as u64;
         }
         let mut env = Vec::new();
-        envelope
-            .take(MAX_ENVELOPE as u64 + 1)
-            .read_to_end(&mut env)
-            .map_err(|e| QueueError::Read(format!("envelope: {e}")))?;
+        envelope.take(MAX_ENVELOPE as u64 + 1).read_to_end(&mut env).map_err(|e| QueueError::Read(format!("envelope: {e}")))?;
         if env.len() > MAX_ENVELOPE {
             return Err(QueueError::Envelope(format!("longer than {MAX_ENVELOPE} bytes")));
         }
@@ -510,8 +517,12 @@ impl QueueFile {
         if &t[..4] != MAGIC || t[20] != b':' || t[31] != b'\n' {
             return Err(corrupt("no valid trailer".into()));
         }
-        let off = std::str::from_utf8(&t[4..20]).ok().and_then(|s| u64::from_str_radix(s, 16).ok()).ok_or_else(|| corrupt("bad envelope offset".into()))?;
-        let birth = std::str::from_utf8(&t[21..31]).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| corrupt("bad birth time".into()))?;
+        let off = std::str::from_utf8(&t[4..20])
+            .ok()
+            .and_then(|s| u64::from_str_radix(s, 16).ok())
+            .ok_or_else(|| corrupt("bad envelope offset".into()))?;
+        let birth =
+            std::str::from_utf8(&t[21..31]).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| corrupt("bad birth time".into()))?;
         let env_len = size - TRAILER_LEN as u64;
         if off > env_len || env_len - off > MAX_ENVELOPE as u64 {
             return Err(corrupt("envelope offset out of range".into()));
@@ -729,7 +740,13 @@ pub struct SubmitError {
 
 impl fmt::Display for SubmitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (exit {}){}", exit::describe(self.code), self.code, if self.detail.is_empty() { String::new() } else { format!(": {}", self.detail) })
+        write!(
+            f,
+            "{} (exit {}){}",
+            exit::describe(self.code),
+            self.code,
+            if self.detail.is_empty() { String::new() } else { format!(": {}", self.detail) }
+        )
     }
 }
 
@@ -790,7 +807,12 @@ impl Submission {
         let (msg_r, msg_w) = crate::os::sys::pipe().ok()?;
         let (env_r, env_w) = crate::os::sys::pipe().ok()?;
         crate::os::sys::send_with_fds(&sock, b"Q", &[msg_r.as_fd(), env_r.as_fd()]).ok()?;
-        Some(Submission { verdict: Verdict::Daemon(sock), stdin: Some(File::from(msg_w)), envelope: Some(File::from(env_w)), broken: false })
+        Some(Submission {
+            verdict: Verdict::Daemon(sock),
+            stdin: Some(File::from(msg_w)),
+            envelope: Some(File::from(env_w)),
+            broken: false,
+        })
     }
 
     /// More of the message.

@@ -13,12 +13,12 @@
 //! (groups, gid, then uid) before it reads anything the recipient controls, and it
 //! calls itself postern-local in ps.
 
+use crate::deliver::local::Params;
 use crate::error::Kind;
 use crate::os::home::Home;
 use crate::queue::{Queue, QueueFile};
 use crate::send::spawn::{Request, Running, Starter};
 use crate::users::Users;
-use crate::deliver::local::Params;
 use std::os::fd::OwnedFd;
 
 pub struct LocalStarter {
@@ -33,7 +33,8 @@ impl LocalStarter {
     pub fn new(home: Home) -> Result<LocalStarter, crate::config::control::ControlError> {
         // Every line of control/defaultdelivery, like qmail's aliasempty.
         let c = crate::config::control::Control::new(&home);
-        let default_delivery = c.list("defaultdelivery")?.filter(|l| !l.is_empty()).map(|l| l.join("\n")).unwrap_or_else(|| "./Maildir/".into());
+        let default_delivery =
+            c.list("defaultdelivery")?.filter(|l| !l.is_empty()).map(|l| l.join("\n")).unwrap_or_else(|| "./Maildir/".into());
         Ok(LocalStarter { home, as_root: crate::os::privs::is_root(), default_delivery })
     }
 }

@@ -11,11 +11,11 @@
 
 use crate::address::Address;
 use crate::config::control::{Control, ControlError};
-use crate::send::dsn::{Bounce, Failure};
 use crate::error::Kind;
 use crate::os::home::Home;
 use crate::os::log;
 use crate::queue::{self, Envelope, Queue, QueueFile};
+use crate::send::dsn::{Bounce, Failure};
 use crate::send::spawn::{self, Outcome, Report, Request};
 use crate::users::Users;
 use std::cmp::Reverse;
@@ -67,7 +67,11 @@ impl Config {
         let limit = |name: &str, default: u64| -> Result<usize, ControlError> {
             let (v, _) = c.number(name, default)?;
             if v == 0 || v > spawn::MAX_SLOTS as u64 {
-                return Err(ControlError { path: c.path(name), line: Some(1), problem: format!("{v} is out of range 1..{}", spawn::MAX_SLOTS) });
+                return Err(ControlError {
+                    path: c.path(name),
+                    line: Some(1),
+                    problem: format!("{v} is out of range 1..{}", spawn::MAX_SLOTS),
+                });
             }
             Ok(v as usize)
         };
@@ -343,7 +347,12 @@ impl Scheduler {
         }
         log::line(
             PROGRAM,
-            &format!("new {id} from <{}> to {} recipient(s), {} bytes", qf.sender, rcpts.iter().filter(|(_, s)| *s == RState::Waiting).count(), qf.message_len),
+            &format!(
+                "new {id} from <{}> to {} recipient(s), {} bytes",
+                qf.sender,
+                rcpts.iter().filter(|(_, s)| *s == RState::Waiting).count(),
+                qf.message_len
+            ),
         );
         let now = queue::now();
         self.msgs.insert(id.to_string(), Msg { sender: qf.sender.clone(), birth: qf.birth, rcpts, busy: 0, next_try: now, skip: 10 });
@@ -454,8 +463,9 @@ impl Scheduler {
             let sent = if ch.remote {
                 // rspawn runs as postern-r and cannot open the queue: the file goes
                 // along with the request.
-                File::open(self.queue.mess().join(&id))
-                    .and_then(|f| crate::os::sys::send_with_fds(ch.writer.as_ref().expect("writer"), &bytes, &[std::os::fd::AsFd::as_fd(&f)]))
+                File::open(self.queue.mess().join(&id)).and_then(|f| {
+                    crate::os::sys::send_with_fds(ch.writer.as_ref().expect("writer"), &bytes, &[std::os::fd::AsFd::as_fd(&f)])
+                })
             } else {
                 ch.writer.as_mut().expect("writer").write_all(&bytes)
             };
@@ -634,7 +644,11 @@ impl Scheduler {
                 log::line(PROGRAM, &format!("double bounce {id}: discarded (doublebounceto is empty)"));
                 return Ok(());
             }
-            let to = if cfg.doublebounceto.contains('@') { cfg.doublebounceto.clone() } else { format!("{}@{}", cfg.doublebounceto, cfg.doublebouncehost) };
+            let to = if cfg.doublebounceto.contains('@') {
+                cfg.doublebounceto.clone()
+            } else {
+                format!("{}@{}", cfg.doublebounceto, cfg.doublebouncehost)
+            };
             (to, DOUBLE_BOUNCE_SENDER.to_string())
         } else {
             (sender.as_str().to_string(), String::new())
@@ -677,7 +691,11 @@ mod tests {
         Config {
             me: "mx.example".into(),
             locals: ["mx.example".to_string(), "localhost".to_string()].into_iter().collect(),
-            virtualdomains: vec![("virt.example".into(), "joe".into()), (".sub.example".into(), "subs".into()), ("not.sub.example".into(), "".into())],
+            virtualdomains: vec![
+                ("virt.example".into(), "joe".into()),
+                (".sub.example".into(), "subs".into()),
+                ("not.sub.example".into(), "".into()),
+            ],
             envnoathost: "mx.example".into(),
             bouncefrom: "MAILER-DAEMON".into(),
             bouncehost: "mx.example".into(),

@@ -357,7 +357,10 @@ pub fn serve(program: &str, starter: &mut dyn Starter, with_files: bool) -> io::
                             Ok(run) => {
                                 crate::os::sys::set_nonblocking(run.output.as_raw_fd(), true)?;
                                 by_pid.insert(run.pid.as_raw(), req.slot);
-                                slots.insert(req.slot, Slot { count, output: File::from(run.output), text: Vec::new(), status: None, eof: false });
+                                slots.insert(
+                                    req.slot,
+                                    Slot { count, output: File::from(run.output), text: Vec::new(), status: None, eof: false },
+                                );
                             }
                             Err((kind, text)) => {
                                 outbuf.extend(encode_report(&Report { slot: req.slot, results: all(count, Outcome::Failed(kind), text) }));
@@ -401,7 +404,6 @@ fn drain(s: &mut Slot) {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -129,10 +129,7 @@ impl fmt::Display for RemoteError {
             Message(e) => write!(f, "4.3.0 cannot read the message on fd 0: {e}"),
             Connect(p, Some(src), e) => write!(f, "4.4.1 cannot connect to {p} from {src}: {e}"),
             Connect(p, None, e) => write!(f, "4.4.1 cannot connect to {p}: {e}"),
-            NoSource(p, d) => write!(
-                f,
-                "4.4.1 skipped {p}: control/outgoingip gives the sender domain {d:?} no address of that family"
-            ),
+            NoSource(p, d) => write!(f, "4.4.1 skipped {p}: control/outgoingip gives the sender domain {d:?} no address of that family"),
             Timeout(p, stage, s) => write!(f, "4.4.2 {p} did not answer within {s} seconds {stage}; will retry"),
             Lost(p, stage) => write!(f, "4.4.2 {p} closed the connection {stage}; will retry"),
             Io(p, stage, e) => write!(f, "4.4.2 connection to {p} failed {stage}: {e}; will retry"),
@@ -146,10 +143,9 @@ impl fmt::Display for RemoteError {
             TooBig(p, size, limit) => {
                 write!(f, "5.3.4 the message is {size} bytes and {p} accepts at most {limit} bytes (its SIZE)")
             }
-            Needs8Bit(p) => write!(
-                f,
-                "5.6.3 the message contains 8-bit data and {p} does not offer 8BITMIME, so it cannot be sent unchanged"
-            ),
+            Needs8Bit(p) => {
+                write!(f, "5.6.3 the message contains 8-bit data and {p} does not offer 8BITMIME, so it cannot be sent unchanged")
+            }
             BadSender(s) => write!(f, "5.1.7 the sender address {s:?} cannot be sent in SMTP (it contains a line break or angle bracket)"),
             Mail(p, s, r) => write!(f, "{} {p} does not like the sender <{s}>.\n{}", r.status_or_class(), said(r)),
             Data(p, r) => write!(f, "{} {p} refused to accept the message (DATA).\n{}", r.status_or_class(), said(r)),
@@ -167,7 +163,13 @@ impl Classify for RemoteError {
             Route(e) => e.kind(),
             Greeting(_, r) | Helo(_, r) | Mail(_, _, r) | Data(_, r) | Final(_, r) => by_reply(r),
             TooBig(..) | Needs8Bit(_) | BadSender(_) => Kind::Permanent,
-            NoneAccepted(_, temp) => if *temp { Kind::Temporary } else { Kind::Permanent },
+            NoneAccepted(_, temp) => {
+                if *temp {
+                    Kind::Temporary
+                } else {
+                    Kind::Permanent
+                }
+            }
             _ => Kind::Temporary,
         }
     }
@@ -284,8 +286,8 @@ impl Conn {
         let peer = Peer(target.clone());
         let err = |e: io::Error| RemoteError::Connect(peer.clone(), bind, e);
         let addr = SocketAddr::new(target.ip, target.port);
-        let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))
-            .map_err(err)?;
+        let sock =
+            socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP)).map_err(err)?;
         if let Some(src) = bind {
             sock.bind(&SocketAddr::new(src, 0).into()).map_err(err)?;
         }
@@ -607,12 +609,8 @@ impl Run<'_> {
             let mut accepted = 0;
             let mut temporary = false;
             for (i, rcpt) in &sendable {
-                let r = if ext.pipelining {
-                    c.reply("after RCPT TO")
-                } else {
-                    c.command(&format!("RCPT TO:<{rcpt}>"), "after RCPT TO")
-                }
-                .map_err(|e| (e, false))?;
+                let r = if ext.pipelining { c.reply("after RCPT TO") } else { c.command(&format!("RCPT TO:<{rcpt}>"), "after RCPT TO") }
+                    .map_err(|e| (e, false))?;
                 reports[*i] = match r.class() {
                     2 => {
                         accepted += 1;

@@ -278,7 +278,11 @@ fn mail_params(s: &str) -> Result<MailParams, CommandError> {
             ("RET", Some(v)) if v.eq_ignore_ascii_case("FULL") || v.eq_ignore_ascii_case("HDRS") => m.ret = Some(v.to_ascii_uppercase()),
             ("RET", _) => return Err(CommandError::Parameter("RET must be FULL or HDRS".into())),
             ("ENVID", v) => m.envid = Some(xtext("ENVID", v)?),
-            ("AUTH", v) => m.auth = Some(xtext("AUTH", v).or_else(|_| v.filter(|v| *v == "<>").map(str::to_string).ok_or(CommandError::Parameter("AUTH needs a value".into())))?),
+            ("AUTH", v) => {
+                m.auth = Some(xtext("AUTH", v).or_else(|_| {
+                    v.filter(|v| *v == "<>").map(str::to_string).ok_or(CommandError::Parameter("AUTH needs a value".into()))
+                })?)
+            }
             _ => return Err(CommandError::Parameter(format!("unknown MAIL parameter {k}"))),
         }
     }
@@ -491,7 +495,10 @@ mod tests {
         assert_eq!(p("MAIL FROM:<>"), Ok(Command::Mail(String::new(), MailParams::default())));
         let Ok(Command::Mail(a, m)) = p("mail from: <a@b.c> SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=hdrs ENVID=x+2B1") else { panic!() };
         assert_eq!(a, "a@b.c");
-        assert_eq!((m.size, m.body_8bit, m.smtputf8, m.ret.as_deref(), m.envid.as_deref()), (Some(1000), true, true, Some("HDRS"), Some("x+2B1")));
+        assert_eq!(
+            (m.size, m.body_8bit, m.smtputf8, m.ret.as_deref(), m.envid.as_deref()),
+            (Some(1000), true, true, Some("HDRS"), Some("x+2B1"))
+        );
         assert_eq!(p("MAIL FROM:<@r1,@r2:u@d>"), Ok(Command::Mail("u@d".into(), MailParams::default())));
         assert_eq!(p("MAIL FROM:<\"a >b\"@d>"), Ok(Command::Mail("\"a >b\"@d".into(), MailParams::default())));
         assert_eq!(p("MAIL FROM:u@d"), Ok(Command::Mail("u@d".into(), MailParams::default())));

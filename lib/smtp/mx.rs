@@ -57,7 +57,9 @@ impl fmt::Display for MxError {
         match self {
             MxError::Control(e) => write!(f, "4.3.5 {e}; fix it and the message will be retried"),
             MxError::Setup(e) => write!(f, "4.4.3 cannot set up DNS resolution: {e}; check /etc/resolv.conf or control/dnsresolvers"),
-            MxError::NoSuchDomain(d) => write!(f, "5.1.2 the domain {d} has no mail server: it does not exist, or has no MX and no address (DNS)"),
+            MxError::NoSuchDomain(d) => {
+                write!(f, "5.1.2 the domain {d} has no mail server: it does not exist, or has no MX and no address (DNS)")
+            }
             MxError::NullMx(d) => write!(f, "5.1.10 the domain {d} accepts no mail: it publishes a null MX (RFC 7505)"),
             MxError::CnameLoop(d, chain) => {
                 write!(f, "4.4.3 the DNS of {d} has a loop of CNAMEs ({}); it will be retried until its owner fixes it", chain.join(" -> "))
@@ -201,9 +203,7 @@ impl Dns {
         let fqdn = format!("{}.", name.trim_end_matches('.'));
         match self.rt.block_on(self.resolver.lookup(fqdn.as_str(), rtype)) {
             Ok(l) => Ok(Some(l.answers().iter().filter(|r| r.record_type() == rtype).map(|r| r.data.clone()).collect())),
-            Err(NetError::Dns(DnsError::NoRecordsFound(nr))) if nr.response_code == ResponseCode::NXDomain => {
-                Err(LookupFailure::NxDomain)
-            }
+            Err(NetError::Dns(DnsError::NoRecordsFound(nr))) if nr.response_code == ResponseCode::NXDomain => Err(LookupFailure::NxDomain),
             Err(NetError::Dns(DnsError::NoRecordsFound(_))) => Ok(None),
             Err(e) => Err(LookupFailure::Other(e.to_string())),
         }

@@ -12,9 +12,9 @@
 use crate::address::Address;
 use crate::config::control::{Control, ControlError};
 use crate::error::{Classify, Kind};
+use crate::net::session::{NetError, Session};
 use crate::os::home::Home;
 use crate::os::log;
-use crate::net::session::{NetError, Session};
 use crate::queue::{self, Envelope};
 use crate::send::scheduler::{self, Route};
 use crate::smtp::command::{self as smtp, Command, DataReader, DataStatus, LineEvent, LineReader, MailParams};
@@ -290,7 +290,9 @@ impl<'a> Smtpd<'a> {
                 return Ok(Next::Stop(End::Quit));
             }
             Command::Vrfy => self.reply(252, "2.5.2 cannot VRFY; send the message and delivery will be attempted"),
-            Command::Help => self.reply(214, "2.0.0 commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH\nsee RFC 5321"),
+            Command::Help => {
+                self.reply(214, "2.0.0 commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH\nsee RFC 5321")
+            }
             Command::StartTls => return self.starttls(),
             Command::Auth(mech, initial) => return self.auth(&mech, initial),
         }
@@ -484,7 +486,16 @@ impl<'a> Smtpd<'a> {
         let envelope = Envelope { sender: t.sender.clone(), recipients: t.rcpts.clone() };
         match spool.commit(&envelope) {
             Ok(()) => {
-                log::line(PROGRAM, &format!("accepted {} bytes from <{}> for {} recipient(s) from {}", reader.bytes, t.sender, t.rcpts.len(), self.client.ip));
+                log::line(
+                    PROGRAM,
+                    &format!(
+                        "accepted {} bytes from <{}> for {} recipient(s) from {}",
+                        reader.bytes,
+                        t.sender,
+                        t.rcpts.len(),
+                        self.client.ip
+                    ),
+                );
                 self.reply(250, "2.0.0 ok: queued");
             }
             Err(e) => {

@@ -80,7 +80,11 @@ pub enum UsersError {
     /// A text file cannot be read or written.
     Io(PathBuf, io::Error),
     /// A line of users/assign, users/virtual or users/vdomains does not parse.
-    Syntax { path: PathBuf, line: usize, problem: String },
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
     /// The password database could not be asked (NIS/LDAP down, ...).
     Passwd(String, String),
     /// An address given to an admin command is unusable.
@@ -123,11 +127,9 @@ impl fmt::Display for UsersError {
 impl Classify for UsersError {
     fn kind(&self) -> Kind {
         match self {
-            UsersError::Cdb(_)
-            | UsersError::Io(..)
-            | UsersError::Syntax { .. }
-            | UsersError::Passwd(..)
-            | UsersError::Service(_) => Kind::Temporary,
+            UsersError::Cdb(_) | UsersError::Io(..) | UsersError::Syntax { .. } | UsersError::Passwd(..) | UsersError::Service(_) => {
+                Kind::Temporary
+            }
             UsersError::BadAddress(..)
             | UsersError::NotVirtualDomain(_)
             | UsersError::Exists(_)
@@ -256,13 +258,7 @@ impl Users {
         if f.len() != 4 {
             return None;
         }
-        Some(VirtualUser {
-            address,
-            hash: f[0].to_string(),
-            uid: f[1].parse().ok()?,
-            gid: f[2].parse().ok()?,
-            home: PathBuf::from(f[3]),
-        })
+        Some(VirtualUser { address, hash: f[0].to_string(), uid: f[1].parse().ok()?, gid: f[2].parse().ok()?, home: PathBuf::from(f[3]) })
     }
 }
 
@@ -360,11 +356,7 @@ pub fn parse_assign(path: &Path, text: &str) -> Result<Records, UsersError> {
         let body = line[1..].strip_suffix(':').unwrap_or(&line[1..]);
         let f: Vec<&str> = body.split(':').collect();
         if f.len() != 7 {
-            return Err(syntax(
-                path,
-                n,
-                format!("expected 7 fields (local:user:uid:gid:home:dash:ext:), found {}", f.len()),
-            ));
+            return Err(syntax(path, n, format!("expected 7 fields (local:user:uid:gid:home:dash:ext:), found {}", f.len())));
         }
         if f[1].is_empty() {
             return Err(syntax(path, n, "the user field is empty"));
@@ -475,10 +467,9 @@ pub struct EditLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
 pub fn lock(home: &Home) -> Result<EditLock, UsersError> {
     let path = home.users().join("lock");
     fs::create_dir_all(home.users()).map_err(|e| UsersError::Io(home.users(), e))?;
-    let f = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path).map_err(|e| UsersError::Io(path.clone(), e))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map(EditLock)
-        .map_err(|(_, e)| UsersError::Io(path, io::Error::from(e)))
+    let f =
+        OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path).map_err(|e| UsersError::Io(path.clone(), e))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map(EditLock).map_err(|(_, e)| UsersError::Io(path, io::Error::from(e)))
 }
 
 /// Rewrite a users/ list file keeping comments: `keep` decides for each meaningful

@@ -41,7 +41,22 @@ fn users_and_domains() {
     }
     let o = add("alice@v.example");
     assert_eq!(o.status.code(), Some(100), "duplicate: {}", text(&o));
-    ok(&home.run("postern-admin", &["user", "add", "bob@v.example", "--password-stdin", "--uid", &uid, "--gid", &gid, "--home", home.join("elsewhere/bob").to_str().unwrap()], b"secret2\n"));
+    ok(&home.run(
+        "postern-admin",
+        &[
+            "user",
+            "add",
+            "bob@v.example",
+            "--password-stdin",
+            "--uid",
+            &uid,
+            "--gid",
+            &gid,
+            "--home",
+            home.join("elsewhere/bob").to_str().unwrap(),
+        ],
+        b"secret2\n",
+    ));
 
     let list = ok(&home.run("postern-admin", &["user", "list"], b""));
     assert!(list.contains("alice@v.example") && list.contains("bob@v.example"), "{list}");
@@ -162,7 +177,8 @@ fn queue_list_count_flush() {
     let i = f.recipients.iter().position(|r| r.address.as_str() == "r1@b.example").unwrap();
     f.mark_done(&[i]).unwrap();
     let list = ok(&home.run("postern-admin", &["queue", "list"], b""));
-    for want in ["from <s1@a.example>", "from <s2@a.example>", "pending <r3@c.example>", "done    <r1@b.example>", "pending <r2@b.example>"] {
+    for want in ["from <s1@a.example>", "from <s2@a.example>", "pending <r3@c.example>", "done    <r1@b.example>", "pending <r2@b.example>"]
+    {
         assert!(list.contains(want), "{want} missing in\n{list}");
     }
     assert!(list.contains(first.file_name().unwrap().to_str().unwrap()), "{list}");
@@ -194,7 +210,10 @@ fn showctl_names_sources_and_errors() {
     assert!(out.contains("concurrencyremote: 20 [built-in default]"), "{out}");
     assert!(out.contains("  a.example\n  b.example\n"), "{out}");
     let bad = out.lines().find(|l| l.starts_with("concurrencylocal:")).expect("concurrencylocal listed");
-    assert!(bad.contains("ERROR") && bad.contains(&home.join("control/concurrencylocal").display().to_string()) && bad.contains("line 1"), "{bad}");
+    assert!(
+        bad.contains("ERROR") && bad.contains(&home.join("control/concurrencylocal").display().to_string()) && bad.contains("line 1"),
+        "{bad}"
+    );
     // Every registered setting is listed, even after the bad one.
     for s in postern::config::settings::SETTINGS {
         assert!(out.lines().any(|l| l.starts_with(&format!("{}:", s.name))), "{} missing in\n{out}", s.name);

@@ -50,7 +50,22 @@ fn virtual_users_right_wrong_unknown_and_what_prog_gets() {
     let (uid, gid) = if is_root() { (65534u32, 65534u32) } else { (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw()) };
     let mbox = h.path().join("mail/v.test/ann");
     admin_ok(&h, &["domain", "add", "v.test"], b"");
-    admin_ok(&h, &["user", "add", "ann@v.test", "--password-stdin", "--uid", &uid.to_string(), "--gid", &gid.to_string(), "--home", mbox.to_str().unwrap()], b"s3cret pw\n");
+    admin_ok(
+        &h,
+        &[
+            "user",
+            "add",
+            "ann@v.test",
+            "--password-stdin",
+            "--uid",
+            &uid.to_string(),
+            "--gid",
+            &gid.to_string(),
+            "--home",
+            mbox.to_str().unwrap(),
+        ],
+        b"s3cret pw\n",
+    );
     // New hashes are argon2id, kept out of users/cdb, in passwd.cdb (0600).
     let virt = fs::read_to_string(h.join("users/virtual")).unwrap();
     assert!(virt.contains("ann@v.test:$argon2id$"), "{virt}");
@@ -194,7 +209,8 @@ fn popup_works_with_a_checkpassword_program_of_our_own() {
     .unwrap();
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
     let input = b"USER carol\r\nPASS wrong\r\nUSER carol\r\nPASS secret pw\r\nSTAT\r\nRETR 1\r\nQUIT\r\n";
-    let o = h.run("postern-popup", &["own.test", script.to_str().unwrap(), h.join("bin/postern-pop3d").to_str().unwrap(), "Maildir"], input);
+    let o =
+        h.run("postern-popup", &["own.test", script.to_str().unwrap(), h.join("bin/postern-pop3d").to_str().unwrap(), "Maildir"], input);
     let reply = String::from_utf8_lossy(&o.stdout).into_owned();
     let lines: Vec<&str> = reply.lines().collect();
     assert!(lines.len() >= 9, "{}", text(&o));

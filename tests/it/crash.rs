@@ -28,9 +28,10 @@ fn token(n: usize) -> String {
 
 #[test]
 fn sigkill_at_random_moments_loses_nothing() {
-    let seed = std::env::var("POSTERN_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
+    let seed = std::env::var("POSTERN_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
     eprintln!("crash test seed {seed} (set POSTERN_CRASH_SEED to repeat)");
     let i = Arc::new(Instance::create("crash"));
     let maildirs: Vec<_> = (0..USERS).map(|u| i.adduser(&format!("u{u}"), "x")).collect();

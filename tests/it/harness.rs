@@ -401,7 +401,8 @@ impl Instance {
             // The kernel keeps 15 bytes of a name.
             let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
             let comm = comm.trim_end();
-            if (running == exe && comm == &program[..program.len().min(15)]) || (running.parent() == Some(bin.as_path()) && comm == program) {
+            if (running == exe && comm == &program[..program.len().min(15)]) || (running.parent() == Some(bin.as_path()) && comm == program)
+            {
                 v.push(pid);
             }
         }

@@ -99,7 +99,8 @@ fn vacation_user(tag: &str) -> User {
     u
 }
 
-const TO_ME: &[u8] = b"From: s@sender.example\nTo: Someone <u@test.example>\nSubject: Lunch?\nMessage-ID: <m1@sender.example>\n\nShall we?\n";
+const TO_ME: &[u8] =
+    b"From: s@sender.example\nTo: Someone <u@test.example>\nSubject: Lunch?\nMessage-ID: <m1@sender.example>\n\nShall we?\n";
 
 #[test]
 fn vacation_answers_once_per_sender() {

@@ -10,7 +10,20 @@ use std::process::Output;
 /// Run a program as a known sender: USER=tester, no other identity variables.
 fn run_as_tester(home: &Home, program: &str, args: &[&str], stdin: &[u8]) -> Output {
     let mut c = home.cmd(program);
-    for v in ["QMAILUSER", "MAILUSER", "LOGNAME", "QMAILNAME", "MAILNAME", "NAME", "QMAILHOST", "MAILHOST", "QMAILSUSER", "QMAILSHOST", "QMAILQUEUE", "POSTERN_QUEUE"] {
+    for v in [
+        "QMAILUSER",
+        "MAILUSER",
+        "LOGNAME",
+        "QMAILNAME",
+        "MAILNAME",
+        "NAME",
+        "QMAILHOST",
+        "MAILHOST",
+        "QMAILSUSER",
+        "QMAILSHOST",
+        "QMAILQUEUE",
+        "POSTERN_QUEUE",
+    ] {
         c.env_remove(v);
     }
     c.env("USER", "tester").env("NAME", "Test Er");
@@ -39,7 +52,8 @@ fn recipients(f: &QueueFile) -> Vec<String> {
 #[test]
 fn sendmail_t_takes_header_recipients_and_completes_headers() {
     let home = Home::new("inject-t");
-    let msg = b"To: Alice <alice@a.example>, bob\r\nCc: team: carol@c.example;\r\nBcc: secret@s.example\r\nSubject: hello\r\n\r\nbody line\r\n";
+    let msg =
+        b"To: Alice <alice@a.example>, bob\r\nCc: team: carol@c.example;\r\nBcc: secret@s.example\r\nSubject: hello\r\n\r\nbody line\r\n";
     let o = run_as_tester(&home, "postern-sendmail", &["-t", "extra@e.example"], msg);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let (f, m) = only_message(&home);
@@ -61,7 +75,12 @@ fn sendmail_t_takes_header_recipients_and_completes_headers() {
 fn sendmail_f_and_capital_f_and_control_hosts() {
     let home = Home::new("inject-f");
     home.control("defaulthost", "dh.example\n").control("idhost", "ids.example\n");
-    let o = run_as_tester(&home, "postern-sendmail", &["-fbounces@list.example", "-F", "Jane Doe", "-oem", "-odi", "-v", "r@x.example"], b"Subject: s\n\nb\n");
+    let o = run_as_tester(
+        &home,
+        "postern-sendmail",
+        &["-fbounces@list.example", "-F", "Jane Doe", "-oem", "-odi", "-v", "r@x.example"],
+        b"Subject: s\n\nb\n",
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let (f, m) = only_message(&home);
     assert_eq!(f.sender.as_str(), "bounces@list.example");

@@ -46,7 +46,10 @@ fn install_sets_owners_and_modes_and_mail_flows() {
     admin(&["user", "add", "lee@inst.test", "--password", "pw"]);
 
     let mut start = Command::new(home.join("bin/postern-start")).env("POSTERN_HOME", &home).stderr(Stdio::piped()).spawn().unwrap();
-    let out = run_with_input(Command::new(home.join("bin/postern-sendmail")).env("POSTERN_HOME", &home).args(["-oi", "lee@inst.test"]), &message("installed", "x"));
+    let out = run_with_input(
+        Command::new(home.join("bin/postern-sendmail")).env("POSTERN_HOME", &home).args(["-oi", "lee@inst.test"]),
+        &message("installed", "x"),
+    );
     assert!(out.status.success(), "{}", text(&out));
     let md = home.join("mail/inst.test/lee/Maildir");
     let got = wait_for(20, "delivery through the installed suite", || {

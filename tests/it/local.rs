@@ -191,7 +191,15 @@ fn no_file_for_an_extension_is_permanent() {
 #[test]
 fn program_exit_codes() {
     let u = User::new("local-codes");
-    for (ext, line) in [("e0", "exit 0"), ("e99", "exit 99"), ("e100", "echo 5.7.1 not wanted; exit 100"), ("e111", "exit 111"), ("e3", "exit 3"), ("e77", "exit 77"), ("kill", "kill -9 $$")] {
+    for (ext, line) in [
+        ("e0", "exit 0"),
+        ("e99", "exit 99"),
+        ("e100", "echo 5.7.1 not wanted; exit 100"),
+        ("e111", "exit 111"),
+        ("e3", "exit 3"),
+        ("e77", "exit 77"),
+        ("kill", "kill -9 $$"),
+    ] {
         u.dot(&format!(".qmail-{ext}"), &format!("|{line}\n./Maildir/\n"));
     }
     let o = u.deliver("e0", MSG1);
@@ -307,11 +315,8 @@ fn concurrent_mbox_appends_keep_every_message_once() {
     assert_eq!(from_lines.len(), 20, "{mbox}");
     assert!(from_lines.iter().all(|l| l.starts_with(&format!("From {SENDER} "))));
     for i in 0..20 {
-        let want = format!(
-            "{}Subject: n{i}\n\n>From the start {i}\n>>From quoted {i}\nbody {i}\n{}\n\nFrom ",
-            prefix("u"),
-            "x".repeat(i * 1000)
-        );
+        let want =
+            format!("{}Subject: n{i}\n\n>From the start {i}\n>>From quoted {i}\nbody {i}\n{}\n\nFrom ", prefix("u"), "x".repeat(i * 1000));
         // Each message is followed by a blank line and the next From_ line.
         assert_eq!(format!("{mbox}From ").matches(&want).count(), 1, "message {i}");
     }

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-
 /// An instance on free SMTP and POP3 ports, with a short POP3 timeout; started.
 pub struct Pop3Instance {
     pub i: Instance,
@@ -115,9 +114,12 @@ pub fn python(script: &str, args: &[&str]) -> String {
 
 /// The base64 SASL PLAIN response for login and password (empty authzid).
 pub fn sasl_plain(login: &str, pw: &str) -> String {
-    python("import base64,sys; print(base64.b64encode(b'\\0' + sys.argv[1].encode() + b'\\0' + sys.argv[2].encode()).decode())", &[login, pw])
-        .trim()
-        .to_string()
+    python(
+        "import base64,sys; print(base64.b64encode(b'\\0' + sys.argv[1].encode() + b'\\0' + sys.argv[2].encode()).decode())",
+        &[login, pw],
+    )
+    .trim()
+    .to_string()
 }
 
 /// poplib: log in (plain or STLS), then print per message "N UIDL HEX(bytes)",
@@ -176,7 +178,8 @@ fn poplib_plain_and_stls_get_exactly_what_was_delivered_and_uidls_are_stable() {
     assert_eq!(got, delivered, "RETR gives the delivered bytes (LF lines, dots unstuffed)");
     // Moved new/ -> cur/ with :2, as qmail-pop3d does.
     assert!(maildir_new(&p.i.maildir("alice")).is_empty());
-    let cur: Vec<String> = fs::read_dir(p.i.maildir("alice").join("cur")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let cur: Vec<String> =
+        fs::read_dir(p.i.maildir("alice").join("cur")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(cur.iter().all(|n| n.ends_with(":2,")), "{cur:?}");
     // Over STLS, and again after a restart: the same UIDLs.
     let tls = poplib(p.port, &user, "pw-a", Some(&p.cert()), false);
@@ -213,7 +216,12 @@ fn fetchmail(p: &Pop3Instance, local: &str, pw: &str) -> Vec<Vec<u8>> {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&rc, fs::Permissions::from_mode(0o600)).unwrap();
-    let o = Command::new("fetchmail").args(["-f", rc.to_str().unwrap(), "--nodetach", "-v"]).env("HOME", t.path()).env("FETCHMAILHOME", t.path()).output().unwrap();
+    let o = Command::new("fetchmail")
+        .args(["-f", rc.to_str().unwrap(), "--nodetach", "-v"])
+        .env("HOME", t.path())
+        .env("FETCHMAILHOME", t.path())
+        .output()
+        .unwrap();
     assert!(o.status.success(), "fetchmail: {}\npop3 log:\n{}", text(&o), p.pop3_log());
     assert!(String::from_utf8_lossy(&o.stdout).contains("POP3> STLS"), "{}", text(&o));
     let mut got: Vec<Vec<u8>> = fs::read_dir(&out).unwrap().map(|e| fs::read(e.unwrap().path()).unwrap()).collect();
@@ -330,7 +338,10 @@ fn bad_commands_get_errors_and_the_session_goes_on() {
     // Pipelined: all replies come, in order.
     c.send(b"STAT\r\nLIST 1\r\nUIDL 2\r\nNOOP\r\n");
     let replies: Vec<String> = (0..4).map(|_| c.line()).collect();
-    assert!(replies[0].starts_with("+OK 2 ") && replies[1].starts_with("+OK 1 ") && replies[2].starts_with("+OK 2 ") && replies[3] == "+OK", "{replies:?}");
+    assert!(
+        replies[0].starts_with("+OK 2 ") && replies[1].starts_with("+OK 1 ") && replies[2].starts_with("+OK 2 ") && replies[3] == "+OK",
+        "{replies:?}"
+    );
     assert!(c.cmd("QUIT").starts_with("+OK"));
     assert_eq!(fs::read_dir(p.i.maildir("dave").join("cur")).unwrap().count(), 2, "RSET undid the DELE");
 }

@@ -53,7 +53,10 @@ fn ordinary_user_instance_runs_everything_as_that_user() {
     }
     let user = "postern-tester";
     if uid_of(user).is_none() {
-        let st = std::process::Command::new("useradd").args(["--system", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", user]).status().unwrap();
+        let st = std::process::Command::new("useradd")
+            .args(["--system", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", user])
+            .status()
+            .unwrap();
         assert!(st.success() || uid_of(user).is_some());
     }
     let uid = uid_of(user).unwrap();

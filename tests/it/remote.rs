@@ -28,14 +28,7 @@ pub struct Outcome {
 pub fn remote(home: &Home, host: &str, sender: &str, rcpts: &[&str], msg: &[u8]) -> Outcome {
     let path = home.join("message");
     fs::write(&path, msg).unwrap();
-    let out = home
-        .cmd("postern-remote")
-        .arg(host)
-        .arg(sender)
-        .args(rcpts)
-        .stdin(Stdio::from(File::open(&path).unwrap()))
-        .output()
-        .unwrap();
+    let out = home.cmd("postern-remote").arg(host).arg(sender).args(rcpts).stdin(Stdio::from(File::open(&path).unwrap())).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(out.stdout.ends_with(b"\0"), "{}", text(&out));
     let mut reports: Vec<(char, String)> = out.stdout[..out.stdout.len() - 1]

@@ -224,7 +224,18 @@ fn swaks_with_starttls_and_auth() {
     let body = "Line one\nLine two";
     let swaks = |extra: &[&str]| {
         Command::new("swaks")
-            .args(["--server", &server, "--from", "bob@sender.test", "--to", &i.address("alice"), "--body", body, "--header", "Subject: via swaks"])
+            .args([
+                "--server",
+                &server,
+                "--from",
+                "bob@sender.test",
+                "--to",
+                &i.address("alice"),
+                "--body",
+                body,
+                "--header",
+                "Subject: via swaks",
+            ])
             .args(extra)
             .output()
             .unwrap()
@@ -304,7 +315,11 @@ fn not_an_open_relay_unless_the_rules_or_auth_allow_it() {
 
     // RELAYCLIENT from the listener's rules.
     allow_relay(&i);
-    let out = i.run("postern-listen", &["-X", i.path().join("control/tcp.smtp").to_str().unwrap(), i.path().join("control/tcp.smtp.cdb").to_str().unwrap()], b"");
+    let out = i.run(
+        "postern-listen",
+        &["-X", i.path().join("control/tcp.smtp").to_str().unwrap(), i.path().join("control/tcp.smtp.cdb").to_str().unwrap()],
+        b"",
+    );
     assert!(out.status.success(), "{}", text(&out));
     let mut c = Client::connect(port);
     c.expect("EHLO client.test", 250);
@@ -647,7 +662,10 @@ print("AUTH" in data.decode(), "STARTTLS" in data.decode())
     assert!(out.status.success(), "{}", text(&out));
     let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
     assert!(lines[0].starts_with("220 2.0.0"), "{lines:?}");
-    assert!(lines[1].starts_with("250-") && lines[1].contains("Hello y"), "the first reply in TLS answers EHLO, not the injected NOOP: {lines:?}");
+    assert!(
+        lines[1].starts_with("250-") && lines[1].contains("Hello y"),
+        "the first reply in TLS answers EHLO, not the injected NOOP: {lines:?}"
+    );
     assert_eq!(lines[2], "True False", "AUTH offered in TLS, STARTTLS no more");
 }
 

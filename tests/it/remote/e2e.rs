@@ -26,7 +26,12 @@ fn instance_to_instance_by_mx_with_verified_tls_from_the_senders_address() {
     let bob = b.adduser("bob", "x");
     b.start();
 
-    let dns = Unbound::start(&["e2eb.test. MX 10 dead.e2eb.test.", "dead.e2eb.test. A 127.0.0.9", "e2eb.test. MX 20 mx.e2eb.test.", "mx.e2eb.test. A 127.0.0.1"]);
+    let dns = Unbound::start(&[
+        "e2eb.test. MX 10 dead.e2eb.test.",
+        "dead.e2eb.test. A 127.0.0.9",
+        "e2eb.test. MX 20 mx.e2eb.test.",
+        "mx.e2eb.test. A 127.0.0.1",
+    ]);
     let a = Instance::create("e2ea");
     let ctl = |n: &str, v: String| fs::write(a.path().join("control").join(n), v).unwrap();
     ctl("dnsresolvers", format!("127.0.0.1:{}\n", dns.port));
@@ -51,7 +56,11 @@ fn instance_to_instance_by_mx_with_verified_tls_from_the_senders_address() {
 #[test]
 fn instance_retries_a_temporary_failure_and_bounces_a_permanent_one() {
     fn rcpt(addr: &str) -> String {
-        if addr.starts_with("gone") { "550 5.1.1 gone".into() } else { "451 4.3.0 later".into() }
+        if addr.starts_with("gone") {
+            "550 5.1.1 gone".into()
+        } else {
+            "451 4.3.0 later".into()
+        }
     }
     let f = Fake::start("127.0.0.1", Script { rcpt, ..Script::default() });
     let a = Instance::create("e2er");

@@ -44,7 +44,10 @@ fn per_recipient_results_are_passed_back_exactly() {
     let letters: String = o.recipients.iter().map(|r| r.0).collect();
     assert_eq!(letters, "rhs", "{o:?}");
     assert!(o.recipients[1].1.starts_with("5.1.1 ") && o.recipients[1].1.contains("550 5.1.1 no such user"), "{o:?}");
-    assert!(o.recipients[2].1.starts_with("4.2.1 [127.0.0.1]:") && o.recipients[2].1.contains("Remote host said: 450 4.2.1 mailbox busy"), "{o:?}");
+    assert!(
+        o.recipients[2].1.starts_with("4.2.1 [127.0.0.1]:") && o.recipients[2].1.contains("Remote host said: 450 4.2.1 mailbox busy"),
+        "{o:?}"
+    );
     assert_eq!(o.message.0, 'K', "{o:?}");
 }
 

@@ -34,7 +34,10 @@ fn mlmmj_takes_a_subscription_and_fans_out_a_post() {
     let list_home = list_md.parent().unwrap().to_path_buf();
     let spool = i.path().join("mlmmj");
     fs::create_dir_all(&spool).unwrap();
-    let out = run_with_input(Command::new("/usr/bin/mlmmj-make-ml").args(["-L", "list", "-s", spool.to_str().unwrap()]), format!("{}\npostmaster@{}\n\n", i.domain, i.domain).as_bytes());
+    let out = run_with_input(
+        Command::new("/usr/bin/mlmmj-make-ml").args(["-L", "list", "-s", spool.to_str().unwrap()]),
+        format!("{}\npostmaster@{}\n\n", i.domain, i.domain).as_bytes(),
+    );
     assert!(out.status.success(), "{}", text(&out));
     let ml = spool.join("list");
     for (f, v) in [("delimiter", "-".to_string()), ("relayhost", "127.0.0.1".into()), ("smtpport", port.to_string())] {
@@ -63,12 +66,14 @@ fn mlmmj_takes_a_subscription_and_fans_out_a_post() {
     send(port, &s1, &confsub, &format!("From: {s1}\nTo: {confsub}\nSubject: Re: confirm\n\n"));
     let two = i.wait_mail(&subs[0], 2);
     assert!(two.iter().any(|m| String::from_utf8_lossy(m).to_lowercase().contains("welcome")), "no welcome message for s1");
-    let subscribed = fs::read_dir(ml.join("subscribers.d")).unwrap().map(|e| fs::read_to_string(e.unwrap().path()).unwrap()).collect::<String>();
+    let subscribed =
+        fs::read_dir(ml.join("subscribers.d")).unwrap().map(|e| fs::read_to_string(e.unwrap().path()).unwrap()).collect::<String>();
     assert!(subscribed.contains(&s1), "{subscribed}");
 
     // Two more subscribers, added by the list owner without confirmation.
     for s in ["s2", "s3"] {
-        let out = Command::new("/usr/bin/mlmmj-sub").args(["-L", ml.to_str().unwrap(), "-a", &i.address(s), "-f", "-q", "-s"]).output().unwrap();
+        let out =
+            Command::new("/usr/bin/mlmmj-sub").args(["-L", ml.to_str().unwrap(), "-a", &i.address(s), "-f", "-q", "-s"]).output().unwrap();
         assert!(out.status.success(), "{}", text(&out));
     }
 
@@ -77,7 +82,8 @@ fn mlmmj_takes_a_subscription_and_fans_out_a_post() {
     for (n, md) in subs.iter().enumerate() {
         // Maildir names do not sort by time: find the post among the messages.
         let got = i.wait_mail(md, if n == 0 { 3 } else { 1 });
-        let post = got.iter().map(|m| String::from_utf8_lossy(m).into_owned()).find(|m| m.contains("Subject: hello list")).unwrap_or_default();
+        let post =
+            got.iter().map(|m| String::from_utf8_lossy(m).into_owned()).find(|m| m.contains("Subject: hello list")).unwrap_or_default();
         assert!(post.contains("Subject: hello list") && post.contains("A post for everyone."), "{post}");
         assert!(post.contains("(postern-smtpd)"), "the post came back through SMTP:\n{post}");
     }
