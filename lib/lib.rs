@@ -7,6 +7,7 @@
 
 pub mod address;
 pub mod error;
+pub mod status;
 
 pub mod auth;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod message;
 pub mod net;
 pub mod os;
 pub mod pop3;
+pub mod proto;
 pub mod queue;
 pub mod send;
 pub mod smtp;

@@ -5,7 +5,7 @@
 //! one.
 
 use std::fmt;
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
@@ -88,34 +88,62 @@ impl Db {
     }
 }
 
-/// Build `path` atomically from `records`.
-pub fn build(path: &Path, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), CdbError> {
-    let werr = |e: String| CdbError::Write(path.to_path_buf(), e);
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut failed = None;
-    tinycdb::Cdb::new(&tmp, |c| {
-        for (k, v) in records {
-            if let Err(e) = c.add(k, v) {
-                failed.get_or_insert(format!("{e:?}"));
-            }
-        }
-    })
-    .map_err(|e| werr(format!("{e:?}")))?;
-    if let Some(e) = failed {
-        let _ = fs::remove_file(&tmp);
-        return Err(werr(e));
+/// A whole database in djb's format, as bytes: a 2048-byte header of 256
+/// (position, slots) pairs, the records (key length, value length, key, value),
+/// then 256 hash tables of (hash, position) slots, each twice as long as the
+/// records it holds, probed linearly from (hash >> 8) % slots.
+pub fn encode(records: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<u8>, String> {
+    let too_big = || "the database would be larger than 4 GiB".to_string();
+    let mut out = vec![0u8; 2048];
+    let mut slots: Vec<Vec<(u32, u32)>> = vec![Vec::new(); 256];
+    for (k, v) in records {
+        let pos = u32::try_from(out.len()).map_err(|_| too_big())?;
+        let h = hash(k);
+        slots[h as usize & 255].push((h, pos));
+        out.extend_from_slice(&u32::try_from(k.len()).map_err(|_| too_big())?.to_le_bytes());
+        out.extend_from_slice(&u32::try_from(v.len()).map_err(|_| too_big())?.to_le_bytes());
+        out.extend_from_slice(k);
+        out.extend_from_slice(v);
     }
-    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| werr(e.to_string()))?;
-    fs::rename(&tmp, path).map_err(|e| werr(e.to_string()))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| werr(e.to_string()))?;
-    Ok(())
+    for (i, entries) in slots.iter().enumerate() {
+        let pos = u32::try_from(out.len()).map_err(|_| too_big())?;
+        let len = entries.len() * 2;
+        let mut table = vec![(0u32, 0u32); len];
+        for &(h, p) in entries {
+            let mut at = (h as usize >> 8) % len;
+            while table[at].1 != 0 {
+                at = (at + 1) % len;
+            }
+            table[at] = (h, p);
+        }
+        for (h, p) in table {
+            out.extend_from_slice(&h.to_le_bytes());
+            out.extend_from_slice(&p.to_le_bytes());
+        }
+        out[i * 8..i * 8 + 4].copy_from_slice(&pos.to_le_bytes());
+        out[i * 8 + 4..i * 8 + 8].copy_from_slice(&(len as u32).to_le_bytes());
+    }
+    u32::try_from(out.len()).map_err(|_| too_big())?;
+    Ok(out)
+}
+
+/// Build `path` atomically from `records`, readable by everyone (0644): a cdb
+/// with secrets goes through `build_mode`.
+pub fn build(path: &Path, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), CdbError> {
+    build_mode(path, records, 0o644)
+}
+
+/// `build` with the mode the file has from its first byte on.
+pub fn build_mode(path: &Path, records: &[(Vec<u8>, Vec<u8>)], mode: u32) -> Result<(), CdbError> {
+    let werr = |e: String| CdbError::Write(path.to_path_buf(), e);
+    let bytes = encode(records).map_err(werr)?;
+    crate::os::fs::write_atomic(path, &bytes, mode).map_err(|e| werr(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn build_and_read_back() {
@@ -126,6 +154,9 @@ mod tests {
         let mut db = Db::open(&p).unwrap().unwrap();
         assert_eq!(db.get(b"b"), Some(b"2".to_vec()));
         assert_eq!(db.get(b"c"), None);
+        // Duplicate keys: the first one is found, as in every cdb reader.
+        build(&p, &[(b"k".to_vec(), b"first".to_vec()), (b"k".to_vec(), b"second".to_vec())]).unwrap();
+        assert_eq!(Db::open(&p).unwrap().unwrap().get(b"k"), Some(b"first".to_vec()));
         // Many keys, so tables have collisions and probing is exercised.
         let many: Vec<_> = (0..5000).map(|i| (format!("key{i}").into_bytes(), format!("value{i}").into_bytes())).collect();
         build(&p, &many).unwrap();

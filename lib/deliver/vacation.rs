@@ -10,7 +10,6 @@ use std::fmt;
 use std::fs::File;
 use std::fs::{self, OpenOptions};
 use std::io;
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -238,19 +237,10 @@ pub fn read_db(path: &Path) -> Result<BTreeMap<String, u64>, VacationError> {
         .collect())
 }
 
-/// Rewrite the database atomically: tmp file, fsync, rename.
+/// Rewrite the database atomically (see os::fs).
 pub fn write_db(path: &Path, db: &BTreeMap<String, u64>) -> Result<(), VacationError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let err = |e| VacationError::Db(path.to_path_buf(), e);
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
-    let mut text = String::new();
-    for (s, t) in db {
-        text.push_str(&format!("{s} {t}\n"));
-    }
-    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(err)?;
-    fs::rename(&tmp, path).map_err(err)
+    let text: String = db.iter().map(|(s, t)| format!("{s} {t}\n")).collect();
+    crate::os::fs::write_atomic(path, text.as_bytes(), 0o600).map_err(|e| VacationError::Db(path.to_path_buf(), e))
 }
 
 /// What postern-vacation did.

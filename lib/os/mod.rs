@@ -1,6 +1,7 @@
 //! The operating system: the one module with `unsafe` (sys), service users and
 //! privileges, where an installation lives, and log lines.
 
+pub mod fs;
 pub mod home;
 pub mod log;
 pub mod privs;

@@ -49,7 +49,7 @@ use crate::error::{Classify, Kind};
 use crate::os::home::Home;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -441,24 +441,10 @@ fn compile(home: &Home) -> Result<usize, UsersError> {
     // yet. passwd.cdb is private to its writer (and setuid-root postern-auth);
     // cdb has no secrets and every service may read it.
     let pw = passwd_cdb_path(home);
-    cdb::build(&pw, &hashes).map_err(UsersError::Cdb)?;
-    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).map_err(|e| UsersError::Io(pw.clone(), e))?;
+    cdb::build_mode(&pw, &hashes, 0o600).map_err(UsersError::Cdb)?;
     let path = cdb_path(home);
     cdb::build(&path, &records).map_err(UsersError::Cdb)?;
-    let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o644));
     Ok(records.len())
-}
-
-/// Replace `path` with `content` atomically: tmp, fsync, rename, fsync the directory.
-pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<(), UsersError> {
-    let err = |e: io::Error| UsersError::Io(path.to_path_buf(), e);
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(err)?;
-    f.write_all(content).and_then(|_| f.sync_all()).map_err(err)?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(err)?;
-    File::open(path.parent().unwrap_or(Path::new("."))).and_then(|d| d.sync_all()).map_err(err)
 }
 
 /// Held while an admin edits users/: two admins at once cannot lose an edit.
@@ -488,7 +474,7 @@ fn edit_list(path: &Path, keep: impl Fn(&str) -> bool, add: Option<&str>) -> Res
         out.push_str(a);
         out.push('\n');
     }
-    write_atomic(path, out.as_bytes(), 0o640)
+    crate::os::fs::write_atomic(path, out.as_bytes(), 0o640).map_err(|e| UsersError::Io(path.to_path_buf(), e))
 }
 
 /// Split and check an address given to an admin command: (local, domain), lower-cased.
