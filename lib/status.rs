@@ -60,7 +60,8 @@ impl Status {
         if parts.next().is_some() || c.len() != 1 {
             return None;
         }
-        let num = |p: &str| (!p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse::<u16>().ok()).flatten();
+        let num =
+            |p: &str| (!p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse::<u16>().ok()).flatten();
         let class = match c {
             "2" => 2,
             "4" => 4,

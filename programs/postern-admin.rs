@@ -4,9 +4,10 @@
 //! (bad address, unknown user, ...), 111 something to fix or retry (files, queue).
 
 use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Command};
+use postern::config::control;
 use postern::error::{Classify, EXIT_OK, EXIT_PERM};
 use postern::os::home::Home;
-use postern::{config::settings, inject, users};
+use postern::{inject, users};
 use std::fmt::Display;
 use std::path::PathBuf;
 
@@ -184,7 +185,7 @@ fn main() {
         }
         ("showctl", _) => {
             println!("home: {}", home.root().display());
-            print!("{}", settings::format(&settings::effective(&home)));
+            print!("{}", control::format(&control::effective(&home)));
         }
         _ => unreachable!("clap requires a known subcommand"),
     }

@@ -8,6 +8,7 @@
 //! failed login.
 
 use postern::config::control::Control;
+use postern::config::settings::TIMEOUTPOP3;
 use postern::error::EXIT_PERM;
 use postern::net::session::Session;
 use postern::os::home::Home;
@@ -21,14 +22,11 @@ const ME: &str = "postern-pop3d";
 fn main() {
     let user = std::env::var("USER").unwrap_or_default();
     let mut logf = |m: &str| log::line(ME, &format!("{user}: {m}"));
-    let timeout = match Control::new(&Home::from_env()).number("timeoutpop3", 1200) {
-        Ok((t, _)) => t,
-        Err(e) => {
-            logf(&format!("{e}; using 1200 seconds"));
-            1200
-        }
-    };
-    let mut net = Session::stdio(Duration::from_secs(timeout.max(1)));
+    let timeout = Control::new(&Home::from_env()).seconds(&TIMEOUTPOP3).unwrap_or_else(|e| {
+        logf(&format!("{e}; using the default, {} seconds", TIMEOUTPOP3.default_number()));
+        Duration::from_secs(TIMEOUTPOP3.default_number())
+    });
+    let mut net = Session::stdio(timeout);
     let Some(maildir) = std::env::args_os().nth(1) else {
         logf("usage: postern-pop3d MAILDIR (run by a checkpassword program)");
         net.write(b"-ERR [SYS/PERM] server misconfigured: no maildir given\r\n");

@@ -7,6 +7,7 @@
 //! (lib/tlsrelay.rs).
 
 use postern::config::control::Control;
+use postern::config::settings::{AUTHFAILDELAY, TIMEOUTPOP3};
 use postern::net::session::Session;
 use postern::os::home::Home;
 use postern::os::log;
@@ -30,16 +31,14 @@ fn main() {
         std::process::exit(111);
     }
     let home = Home::from_env();
-    let timeout = Duration::from_secs(
-        Control::new(&home)
-            .number("timeoutpop3", 1200)
-            .map(|(t, _)| t)
-            .unwrap_or_else(|e| {
-                log::line(ME, &format!("{e}; using 1200 seconds"));
-                1200
-            })
-            .max(1),
-    );
+    let timeout = Control::new(&home).seconds(&TIMEOUTPOP3).unwrap_or_else(|e| {
+        log::line(ME, &format!("{e}; using the default, {} seconds", TIMEOUTPOP3.default_number()));
+        Duration::from_secs(TIMEOUTPOP3.default_number())
+    });
+    let fail_delay = Control::new(&home).number(&AUTHFAILDELAY).unwrap_or_else(|e| {
+        log::line(ME, &format!("{e}; using the default, {} seconds", AUTHFAILDELAY.default_number()));
+        AUTHFAILDELAY.default_number()
+    });
     let tls = postern::net::tls::server_config(&home).unwrap_or_else(|e| {
         log::line(ME, &format!("{e}; STLS is not offered until it is fixed"));
         None
@@ -49,7 +48,7 @@ fn main() {
         child: args[2..].to_vec(),
         tls: tls.clone(),
         secure: std::env::var_os(INNER_ENV).is_some_and(|v| v == "tls"),
-        fail_delay: Duration::from_secs(2),
+        fail_delay: Duration::from_secs(fail_delay),
         max_failures: 3,
         remote: std::env::var("TCPREMOTEIP").unwrap_or_else(|_| "unknown".into()),
     };

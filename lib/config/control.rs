@@ -1,9 +1,12 @@
-//! Control files: one setting or one list per file, in qmail's names and formats.
+//! Control files: one setting or one list per file, in qmail's names and formats,
+//! read through the registry (settings.rs) so every default comes from there.
 //!
-//! A missing file means "use the default"; a file that exists but cannot be read or
-//! does not parse is an error naming the file and line, and it is temporary: mail
-//! waits until the sysadmin fixes it, nothing is lost.
+//! A missing file, or one without a meaningful line, means the default; a file
+//! that exists but cannot be read or does not parse is an error naming the file
+//! and line, and it is temporary: mail waits until the sysadmin fixes it, nothing
+//! is lost.
 
+use super::settings::{Default, Kind, Setting};
 use crate::os::home::Home;
 use std::fmt;
 use std::fs;
@@ -36,7 +39,7 @@ impl crate::error::Classify for ControlError {
 pub enum Source {
     File(PathBuf),
     Default,
-    /// Derived from another setting (e.g. `bouncehost` from `me`).
+    /// Followed another setting (e.g. `bouncehost` from `me`).
     From(&'static str),
 }
 
@@ -50,8 +53,8 @@ impl fmt::Display for Source {
     }
 }
 
-/// The non-comment, non-blank lines of a file, with their line numbers; `None` if
-/// the file does not exist.
+/// The non-comment, non-blank lines of a file, trimmed, with their line numbers;
+/// `None` if the file does not exist.
 pub fn read_lines(path: &Path) -> Result<Option<Vec<(usize, String)>>, ControlError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
@@ -75,97 +78,208 @@ pub fn read_lines(path: &Path) -> Result<Option<Vec<(usize, String)>>, ControlEr
 /// Reads the control directory of one home.
 #[derive(Clone, Debug)]
 pub struct Control {
-    dir: PathBuf,
+    home: Home,
 }
 
 impl Control {
     pub fn new(home: &Home) -> Control {
-        Control { dir: home.control() }
+        Control { home: home.clone() }
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+    /// A file in control/ that is not a setting (certificates, access rules).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.home.control().join(name)
     }
 
-    /// A list file (rcpthosts, locals, ...): `None` if missing.
-    pub fn list(&self, name: &str) -> Result<Option<Vec<String>>, ControlError> {
-        Ok(read_lines(&self.path(name))?.map(|v| v.into_iter().map(|(_, l)| l).collect()))
+    pub fn path(&self, s: &Setting) -> PathBuf {
+        self.file(s.name)
     }
 
-    /// A one-line setting: the first meaningful line, or `None` if missing or empty.
-    pub fn line(&self, name: &str) -> Result<Option<(String, Source)>, ControlError> {
-        let path = self.path(name);
-        Ok(read_lines(&path)?.and_then(|v| v.into_iter().next()).map(|(_, l)| (l, Source::File(path))))
+    /// The meaningful lines of a setting's file, numbered (for parsers that
+    /// name the line at fault); empty when the file is missing. Defaults do not
+    /// apply: for List settings whose default is None.
+    pub fn numbered_lines(&self, s: &Setting) -> Result<Vec<(usize, String)>, ControlError> {
+        debug_assert!(s.kind == Kind::List && matches!(s.default, Default::None), "{} has a default", s.name);
+        Ok(read_lines(&self.path(s))?.unwrap_or_default())
     }
 
-    /// A one-line setting with a default.
-    pub fn line_or(&self, name: &str, default: &str) -> Result<(String, Source), ControlError> {
-        Ok(self.line(name)?.unwrap_or_else(|| (default.to_string(), Source::Default)))
+    /// The file's own lines, or None when it is missing or has none.
+    fn own(&self, s: &Setting) -> Result<Option<(Vec<(usize, String)>, PathBuf)>, ControlError> {
+        let path = self.path(s);
+        Ok(read_lines(&path)?.filter(|l| !l.is_empty()).map(|l| (l, path)))
     }
 
-    /// A number with a default; a malformed number is an error naming the file.
-    pub fn number(&self, name: &str, default: u64) -> Result<(u64, Source), ControlError> {
-        let path = self.path(name);
-        match read_lines(&path)? {
-            None => Ok((default, Source::Default)),
-            Some(lines) => match lines.into_iter().next() {
-                None => Ok((default, Source::Default)),
-                Some((n, l)) => l.parse::<u64>().map(|v| (v, Source::File(path.clone()))).map_err(|_| ControlError {
-                    path,
-                    line: Some(n),
-                    problem: format!("{l:?} is not a whole number"),
-                }),
-            },
+    /// A setting's values (one for Line and Number, any number for List) and
+    /// where they came from. A Number is checked to be one, naming its line.
+    pub fn value(&self, s: &Setting) -> Result<(Vec<String>, Source), ControlError> {
+        self.value_at(s, 0)
+    }
+
+    fn value_at(&self, s: &Setting, depth: usize) -> Result<(Vec<String>, Source), ControlError> {
+        if let Some((lines, path)) = self.own(s)? {
+            let values: Vec<(usize, String)> = match s.kind {
+                Kind::List => lines,
+                Kind::Line | Kind::Number => lines.into_iter().take(1).collect(),
+            };
+            if s.kind == Kind::Number {
+                let (n, l) = &values[0];
+                if l.parse::<u64>().is_err() {
+                    return Err(ControlError { path, line: Some(*n), problem: format!("{l:?} is not a whole number") });
+                }
+            }
+            return Ok((values.into_iter().map(|(_, l)| l).collect(), Source::File(path)));
+        }
+        Ok(match s.default {
+            Default::None => (Vec::new(), Source::Default),
+            Default::Text(t) => (vec![t.to_string()], Source::Default),
+            Default::Number(n) => (vec![n.to_string()], Source::Default),
+            Default::Hostname => (vec![crate::os::sys::hostname()], Source::Default),
+            Default::InHome(p) => (vec![self.home.root().join(p).display().to_string()], Source::Default),
+            Default::Follows(other) => {
+                assert!(depth < 8, "settings follow each other in a loop at {}", s.name);
+                (self.value_at(other, depth + 1)?.0, Source::From(other.name))
+            }
+        })
+    }
+
+    /// A Line setting's value; "" when it has none.
+    pub fn text(&self, s: &Setting) -> Result<String, ControlError> {
+        debug_assert_eq!(s.kind, Kind::Line, "{}", s.name);
+        Ok(self.value(s)?.0.into_iter().next().unwrap_or_default())
+    }
+
+    /// A Line setting that may be unset (its default is None).
+    pub fn optional(&self, s: &Setting) -> Result<Option<String>, ControlError> {
+        Ok(Some(self.text(s)?).filter(|v| !v.is_empty()))
+    }
+
+    pub fn number(&self, s: &Setting) -> Result<u64, ControlError> {
+        debug_assert_eq!(s.kind, Kind::Number, "{}", s.name);
+        let (v, _) = self.value(s)?;
+        Ok(v.first().and_then(|n| n.parse().ok()).expect("value() checked the number and defaults are numbers"))
+    }
+
+    pub fn list(&self, s: &Setting) -> Result<Vec<String>, ControlError> {
+        debug_assert_eq!(s.kind, Kind::List, "{}", s.name);
+        Ok(self.value(s)?.0)
+    }
+
+    /// A timeout setting in seconds, as a Duration of at least one second.
+    pub fn seconds(&self, s: &Setting) -> Result<std::time::Duration, ControlError> {
+        Ok(std::time::Duration::from_secs(self.number(s)?.max(1)))
+    }
+}
+
+/// One setting as it is now in a home, for showctl.
+#[derive(Clone, Debug)]
+pub struct Effective {
+    pub setting: &'static Setting,
+    /// The value(s); empty when there is none.
+    pub values: Vec<String>,
+    pub source: Source,
+    /// Set when the file exists but cannot be used; `values` is then empty.
+    pub error: Option<ControlError>,
+}
+
+/// Every registered setting's value and where it came from. A malformed file is
+/// reported in `error` (naming file and line) and never stops the listing.
+pub fn effective(home: &Home) -> Vec<Effective> {
+    let c = Control::new(home);
+    super::settings::ALL
+        .iter()
+        .map(|&setting| match c.value(setting) {
+            Ok((values, source)) => Effective { setting, values, source, error: None },
+            Err(e) => Effective { setting, values: Vec::new(), source: Source::File(c.path(setting)), error: Some(e) },
+        })
+        .collect()
+}
+
+/// qmail-showctl's listing: one group per setting.
+pub fn format(items: &[Effective]) -> String {
+    let mut out = String::new();
+    for e in items {
+        let name = e.setting.name;
+        if let Some(err) = &e.error {
+            out.push_str(&format!("{name}: ERROR {err}\n"));
+            continue;
+        }
+        match e.values.as_slice() {
+            [] => out.push_str(&format!("{name}: (none) [{}]\n", e.source)),
+            [one] => out.push_str(&format!("{name}: {one} [{}]\n", e.source)),
+            many => {
+                out.push_str(&format!("{name}: [{}]\n", e.source));
+                for v in many {
+                    out.push_str(&format!("  {v}\n"));
+                }
+            }
         }
     }
-
-    /// `me`, falling back to the host name.
-    pub fn me(&self) -> Result<(String, Source), ControlError> {
-        Ok(self.line("me")?.unwrap_or_else(|| (crate::os::sys::hostname(), Source::Default)))
-    }
-
-    /// A host setting that defaults to `me` (bouncehost, defaulthost, ...).
-    pub fn host_or_me(&self, name: &str) -> Result<(String, Source), ControlError> {
-        match self.line(name)? {
-            Some(v) => Ok(v),
-            None => Ok((self.me()?.0, Source::From("me"))),
-        }
-    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::settings::*;
     use super::*;
 
-    fn tmpdir(tag: &str) -> PathBuf {
+    fn tmphome(tag: &str) -> (PathBuf, Control) {
         let d = std::env::temp_dir().join(format!("postern-control-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(d.join("control")).unwrap();
-        d
+        let c = Control::new(&Home::at(&d));
+        (d, c)
     }
 
     #[test]
     fn numbers_and_errors_name_file_and_line() {
-        let d = tmpdir("num");
-        let c = Control::new(&Home::at(&d));
-        assert_eq!(c.number("concurrencylocal", 10).unwrap(), (10, Source::Default));
+        let (d, c) = tmphome("num");
+        assert_eq!(c.number(&CONCURRENCYLOCAL).unwrap(), 10);
         fs::write(d.join("control/concurrencylocal"), "# comment\n\n 7 \n").unwrap();
-        assert_eq!(c.number("concurrencylocal", 10).unwrap().0, 7);
+        assert_eq!(c.number(&CONCURRENCYLOCAL).unwrap(), 7);
         fs::write(d.join("control/concurrencylocal"), "# comment\nseven\n").unwrap();
-        let e = c.number("concurrencylocal", 10).unwrap_err();
+        let e = c.number(&CONCURRENCYLOCAL).unwrap_err();
         assert_eq!(e.line, Some(2));
         assert!(e.to_string().contains("concurrencylocal line 2"), "{e}");
         fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
-    fn lists_skip_comments() {
-        let d = tmpdir("list");
-        let c = Control::new(&Home::at(&d));
-        assert_eq!(c.list("locals").unwrap(), None);
+    fn lists_lines_and_defaults() {
+        let (d, c) = tmphome("list");
+        fs::write(d.join("control/me"), "mx.example\n").unwrap();
+        assert_eq!(c.list(&LOCALS).unwrap(), vec!["mx.example"], "locals follows me");
         fs::write(d.join("control/locals"), "a.example\n#x\nb.example\n").unwrap();
-        assert_eq!(c.list("locals").unwrap().unwrap(), vec!["a.example", "b.example"]);
+        assert_eq!(c.list(&LOCALS).unwrap(), vec!["a.example", "b.example"]);
+        fs::write(d.join("control/locals"), "# only a comment\n").unwrap();
+        assert_eq!(c.value(&LOCALS).unwrap(), (vec!["mx.example".to_string()], Source::From("me")), "no meaningful line: the default");
         fs::write(d.join("control/locals"), b"a\n\xff\n").unwrap();
-        assert_eq!(c.list("locals").unwrap_err().line, Some(2));
+        assert_eq!(c.list(&LOCALS).unwrap_err().line, Some(2));
+        assert_eq!(c.optional(&PLUSDOMAIN).unwrap(), None);
+        assert_eq!(c.text(&BOUNCEFROM).unwrap(), "MAILER-DAEMON");
+        assert_eq!(c.text(&IDHOST).unwrap(), "mx.example", "idhost follows defaulthost, which follows me");
+        assert_eq!(c.text(&VIRTUALHOME).unwrap(), d.join("mail").display().to_string());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn showctl_sources_and_errors() {
+        let (d, c) = tmphome("showctl");
+        fs::write(d.join("control/me"), "mx.example\n").unwrap();
+        fs::write(d.join("control/concurrencylocal"), "# x\nabc\n").unwrap();
+        fs::write(d.join("control/defaulthost"), "dh.example\n").unwrap();
+        drop(c);
+        let all = effective(&Home::at(&d));
+        let get = |n: &str| all.iter().find(|e| e.setting.name == n).unwrap().clone();
+        assert_eq!(get("me").source, Source::File(d.join("control/me")));
+        assert_eq!((get("bouncehost").values, get("bouncehost").source), (vec!["mx.example".to_string()], Source::From("me")));
+        assert_eq!((get("idhost").values, get("idhost").source), (vec!["dh.example".to_string()], Source::From("defaulthost")));
+        assert_eq!((get("concurrencyremote").values, get("concurrencyremote").source), (vec!["20".to_string()], Source::Default));
+        assert!(get("rcpthosts").values.is_empty());
+        assert_eq!(get("concurrencylocal").error.unwrap().line, Some(2));
+        let text = format(&all);
+        assert!(text.contains("concurrencylocal: ERROR control file"), "{text}");
+        assert!(text.contains("concurrencylocal line 2"), "{text}");
+        assert!(text.contains("bouncefrom: MAILER-DAEMON [built-in default]"), "{text}");
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -11,6 +11,7 @@
 
 use crate::address::{Address, AddressError};
 use crate::config::control::{Control, ControlError};
+use crate::config::settings;
 use crate::deliver::dotqmail::{self, DotQmailError, Line};
 use crate::deliver::mbox::{self, MboxError};
 use crate::error::{Classify, Kind};
@@ -398,7 +399,7 @@ pub fn deliver(home: &Home, p: &Params, message: &mut File) -> Result<Report, Lo
             Line::Program(cmd) => {
                 let secs = match timeout {
                     Some(t) => t,
-                    None => *timeout.insert(Control::new(home).number("timeoutdelivery", 86400).map_err(LocalError::Control)?.0),
+                    None => *timeout.insert(Control::new(home).number(&settings::TIMEOUTDELIVERY).map_err(LocalError::Control)?),
                 };
                 let code = run_program(&cmd, &env, message, Duration::from_secs(secs))?;
                 report.done.push(format!("|{cmd}"));
@@ -418,13 +419,7 @@ pub fn deliver(home: &Home, p: &Params, message: &mut File) -> Result<Report, Lo
 
 /// Queue one copy of the message with `dtline` prepended to all `targets`.
 pub fn forward(home: &Home, message: &mut File, dtline: &str, sender: &str, targets: &[String]) -> Result<(), LocalError> {
-    let defaulthost = || -> Result<String, LocalError> {
-        let c = Control::new(home);
-        Ok(match c.line("envnoathost").map_err(LocalError::Control)? {
-            Some((h, _)) => h,
-            None => c.me().map_err(LocalError::Control)?.0,
-        })
-    };
+    let defaulthost = || Control::new(home).text(&settings::ENVNOATHOST).map_err(LocalError::Control);
     let mut host: Option<String> = None;
     let mut recipients = Vec::new();
     for t in targets {

@@ -31,6 +31,7 @@
 
 use crate::address::{Address, AddressError};
 use crate::config::control::{Control, ControlError};
+use crate::config::settings;
 use crate::error::{Classify, Kind};
 use crate::message::headers;
 use crate::os::home::Home;
@@ -126,10 +127,10 @@ impl Identity {
     /// From the control files and the environment; `full_name` is -F's value.
     pub fn from_env(home: &Home, full_name: Option<&str>) -> Result<Identity, InjectError> {
         let c = Control::new(home);
-        let defaulthost = c.host_or_me("defaulthost")?.0;
-        let idhost = c.line("idhost")?.map(|v| v.0).unwrap_or_else(|| defaulthost.clone());
-        let defaultdomain = c.line("defaultdomain")?.map(|v| v.0);
-        let plusdomain = c.line("plusdomain")?.map(|v| v.0);
+        let defaulthost = c.text(&settings::DEFAULTHOST)?;
+        let idhost = c.text(&settings::IDHOST)?;
+        let defaultdomain = c.optional(&settings::DEFAULTDOMAIN)?;
+        let plusdomain = c.optional(&settings::PLUSDOMAIN)?;
         let login = env(&["QMAILUSER", "MAILUSER", "USER", "LOGNAME"])
             .or_else(crate::os::sys::login_name)
             .unwrap_or_else(|| format!("uid{}", crate::os::sys::real_uid()));

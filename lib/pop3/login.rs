@@ -28,6 +28,7 @@ pub struct Popup {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Running behind the TLS relay: no greeting, no second STLS.
     pub secure: bool,
+    /// Added to the wait after each failed login (`authfaildelay`).
     pub fail_delay: Duration,
     pub max_failures: u32,
     /// The client, for log lines.
@@ -161,7 +162,7 @@ impl Popup {
                 }
             }
             failures += 1;
-            std::thread::sleep(self.fail_delay);
+            std::thread::sleep(self.fail_delay * failures);
             net.write(b"-ERR [AUTH] authentication failed\r\n");
             if failures >= self.max_failures {
                 log(&format!("{} wrong logins from {}: disconnecting", failures, self.remote));

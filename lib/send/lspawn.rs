@@ -33,8 +33,7 @@ impl LocalStarter {
     pub fn new(home: Home) -> Result<LocalStarter, crate::config::control::ControlError> {
         // Every line of control/defaultdelivery, like qmail's aliasempty.
         let c = crate::config::control::Control::new(&home);
-        let default_delivery =
-            c.list("defaultdelivery")?.filter(|l| !l.is_empty()).map(|l| l.join("\n")).unwrap_or_else(|| "./Maildir/".into());
+        let default_delivery = c.list(&crate::config::settings::DEFAULTDELIVERY)?.join("\n");
         Ok(LocalStarter { home, as_root: crate::os::privs::is_root(), default_delivery })
     }
 }

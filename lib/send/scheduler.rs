@@ -11,6 +11,7 @@
 
 use crate::address::Address;
 use crate::config::control::{Control, ControlError};
+use crate::config::settings::{self, Setting};
 use crate::error::Kind;
 use crate::os::home::Home;
 use crate::os::log;
@@ -51,41 +52,37 @@ pub struct Config {
 impl Config {
     pub fn load(home: &Home) -> Result<Config, ControlError> {
         let c = Control::new(home);
-        let me = c.me()?.0;
-        let locals = c.list("locals")?.unwrap_or_else(|| vec![me.clone()]).into_iter().map(|l| l.to_ascii_lowercase()).collect();
+        let me = c.text(&settings::ME)?;
+        let locals = c.list(&settings::LOCALS)?.into_iter().map(|l| l.to_ascii_lowercase()).collect();
         let mut virtualdomains = Vec::new();
-        if let Some(lines) = crate::config::control::read_lines(&c.path("virtualdomains"))? {
-            for (n, l) in lines {
+        {
+            for (n, l) in c.numbered_lines(&settings::VIRTUALDOMAINS)? {
                 let (pat, prefix) = l.split_once(':').ok_or_else(|| ControlError {
-                    path: c.path("virtualdomains"),
+                    path: c.path(&settings::VIRTUALDOMAINS),
                     line: Some(n),
                     problem: format!("{l:?} has no ':'; the format is domain:prefix"),
                 })?;
                 virtualdomains.push((pat.trim().to_ascii_lowercase(), prefix.trim().to_string()));
             }
         }
-        let limit = |name: &str, default: u64| -> Result<usize, ControlError> {
-            let (v, _) = c.number(name, default)?;
+        let limit = |s: &Setting| -> Result<usize, ControlError> {
+            let v = c.number(s)?;
             if v == 0 || v > spawn::MAX_SLOTS as u64 {
-                return Err(ControlError {
-                    path: c.path(name),
-                    line: Some(1),
-                    problem: format!("{v} is out of range 1..{}", spawn::MAX_SLOTS),
-                });
+                return Err(ControlError { path: c.path(s), line: None, problem: format!("{v} is out of range 1..{}", spawn::MAX_SLOTS) });
             }
             Ok(v as usize)
         };
         Ok(Config {
-            envnoathost: c.host_or_me("envnoathost")?.0,
-            bouncefrom: c.line_or("bouncefrom", "MAILER-DAEMON")?.0,
-            bouncehost: c.host_or_me("bouncehost")?.0,
-            doublebounceto: c.line("doublebounceto")?.map(|v| v.0).unwrap_or_else(|| "postmaster".into()),
-            doublebouncehost: c.host_or_me("doublebouncehost")?.0,
-            concurrency_local: limit("concurrencylocal", 10)?,
-            concurrency_remote: limit("concurrencyremote", 20)?,
-            concurrency_domain: limit("concurrencydomain", 10)?,
-            queuelifetime: c.number("queuelifetime", 604800)?.0,
-            bouncemaxbytes: c.number("bouncemaxbytes", 50000)?.0 as usize,
+            envnoathost: c.text(&settings::ENVNOATHOST)?,
+            bouncefrom: c.text(&settings::BOUNCEFROM)?,
+            bouncehost: c.text(&settings::BOUNCEHOST)?,
+            doublebounceto: c.text(&settings::DOUBLEBOUNCETO)?,
+            doublebouncehost: c.text(&settings::DOUBLEBOUNCEHOST)?,
+            concurrency_local: limit(&settings::CONCURRENCYLOCAL)?,
+            concurrency_remote: limit(&settings::CONCURRENCYREMOTE)?,
+            concurrency_domain: limit(&settings::CONCURRENCYDOMAIN)?,
+            queuelifetime: c.number(&settings::QUEUELIFETIME)?,
+            bouncemaxbytes: c.number(&settings::BOUNCEMAXBYTES)? as usize,
             me,
             locals,
             virtualdomains,

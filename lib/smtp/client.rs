@@ -14,6 +14,7 @@
 //! connection to the same host in plain text.
 
 use crate::config::control::{Control, ControlError};
+use crate::config::settings;
 use crate::error::{Classify, Kind};
 use crate::os::home::Home;
 use crate::smtp::mx::{self, MxError, Routes, Target};
@@ -50,15 +51,11 @@ pub struct Config {
 
 impl Config {
     pub fn load(control: &Control) -> Result<Config, ControlError> {
-        let helo = match control.line("helohost")? {
-            Some((h, _)) => h,
-            None => control.me()?.0,
-        };
-        let ca = control.path("tlsca.pem");
+        let ca = control.file("tlsca.pem");
         Ok(Config {
-            helo,
-            timeout: Duration::from_secs(control.number("timeoutremote", 1200)?.0.max(1)),
-            connect_timeout: Duration::from_secs(control.number("timeoutconnect", 60)?.0.max(1)),
+            helo: control.text(&settings::HELOHOST)?,
+            timeout: control.seconds(&settings::TIMEOUTREMOTE)?,
+            connect_timeout: control.seconds(&settings::TIMEOUTCONNECT)?,
             routes: Routes::load(control)?,
             sources: outgoing::load_sources(control)?,
             tls_policy: outgoing::load_tls_policy(control)?,

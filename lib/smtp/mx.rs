@@ -132,7 +132,7 @@ fn parse_line(rest: Option<&str>) -> Result<Route, String> {
 
 impl Routes {
     pub fn load(control: &Control) -> Result<Routes, ControlError> {
-        DomainTable::load(control, "smtproutes", parse_line).map(Routes)
+        DomainTable::load(control, &crate::config::settings::SMTPROUTES, parse_line).map(Routes)
     }
 
     /// The route for `domain`; MX on port 25 when no line matches.
@@ -167,8 +167,9 @@ fn parse_resolver(line: &str) -> Option<SocketAddr> {
 impl Dns {
     pub fn new(control: &Control) -> Result<Dns, MxError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| MxError::Setup(e.to_string()))?;
-        let path = control.path("dnsresolvers");
-        let mut builder = match crate::config::control::read_lines(&path)? {
+        let path = control.path(&crate::config::settings::DNSRESOLVERS);
+        let lines = control.numbered_lines(&crate::config::settings::DNSRESOLVERS)?;
+        let mut builder = match (!lines.is_empty()).then_some(lines) {
             Some(lines) => {
                 let mut servers = Vec::new();
                 for (n, line) in lines {

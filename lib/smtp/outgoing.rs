@@ -18,6 +18,7 @@
 //! domains get opportunistic STARTTLS with a plain-text fallback.
 
 use crate::config::control::{Control, ControlError};
+use crate::config::settings::{self, Setting};
 use std::net::IpAddr;
 
 /// Lines keyed by domain, looked up in smtproutes' order.
@@ -32,9 +33,8 @@ impl<T> Default for DomainTable<T> {
 
 impl<T: Clone> DomainTable<T> {
     /// Read `name`, parsing each line's key and the rest (None when the line has no ':').
-    pub fn load(control: &Control, name: &str, parse: impl Fn(Option<&str>) -> Result<T, String>) -> Result<Self, ControlError> {
-        let path = control.path(name);
-        Self::from_lines(&path, crate::config::control::read_lines(&path)?.unwrap_or_default(), parse)
+    pub fn load(control: &Control, setting: &Setting, parse: impl Fn(Option<&str>) -> Result<T, String>) -> Result<Self, ControlError> {
+        Self::from_lines(&control.path(setting), control.numbered_lines(setting)?, parse)
     }
 
     /// The table from numbered lines of `path` (for errors naming the line).
@@ -132,7 +132,7 @@ fn parse_source(rest: Option<&str>) -> Result<Source, String> {
 }
 
 pub fn load_sources(control: &Control) -> Result<DomainTable<Source>, ControlError> {
-    DomainTable::load(control, "outgoingip", parse_source)
+    DomainTable::load(control, &settings::OUTGOINGIP, parse_source)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,7 +146,7 @@ pub enum TlsPolicy {
 }
 
 pub fn load_tls_policy(control: &Control) -> Result<DomainTable<TlsPolicy>, ControlError> {
-    DomainTable::load(control, "tlsdestinations", |rest| match rest.map(str::trim) {
+    DomainTable::load(control, &settings::TLSDESTINATIONS, |rest| match rest.map(str::trim) {
         None | Some("") => Ok(TlsPolicy::Required),
         Some("verify") => Ok(TlsPolicy::Verify),
         Some(other) => Err(format!("{other:?} is not a policy (leave it empty, or write verify)")),

@@ -11,6 +11,7 @@
 
 use crate::address::Address;
 use crate::config::control::{Control, ControlError};
+use crate::config::settings;
 use crate::error::{Classify, Kind};
 use crate::net::session::{NetError, Session};
 use crate::os::home::Home;
@@ -77,23 +78,26 @@ pub struct Config {
     pub badmailfrom: Vec<String>,
     /// AUTH offered without TLS (`authplaintext` is 1).
     pub auth_plaintext: bool,
+    /// Added to the wait after each failed login (`authfaildelay`).
+    pub auth_fail_delay: Duration,
     pub tls_available: bool,
 }
 
 impl Config {
     pub fn load(home: &Home) -> Result<Config, ControlError> {
         let c = Control::new(home);
-        let lower = |v: Option<Vec<String>>| v.unwrap_or_default().into_iter().map(|s| s.to_ascii_lowercase()).collect::<Vec<_>>();
+        let lower = |v: Vec<String>| v.into_iter().map(|s| s.to_ascii_lowercase()).collect::<Vec<_>>();
         let route = scheduler::Config::load(home)?;
         Ok(Config {
-            greeting: c.line("smtpgreeting")?.map(|v| v.0).unwrap_or_else(|| route.me.clone()),
-            rcpthosts: lower(c.list("rcpthosts")?),
-            databytes: c.number("databytes", 0)?.0,
-            timeout: Duration::from_secs(c.number("timeoutsmtpd", 1200)?.0.max(1)),
-            maxrcpt: c.number("maxrcpt", 100)?.0.max(1) as usize,
-            badmailfrom: lower(c.list("badmailfrom")?),
-            auth_plaintext: c.number("authplaintext", 0)?.0 == 1,
-            tls_available: home.control_file("servercert.pem").exists(),
+            greeting: c.text(&settings::SMTPGREETING)?,
+            rcpthosts: lower(c.list(&settings::RCPTHOSTS)?),
+            databytes: c.number(&settings::DATABYTES)?,
+            timeout: c.seconds(&settings::TIMEOUTSMTPD)?,
+            maxrcpt: c.number(&settings::MAXRCPT)?.max(1) as usize,
+            badmailfrom: lower(c.list(&settings::BADMAILFROM)?),
+            auth_plaintext: c.number(&settings::AUTHPLAINTEXT)? == 1,
+            auth_fail_delay: Duration::from_secs(c.number(&settings::AUTHFAILDELAY)?),
+            tls_available: c.file("servercert.pem").exists(),
             route,
         })
     }
@@ -635,7 +639,7 @@ impl<'a> Smtpd<'a> {
         self.auth_failures += 1;
         log::line(PROGRAM, &format!("failed login for {login} from {} ({} so far)", self.client.ip, self.auth_failures));
         let _ = self.net.flush();
-        std::thread::sleep(Duration::from_secs(self.auth_failures as u64));
+        std::thread::sleep(self.cfg.auth_fail_delay * self.auth_failures);
         if self.auth_failures >= MAX_AUTH_FAILURES {
             self.reply(421, "4.7.0 too many failed logins; closing connection");
             return Next::Stop(End::Dropped("too many failed logins"));

@@ -546,8 +546,8 @@ pub fn add_virtual_user(home: &Home, new: &NewUser) -> Result<VirtualUser, Users
 
 /// control/virtualhome, else $POSTERN_HOME/mail.
 pub fn virtual_home(home: &Home) -> PathBuf {
-    match crate::config::control::Control::new(home).line("virtualhome") {
-        Ok(Some((v, _))) => PathBuf::from(v),
+    match crate::config::control::Control::new(home).text(&crate::config::settings::VIRTUALHOME) {
+        Ok(v) if !v.is_empty() => PathBuf::from(v),
         _ => home.mail(),
     }
 }

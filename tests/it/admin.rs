@@ -215,7 +215,7 @@ fn showctl_names_sources_and_errors() {
         "{bad}"
     );
     // Every registered setting is listed, even after the bad one.
-    for s in postern::config::settings::SETTINGS {
+    for s in postern::config::settings::ALL {
         assert!(out.lines().any(|l| l.starts_with(&format!("{}:", s.name))), "{} missing in\n{out}", s.name);
     }
 }
