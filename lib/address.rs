@@ -71,6 +71,16 @@ impl Address {
         self.0.rfind('@').map(|i| &self.0[i + 1..])
     }
 
+    /// `local@domain`, validated like any other address.
+    pub fn from_parts(local: &str, domain: &str) -> Result<Address, AddressError> {
+        Address::parse(format!("{local}@{domain}").as_bytes())
+    }
+
+    /// The same local part at another domain.
+    pub fn with_domain(&self, domain: &str) -> Result<Address, AddressError> {
+        Address::from_parts(self.local(), domain)
+    }
+
     /// The address with `host` appended when it has no domain (qmail's envnoathost).
     pub fn with_default_domain(&self, host: &str) -> Address {
         if self.domain().is_some() || self.is_null() {
@@ -83,6 +93,11 @@ impl Address {
     /// Lower-cased domain, for comparisons with control files.
     pub fn domain_lower(&self) -> Option<String> {
         self.domain().map(|d| d.to_ascii_lowercase())
+    }
+
+    /// The whole address lower-cased (user databases are keyed so).
+    pub fn lower(&self) -> String {
+        self.0.to_ascii_lowercase()
     }
 }
 
@@ -115,5 +130,8 @@ mod tests {
         let a = Address::parse(b"bob").unwrap();
         assert_eq!(a.with_default_domain("h.example").as_str(), "bob@h.example");
         assert!(Address::null().with_default_domain("h").is_null());
+        assert_eq!(Address::from_parts("a", "b.example").unwrap().as_str(), "a@b.example");
+        assert!(Address::from_parts("a\n", "b").is_err());
+        assert_eq!(a.with_domain("x.example").unwrap().as_str(), "bob@x.example");
     }
 }

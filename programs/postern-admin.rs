@@ -7,7 +7,8 @@ use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Command};
 use postern::config::control;
 use postern::error::{Classify, EXIT_OK, EXIT_PERM};
 use postern::os::home::Home;
-use postern::{inject, users};
+use postern::queue::listing;
+use postern::users;
 use std::fmt::Display;
 use std::path::PathBuf;
 
@@ -174,13 +175,13 @@ fn main() {
             println!("{n} records written to {}", home.users().join("cdb").display());
         }
         ("queue", Some(("list", _))) => {
-            print!("{}", inject::format_listing(&inject::queue_listing(&home).unwrap_or_else(|e| fail(e))));
+            print!("{}", listing::format_listing(&listing::queue_listing(&home).unwrap_or_else(|e| fail(e))));
         }
         ("queue", Some(("count", _))) => {
-            print!("{}", inject::format_count(&inject::queue_listing(&home).unwrap_or_else(|e| fail(e))));
+            print!("{}", listing::format_count(&listing::queue_listing(&home).unwrap_or_else(|e| fail(e))));
         }
         ("queue", Some(("flush", _))) => {
-            inject::flush(&home).unwrap_or_else(|e| fail(e));
+            listing::flush(&home).unwrap_or_else(|e| fail(e));
             println!("postern-send will retry every deferred delivery now");
         }
         ("showctl", _) => {

@@ -1,20 +1,17 @@
 //! postern-except PROGRAM [ARG...] (qmail's except(1)): run PROGRAM; exit 100 if
 //! it exited 0, 0 if it exited 100, its own code otherwise (111 if killed).
 
-use postern::deliver::helpers;
-use postern::error::{Classify, EXIT_PERM};
+use postern::deliver::helpers::{self, HelperError};
+
+const PROGRAM: &str = "postern-except";
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     if args.is_empty() {
-        eprintln!("usage: postern-except PROGRAM [ARG...]");
-        std::process::exit(EXIT_PERM);
+        helpers::fail(PROGRAM, &HelperError::Usage("usage: postern-except PROGRAM [ARG...]"));
     }
     match helpers::except(&args) {
-        Ok(v) => std::process::exit(v.code),
-        Err(e) => {
-            eprintln!("postern-except: {e}");
-            std::process::exit(e.kind().exit_code());
-        }
+        Ok(v) => helpers::finish(v),
+        Err(e) => helpers::fail(PROGRAM, &e),
     }
 }

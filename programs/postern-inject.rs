@@ -21,7 +21,7 @@ fn usage(why: &str) -> ! {
 fn main() {
     let mut req = Request::default();
     let (mut only_args, mut only_headers, mut print) = (false, false, false);
-    let mut opts = inject::ShortOptions::new(std::env::args().skip(1).collect());
+    let mut opts = inject::options::ShortOptions::new(std::env::args().skip(1).collect());
     while let Some((flag, attached)) = opts.next_option() {
         let mut value = |name: &str| opts.value(&attached).unwrap_or_else(|| usage(&format!("-{name} needs a value")));
         match flag.as_str() {

@@ -32,7 +32,9 @@ fn builtin_session(opts: &listen::Options) -> Option<listen::Builtin> {
 }
 
 fn main() {
-    postern::os::sys::close_inherited_fds();
+    if let Err(e) = postern::os::sys::drop_inherited_fds() {
+        postern::os::log::line(PROGRAM, &format!("cannot let go of inherited descriptors: {e}"));
+    }
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let fail = |e: &dyn std::fmt::Display, code: i32| -> ! {
         log::line(PROGRAM, &e.to_string());

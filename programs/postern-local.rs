@@ -7,19 +7,19 @@
 //! postern-lspawn makes the same delivery in a forked child instead of running
 //! this program (lib/lspawn.rs); this program is for everyone else.
 
-use postern::deliver::local::{self, Params};
+use postern::deliver::local::{self, LocalError, Params};
 use postern::error::Classify;
 use postern::os::home::Home;
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let params = match Params::from_args(&args) {
-        Ok(p) => p,
+    let started = Params::from_args(&args).and_then(|p| Ok((p, postern::os::sys::take_fd(0).map_err(LocalError::Message)?)));
+    let (params, stdin) = match started {
+        Ok(v) => v,
         Err(e) => {
-            local::say(&e.to_string());
+            local::say(&format!("{} {e}", e.status()));
             std::process::exit(e.kind().exit_code());
         }
     };
-    let home = Home::from_env();
-    std::process::exit(local::run(&home, &params, postern::os::sys::protocol_fd(0)));
+    std::process::exit(local::run(&Home::from_env(), &params, stdin.into()));
 }

@@ -19,7 +19,7 @@ fn main() {
             std::process::exit(111);
         }
     };
-    if let Err(e) = postern::send::spawn::serve(PROGRAM, &mut starter, false) {
+    if let Err(e) = postern::send::spawner::serve(PROGRAM, &mut starter, false) {
         log::line(PROGRAM, &format!("stopped: {e}"));
         std::process::exit(111);
     }

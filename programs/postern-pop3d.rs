@@ -26,7 +26,13 @@ fn main() {
         logf(&format!("{e}; using the default, {} seconds", TIMEOUTPOP3.default_number()));
         Duration::from_secs(TIMEOUTPOP3.default_number())
     });
-    let mut net = Session::stdio(timeout);
+    let mut net = match Session::stdio(timeout) {
+        Ok(s) => s,
+        Err(e) => {
+            logf(&format!("the connection must be on fds 0 and 1: {e}"));
+            std::process::exit(EXIT_PERM);
+        }
+    };
     let Some(maildir) = std::env::args_os().nth(1) else {
         logf("usage: postern-pop3d MAILDIR (run by a checkpassword program)");
         net.write(b"-ERR [SYS/PERM] server misconfigured: no maildir given\r\n");

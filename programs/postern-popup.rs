@@ -8,7 +8,7 @@
 
 use postern::config::control::Control;
 use postern::config::settings::{AUTHFAILDELAY, TIMEOUTPOP3};
-use postern::net::session::Session;
+use postern::net::session::{FdPair, Session};
 use postern::os::home::Home;
 use postern::os::log;
 use postern::pop3::login::{Outcome, Popup, INNER_ENV};
@@ -19,7 +19,13 @@ const ME: &str = "postern-popup";
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let mut net = Session::stdio(Duration::from_secs(60));
+    let mut net = match Session::stdio(Duration::from_secs(60)) {
+        Ok(s) => s,
+        Err(e) => {
+            log::line(ME, &format!("the connection must be on fds 0 and 1: {e}"));
+            std::process::exit(2);
+        }
+    };
     if args.len() < 3 {
         log::line(ME, "usage: postern-popup HOSTNAME AUTHPROG [ARG...]");
         net.write(b"-ERR [SYS/PERM] server misconfigured\r\n");
@@ -52,12 +58,16 @@ fn main() {
         max_failures: 3,
         remote: std::env::var("TCPREMOTEIP").unwrap_or_else(|_| "unknown".into()),
     };
-    let mut net = Session::stdio(timeout);
+    net.set_timeout(timeout);
     let outcome = popup.run(&mut net, &mut |m| log::line(ME, m));
     match outcome {
         Outcome::StartTls => {
             let config = tls.expect("STLS is accepted only with a certificate");
-            std::process::exit(relay(config, &args, timeout));
+            let Ok(fds) = net.into_plain() else {
+                log::line(ME, "STLS on a session that is not plain");
+                std::process::exit(111);
+            };
+            std::process::exit(relay(config, fds, &args, timeout));
         }
         Outcome::Served(code) => std::process::exit(code.unwrap_or(0)),
         Outcome::Dropped(why) => log::line(ME, &format!("{} left before logging in: {why}", popup.remote)),
@@ -66,7 +76,7 @@ fn main() {
 }
 
 /// Run a fresh popup on one end of a socket pair and relay TLS to it.
-fn relay(config: std::sync::Arc<rustls::ServerConfig>, args: &[std::ffi::OsString], timeout: Duration) -> i32 {
+fn relay(config: std::sync::Arc<rustls::ServerConfig>, fds: FdPair, args: &[std::ffi::OsString], timeout: Duration) -> i32 {
     let started = std::os::unix::net::UnixStream::pair().and_then(|(outer, inner)| {
         let exe = std::env::current_exe()?;
         let child = Command::new(exe)
@@ -84,7 +94,7 @@ fn relay(config: std::sync::Arc<rustls::ServerConfig>, args: &[std::ffi::OsStrin
             return 111;
         }
     };
-    if let Err(e) = postern::net::tlsrelay::relay(config, outer, timeout) {
+    if let Err(e) = postern::net::tlsrelay::relay(config, fds, outer, timeout) {
         log::line(ME, &format!("TLS session ended: {e}"));
     }
     let _ = child.wait();

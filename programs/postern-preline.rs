@@ -3,17 +3,16 @@
 //! out. Exits with the program's code; 111 if it could not run or was killed.
 
 use postern::deliver::helpers;
-use postern::error::Classify;
+
+const PROGRAM: &str = "postern-preline";
 
 fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let mut stdin = postern::os::sys::protocol_fd(0);
-    let result = helpers::preline_args(&args).and_then(|(flags, argv)| helpers::preline(&flags, &argv, &mut stdin));
+    let result = helpers::preline_args(&args)
+        .and_then(|(flags, argv)| Ok((flags, argv, postern::os::sys::take_fd(0).map_err(helpers::HelperError::Message)?)))
+        .and_then(|(flags, argv, stdin)| helpers::preline(&flags, &argv, &mut std::fs::File::from(stdin)));
     match result {
-        Ok(v) => std::process::exit(v.code),
-        Err(e) => {
-            eprintln!("postern-preline: {e}");
-            std::process::exit(e.kind().exit_code());
-        }
+        Ok(v) => helpers::finish(v),
+        Err(e) => helpers::fail(PROGRAM, &e),
     }
 }

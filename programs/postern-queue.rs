@@ -8,7 +8,8 @@
 
 use postern::os::home::Home;
 use postern::os::privs::{self, Service};
-use postern::queue::{exit, queue_one, DEATH_SECONDS};
+use postern::queue::store::{queue_one, DEATH_SECONDS};
+use postern::queue::submit::exit;
 use postern::{os::log, os::sys};
 
 const PROGRAM: &str = "postern-queue";
@@ -23,5 +24,9 @@ fn main() {
     sys::umask(0o077);
     nix::unistd::alarm::set(DEATH_SECONDS);
     let home = Home::from_env();
-    std::process::exit(queue_one(&home, &mut sys::protocol_fd(0), &mut sys::protocol_fd(1), uid));
+    let (Ok(message), Ok(envelope)) = (sys::take_fd(0), sys::take_fd(1)) else {
+        log::line(PROGRAM, "the message must be on fd 0 and the envelope on fd 1");
+        std::process::exit(exit::READ);
+    };
+    std::process::exit(queue_one(&home, &mut message.into(), &mut envelope.into(), uid));
 }

@@ -11,7 +11,9 @@ use postern::{os::log, os::sys, queue::daemon as queued};
 const PROGRAM: &str = "postern-queued";
 
 fn main() {
-    sys::close_inherited_fds();
+    if let Err(e) = sys::drop_inherited_fds() {
+        log::line(PROGRAM, &format!("cannot let go of inherited descriptors: {e}"));
+    }
     // postern-start blocks the signals it reads from a signalfd, and the mask is
     // inherited: SIGTERM must reach us. And we go when postern-start goes.
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();

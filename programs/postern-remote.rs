@@ -13,6 +13,7 @@
 use postern::error::EXIT_TEMP;
 use postern::os::home::Home;
 use postern::smtp::client::{self as remote, Job, Reports};
+use postern::status::Status;
 use std::io::Write;
 
 fn main() {
@@ -33,10 +34,10 @@ fn run(job: &Job) -> Reports {
     // Never talk to the network as root: become postern-r (a no-op for an
     // ordinary user's instance).
     if let Err(e) = postern::os::privs::drop_to(postern::os::privs::Service::Remote) {
-        return Reports { recipients: Vec::new(), message: (b'Z', format!("4.3.0 {e}")) };
+        return Reports { recipients: Vec::new(), message: (b'Z', format!("{} {e}", Status::MAIL_SYSTEM)) };
     }
     let home = Home::from_env();
-    match postern::deliver::local::seekable(postern::os::sys::protocol_fd(0)) {
+    match postern::os::sys::take_fd(0).and_then(|fd| postern::deliver::local::seekable(fd.into())) {
         Ok(message) => remote::deliver(&home, job, &message),
         Err(e) => Reports::failed(&remote::RemoteError::Message(e)),
     }

@@ -11,6 +11,7 @@
 use postern::error::{Classify, EXIT_OK, EXIT_PERM};
 use postern::inject::{self, Request};
 use postern::os::home::Home;
+use postern::queue::listing;
 
 const PROGRAM: &str = "postern-sendmail";
 
@@ -30,7 +31,7 @@ fn main() {
     let mut dot_ends = true;
     let invoked_as = std::env::args().next().unwrap_or_default();
     let mut mode = if invoked_as.ends_with("mailq") { Mode::List } else { Mode::Deliver };
-    let mut opts = inject::ShortOptions::new(std::env::args().skip(1).collect());
+    let mut opts = inject::options::ShortOptions::new(std::env::args().skip(1).collect());
     while let Some((flag, attached)) = opts.next_option() {
         let rest = attached.as_str();
         let mut value = |name: &str| opts.value(rest).unwrap_or_else(|| refuse(&format!("-{name} needs a value")));
@@ -60,14 +61,14 @@ fn main() {
     req.recipients = opts.rest();
     let home = Home::from_env();
     match mode {
-        Mode::List => match inject::queue_listing(&home) {
+        Mode::List => match listing::queue_listing(&home) {
             Ok(items) => {
-                print!("{}", inject::format_listing(&items));
+                print!("{}", listing::format_listing(&items));
                 std::process::exit(EXIT_OK);
             }
             Err(e) => fail(e),
         },
-        Mode::Flush => match inject::flush(&home) {
+        Mode::Flush => match listing::flush(&home) {
             Ok(()) => std::process::exit(EXIT_OK),
             Err(e) => fail(e),
         },
@@ -86,7 +87,7 @@ fn main() {
     }
 }
 
-fn fail(e: inject::InjectError) -> ! {
+fn fail(e: impl std::fmt::Display + Classify) -> ! {
     eprintln!("{PROGRAM}: {e}");
     std::process::exit(e.kind().exit_code());
 }

@@ -14,14 +14,14 @@ fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let home = Home::from_env();
     let result = vacation::parse_args(&args).and_then(|o| {
-        let m = seekable(postern::os::sys::protocol_fd(0)).map_err(vacation::VacationError::Message)?;
+        let m = postern::os::sys::take_fd(0).and_then(|fd| seekable(fd.into())).map_err(vacation::VacationError::Message)?;
         vacation::run(&home, &o, &m)
     });
     match result {
         Ok(vacation::Outcome::Replied(to)) => println!("postern-vacation: answered {to}"),
         Ok(vacation::Outcome::Skipped(why)) => println!("postern-vacation: {why}"),
         Err(e) => {
-            println!("{e}");
+            println!("{}", e.report());
             if e.kind() == Kind::Temporary {
                 std::process::exit(e.kind().exit_code());
             }

@@ -106,10 +106,7 @@ pub fn parse(buf: &[u8]) -> Result<Request, CheckError> {
 
 /// Read the request from fd 3 and close it (the auth program's side).
 pub fn read_fd3() -> Result<Request, CheckError> {
-    if nix::fcntl::fcntl(3, nix::fcntl::FcntlArg::F_GETFD).is_err() {
-        return Err(CheckError::Misuse("fd 3 is not open".into()));
-    }
-    let f = crate::os::sys::protocol_fd(3);
+    let f = std::fs::File::from(crate::os::sys::take_fd(3).map_err(|e| CheckError::Misuse(e.to_string()))?);
     let mut buf = Vec::with_capacity(MAX_REQUEST + 1);
     f.take(MAX_REQUEST as u64 + 1).read_to_end(&mut buf).map_err(|e| CheckError::Misuse(format!("cannot read fd 3: {e}")))?;
     parse(&buf)

@@ -3,5 +3,6 @@
 
 pub mod cdb;
 pub mod control;
+pub mod routing;
 pub mod rules;
 pub mod settings;

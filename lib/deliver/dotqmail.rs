@@ -6,6 +6,7 @@
 //! its dots become colons, so `.qmail-a.b` can never name `..` or a hidden file.
 
 use crate::error::{Classify, Kind};
+use crate::status::Status;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -23,10 +24,19 @@ pub enum DotQmailError {
 impl fmt::Display for DotQmailError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DotQmailError::Read(p, e) => write!(f, "4.3.0 cannot read delivery file {}: {e}; check its permissions", p.display()),
+            DotQmailError::Read(p, e) => write!(f, "cannot read delivery file {}: {e}; check its permissions", p.display()),
             DotQmailError::Writable(p) => {
-                write!(f, "4.7.0 delivery file {} is writable by others; run chmod go-w on it", p.display())
+                write!(f, "delivery file {} is writable by others; run chmod go-w on it", p.display())
             }
+        }
+    }
+}
+
+impl DotQmailError {
+    pub fn status(&self) -> Status {
+        match self {
+            DotQmailError::Read(..) => Status::MAIL_SYSTEM,
+            DotQmailError::Writable(_) => Status::SECURITY,
         }
     }
 }

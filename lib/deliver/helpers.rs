@@ -3,6 +3,7 @@
 use crate::deliver::local::*;
 use crate::error::{Classify, Kind};
 use crate::os::home::Home;
+use crate::status::Status;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
@@ -25,20 +26,56 @@ impl fmt::Display for HelperError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HelperError::Usage(u) => f.write_str(u),
-            HelperError::Env(v) => write!(f, "5.3.5 ${v} is not set; run this from a dot-qmail line (postern-local sets it)"),
-            HelperError::Run(p, e) => write!(f, "4.3.0 cannot run {p}: {e}; check the program name and PATH"),
-            HelperError::Crashed(p, Some(s)) => write!(f, "4.3.0 {p} was killed by signal {s}"),
-            HelperError::Crashed(p, None) => write!(f, "4.3.0 {p} ended abnormally"),
-            HelperError::Message(e) => write!(f, "4.3.0 cannot read the message on fd 0: {e}"),
+            HelperError::Env(v) => write!(f, "${v} is not set; run this from a dot-qmail line (postern-local sets it)"),
+            HelperError::Run(p, e) => write!(f, "cannot run {p}: {e}; check the program name and PATH"),
+            HelperError::Crashed(p, Some(s)) => write!(f, "{p} was killed by signal {s}"),
+            HelperError::Crashed(p, None) => write!(f, "{p} ended abnormally"),
+            HelperError::Message(e) => write!(f, "cannot read the message on fd 0: {e}"),
             HelperError::Local(e) => e.fmt(f),
         }
     }
 }
 
+impl HelperError {
+    /// None for a usage error, which is not about a delivery.
+    pub fn status(&self) -> Option<Status> {
+        match self {
+            HelperError::Usage(_) => None,
+            HelperError::Env(_) => Some(Status::new(5, 3, 5)),
+            HelperError::Local(e) => Some(e.status()),
+            _ => Some(Status::MAIL_SYSTEM),
+        }
+    }
+}
+
+/// The message on fd 0, seekable (a pipe is copied to memory).
+pub fn message() -> Result<File, HelperError> {
+    crate::os::sys::take_fd(0).and_then(|fd| crate::deliver::local::seekable(File::from(fd))).map_err(HelperError::Message)
+}
+
+/// A helper program's end on an error: one line on stderr, which postern-local
+/// passes on as the delivery's report (the status first), and qmail's exit
+/// code for the error's kind.
+pub fn fail(program: &str, e: &HelperError) -> ! {
+    match e.status() {
+        Some(s) => eprintln!("{s} {program}: {e}"),
+        None => eprintln!("{program}: {e}"),
+    }
+    std::process::exit(e.kind().exit_code());
+}
+
+/// A helper program's end when it decided: what it says, and its exit code.
+pub fn finish(v: Verdict) -> ! {
+    if !v.say.is_empty() {
+        println!("{}", v.say);
+    }
+    std::process::exit(v.code)
+}
+
 impl Classify for HelperError {
     fn kind(&self) -> Kind {
         match self {
-            HelperError::Env(_) => Kind::Permanent,
+            HelperError::Usage(_) | HelperError::Env(_) => Kind::Permanent,
             HelperError::Local(e) => e.kind(),
             _ => Kind::Temporary,
         }
@@ -160,7 +197,7 @@ pub fn condredirect(home: &Home, newaddr: &str, argv: &[OsString], message: &mut
             crate::deliver::local::forward(home, message, &dtline, &sender, &[newaddr.to_string()]).map_err(HelperError::Local)?;
             Ok(Verdict { code: 99, say: format!("redirected to {newaddr}") })
         }
-        111 => Ok(Verdict { code: 111, say: format!("4.3.0 {} failed temporarily", name(argv)) }),
+        111 => Ok(Verdict { code: 111, say: format!("{} {} failed temporarily", Status::MAIL_SYSTEM, name(argv)) }),
         _ => Ok(Verdict::quiet(0)),
     }
 }
@@ -173,7 +210,7 @@ pub fn bouncesaying(text: &str, argv: &[OsString]) -> Result<Verdict, HelperErro
     }
     match run(argv, Stdio::inherit())? {
         0 => Ok(Verdict { code: 100, say: text.to_string() }),
-        111 => Ok(Verdict { code: 111, say: format!("4.3.0 {} failed temporarily", name(argv)) }),
+        111 => Ok(Verdict { code: 111, say: format!("{} {} failed temporarily", Status::MAIL_SYSTEM, name(argv)) }),
         _ => Ok(Verdict::quiet(0)),
     }
 }

@@ -18,6 +18,7 @@ use crate::error::{Classify, Kind};
 use crate::maildir::{self, MaildirError};
 use crate::os::home::Home;
 use crate::queue::{self, Envelope, SubmitError};
+use crate::status::Status;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
@@ -67,40 +68,68 @@ impl fmt::Display for LocalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use LocalError::*;
         match self {
-            Usage(s) => write!(f, "4.3.5 postern-local called wrongly ({s}); {USAGE}"),
-            Home(p, s) => write!(f, "4.2.1 home directory {}: {s}", p.display()),
+            Usage(s) => write!(f, "postern-local called wrongly ({s}); {USAGE}"),
+            Home(p, s) => write!(f, "home directory {}: {s}", p.display()),
             DotQmail(e) => e.fmt(f),
-            Control(e) => write!(f, "4.3.5 {e}"),
-            NoMailbox => f.write_str("5.1.1 Sorry, no mailbox here by that name."),
-            Loop(r) => write!(f, "5.4.6 This message is looping: it already has my Delivered-To line ({r})."),
-            Message(e) => write!(f, "4.3.0 cannot read the message on fd 0: {e}"),
+            Control(e) => e.fmt(f),
+            NoMailbox => f.write_str("Sorry, no mailbox here by that name."),
+            Loop(r) => write!(f, "This message is looping: it already has my Delivered-To line ({r})."),
+            Message(e) => write!(f, "cannot read the message on fd 0: {e}"),
             Maildir(_, e) => e.fmt(f),
             Mbox(_, e) => e.fmt(f),
             Program { command, code, signal, output } => {
                 if !output.is_empty() {
-                    return f.write_str(output);
+                    // The program's own words, less the status it began with.
+                    return f.write_str(self.program_report().1);
                 }
                 match (code, signal) {
-                    (Some(c), _) if program_kind(*c) == Kind::Permanent => {
-                        write!(f, "5.3.0 program |{command} refused the message (exit {c})")
-                    }
-                    (Some(c), _) => write!(f, "4.3.0 program |{command} failed temporarily (exit {c})"),
-                    (None, Some(s)) => write!(f, "4.3.0 program |{command} was killed by signal {s}"),
-                    (None, None) => write!(f, "4.3.0 program |{command} ended abnormally"),
+                    (Some(c), _) if program_kind(*c) == Kind::Permanent => write!(f, "program |{command} refused the message (exit {c})"),
+                    (Some(c), _) => write!(f, "program |{command} failed temporarily (exit {c})"),
+                    (None, Some(s)) => write!(f, "program |{command} was killed by signal {s}"),
+                    (None, None) => write!(f, "program |{command} ended abnormally"),
                 }
             }
             Timeout { command, seconds } => {
-                write!(f, "4.3.0 program |{command} ran longer than {seconds} seconds and was killed (control/timeoutdelivery)")
+                write!(f, "program |{command} ran longer than {seconds} seconds and was killed (control/timeoutdelivery)")
             }
-            Spawn(c, e) => write!(f, "4.3.0 cannot run |{c}: {e}"),
+            Spawn(c, e) => write!(f, "cannot run |{c}: {e}"),
             ForwardOnly(p) => {
-                write!(f, "4.7.0 {} has the execute bit set (forwards only) but holds a program or file line; chmod u-x it", p.display())
+                write!(f, "{} has the execute bit set (forwards only) but holds a program or file line; chmod u-x it", p.display())
             }
-            ForwardAddress(a, e) => write!(f, "5.1.3 cannot forward to {a:?}: {e}; fix the dot file"),
-            Forward(e) => {
-                let code = if e.kind() == Kind::Permanent { "5.3.0" } else { "4.3.0" };
-                write!(f, "{code} forwarding failed: {e}")
-            }
+            ForwardAddress(a, e) => write!(f, "cannot forward to {a:?}: {e}; fix the dot file"),
+            Forward(e) => write!(f, "forwarding failed: {e}"),
+        }
+    }
+}
+
+impl LocalError {
+    /// The RFC 3463 status of this failure, decided here.
+    pub fn status(&self) -> Status {
+        use LocalError::*;
+        match self {
+            Usage(_) | Control(_) => Status::SYSTEM_CONFIG,
+            Home(..) => Status::MAILBOX_MISSING,
+            DotQmail(e) => e.status(),
+            NoMailbox => Status::NO_MAILBOX,
+            Loop(_) => Status::LOOP,
+            Maildir(_, e) => e.status(),
+            Mbox(_, e) => e.status(),
+            Program { .. } => self.program_report().0,
+            ForwardOnly(_) => Status::SECURITY,
+            ForwardAddress(..) => Status::BAD_DESTINATION_SYNTAX,
+            Forward(e) => Status::REFUSED.as_kind(e.kind()),
+            Message(_) | Timeout { .. } | Spawn(..) => Status::MAIL_SYSTEM,
+        }
+    }
+
+    /// A failed program's status and words: a status its output starts with,
+    /// when its class agrees with the exit code, else the exit code's.
+    fn program_report(&self) -> (Status, &str) {
+        let LocalError::Program { output, .. } = self else { unreachable!("program errors only") };
+        let generic = Status::REFUSED.as_kind(self.kind());
+        match Status::split(output) {
+            Some((s, rest)) if s.class() == generic.class() => (s, rest),
+            _ => (generic, output),
         }
     }
 }
@@ -300,16 +329,16 @@ pub fn find_loop(header: &[u8], recipient: &str) -> Option<String> {
 
 /// What a successful delivery did, for the one-line report.
 #[derive(Debug, Default)]
-pub struct Report {
+pub struct Delivered {
     pub done: Vec<String>,
     pub forwarded: Vec<String>,
     pub stopped_by: Option<String>,
     pub source: String,
 }
 
-impl fmt::Display for Report {
+impl fmt::Display for Delivered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "2.0.0 delivered by {}", self.source)?;
+        write!(f, "delivered by {}", self.source)?;
         if self.done.is_empty() && self.forwarded.is_empty() && self.stopped_by.is_none() {
             return f.write_str(": no delivery instructions, message discarded");
         }
@@ -327,14 +356,15 @@ impl fmt::Display for Report {
 }
 
 /// One delivery as postern-local makes it, whether postern-lspawn forked us or
-/// ran the program: the message on `stdin`, one report line (an RFC 3463 code
-/// first) on fd 1. Returns the exit code: 0 when every delivery is durable, 100
-/// on a permanent failure, 111 on a temporary one.
+/// ran the program: the message on `stdin`, one report line on fd 1, its RFC
+/// 3463 status first (qmail-local's interface). Returns the exit code: 0 when
+/// every delivery is durable, 100 on a permanent failure, 111 on a temporary
+/// one.
 pub fn run(home: &Home, p: &Params, stdin: File) -> i32 {
     let result = seekable(stdin).map_err(LocalError::Message).and_then(|mut m| deliver(home, p, &mut m));
     let (line, code) = match result {
-        Ok(report) => (report.to_string(), crate::error::EXIT_OK),
-        Err(e) => (e.to_string(), e.kind().exit_code()),
+        Ok(done) => (format!("{} {done}", Status::OK), crate::error::EXIT_OK),
+        Err(e) => (format!("{} {e}", e.status()), e.kind().exit_code()),
     };
     say(&line);
     code
@@ -350,7 +380,7 @@ pub fn say(line: &str) {
 
 /// The whole of postern-local after argument parsing: chdir, find instructions,
 /// deliver. `message` must be seekable (see `seekable`).
-pub fn deliver(home: &Home, p: &Params, message: &mut File) -> Result<Report, LocalError> {
+pub fn deliver(home: &Home, p: &Params, message: &mut File) -> Result<Delivered, LocalError> {
     std::env::set_current_dir(&p.homedir).map_err(|e| LocalError::Home(p.homedir.clone(), format!("cannot enter it: {e}")))?;
     let meta = std::fs::metadata(".").map_err(|e| LocalError::Home(p.homedir.clone(), e.to_string()))?;
     if meta.mode() & 0o002 != 0 {
@@ -380,7 +410,7 @@ pub fn deliver(home: &Home, p: &Params, message: &mut File) -> Result<Report, Lo
     // Read only when a program line needs it: most deliveries have none.
     let mut timeout: Option<u64> = None;
     let prefix = format!("{}{}", rpline(&p.sender), dtline(p));
-    let mut report = Report { source, ..Report::default() };
+    let mut report = Delivered { source, ..Delivered::default() };
     let mut forwards: Vec<String> = Vec::new();
     for line in lines {
         if forward_only && !matches!(line, Line::Forward(_)) {

@@ -6,6 +6,7 @@
 //! to its old size so readers never see half a message.
 
 use crate::error::{Classify, Kind};
+use crate::status::Status;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
@@ -33,21 +34,31 @@ pub enum MboxError {
 impl fmt::Display for MboxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MboxError::Open(p, e) => write!(f, "4.2.0 cannot open mbox {}: {e}; check the path and its permissions", p.display()),
+            MboxError::Open(p, e) => write!(f, "cannot open mbox {}: {e}; check the path and its permissions", p.display()),
             MboxError::Locked(p) => write!(
                 f,
-                "4.2.0 mbox {} stayed locked for {} seconds; another program holds it (remove {}.lock if it is stale)",
+                "mbox {} stayed locked for {} seconds; another program holds it (remove {}.lock if it is stale)",
                 p.display(),
                 LOCK_WAIT.as_secs(),
                 p.display()
             ),
-            MboxError::Lock(p, e) => write!(f, "4.2.0 cannot lock mbox {}: {e}", p.display()),
+            MboxError::Lock(p, e) => write!(f, "cannot lock mbox {}: {e}", p.display()),
             MboxError::Write(p, e) => {
                 let what =
                     if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) { "disk or quota full" } else { "write failed" };
-                write!(f, "4.2.2 mbox {}: {what}: {e}; the file was left as it was", p.display())
+                write!(f, "mbox {}: {what}: {e}; the file was left as it was", p.display())
             }
-            MboxError::Message(e) => write!(f, "4.3.0 cannot read the message: {e}"),
+            MboxError::Message(e) => write!(f, "cannot read the message: {e}"),
+        }
+    }
+}
+
+impl MboxError {
+    pub fn status(&self) -> Status {
+        match self {
+            MboxError::Open(..) | MboxError::Locked(_) | MboxError::Lock(..) => Status::MAILBOX_UNAVAILABLE,
+            MboxError::Write(..) => Status::MAILBOX_FULL,
+            MboxError::Message(_) => Status::MAIL_SYSTEM,
         }
     }
 }
@@ -58,14 +69,6 @@ impl Classify for MboxError {
     }
 }
 
-/// The date of a From_ line (asctime in UTC): `Sat Nov 21 19:58:26 2026`.
-pub fn asctime(t: SystemTime) -> String {
-    // Reuse the RFC 5322 formatter: "Sat, 21 Nov 2026 19:58:26 +0000".
-    let d = crate::message::headers::rfc2822_date(t);
-    let p: Vec<&str> = d.split_whitespace().collect();
-    format!("{} {} {:>2} {} {}", p[0].trim_end_matches(','), p[2], p[1], p[4], p[3])
-}
-
 /// qmail's UFLINE: `From SENDER DATE\n`, MAILER-DAEMON for the null sender, blanks
 /// in the sender replaced so the line still splits into its three fields.
 pub fn from_line(sender: &str, t: SystemTime) -> String {
@@ -74,7 +77,7 @@ pub fn from_line(sender: &str, t: SystemTime) -> String {
     } else {
         sender.chars().map(|c| if c == ' ' || c == '\t' || c == '\n' { '-' } else { c }).collect()
     };
-    format!("From {s} {}\n", asctime(t))
+    format!("From {s} {}\n", crate::message::date::asctime(t))
 }
 
 /// Whether a line needs one more '>' (mboxrd).
@@ -243,8 +246,6 @@ mod tests {
     #[test]
     fn from_lines_and_quoting() {
         let t = UNIX_EPOCH + Duration::from_secs(1795291106);
-        assert_eq!(asctime(t), "Sat Nov 21 19:58:26 2026");
-        assert_eq!(asctime(UNIX_EPOCH), "Thu Jan  1 00:00:00 1970");
         assert_eq!(from_line("", t), "From MAILER-DAEMON Sat Nov 21 19:58:26 2026\n");
         assert_eq!(from_line("a b@c", t), "From a-b@c Sat Nov 21 19:58:26 2026\n");
         let mut out = Vec::new();

@@ -4,6 +4,7 @@ use crate::deliver::local::*;
 use crate::error::{Classify, Kind};
 use crate::os::home::Home;
 use crate::queue::{self, Envelope, SubmitError};
+use crate::status::Status;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
@@ -38,11 +39,21 @@ impl fmt::Display for VacationError {
                 write!(f, "postern-vacation: cannot read the reply text {}: {e}; create it or fix the dot-qmail line", p.display())
             }
             Db(p, e) => {
-                write!(f, "4.3.0 postern-vacation: cannot update {}: {e}; check the home directory's permissions and space", p.display())
+                write!(f, "postern-vacation: cannot update {}: {e}; check the home directory's permissions and space", p.display())
             }
-            Message(e) => write!(f, "4.3.0 postern-vacation: cannot read the message: {e}"),
-            Queue(e) => write!(f, "4.3.0 postern-vacation: cannot queue the reply: {e}"),
+            Message(e) => write!(f, "postern-vacation: cannot read the message: {e}"),
+            Queue(e) => write!(f, "postern-vacation: cannot queue the reply: {e}"),
             Address(a, e) => write!(f, "postern-vacation: cannot answer {a:?}: {e}"),
+        }
+    }
+}
+
+impl VacationError {
+    /// The line postern-vacation prints: a temporary problem with its status.
+    pub fn report(&self) -> String {
+        match self.kind() {
+            Kind::Temporary => format!("{} {self}", Status::MAIL_SYSTEM),
+            Kind::Permanent => self.to_string(),
         }
     }
 }
@@ -199,7 +210,7 @@ pub fn compose(reply_text: &str, header: &[u8], recipient: &str, sender: &str, n
     }) {
         nl(&mut out, h);
     }
-    nl(&mut out, &format!("Date: {}", crate::message::headers::rfc2822_date(now)));
+    nl(&mut out, &format!("Date: {}", crate::message::date::rfc2822(now)));
     let secs = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let domain = recipient.rsplit_once('@').map(|(_, d)| d).unwrap_or("localhost");
     nl(&mut out, &format!("Message-ID: <{secs}.{}.vacation@{domain}>", std::process::id()));
@@ -278,7 +289,7 @@ pub fn run(home: &Home, o: &Options, message: &File) -> Result<Outcome, Vacation
     // Concurrent deliveries to one user must not both answer the same sender.
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| VacationError::Db(lock_path.clone(), e.into()))?;
-    let now = queue::now();
+    let now = crate::os::time::now();
     let mut db = read_db(&db_path)?;
     let key = sender.to_ascii_lowercase();
     if let Some(&t) = db.get(&key) {

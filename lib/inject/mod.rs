@@ -1,6 +1,5 @@
 //! Local injection (postern-inject, postern-sendmail): complete a message's headers
-//! as qmail-inject does, work out its envelope, and hand it to the queue. Also the
-//! command-line views of the queue (`mailq`, `postern-admin queue ...`).
+//! as qmail-inject does, work out its envelope, and hand it to the queue.
 //!
 //! # Header completion
 //! - line ends: CRLF becomes LF (the queue stores LF, as qmail's does);
@@ -29,16 +28,17 @@
 //! From host: $QMAILHOST, $MAILHOST, else defaulthost. Envelope sender: -f, else
 //! ($QMAILSUSER or login)@($QMAILSHOST or the From host).
 
+pub mod options;
+
 use crate::address::{Address, AddressError};
 use crate::config::control::{Control, ControlError};
 use crate::config::settings;
 use crate::error::{Classify, Kind};
 use crate::message::headers;
 use crate::os::home::Home;
-use crate::queue::{Envelope, Queue, QueueFile, SubmitError};
+use crate::queue::{Envelope, SubmitError};
 use std::fmt;
 use std::io::{self, BufRead};
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 #[derive(Debug)]
@@ -54,11 +54,6 @@ pub enum InjectError {
     },
     NoRecipients,
     Submit(SubmitError),
-    /// A queue directory cannot be listed.
-    QueueDir(PathBuf, io::Error),
-    /// Nobody reads the trigger FIFO.
-    NotRunning(PathBuf),
-    Trigger(PathBuf, io::Error),
 }
 
 impl fmt::Display for InjectError {
@@ -71,11 +66,6 @@ impl fmt::Display for InjectError {
                 f.write_str("no recipients: give them as arguments, or use -t to take them from the To, Cc and Bcc headers")
             }
             InjectError::Submit(e) => write!(f, "cannot queue the message: {e}"),
-            InjectError::QueueDir(p, e) => write!(f, "cannot read the queue directory {}: {e}", p.display()),
-            InjectError::NotRunning(p) => {
-                write!(f, "postern-send is not running (nobody reads {}); the queue will be tried when it starts", p.display())
-            }
-            InjectError::Trigger(p, e) => write!(f, "cannot write to the trigger {}: {e}", p.display()),
         }
     }
 }
@@ -232,7 +222,7 @@ pub fn complete(input: &[u8], id: &Identity, now: SystemTime) -> Completed {
         out.push(b'\n');
     }
     if !headers::has(header, "Date") {
-        out.extend_from_slice(format!("Date: {}\n", headers::rfc2822_date(now)).as_bytes());
+        out.extend_from_slice(format!("Date: {}\n", crate::message::date::rfc2822(now)).as_bytes());
     }
     if !headers::has(header, "Message-ID") {
         let secs = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -324,110 +314,6 @@ pub fn inject(home: &Home, req: &Request, input: &[u8]) -> Result<Envelope, Inje
     Ok(envelope)
 }
 
-/// One message as `queue list` shows it.
-#[derive(Clone, Debug)]
-pub struct Queued {
-    pub id: String,
-    /// "new" (not yet taken by postern-send) or "mess".
-    pub dir: &'static str,
-    pub age: u64,
-    pub sender: String,
-    pub size: u64,
-    /// (recipient, done)
-    pub recipients: Vec<(String, bool)>,
-    /// Set when the file could not be read.
-    pub problem: Option<String>,
-}
-
-/// Every message in queue/new and queue/mess. A message that disappears while we
-/// look (delivered meanwhile) is skipped; a damaged one is listed with its problem.
-pub fn queue_listing(home: &Home) -> Result<Vec<Queued>, InjectError> {
-    let q = Queue::new(home);
-    let now = crate::queue::now();
-    let mut out = Vec::new();
-    for (dir, path) in [("new", q.new_dir()), ("mess", q.mess())] {
-        let ids = Queue::list(&path).map_err(|e| InjectError::QueueDir(path.clone(), e))?;
-        for id in ids {
-            let file = path.join(&id);
-            if !file.exists() {
-                continue;
-            }
-            let mut item = Queued { id, dir, age: 0, sender: String::new(), size: 0, recipients: Vec::new(), problem: None };
-            match QueueFile::open(&file, false) {
-                Ok(f) => {
-                    item.age = now.saturating_sub(f.birth);
-                    item.sender = f.sender.as_str().to_string();
-                    item.size = f.message_len;
-                    item.recipients = f.recipients.iter().map(|r| (r.address.as_str().to_string(), r.done)).collect();
-                }
-                Err(_) if !file.exists() => continue,
-                Err(e) => item.problem = Some(e.to_string()),
-            }
-            out.push(item);
-        }
-    }
-    Ok(out)
-}
-
-/// "3d 4h", "5m 2s": a short age.
-pub fn show_age(secs: u64) -> String {
-    match secs {
-        s if s >= 86400 => format!("{}d {}h", s / 86400, s % 86400 / 3600),
-        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        s if s >= 60 => format!("{}m {}s", s / 60, s % 60),
-        s => format!("{s}s"),
-    }
-}
-
-/// The listing as text: one line per message, one indented line per recipient.
-pub fn format_listing(items: &[Queued]) -> String {
-    let mut s = String::new();
-    for m in items {
-        match &m.problem {
-            Some(p) => s.push_str(&format!("{} ({}) unreadable: {p}\n", m.id, m.dir)),
-            None => {
-                s.push_str(&format!(
-                    "{} ({}) age {} size {} from <{}>\n",
-                    m.id,
-                    m.dir,
-                    show_age(m.age),
-                    m.size,
-                    crate::os::log::show(m.sender.as_bytes())
-                ));
-                for (r, done) in &m.recipients {
-                    s.push_str(&format!("  {} <{}>\n", if *done { "done   " } else { "pending" }, r));
-                }
-            }
-        }
-    }
-    s
-}
-
-/// `queue count`: the number of messages first, then details.
-pub fn format_count(items: &[Queued]) -> String {
-    let pending: usize = items.iter().map(|m| m.recipients.iter().filter(|r| !r.1).count()).sum();
-    let new = items.iter().filter(|m| m.dir == "new").count();
-    format!("{}\npending recipients: {pending}\nnot yet taken by postern-send: {new}\n", items.len())
-}
-
-/// Ask postern-send to retry everything deferred now: 'F' on the trigger FIFO.
-pub fn flush(home: &Home) -> Result<(), InjectError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = Queue::new(home).trigger_path();
-    let mut f = match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&path) {
-        Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(InjectError::NotRunning(path)),
-        Err(e) => return Err(InjectError::Trigger(path, e)),
-    };
-    match f.write(b"F") {
-        Ok(_) => Ok(()),
-        // A full FIFO already holds a wake-up the scheduler has not read yet.
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-        Err(e) => Err(InjectError::Trigger(path, e)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,46 +387,5 @@ mod tests {
         assert_eq!(display_name("Joe Public"), "Joe Public");
         assert_eq!(display_name("Public, Joe"), "\"Public, Joe\"");
         assert_eq!(display_name("a\"b"), "\"a\\\"b\"");
-    }
-}
-
-/// sendmail/qmail-inject style short options: `-x`, `-xVALUE`, `-x VALUE`; the scan
-/// stops at `--` or at the first argument that is not an option.
-pub struct ShortOptions {
-    args: std::iter::Peekable<std::vec::IntoIter<String>>,
-}
-
-impl ShortOptions {
-    pub fn new(args: Vec<String>) -> ShortOptions {
-        ShortOptions { args: args.into_iter().peekable() }
-    }
-
-    /// The next option as (its letter, whatever follows the letter), or None when
-    /// the options are over.
-    pub fn next_option(&mut self) -> Option<(String, String)> {
-        let a = self.args.peek()?;
-        if a == "--" {
-            self.args.next();
-            return None;
-        }
-        if !a.starts_with('-') || a.len() < 2 || !a.is_char_boundary(2) {
-            return None;
-        }
-        let a = self.args.next()?;
-        Some((a[1..2].to_string(), a[2..].to_string()))
-    }
-
-    /// An option's value: attached (`-fjoe`) or the next argument (`-f joe`).
-    pub fn value(&mut self, attached: &str) -> Option<String> {
-        if attached.is_empty() {
-            self.args.next()
-        } else {
-            Some(attached.to_string())
-        }
-    }
-
-    /// The arguments after the options.
-    pub fn rest(self) -> Vec<String> {
-        self.args.collect()
     }
 }

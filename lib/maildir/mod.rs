@@ -5,6 +5,7 @@
 //! new/ may lose the link but never leaves a partial file in new/.
 
 use crate::error::{Classify, Kind};
+use crate::status::Status;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -30,12 +31,22 @@ impl fmt::Display for MaildirError {
         match self {
             MaildirError::Missing(p) => write!(
                 f,
-                "4.2.1 maildir {} does not exist or lacks tmp/ or new/; create it with maildirmake or mkdir -p {0}/tmp {0}/new {0}/cur",
+                "maildir {} does not exist or lacks tmp/ or new/; create it with maildirmake or mkdir -p {0}/tmp {0}/new {0}/cur",
                 p.display()
             ),
-            MaildirError::Full(p, e) => write!(f, "4.2.2 disk or quota full writing {}: {e}", p.display()),
-            MaildirError::Io(p, e) => write!(f, "4.3.0 maildir write {} failed: {e}", p.display()),
-            MaildirError::Message(e) => write!(f, "4.3.0 cannot read the message: {e}"),
+            MaildirError::Full(p, e) => write!(f, "disk or quota full writing {}: {e}", p.display()),
+            MaildirError::Io(p, e) => write!(f, "maildir write {} failed: {e}", p.display()),
+            MaildirError::Message(e) => write!(f, "cannot read the message: {e}"),
+        }
+    }
+}
+
+impl MaildirError {
+    pub fn status(&self) -> Status {
+        match self {
+            MaildirError::Missing(_) => Status::MAILBOX_MISSING,
+            MaildirError::Full(..) => Status::MAILBOX_FULL,
+            MaildirError::Io(..) | MaildirError::Message(_) => Status::MAIL_SYSTEM,
         }
     }
 }

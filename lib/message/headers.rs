@@ -1,11 +1,10 @@
-//! Header helpers: dates, line ends, and finding, testing and removing header
-//! fields in a message's raw header section (inject.rs completes headers with them).
+//! Header helpers: line ends, and finding, testing and removing header fields in
+//! a message's raw header section (injection completes headers with them).
 //!
 //! These work on bytes, not on a parsed message, so every byte of the header section
 //! that is kept goes to the queue exactly as it came in.
 
 use std::ops::Range;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Convert CRLF line ends to LF: the queue stores LF, as qmail's does. A lone CR
 /// that is not followed by LF is left alone.
@@ -99,44 +98,9 @@ pub fn remove(header: &[u8], names: &[&str]) -> Vec<u8> {
     out
 }
 
-/// An RFC 5322 date in UTC, e.g. `Sat, 21 Nov 2026 19:58:26 +0000`.
-pub fn rfc2822_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let days = secs.div_euclid(86400);
-    let sod = secs.rem_euclid(86400);
-    let (y, m, d) = civil_from_days(days);
-    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-        WD[days.rem_euclid(7) as usize],
-        d,
-        MON[(m - 1) as usize],
-        y,
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z.rem_euclid(146097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn split_fields_remove() {
@@ -156,12 +120,5 @@ mod tests {
         assert_eq!(split(b""), (0, 0));
         assert_eq!(split(b"Subject: only"), (13, 13));
         assert_eq!(crlf_to_lf(b"a\rb\r\n"), b"a\rb\n");
-    }
-
-    #[test]
-    fn known_dates() {
-        assert_eq!(rfc2822_date(UNIX_EPOCH), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc2822_date(UNIX_EPOCH + Duration::from_secs(1795291106)), "Sat, 21 Nov 2026 19:58:26 +0000");
-        assert_eq!(rfc2822_date(UNIX_EPOCH + Duration::from_secs(951782400)), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 }

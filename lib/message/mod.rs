@@ -1,3 +1,4 @@
 //! Messages as bytes: header fields and dates.
 
+pub mod date;
 pub mod headers;

@@ -9,6 +9,7 @@
 use crate::config::rules;
 use crate::error::{Classify, Kind};
 use crate::os::log;
+use crate::os::sys::ChildFds;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -163,6 +164,7 @@ pub fn drop_privileges(user: Option<&str>) -> Result<(), ListenError> {
 /// The accept loop's state.
 struct Server<'a> {
     opts: &'a Options,
+    listener: &'a TcpListener,
     builtin: Option<Builtin>,
     children: HashMap<Pid, IpAddr>,
     per_ip: HashMap<IpAddr, usize>,
@@ -182,7 +184,7 @@ pub fn serve(listener: TcpListener, opts: &Options, builtin: Option<Builtin>) ->
     mask.thread_block().map_err(io("blocking signals"))?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io("signalfd"))?;
     listener.set_nonblocking(true).map_err(|e| ListenError::Io(format!("listener: {e}")))?;
-    let mut server = Server { opts, builtin, children: HashMap::new(), per_ip: HashMap::new() };
+    let mut server = Server { opts, listener: &listener, builtin, children: HashMap::new(), per_ip: HashMap::new() };
     loop {
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN), PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::NONE) {
@@ -295,13 +297,13 @@ impl Server<'_> {
             ("TCPREMOTEPORT", peer.port().to_string()),
         ];
         if let Some(session) = self.builtin {
-            return crate::os::sys::fork_run(|| {
-                // What an exec would give PROGRAM: the socket on fds 0 and 1, no
-                // other descriptor of ours, no signal blocked, the variables.
+            // What an exec would give PROGRAM: the socket on fds 0 and 1, not the
+            // listening socket (a long session must not keep the port bound),
+            // no signal blocked, the variables.
+            let fds = ChildFds::new().put(stream, &[0, 1]).close(self.listener);
+            let env = env.to_vec();
+            return crate::os::sys::fork_run(fds, move || {
                 crate::os::sys::set_process_name(c"postern-smtpd");
-                if crate::os::sys::exec_like(vec![OwnedFd::from(stream)], &[(0, 0), (0, 1)]).is_err() {
-                    return 111;
-                }
                 std::env::remove_var("TCPREMOTEHOST");
                 for (k, v) in vars.iter().map(|(k, v)| (*k, v.as_str())).chain(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
                     std::env::set_var(k, v);

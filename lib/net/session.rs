@@ -7,7 +7,7 @@
 //! of commands gets its replies in one write.
 
 use std::io::{self, Read, Write};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,16 +46,16 @@ impl From<io::Error> for NetError {
     }
 }
 
-/// fd 0 and fd 1 with a timeout on each wait.
+/// A connection's two descriptors (fd 0 in, fd 1 out) with a timeout on each
+/// wait.
 pub struct FdPair {
-    rfd: RawFd,
-    wfd: RawFd,
+    rfd: OwnedFd,
+    wfd: OwnedFd,
     timeout: Duration,
 }
 
-fn wait(fd: RawFd, flags: PollFlags, timeout: Duration) -> io::Result<()> {
-    let bfd = crate::os::sys::borrow_fd(fd);
-    let mut fds = [PollFd::new(bfd, flags)];
+fn wait(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Duration) -> io::Result<()> {
+    let mut fds = [PollFd::new(fd, flags)];
     let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
     loop {
         match poll(&mut fds, ms) {
@@ -68,19 +68,29 @@ fn wait(fd: RawFd, flags: PollFlags, timeout: Duration) -> io::Result<()> {
 }
 
 impl FdPair {
-    pub fn new(rfd: RawFd, wfd: RawFd, timeout: Duration) -> FdPair {
+    pub fn new(rfd: OwnedFd, wfd: OwnedFd, timeout: Duration) -> FdPair {
         FdPair { rfd, wfd, timeout }
+    }
+
+    /// fd 0 and fd 1, claimed (see `os::sys::take_fd`).
+    pub fn stdio(timeout: Duration) -> io::Result<FdPair> {
+        Ok(FdPair::new(crate::os::sys::take_fd(0)?, crate::os::sys::take_fd(1)?, timeout))
+    }
+
+    /// The input side, to poll on.
+    pub fn input(&self) -> BorrowedFd<'_> {
+        self.rfd.as_fd()
     }
 }
 
 impl Read for FdPair {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        wait(self.rfd, PollFlags::POLLIN, self.timeout)?;
+        wait(self.rfd.as_fd(), PollFlags::POLLIN, self.timeout)?;
         loop {
-            match nix::unistd::read(self.rfd, buf) {
+            match nix::unistd::read(self.rfd.as_raw_fd(), buf) {
                 Ok(n) => return Ok(n),
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(nix::errno::Errno::EAGAIN) => wait(self.rfd, PollFlags::POLLIN, self.timeout)?,
+                Err(nix::errno::Errno::EAGAIN) => wait(self.rfd.as_fd(), PollFlags::POLLIN, self.timeout)?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -89,12 +99,12 @@ impl Read for FdPair {
 
 impl Write for FdPair {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        wait(self.wfd, PollFlags::POLLOUT, self.timeout)?;
+        wait(self.wfd.as_fd(), PollFlags::POLLOUT, self.timeout)?;
         loop {
-            match nix::unistd::write(crate::os::sys::borrow_fd(self.wfd), buf) {
+            match nix::unistd::write(self.wfd.as_fd(), buf) {
                 Ok(n) => return Ok(n),
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(nix::errno::Errno::EAGAIN) => wait(self.wfd, PollFlags::POLLOUT, self.timeout)?,
+                Err(nix::errno::Errno::EAGAIN) => wait(self.wfd.as_fd(), PollFlags::POLLOUT, self.timeout)?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -119,8 +129,33 @@ pub struct Session {
 
 impl Session {
     /// The session on fd 0 and fd 1.
-    pub fn stdio(timeout: Duration) -> Session {
-        Session { stream: Stream::Plain(FdPair::new(0, 1, timeout)), out: Vec::new() }
+    pub fn stdio(timeout: Duration) -> io::Result<Session> {
+        Ok(Session::new(FdPair::stdio(timeout)?))
+    }
+
+    pub fn new(fds: FdPair) -> Session {
+        Session { stream: Stream::Plain(fds), out: Vec::new() }
+    }
+
+    /// Every read and write waits at most this long from now on.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        match &mut self.stream {
+            Stream::Plain(p) => p.timeout = timeout,
+            Stream::Tls(t) => t.sock.timeout = timeout,
+            Stream::Gone => {}
+        }
+    }
+
+    /// The descriptors of a plain session, its replies flushed (to relay TLS
+    /// for another process); the session itself back when it is not plain.
+    pub fn into_plain(mut self) -> Result<FdPair, Session> {
+        if self.flush().is_err() || !matches!(self.stream, Stream::Plain(_)) {
+            return Err(self);
+        }
+        match std::mem::replace(&mut self.stream, Stream::Gone) {
+            Stream::Plain(p) => Ok(p),
+            _ => unreachable!("checked above"),
+        }
     }
 
     pub fn is_tls(&self) -> bool {

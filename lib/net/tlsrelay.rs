@@ -2,7 +2,7 @@
 //!
 //! A TLS session lives in one process's memory and cannot follow the exec chain
 //! popup -> checkpassword -> pop3d. So after `+OK` to STLS, postern-popup becomes
-//! this relay: it terminates TLS on fd 0/1 and passes the plaintext over a Unix
+//! this relay: it terminates TLS on the client's fd 0/1 and passes the plaintext over a Unix
 //! socket pair to a fresh postern-popup (and, after the login, postern-pop3d as the
 //! mailbox owner) running on the other end. The relay knows nothing of POP3; it
 //! ends when either side closes. Plain sessions never get here: popup hands the
@@ -19,11 +19,10 @@ use std::time::Duration;
 /// Most plaintext held for the inner side before the relay stops reading the client.
 const MAX_PENDING: usize = 256 * 1024;
 
-/// Relay between TLS on fd 0/1 and `inner` until one side is done. `timeout`
-/// bounds both the idle time and every single write.
-pub fn relay(config: Arc<rustls::ServerConfig>, mut inner: UnixStream, timeout: Duration) -> Result<(), NetError> {
+/// Relay between TLS on the client's descriptors and `inner` until one side is
+/// done. `timeout` bounds both the idle time and every single write.
+pub fn relay(config: Arc<rustls::ServerConfig>, mut net: FdPair, mut inner: UnixStream, timeout: Duration) -> Result<(), NetError> {
     let mut conn = rustls::ServerConnection::new(config).map_err(|e| NetError::Tls(e.to_string()))?;
-    let mut net = FdPair::new(0, 1, timeout);
     inner.set_nonblocking(true)?;
     let mut to_inner: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
@@ -46,10 +45,9 @@ pub fn relay(config: Arc<rustls::ServerConfig>, mut inner: UnixStream, timeout: 
         if !to_inner.is_empty() {
             inner_flags |= PollFlags::POLLOUT;
         }
-        let stdin = crate::os::sys::borrow_fd(0);
         let mut fds = vec![PollFd::new(inner.as_fd(), inner_flags)];
         if want_client {
-            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
+            fds.push(PollFd::new(net.input(), PollFlags::POLLIN));
         }
         match poll(&mut fds, ms) {
             Ok(0) => return Err(NetError::Timeout),

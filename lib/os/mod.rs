@@ -6,3 +6,4 @@ pub mod home;
 pub mod log;
 pub mod privs;
 pub mod sys;
+pub mod time;

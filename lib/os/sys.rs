@@ -1,4 +1,15 @@
-//! The OS boundary: the few calls that need `unsafe`, each with its reason.
+//! The OS boundary: the only module with `unsafe`, each block with its reason.
+//!
+//! Descriptors are owned (`OwnedFd`, `File`) everywhere else. The few that a
+//! protocol hands a program at start (fd 0 and 1 of postern-queue, fd 3 of
+//! checkpassword, ...) are claimed once with `take_fd`, which refuses a second
+//! claim. Forking without exec (`fork_run`) checks that the caller has one
+//! thread, never returns into the caller in the child, and closes in the child
+//! only what the caller names; a daemon's inherited descriptors go by `exec`
+//! (`drop_inherited_fds`), so nothing closes a descriptor that code owns.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// True when the process runs with privileges its invoker does not have
 /// (setuid/setgid), as the kernel sees it.
@@ -20,48 +31,48 @@ pub fn umask(mask: u32) -> u32 {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask as libc::mode_t)).bits() as u32
 }
 
-/// Make this process the leader of a new process group, so a timeout can kill a
-/// program delivery together with everything it started.
-pub fn new_process_group() {
-    let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
-}
-
 /// Set `FD_CLOEXEC` on or off.
-pub fn set_cloexec(fd: std::os::fd::RawFd, on: bool) -> std::io::Result<()> {
+pub fn set_cloexec(fd: &impl AsFd, on: bool) -> io::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};
     let flags = if on { FdFlag::FD_CLOEXEC } else { FdFlag::empty() };
-    fcntl(fd, FcntlArg::F_SETFD(flags)).map(|_| ()).map_err(std::io::Error::from)
+    fcntl(fd.as_fd().as_raw_fd(), FcntlArg::F_SETFD(flags)).map(|_| ()).map_err(io::Error::from)
 }
 
 /// Set or clear O_NONBLOCK.
-pub fn set_nonblocking(fd: std::os::fd::RawFd, on: bool) -> std::io::Result<()> {
+pub fn set_nonblocking(fd: &impl AsFd, on: bool) -> io::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let cur = fcntl(fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
-    let mut flags = OFlag::from_bits_truncate(cur);
+    let raw = fd.as_fd().as_raw_fd();
+    let mut flags = OFlag::from_bits_truncate(fcntl(raw, FcntlArg::F_GETFL).map_err(io::Error::from)?);
     flags.set(OFlag::O_NONBLOCK, on);
-    fcntl(fd, FcntlArg::F_SETFL(flags)).map(|_| ()).map_err(std::io::Error::from)
+    fcntl(raw, FcntlArg::F_SETFL(flags)).map(|_| ()).map_err(io::Error::from)
 }
 
-/// Duplicate `from` onto `to` (dup2) and clear close-on-exec on the result.
-pub fn dup_onto(from: std::os::fd::RawFd, to: std::os::fd::RawFd) -> std::io::Result<()> {
-    if from != to {
-        // SAFETY: dup2 on descriptor numbers; it does not touch memory. The caller
-        // owns `to` and means to replace it.
-        let r = unsafe { libc::dup2(from, to) };
-        if r < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+/// Descriptors below 64 claimed by `take_fd` (bit n: fd n).
+static TAKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Claim a descriptor a protocol hands us at start (fd 0 and 1 of
+/// postern-queue, fd 3 of checkpassword, fds 3-5 of postern-send): its one
+/// owner in this process. Fails when it is not open or was claimed already.
+pub fn take_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    use std::sync::atomic::Ordering::SeqCst;
+    if !(0..64).contains(&fd) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd} is not a protocol descriptor")));
     }
-    set_cloexec(to, false)
+    if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("fd {fd} is not open")));
+    }
+    if TAKEN.fetch_or(1 << fd, SeqCst) & (1 << fd) != 0 {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("fd {fd} is already in use here")));
+    }
+    // SAFETY: the descriptor is open (checked above), was opened for us by our
+    // parent, and TAKEN makes this the only owner created for it here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Close a raw descriptor the caller owns and no Rust object wraps.
-pub fn close_raw(fd: std::os::fd::RawFd) {
-    // SAFETY: closing a number: at worst EBADF. Callers only pass descriptors they
-    // own and have not handed to an owning wrapper.
-    unsafe {
-        libc::close(fd);
-    }
+/// Whether `fd` is open (for descriptors a program may or may not get, such
+/// as postern-send's fd 5).
+pub fn fd_is_open(fd: RawFd) -> bool {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_ok()
 }
 
 /// The login name of the real uid, from the password database.
@@ -74,52 +85,47 @@ pub fn hostname() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Take ownership of one of the descriptors a protocol hands us at start (fd 0 and
-/// 1 of postern-queue, fd 3 of checkpassword). Call once per descriptor.
-pub fn protocol_fd(fd: std::os::fd::RawFd) -> std::fs::File {
-    use std::os::fd::FromRawFd;
-    // SAFETY: the descriptor was opened by our parent for us; this is the only
-    // owner created for it in this process.
-    unsafe { std::fs::File::from_raw_fd(fd) }
-}
-
 /// Spawn `cmd` with extra descriptors placed at fixed numbers in the child (the
 /// way qmail-start hands pipes to qmail-send). The descriptors are closed in the
 /// parent once the child has them.
-pub fn spawn_with_fds(
-    cmd: &mut std::process::Command,
-    fds: &[(std::os::fd::OwnedFd, std::os::fd::RawFd)],
-) -> std::io::Result<std::process::Child> {
-    use std::os::fd::AsRawFd;
+pub fn spawn_with_fds(cmd: &mut std::process::Command, fds: &[(OwnedFd, RawFd)]) -> io::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
-    // Move each source out of the way of every target number first, so placing one
-    // cannot clobber another: duplicates land at 100 and above.
-    let mut moved = Vec::new();
-    for (fd, target) in fds {
-        let high = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(100)).map_err(std::io::Error::from)?;
-        moved.push((high, *target));
-    }
-    let pairs = moved.clone();
+    // Move each source out of the way of every target number first, so placing
+    // one cannot clobber another: copies land at 100 and above.
+    let moved: Vec<(OwnedFd, RawFd)> = fds.iter().map(|(fd, target)| Ok((high_copy(fd, 100)?, *target))).collect::<io::Result<_>>()?;
+    let pairs: Vec<(RawFd, RawFd)> = moved.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
     // SAFETY: the closure runs in the child between fork and exec; it only calls
-    // dup2 and fcntl, which are async-signal-safe, and allocates nothing.
+    // dup2 and fcntl, which are async-signal-safe, and allocates nothing (`pairs`
+    // was built before the fork). The copies it reads stay open in the parent
+    // until spawn returns.
     unsafe {
-        cmd.pre_exec(move || {
-            for &(from, to) in &pairs {
-                if libc::dup2(from, to) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::fcntl(to, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || place(&pairs));
     }
     let r = cmd.spawn();
-    for (high, _) in moved {
-        close_raw(high);
-    }
+    drop(moved);
     r
+}
+
+/// A close-on-exec copy of `fd` numbered `at` or above.
+fn high_copy(fd: &impl AsFd, at: RawFd) -> io::Result<OwnedFd> {
+    let n = nix::fcntl::fcntl(fd.as_fd().as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(at)).map_err(io::Error::from)?;
+    // SAFETY: F_DUPFD_CLOEXEC just made this descriptor for us; nothing else
+    // refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// dup2 each (from, to) pair and clear close-on-exec on `to`. Async-signal-safe.
+fn place(pairs: &[(RawFd, RawFd)]) -> io::Result<()> {
+    for &(from, to) in pairs {
+        // SAFETY: dup2 and fcntl on descriptor numbers touch no memory; `to` is
+        // replaced on purpose (it is what the child is to find there).
+        unsafe {
+            if libc::dup2(from, to) < 0 || libc::fcntl(to, libc::F_SETFD, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A pipe whose ends are closed on exec: a child gets only the ends placed on its
@@ -129,15 +135,7 @@ pub fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
 }
 
-/// Lend a descriptor number to an API that wants a `BorrowedFd`, for descriptors
-/// the process holds for its whole life (fd 0 and 1 of a network session).
-pub fn borrow_fd(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'static> {
-    // SAFETY: callers pass only descriptors that stay open until the process
-    // exits, so the 'static borrow never outlives the descriptor.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
-}
-
-// --- Password checks for postern-auth (POP3, issue 4): shadow and crypt(3). ---
+// Password checks for postern-auth: shadow and crypt(3).
 
 #[link(name = "crypt")]
 extern "C" {
@@ -219,7 +217,6 @@ pub fn recv_with_fds(
     files: &mut std::collections::VecDeque<std::os::fd::OwnedFd>,
 ) -> std::io::Result<usize> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::{AsRawFd, FromRawFd};
     let mut iov = [std::io::IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 8]);
     let msg =
@@ -278,8 +275,6 @@ pub fn socketpair() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::Owned
     socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).map_err(std::io::Error::from)
 }
 
-// --- SMTP receive (issue 3) ---
-
 /// Make `cmd`'s child start with no signal blocked. postern-listen blocks SIGCHLD
 /// and SIGTERM to read them from a signalfd, and a blocked mask survives exec
 /// (std does not reset it), so without this every connection's program would
@@ -294,53 +289,129 @@ pub fn unblock_signals_on_exec(cmd: &mut std::process::Command) {
     }
 }
 
-/// Close every descriptor above 2 that we inherited (a daemon started from a shell
-/// script gets whatever the script had open, and would pass it on to each child).
-pub fn close_inherited_fds() {
-    // SAFETY: close_range only closes descriptors; it is called first thing in
-    // main, before this process opens or wraps any descriptor of its own.
-    unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+/// Let go of every descriptor above 2 that this process inherited (a daemon
+/// started from a shell script gets whatever the script had open, and would
+/// hold it, and pass it to its children, for its whole life). They are marked
+/// close-on-exec and the program execs itself again, with the same arguments and
+/// environment; the new image starts with fds 0, 1 and 2 only. Nothing is
+/// closed under an owner, and the pid stays the same. Call it first in main;
+/// it returns only when there was nothing to let go of (or the exec failed).
+pub fn drop_inherited_fds() -> io::Result<()> {
+    let inherited = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()))
+        .filter(|&fd| fd > 2)
+        .count();
+    // One of them is the directory being read.
+    if inherited <= 1 {
+        return Ok(());
+    }
+    // SAFETY: CLOSE_RANGE_CLOEXEC only sets a flag; no descriptor is closed.
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let mut args = std::env::args_os();
+    Err(std::process::Command::new(exe).arg0(args.next().unwrap_or_default()).args(args).exec())
+}
+
+/// What a child made by `fork_run` finds at fds 0, 1 and 2, and which of the
+/// parent's descriptors it closes.
+#[derive(Default)]
+pub struct ChildFds {
+    place: Vec<(OwnedFd, Vec<RawFd>)>,
+    close: Vec<RawFd>,
+}
+
+impl ChildFds {
+    pub fn new() -> ChildFds {
+        ChildFds::default()
+    }
+
+    /// Put `fd` at each of `at` (all of them 0, 1 or 2) in the child.
+    pub fn put(mut self, fd: impl Into<OwnedFd>, at: &[RawFd]) -> ChildFds {
+        assert!(at.iter().all(|n| (0..=2).contains(n)), "only fds 0, 1 and 2 are placed");
+        self.place.push((fd.into(), at.to_vec()));
+        self
+    }
+
+    /// Close `fd` in the child (a listening socket a session must not hold).
+    /// The child code cannot reach it: `fork_run` takes only a 'static closure,
+    /// which cannot borrow the parent's objects.
+    pub fn close(mut self, fd: &impl AsFd) -> ChildFds {
+        self.close.push(fd.as_fd().as_raw_fd());
+        self
+    }
+
+    /// In the child: place, close, and mark every other descriptor above 2
+    /// close-on-exec (so no program the child runs inherits the parent's).
+    fn apply(self) -> io::Result<()> {
+        let copies: Vec<(OwnedFd, Vec<RawFd>)> =
+            self.place.iter().map(|(fd, at)| Ok((high_copy(fd, 3)?, at.clone()))).collect::<io::Result<_>>()?;
+        let pairs: Vec<(RawFd, RawFd)> = copies.iter().flat_map(|(fd, at)| at.iter().map(|&t| (fd.as_raw_fd(), t))).collect();
+        place(&pairs)?;
+        drop(copies);
+        drop(self.place);
+        // The placed numbers hold new descriptors now, which nothing in the
+        // child owns yet: the child may claim them.
+        for (_, to) in &pairs {
+            TAKEN.fetch_and(!(1u64 << to), std::sync::atomic::Ordering::SeqCst);
+        }
+        for fd in self.close {
+            // SAFETY: closes, in the child only, a descriptor the caller named;
+            // its owner lives in the parent's frames, which the child never
+            // returns to, and the child's closure is 'static, so it holds no
+            // borrow of that owner.
+            unsafe { libc::close(fd) };
+        }
+        // SAFETY: CLOSE_RANGE_CLOEXEC only sets a flag; no descriptor is closed.
+        if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        nix::sys::signal::SigSet::empty().thread_set_mask().map_err(io::Error::from)
     }
 }
 
-/// Fork, and run `child` in the child, which then ends with `_exit` and the
-/// value `child` returned: it never comes back into the caller's loop and never
-/// runs the parent's exit handlers. Returns the child's pid in the parent.
+/// The number of threads of this process (from /proc/self/stat).
+fn thread_count() -> io::Result<usize> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    rest.split_whitespace()
+        .nth(17)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| io::Error::other("cannot read the thread count in /proc/self/stat"))
+}
+
+/// Fork, set the child's descriptors up as `fds` says (what an exec would have
+/// given it), and run `child` there; the child then ends with `_exit` and the
+/// value `child` returned (111 if it panicked), never coming back into the
+/// caller. Returns the child's pid in the parent.
 ///
-/// Only for single-threaded callers (postern-lspawn): after a fork the child of
-/// a threaded process could find a lock held by a thread that it does not have.
-pub fn fork_run(child: impl FnOnce() -> i32) -> std::io::Result<nix::unistd::Pid> {
-    // SAFETY: the caller is single-threaded (see above), so the child's copy of
-    // the heap, of the std locks and of every descriptor is consistent, and the
-    // child leaves through _exit below without returning.
-    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+/// Refuses to fork a process with more than one thread: its child could find
+/// a lock held by a thread it does not have.
+pub fn fork_run<F: FnOnce() -> i32 + 'static>(fds: ChildFds, child: F) -> io::Result<nix::unistd::Pid> {
+    if thread_count()? != 1 {
+        return Err(io::Error::other("fork_run needs a single-threaded process"));
+    }
+    // SAFETY: the process has one thread (checked above), so the child's copy of
+    // the heap, of the std locks and of every descriptor is consistent; the
+    // child leaves through _exit below, whatever `child` does, and never runs
+    // the parent's frames or exit handlers.
+    match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
         nix::unistd::ForkResult::Parent { child } => Ok(child),
         nix::unistd::ForkResult::Child => {
-            let code = child();
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match fds.apply() {
+                Ok(()) => child(),
+                Err(_) => crate::error::EXIT_TEMP,
+            }))
+            .unwrap_or(crate::error::EXIT_TEMP);
             // SAFETY: _exit ends the process at once, running nothing of the
             // parent's (atexit handlers, buffered output).
             unsafe { libc::_exit(code) }
         }
     }
-}
-
-/// In a child forked to run code instead of a program: what an exec would have
-/// given it. Each (source, number) pair puts the source at that number; then
-/// every descriptor above 2 is closed and no signal is blocked. The callers'
-/// own handles on the sources must not be dropped afterwards (their numbers
-/// are closed here), so the sources are taken and let go of.
-pub fn exec_like(sources: Vec<std::os::fd::OwnedFd>, placed: &[(usize, std::os::fd::RawFd)]) -> std::io::Result<()> {
-    use std::os::fd::{AsRawFd, IntoRawFd};
-    for &(i, to) in placed {
-        dup_onto(sources[i].as_raw_fd(), to)?;
-    }
-    for fd in sources {
-        // Closed by close_inherited_fds below (they are all above 2).
-        let _ = fd.into_raw_fd();
-    }
-    close_inherited_fds();
-    nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from)
 }
 
 /// Set this process's name as ps and /proc/PID/comm show it (15 bytes at most).
@@ -380,6 +451,7 @@ pub fn exit_with_parent() {
 }
 
 /// A counter in memory shared with the children forked after it is made.
+#[derive(Clone, Copy)]
 pub struct SharedCounter(&'static std::sync::atomic::AtomicU32);
 
 impl SharedCounter {

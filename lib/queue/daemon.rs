@@ -23,8 +23,10 @@
 //! POSTERN_QUEUE nor QMAILQUEUE is set; otherwise they run the queue program,
 //! so nothing depends on this daemon being up.
 
+use super::store::{queue_one, DEATH_SECONDS};
+use super::submit::{daemon_socket, exit};
 use crate::os::home::Home;
-use crate::queue::{exit, queue_one, DEATH_SECONDS};
+use crate::os::sys::ChildFds;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
@@ -44,8 +46,10 @@ const PER_WORKER: u32 = 10_000;
 
 /// Accept and fork, forever. Single-threaded, as `sys::fork_run` requires.
 pub fn serve(home: &Home, listener: UnixListener) -> io::Result<()> {
+    // It lives as long as the process, and every worker accepts on it too.
+    let listener: &'static UnixListener = Box::leak(Box::new(listener));
     crate::os::sys::reap_children_automatically()?;
-    crate::os::sys::unlink_on_term(&crate::queue::daemon_socket(home))?;
+    crate::os::sys::unlink_on_term(&daemon_socket(home))?;
     let places = crate::os::sys::SharedCounter::new()?;
     set_accept_timeout(&listener, IDLE)?;
     loop {
@@ -59,13 +63,14 @@ pub fn serve(home: &Home, listener: UnixListener) -> io::Result<()> {
                 continue;
             }
         };
-        let forked = crate::os::sys::fork_run(|| {
+        let home = home.clone();
+        let forked = crate::os::sys::fork_run(ChildFds::new(), move || {
             crate::os::sys::set_process_name(c"postern-queue");
             // The daemon's handler would remove the socket: not a worker's job.
             crate::os::sys::default_term_signals();
-            work(home, stream);
+            work(&home, stream);
             if places.take(POOL) {
-                stay(home, &listener);
+                stay(&home, listener);
                 places.release();
             }
             0
@@ -127,7 +132,7 @@ fn receive(stream: &UnixStream) -> io::Result<(u32, File, File)> {
 /// Bind the socket: a stale one from an earlier run is replaced.
 pub fn bind(home: &Home) -> io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
-    let path = crate::queue::daemon_socket(home);
+    let path = daemon_socket(home);
     let _ = std::fs::remove_file(&path);
     let l = UnixListener::bind(&path).map_err(|e| io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;

@@ -1,41 +1,20 @@
 //! Delivery status notifications (RFC 3464) for bounces.
 
-use crate::message::headers::rfc2822_date;
+use crate::address::Address;
+use crate::message::date::rfc2822;
+use crate::status::Status;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One recipient that could not be delivered.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub recipient: String,
-    /// RFC 3463 status, e.g. "5.1.1".
-    pub status: String,
+    pub recipient: Address,
+    pub status: Status,
     /// What the delivery said.
     pub text: String,
 }
 
-impl Failure {
-    /// Take the status from the front of a delivery's text ("5.1.1 no such user")
-    /// when it has one, else use `default`.
-    pub fn from_report(recipient: &str, text: &str, default: &str) -> Failure {
-        let (status, rest) = match split_status(text) {
-            Some((s, r)) => (s.to_string(), r.to_string()),
-            None => (default.to_string(), text.to_string()),
-        };
-        Failure { recipient: recipient.to_string(), status, text: rest }
-    }
-}
-
-/// "5.1.1 rest" -> ("5.1.1", "rest"); None if the text does not start with a status.
-pub fn split_status(text: &str) -> Option<(&str, &str)> {
-    let (first, rest) = text.split_once(' ').unwrap_or((text, ""));
-    let parts: Vec<&str> = first.split('.').collect();
-    let ok = parts.len() == 3
-        && matches!(parts[0], "2" | "4" | "5")
-        && parts[1..].iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
-    ok.then_some((first, rest))
-}
-
-pub struct Bounce<'a> {
+pub struct Dsn<'a> {
     /// Host named in Reporting-MTA and the From address.
     pub reporting_host: &'a str,
     /// Address the bounce comes from (MAILER-DAEMON@bouncehost).
@@ -61,7 +40,7 @@ fn header_section(msg: &[u8]) -> &[u8] {
     msg
 }
 
-impl Bounce<'_> {
+impl Dsn<'_> {
     pub fn render(&self) -> Vec<u8> {
         let now = SystemTime::now();
         let boundary = format!("postern-{}-{}", self.queue_id, now.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos());
@@ -69,7 +48,7 @@ impl Bounce<'_> {
         m.push_str(&format!("From: Mail Delivery System <{}>\n", self.from));
         m.push_str(&format!("To: {}\n", self.to));
         m.push_str("Subject: Undelivered mail returned to sender\n");
-        m.push_str(&format!("Date: {}\n", rfc2822_date(now)));
+        m.push_str(&format!("Date: {}\n", rfc2822(now)));
         m.push_str(&format!("Message-ID: <{}.bounce@{}>\n", boundary, self.reporting_host));
         m.push_str("Auto-Submitted: auto-replied\n");
         m.push_str("MIME-Version: 1.0\n");
@@ -86,7 +65,7 @@ impl Bounce<'_> {
         m.push_str(&format!("--{boundary}\nContent-Type: message/delivery-status\n\n"));
         m.push_str(&format!("Reporting-MTA: dns; {}\n", self.reporting_host));
         m.push_str(&format!("X-Postern-Queue-ID: {}\n", self.queue_id));
-        m.push_str(&format!("Arrival-Date: {}\n", rfc2822_date(UNIX_EPOCH + Duration::from_secs(self.arrival))));
+        m.push_str(&format!("Arrival-Date: {}\n", rfc2822(UNIX_EPOCH + Duration::from_secs(self.arrival))));
         for f in self.failures {
             m.push_str(&format!("\nFinal-Recipient: rfc822; {}\n", f.recipient));
             m.push_str("Action: failed\n");
@@ -115,20 +94,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_prefix() {
-        assert_eq!(split_status("5.1.1 no mailbox"), Some(("5.1.1", "no mailbox")));
-        assert_eq!(split_status("4.3.0"), Some(("4.3.0", "")));
-        assert_eq!(split_status("Sorry 5.1.1"), None);
-        assert_eq!(split_status("5.1 x"), None);
-        let f = Failure::from_report("a@b", "no such", "5.0.0");
-        assert_eq!((f.status.as_str(), f.text.as_str()), ("5.0.0", "no such"));
-    }
-
-    #[test]
     fn report_structure() {
-        let failures = [Failure::from_report("a@b.example", "5.1.1 Sorry, no mailbox here by that name.", "5.0.0")];
+        let recipient = Address::parse(b"a@b.example").unwrap();
+        let failures = [Failure { recipient, status: Status::NO_MAILBOX, text: "Sorry, no mailbox here by that name.".into() }];
         let original = b"Subject: hi\nFrom: s@x\n\nbody\n";
-        let b = Bounce {
+        let b = Dsn {
             reporting_host: "mx.example",
             from: "MAILER-DAEMON@mx.example",
             to: "s@x",
@@ -142,7 +112,7 @@ mod tests {
         assert!(text.contains("report-type=delivery-status"));
         assert!(text.contains("Final-Recipient: rfc822; a@b.example\nAction: failed\nStatus: 5.1.1\n"));
         assert!(text.contains("Content-Type: message/rfc822\n\nSubject: hi\nFrom: s@x\n\nbody\n"));
-        let small = Bounce { max_bytes: 5, ..b };
+        let small = Dsn { max_bytes: 5, ..b };
         let text = String::from_utf8(small.render()).unwrap();
         assert!(text.contains("text/rfc822-headers\n\nSubject: hi\nFrom: s@x\n\n--"));
         assert!(!text.contains("body\n"));

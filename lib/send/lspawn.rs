@@ -14,10 +14,12 @@
 //! calls itself postern-local in ps.
 
 use crate::deliver::local::Params;
-use crate::error::Kind;
 use crate::os::home::Home;
+use crate::os::sys::ChildFds;
 use crate::queue::{Queue, QueueFile};
-use crate::send::spawn::{Request, Running, Starter};
+use crate::send::spawn::{Outcome, Request};
+use crate::send::spawner::{Running, Starter};
+use crate::status::Status;
 use crate::users::Users;
 use std::os::fd::OwnedFd;
 
@@ -38,34 +40,30 @@ impl LocalStarter {
     }
 }
 
-fn temp(text: String) -> (Kind, String) {
-    (Kind::Temporary, text)
+fn temp(text: String) -> Outcome {
+    Outcome::new(Status::MAIL_SYSTEM, text)
 }
 
 impl Starter for LocalStarter {
-    fn start(&mut self, req: &Request, _file: Option<OwnedFd>) -> Result<Running, (Kind, String)> {
+    fn start(&mut self, req: &Request, _file: Option<OwnedFd>) -> Result<Running, Outcome> {
         let [recipient] = req.recipients.as_slice() else {
-            return Err(temp(format!("4.3.0 local deliveries take one recipient, not {}", req.recipients.len())));
+            return Err(temp(format!("local deliveries take one recipient, not {}", req.recipients.len())));
         };
-        let (local, domain) = match recipient.rfind('@') {
-            Some(i) => (&recipient[..i], &recipient[i + 1..]),
-            None => (recipient.as_str(), ""),
-        };
-        let mut users = Users::open(&self.home).map_err(|e| temp(format!("4.3.0 {e}")))?;
-        let target = match users.lookup(local, domain).map_err(|e| temp(format!("4.3.0 {e}")))? {
+        let (local, domain) = (recipient.local(), recipient.domain().unwrap_or(""));
+        let mut users = Users::open(&self.home).map_err(|e| temp(e.to_string()))?;
+        let target = match users.lookup(local, domain).map_err(|e| temp(e.to_string()))? {
             Some(t) => t,
-            None => return Err((Kind::Permanent, "5.1.1 Sorry, no mailbox here by that name.".into())),
+            None => return Err(Outcome::new(Status::NO_MAILBOX, "Sorry, no mailbox here by that name.")),
         };
         if self.as_root && target.uid == 0 {
-            return Err((Kind::Permanent, "5.1.1 Sorry, mail to root is not delivered; set up an alias.".into()));
+            return Err(Outcome::new(Status::NO_MAILBOX, "Sorry, mail to root is not delivered; set up an alias."));
         }
-        let queue = Queue::new(&self.home);
-        let path = queue.mess().join(&req.id);
-        let qf = QueueFile::open(&path, false).map_err(|e| temp(format!("4.3.0 {e}")))?;
-        let message = qf.message_copy().map_err(|e| temp(format!("4.3.0 cannot copy message {}: {e}", path.display())))?;
+        let path = Queue::new(&self.home).mess().join(&req.id);
+        let qf = QueueFile::open(&path, false).map_err(|e| temp(e.to_string()))?;
+        let message = qf.message_copy().map_err(|e| temp(format!("cannot copy message {}: {e}", path.display())))?;
         drop(qf);
 
-        let (r, w) = crate::os::sys::pipe().map_err(|e| temp(format!("4.3.0 pipe: {e}")))?;
+        let (r, w) = crate::os::sys::pipe().map_err(|e| temp(format!("pipe: {e}")))?;
         let params = Params {
             user: target.user.clone(),
             homedir: target.home.clone(),
@@ -73,46 +71,50 @@ impl Starter for LocalStarter {
             dash: target.dash.clone(),
             ext: target.ext.clone(),
             domain: domain.to_string(),
-            sender: req.sender.clone(),
+            sender: req.sender.as_str().to_string(),
             default_delivery: self.default_delivery.clone(),
         };
-        let pid = crate::os::sys::fork_run(|| {
+        // The message on fd 0 and the answer pipe on fds 1 and 2, as an exec of
+        // postern-local would have them.
+        let fds = ChildFds::new().put(message, &[0]).put(w, &[1, 2]);
+        let (home, as_root) = (self.home.clone(), self.as_root);
+        let pid = crate::os::sys::fork_run(fds, move || {
             crate::os::sys::set_process_name(c"postern-local");
-            // If this fails, fd 1 may still be the pipe to postern-send: say
-            // nothing, and the exit code alone makes it a temporary failure.
-            if crate::os::sys::exec_like(vec![OwnedFd::from(message), w], &[(1, 1), (1, 2), (0, 0)]).is_err() {
+            if let Err(e) = become_delivery(&home, as_root, target.uid, target.gid) {
+                crate::deliver::local::say(&format!("{} {e}", Status::MAIL_SYSTEM));
                 return crate::error::EXIT_TEMP;
             }
-            if let Err(e) = self.become_delivery(target.uid, target.gid) {
-                crate::deliver::local::say(&format!("4.3.0 {e}"));
-                return crate::error::EXIT_TEMP;
+            match crate::os::sys::take_fd(0) {
+                Ok(stdin) => crate::deliver::local::run(&home, &params, stdin.into()),
+                Err(e) => {
+                    crate::deliver::local::say(&format!("{} the message on fd 0: {e}", Status::MAIL_SYSTEM));
+                    crate::error::EXIT_TEMP
+                }
             }
-            crate::deliver::local::run(&self.home, &params, crate::os::sys::protocol_fd(0))
         })
-        .map_err(|e| temp(format!("4.3.0 cannot fork a delivery: {e}")))?;
+        .map_err(|e| temp(format!("cannot fork a delivery: {e}")))?;
         Ok(Running { pid, output: r })
     }
 }
 
-impl LocalStarter {
-    /// In the forked child, its descriptors set up (the message on fd 0, the
-    /// result pipe on fds 1 and 2, no signal blocked: lspawn blocks SIGCHLD for
-    /// its signalfd, and a mask survives exec into program deliveries):
-    /// postern-local's environment, and the recipient's ids.
-    fn become_delivery(&self, uid: u32, gid: u32) -> Result<(), String> {
-        let keep: [(&str, std::ffi::OsString); 2] = [
-            ("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", self.home.root().join("bin").display()).into()),
-            ("POSTERN_HOME", self.home.root().into()),
-        ];
-        for (k, _) in std::env::vars_os() {
-            std::env::remove_var(k);
-        }
-        for (k, v) in keep {
-            std::env::set_var(k, v);
-        }
-        if self.as_root {
-            crate::os::privs::become_ids(uid, gid).map_err(|e| e.to_string())?;
-        }
-        Ok(())
+/// In the forked child, its descriptors set up (the message on fd 0, the
+/// answer pipe on fds 1 and 2, no signal blocked: lspawn blocks SIGCHLD for its
+/// signalfd, and a mask survives exec into program deliveries): postern-local's
+/// environment, and the recipient's ids (root only: an unprivileged instance
+/// delivers as itself).
+fn become_delivery(home: &Home, as_root: bool, uid: u32, gid: u32) -> Result<(), String> {
+    let keep: [(&str, std::ffi::OsString); 2] = [
+        ("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", home.root().join("bin").display()).into()),
+        ("POSTERN_HOME", home.root().into()),
+    ];
+    for (k, _) in std::env::vars_os() {
+        std::env::remove_var(k);
     }
+    for (k, v) in keep {
+        std::env::set_var(k, v);
+    }
+    if as_root {
+        crate::os::privs::become_ids(uid, gid).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

@@ -1,145 +1,144 @@
-//! postern-send's scheduler: what is in the queue, what to deliver next, and what
-//! to do with each result.
+//! postern-send's scheduler as a state machine: events in, actions out, no I/O.
 //!
-//! All state that must survive a crash is in the queue files (see queue.rs); the
-//! scheduler's memory holds only what it can rebuild by reading the queue again:
-//! which recipients are being delivered, and when each message is due.
+//! The daemon (daemon.rs) reads the queue and the spawners and feeds what it
+//! sees in (`loaded`, `answer`, `bounced`, ...); the scheduler decides and
+//! queues `Action`s, which the daemon carries out in order and answers where an
+//! action has a result (a bounce queued or not, a request that could not be
+//! handed over). Time comes in as an argument, routing as a function: the rules
+//! below are unit-tested without a queue, a clock or a spawner.
 //!
-//! Retries follow qmail's schedule: a message born at B is tried at
-//! B + (n * skip)^2 for n = 0, 1, 2, ... with skip 10 s for local and 20 s for remote
-//! recipients, until `queuelifetime`; then what is left bounces.
+//! All state that must survive a crash is in the queue files (see the queue
+//! module); the scheduler's memory holds only what it can rebuild by reading the
+//! queue again: which recipients are being delivered, and when each message is
+//! due.
+//!
+//! # The rules
+//! - Concurrency: at most `concurrency_local` local and `concurrency_remote`
+//!   remote deliveries at once, and at most `concurrency_domain` to one remote
+//!   domain. A remote request carries the recipients of one message that share a
+//!   domain (up to `spawn::MAX_BATCH`); a local one carries one recipient.
+//! - Retries follow qmail's schedule: a message born at B is tried at
+//!   B + (n * skip)^2 for n = 0, 1, 2, ... with skip 10 s, or 20 s once one of
+//!   its recipients is remote.
+//! - A recipient that failed for good, or for now after `queuelifetime`, is
+//!   bounced: to the sender; for a null sender (a bounce) to `doublebounceto`
+//!   from `#@[]`; a message from `#@[]` (a double bounce) that fails is
+//!   discarded. Only once the bounce is queued are those recipients done; if it
+//!   cannot be queued they wait for the next try.
+//! - Done recipients are marked in the file (durably) before the message is
+//!   tried again; a message whose recipients are all done is retired.
+//! - A queue file that is damaged is moved aside to bad/ for a person; one that
+//!   cannot be read for now (out of descriptors, an I/O error) is read again
+//!   later and never moved aside.
+//! - A request that cannot be handed over because its queue file cannot be
+//!   opened is a temporary failure of its recipients; a spawner that cannot be
+//!   written to stops the scheduler (postern-start restarts the set).
 
+use super::dsn::Failure;
+use super::spawn::{Answer, Outcome, Request, MAX_BATCH};
 use crate::address::Address;
-use crate::config::control::{Control, ControlError};
-use crate::config::settings::{self, Setting};
+use crate::config::routing::Route;
 use crate::error::Kind;
-use crate::os::home::Home;
-use crate::os::log;
-use crate::queue::{self, Envelope, Queue, QueueFile};
-use crate::send::dsn::{Bounce, Failure};
-use crate::send::spawn::{self, Outcome, Report, Request};
-use crate::users::Users;
+use crate::queue::Id;
+use crate::status::Status;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::path::Path;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
-const PROGRAM: &str = "postern-send";
-const DOUBLE_BOUNCE_SENDER: &str = "#@[]";
+/// The sender of bounces of bounces.
+pub const DOUBLE_BOUNCE_SENDER: &str = "#@[]";
+/// How long before a queue file that could not be read is read again.
+pub const RELOAD_DELAY: u64 = 60;
 
-/// The settings the scheduler reads (once at start and again on SIGHUP).
+/// What the scheduler is told by the settings.
 #[derive(Debug, Clone)]
-pub struct Config {
-    pub me: String,
-    pub locals: HashSet<String>,
-    /// qmail's virtualdomains: (pattern, prefix); pattern is `user@domain`,
-    /// `domain`, `.domain` (subdomains) or `` (everything).
-    pub virtualdomains: Vec<(String, String)>,
-    pub envnoathost: String,
-    pub bouncefrom: String,
-    pub bouncehost: String,
-    pub doublebounceto: String,
-    pub doublebouncehost: String,
+pub struct Policy {
     pub concurrency_local: usize,
     pub concurrency_remote: usize,
-    /// Remote deliveries at once to one domain.
     pub concurrency_domain: usize,
     pub queuelifetime: u64,
-    pub bouncemaxbytes: usize,
+    /// Where bounces of bounces go; None discards them.
+    pub doublebounce: Option<Address>,
 }
 
-impl Config {
-    pub fn load(home: &Home) -> Result<Config, ControlError> {
-        let c = Control::new(home);
-        let me = c.text(&settings::ME)?;
-        let locals = c.list(&settings::LOCALS)?.into_iter().map(|l| l.to_ascii_lowercase()).collect();
-        let mut virtualdomains = Vec::new();
-        {
-            for (n, l) in c.numbered_lines(&settings::VIRTUALDOMAINS)? {
-                let (pat, prefix) = l.split_once(':').ok_or_else(|| ControlError {
-                    path: c.path(&settings::VIRTUALDOMAINS),
-                    line: Some(n),
-                    problem: format!("{l:?} has no ':'; the format is domain:prefix"),
-                })?;
-                virtualdomains.push((pat.trim().to_ascii_lowercase(), prefix.trim().to_string()));
-            }
-        }
-        let limit = |s: &Setting| -> Result<usize, ControlError> {
-            let v = c.number(s)?;
-            if v == 0 || v > spawn::MAX_SLOTS as u64 {
-                return Err(ControlError { path: c.path(s), line: None, problem: format!("{v} is out of range 1..{}", spawn::MAX_SLOTS) });
-            }
-            Ok(v as usize)
-        };
-        Ok(Config {
-            envnoathost: c.text(&settings::ENVNOATHOST)?,
-            bouncefrom: c.text(&settings::BOUNCEFROM)?,
-            bouncehost: c.text(&settings::BOUNCEHOST)?,
-            doublebounceto: c.text(&settings::DOUBLEBOUNCETO)?,
-            doublebouncehost: c.text(&settings::DOUBLEBOUNCEHOST)?,
-            concurrency_local: limit(&settings::CONCURRENCYLOCAL)?,
-            concurrency_remote: limit(&settings::CONCURRENCYREMOTE)?,
-            concurrency_domain: limit(&settings::CONCURRENCYDOMAIN)?,
-            queuelifetime: c.number(&settings::QUEUELIFETIME)?,
-            bouncemaxbytes: c.number(&settings::BOUNCEMAXBYTES)? as usize,
-            me,
-            locals,
-            virtualdomains,
-        })
-    }
+/// The two kinds of delivery, each with its spawner.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Chan {
+    Local,
+    Remote,
+}
 
-    /// The virtualdomains prefix for an address, if one applies (qmail's order:
-    /// the exact address, the domain, each parent `.domain`, then the catch-all).
-    fn virtual_prefix(&self, addr: &str, domain: &str) -> Option<&str> {
-        let find = |pat: &str| self.virtualdomains.iter().find(|(p, _)| p == pat).map(|(_, v)| v.as_str());
-        if let Some(v) = find(&addr.to_ascii_lowercase()) {
-            return Some(v);
+impl Chan {
+    fn name(self) -> &'static str {
+        match self {
+            Chan::Local => "local",
+            Chan::Remote => "remote",
         }
-        if let Some(v) = find(domain) {
-            return Some(v);
-        }
-        let mut d = domain;
-        while let Some(i) = d.find('.') {
-            if let Some(v) = find(&d[i..]) {
-                return Some(v);
-            }
-            d = &d[i + 1..];
-        }
-        find("")
     }
 }
 
-/// Where a recipient goes, and as what address.
+/// A queue file as the daemon read it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub sender: Address,
+    pub birth: u64,
+    /// Each recipient and whether it is done.
+    pub recipients: Vec<(Address, bool)>,
+    pub size: u64,
+}
+
+/// Why a queue file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    Local(String),
-    Remote(String),
+pub enum Unreadable {
+    /// It is no longer there.
+    Gone,
+    /// Its contents do not parse: retrying cannot help.
+    Damaged(String),
+    /// Out of descriptors or memory, an I/O error: it may work later.
+    Temporary(String),
 }
 
-/// Decide local or remote (qmail-send's rule, plus virtual-user domains).
-pub fn route(cfg: &Config, users: Option<&mut Users>, rcpt: &Address) -> Route {
-    let addr = rcpt.with_default_domain(&cfg.envnoathost);
-    let domain = addr.domain_lower().unwrap_or_default();
-    if cfg.locals.contains(&domain) {
-        return Route::Local(addr.as_str().to_string());
-    }
-    if let Some(u) = users {
-        if u.is_virtual_domain(&domain) {
-            return Route::Local(addr.as_str().to_string());
-        }
-    }
-    match cfg.virtual_prefix(addr.as_str(), &domain) {
-        Some(prefix) if !prefix.is_empty() => Route::Local(format!("{prefix}-{}@{}", addr.local(), addr.domain().unwrap_or(""))),
-        _ => Route::Remote(addr.as_str().to_string()),
-    }
+/// A bounce to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounce {
+    pub id: Id,
+    pub to: Address,
+    /// The null sender, or `#@[]` for a double bounce.
+    pub from: Address,
+    pub birth: u64,
+    pub failures: Vec<Failure>,
 }
 
-/// When to try again after an attempt at `now` for a message born at `birth`.
-pub fn next_retry(birth: u64, now: u64, skip: u64) -> u64 {
-    let age = now.saturating_sub(birth);
-    let n = (age as f64).sqrt() as u64 / skip + 1;
-    birth + (n * skip) * (n * skip)
+/// What the daemon must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Log(String),
+    /// Hand a request to the spawner (a remote one with its queue file); if that
+    /// fails, call `start_failed` or `spawner_gone`.
+    Start {
+        chan: Chan,
+        request: Request,
+    },
+    /// Mark these recipients done in the file, durably.
+    Mark {
+        id: Id,
+        recipients: Vec<usize>,
+    },
+    /// Compose the bounce with the original message and queue it, then call
+    /// `bounced`.
+    Bounce(Bounce),
+    /// Every recipient is done: the file leaves the queue.
+    Retire {
+        id: Id,
+    },
+    /// Move the file aside to bad/ for a person.
+    Quarantine {
+        id: Id,
+        why: String,
+    },
+    /// Read the file again and call `loaded` or `unreadable`.
+    Load {
+        id: Id,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,8 +148,14 @@ enum RState {
     /// Given to a spawner (or waiting for a free slot).
     Busy,
     Delivered,
-    Failed(Kind, String),
+    Failed(Outcome),
     Done,
+}
+
+/// Results waiting for their bounce to be queued.
+struct Settling {
+    mark: Vec<usize>,
+    bounced: Vec<usize>,
 }
 
 struct Msg {
@@ -162,41 +167,33 @@ struct Msg {
     next_try: u64,
     /// Retry step: remote recipients wait longer.
     skip: u64,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-enum Chan {
-    Local,
-    Remote,
+    settling: Option<Settling>,
 }
 
 struct Job {
-    id: String,
+    id: Id,
     index: usize,
-    address: String,
+    address: Address,
 }
 
 impl Job {
     fn domain(&self) -> String {
-        self.address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default()
+        self.address.domain_lower().unwrap_or_default()
     }
 }
 
 /// A request in flight: its message, the recipients' indexes, and for remote
 /// deliveries the destination domain (for the per-domain limit).
 struct InFlight {
-    id: String,
+    id: Id,
     indexes: Vec<usize>,
     domain: Option<String>,
 }
 
 struct Channel {
-    name: &'static str,
-    /// The pipe (local) or socket (remote) to the spawner.
-    writer: Option<File>,
-    /// Remote: batch a message's recipients by domain, limit each domain, and
-    /// send the queue file along (rspawn cannot open it).
-    remote: bool,
+    chan: Chan,
+    /// A spawner is there to take requests.
+    running: bool,
     limit: usize,
     per_domain: usize,
     slots: Vec<Option<InFlight>>,
@@ -206,11 +203,10 @@ struct Channel {
 }
 
 impl Channel {
-    fn new(name: &'static str, writer: Option<File>, remote: bool, limit: usize, per_domain: usize) -> Channel {
+    fn new(chan: Chan, running: bool, limit: usize, per_domain: usize) -> Channel {
         let mut c = Channel {
-            name,
-            writer,
-            remote,
+            chan,
+            running,
             limit: 0,
             per_domain,
             slots: Vec::new(),
@@ -221,23 +217,26 @@ impl Channel {
         c.set_limit(limit);
         c
     }
+
     fn set_limit(&mut self, limit: usize) {
         while self.slots.len() < limit {
             self.free.push(self.slots.len() as u16);
             self.slots.push(None);
         }
         self.limit = limit;
-        // Lowering the limit: slots above it are simply not handed out again.
+        // Lowering the limit: slots above it are not handed out again.
         self.free.retain(|&s| (s as usize) < limit);
         self.free.sort_unstable_by(|a, b| b.cmp(a));
     }
+
     fn in_use(&self) -> usize {
         self.slots.iter().filter(|s| s.is_some()).count()
     }
+
     /// The next request's jobs: the first ready job whose domain is below its
     /// limit, and (remote) the same message's other ready jobs for that domain.
     fn next_batch(&mut self) -> Option<Vec<Job>> {
-        if !self.remote {
+        if self.chan == Chan::Local {
             return self.ready.pop_front().map(|j| vec![j]);
         }
         let pos = self.ready.iter().position(|j| self.busy_domains.get(&j.domain()).copied().unwrap_or(0) < self.per_domain)?;
@@ -245,7 +244,7 @@ impl Channel {
         let domain = first.domain();
         let mut batch = vec![first];
         let mut i = pos;
-        while i < self.ready.len() && batch.len() < spawn::MAX_BATCH {
+        while i < self.ready.len() && batch.len() < MAX_BATCH {
             if self.ready[i].id == batch[0].id && self.ready[i].domain() == domain {
                 batch.push(self.ready.remove(i).expect("in range"));
             } else {
@@ -254,160 +253,187 @@ impl Channel {
         }
         Some(batch)
     }
+
+    /// Free a slot whose request is over, returning what it held.
+    fn release(&mut self, slot: u16) -> Option<InFlight> {
+        let flight = self.slots.get_mut(slot as usize)?.take()?;
+        if (slot as usize) < self.limit {
+            self.free.push(slot);
+        }
+        if let Some(d) = &flight.domain {
+            if let Some(n) = self.busy_domains.get_mut(d) {
+                *n -= 1;
+                if *n == 0 {
+                    self.busy_domains.remove(d);
+                }
+            }
+        }
+        Some(flight)
+    }
 }
 
-/// The scheduler: the queue, the channels, and the timers.
+/// When to try again after an attempt at `now` for a message born at `birth`.
+pub fn next_retry(birth: u64, now: u64, skip: u64) -> u64 {
+    let age = now.saturating_sub(birth);
+    let n = (age as f64).sqrt() as u64 / skip + 1;
+    birth + (n * skip) * (n * skip)
+}
+
 pub struct Scheduler {
-    home: Home,
-    queue: Queue,
-    cfg: Config,
-    msgs: HashMap<String, Msg>,
-    due: BinaryHeap<Reverse<(u64, String)>>,
+    policy: Policy,
+    msgs: HashMap<Id, Msg>,
+    due: BinaryHeap<Reverse<(u64, Id)>>,
+    /// Files to read again after a temporary failure.
+    reload: BinaryHeap<Reverse<(u64, Id)>>,
     local: Channel,
     remote: Channel,
-    /// Finished files handed to `Queue::retire`; picks its free/ slot.
-    retired: usize,
-    pub stopping: bool,
+    stopping: bool,
+    actions: Vec<Action>,
 }
 
 impl Scheduler {
-    /// `local_requests` is the pipe to postern-lspawn; `remote_socket` the socket
-    /// to postern-rspawn when there is one.
-    pub fn new(home: Home, cfg: Config, local_requests: File, remote_socket: Option<File>) -> Scheduler {
-        let queue = Queue::new(&home);
+    /// `local` and `remote` say whether each spawner is running.
+    pub fn new(policy: Policy, local: bool, remote: bool) -> Scheduler {
         Scheduler {
-            local: Channel::new("local", Some(local_requests), false, cfg.concurrency_local, cfg.concurrency_local),
-            remote: Channel::new("remote", remote_socket, true, cfg.concurrency_remote, cfg.concurrency_domain),
-            home,
-            queue,
-            cfg,
+            local: Channel::new(Chan::Local, local, policy.concurrency_local, policy.concurrency_local),
+            remote: Channel::new(Chan::Remote, remote, policy.concurrency_remote, policy.concurrency_domain),
+            policy,
             msgs: HashMap::new(),
             due: BinaryHeap::new(),
-            retired: 0,
+            reload: BinaryHeap::new(),
             stopping: false,
+            actions: Vec::new(),
         }
     }
 
-    pub fn reload(&mut self, cfg: Config) {
-        self.local.set_limit(cfg.concurrency_local);
-        self.remote.set_limit(cfg.concurrency_remote);
-        self.remote.per_domain = cfg.concurrency_domain;
-        self.cfg = cfg;
+    /// What to do now, in order.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
     }
 
+    fn log(&mut self, line: String) {
+        self.actions.push(Action::Log(line));
+    }
+
+    fn channel(&mut self, chan: Chan) -> &mut Channel {
+        match chan {
+            Chan::Local => &mut self.local,
+            Chan::Remote => &mut self.remote,
+        }
+    }
+
+    /// New settings (SIGHUP): limits apply to the next requests.
+    pub fn reload_policy(&mut self, policy: Policy) {
+        self.local.set_limit(policy.concurrency_local);
+        self.local.per_domain = policy.concurrency_local;
+        self.remote.set_limit(policy.concurrency_remote);
+        self.remote.per_domain = policy.concurrency_domain;
+        self.policy = policy;
+    }
+
+    /// Messages in memory.
     pub fn queued(&self) -> usize {
         self.msgs.len()
     }
 
+    /// Requests in flight.
     pub fn busy(&self) -> usize {
         self.local.in_use() + self.remote.in_use()
     }
 
-    /// Read everything in mess/ and new/ (at start).
-    pub fn recover(&mut self) -> io::Result<()> {
-        let n = self.queue.clean_tmp(86400);
-        if n > 0 {
-            log::line(PROGRAM, &format!("removed {n} stale files from {}", self.queue.tmp().display()));
-        }
-        for id in Queue::list(&self.queue.mess())? {
-            self.load(&id);
-        }
-        self.take_new()
-    }
-
-    /// Take what postern-queue has put in new/ (on a trigger).
-    pub fn take_new(&mut self) -> io::Result<()> {
-        for id in self.queue.take_new()? {
-            self.load(&id);
-        }
-        Ok(())
-    }
-
-    fn load(&mut self, id: &str) {
-        if self.msgs.contains_key(id) {
-            return;
-        }
-        let path = self.queue.mess().join(id);
-        let qf = match QueueFile::open(&path, false) {
-            Ok(f) => f,
-            Err(e) => {
-                self.quarantine(id, &e.to_string());
-                return;
-            }
+    /// Recipients in a slot's request, for reading its answer; None when the
+    /// slot holds no request.
+    pub fn in_flight(&self, chan: Chan, slot: u16) -> Option<usize> {
+        let ch = match chan {
+            Chan::Local => &self.local,
+            Chan::Remote => &self.remote,
         };
-        let rcpts: Vec<(Address, RState)> =
-            qf.recipients.iter().map(|r| (r.address.clone(), if r.done { RState::Done } else { RState::Waiting })).collect();
-        if rcpts.iter().all(|(_, s)| *s == RState::Done) {
-            // A finished message whose unlink was lost in a crash.
-            let _ = std::fs::remove_file(&path);
+        ch.slots.get(slot as usize).and_then(|s| s.as_ref()).map(|f| f.indexes.len())
+    }
+
+    /// Stop starting deliveries; `finished` once the running ones have answered.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    pub fn finished(&self) -> bool {
+        self.stopping && self.busy() == 0
+    }
+
+    /// When something is next due (a message or a file to read again).
+    pub fn next_due(&self) -> Option<u64> {
+        let a = self.due.peek().map(|Reverse((t, _))| *t);
+        let b = self.reload.peek().map(|Reverse((t, _))| *t);
+        a.into_iter().chain(b).min()
+    }
+
+    /// A queue file was read (at start, from new/, or again).
+    pub fn loaded(&mut self, now: u64, id: Id, file: Loaded) {
+        if self.msgs.contains_key(&id) {
             return;
         }
-        log::line(
-            PROGRAM,
-            &format!(
-                "new {id} from <{}> to {} recipient(s), {} bytes",
-                qf.sender,
-                rcpts.iter().filter(|(_, s)| *s == RState::Waiting).count(),
-                qf.message_len
-            ),
-        );
-        let now = queue::now();
-        self.msgs.insert(id.to_string(), Msg { sender: qf.sender.clone(), birth: qf.birth, rcpts, busy: 0, next_try: now, skip: 10 });
-        self.due.push(Reverse((now, id.to_string())));
+        if file.recipients.iter().all(|(_, done)| *done) {
+            // A finished message whose retirement was lost in a crash.
+            self.log(format!("end {id} (finished before a restart)"));
+            self.actions.push(Action::Retire { id });
+            return;
+        }
+        let rcpts: Vec<(Address, RState)> =
+            file.recipients.into_iter().map(|(a, done)| (a, if done { RState::Done } else { RState::Waiting })).collect();
+        let waiting = rcpts.iter().filter(|(_, s)| *s == RState::Waiting).count();
+        self.log(format!("new {id} from <{}> to {waiting} recipient(s), {} bytes", file.sender, file.size));
+        let msg = Msg { sender: file.sender, birth: file.birth, rcpts, busy: 0, next_try: now, skip: 10, settling: None };
+        self.msgs.insert(id.clone(), msg);
+        self.due.push(Reverse((now, id)));
     }
 
-    /// A damaged queue file is moved aside, never deleted: a person decides.
-    fn quarantine(&self, id: &str, why: &str) {
-        let bad = self.queue.root().join("bad");
-        let _ = std::fs::create_dir_all(&bad);
-        let from = self.queue.mess().join(id);
-        match std::fs::rename(&from, bad.join(id)) {
-            Ok(()) => log::line(PROGRAM, &format!("{why}; moved it to {} for a person to look at", bad.join(id).display())),
-            Err(e) => log::line(PROGRAM, &format!("{why}; could not move it aside: {e}")),
+    /// A queue file could not be read.
+    pub fn unreadable(&mut self, now: u64, id: Id, why: Unreadable) {
+        match why {
+            Unreadable::Gone => self.log(format!("{id} left the queue before it could be read")),
+            Unreadable::Damaged(why) => self.actions.push(Action::Quarantine { id, why }),
+            Unreadable::Temporary(why) => {
+                self.log(format!("{why}; reading {id} again in {RELOAD_DELAY} s"));
+                self.reload.push(Reverse((now + RELOAD_DELAY, id)));
+            }
         }
     }
 
-    /// Make every waiting message due now (a forced retry).
-    pub fn flush(&mut self) {
-        let now = queue::now();
+    /// Everything waiting is due now (a forced retry).
+    pub fn flush(&mut self, now: u64) {
+        let mut n = 0;
         for (id, m) in self.msgs.iter_mut() {
-            if m.busy == 0 {
+            if m.busy == 0 && m.settling.is_none() {
                 m.next_try = now;
                 self.due.push(Reverse((now, id.clone())));
+                n += 1;
             }
         }
-        log::line(PROGRAM, &format!("flush: {} message(s) due now", self.msgs.len()));
+        let reload: Vec<_> = std::mem::take(&mut self.reload).into_iter().map(|Reverse((_, id))| Reverse((now, id))).collect();
+        self.reload.extend(reload);
+        self.log(format!("flush: {n} message(s) due now"));
     }
 
-    /// Seconds until the next message is due (None: nothing scheduled).
-    pub fn next_due_in(&self) -> Option<u64> {
-        self.due.peek().map(|Reverse((t, _))| t.saturating_sub(queue::now()))
-    }
-
-    /// Start what is due and what fits in the channels.
-    pub fn dispatch(&mut self) {
+    /// Start what is due and what fits in the channels. `route` says where each
+    /// recipient goes.
+    pub fn dispatch(&mut self, now: u64, route: &mut dyn FnMut(&Address) -> Route) {
         if self.stopping {
             return;
         }
-        let now = queue::now();
-        // The users database is opened (to see rebuilds) only when something is
-        // due: dispatch runs after every event, most of them spawner results.
-        let due_now = matches!(self.due.peek(), Some(Reverse((t, _))) if *t <= now);
-        let mut users = match due_now.then(|| Users::open(&self.home)) {
-            Some(Ok(u)) => Some(u),
-            Some(Err(e)) => {
-                log::line(PROGRAM, &format!("{e}; treating virtual domains as unknown until it is fixed"));
-                None
+        while let Some(Reverse((t, _))) = self.reload.peek() {
+            if *t > now {
+                break;
             }
-            None => None,
-        };
+            let Reverse((_, id)) = self.reload.pop().expect("peeked");
+            self.actions.push(Action::Load { id });
+        }
         while let Some(Reverse((t, _))) = self.due.peek() {
             if *t > now {
                 break;
             }
             let Reverse((t, id)) = self.due.pop().expect("peeked");
             let Some(m) = self.msgs.get_mut(&id) else { continue };
-            if m.next_try != t || m.busy > 0 {
+            if m.next_try != t || m.busy > 0 || m.settling.is_some() {
                 continue; // a stale heap entry
             }
             for (i, (addr, st)) in m.rcpts.iter_mut().enumerate() {
@@ -416,36 +442,36 @@ impl Scheduler {
                 }
                 *st = RState::Busy;
                 m.busy += 1;
-                match route(&self.cfg, users.as_mut(), addr) {
-                    Route::Local(a) => self.local.ready.push_back(Job { id: id.clone(), index: i, address: a }),
+                let (chan, address) = match route(addr) {
+                    Route::Local(a) => (&mut self.local, a),
                     Route::Remote(a) => {
                         m.skip = 20;
-                        self.remote.ready.push_back(Job { id: id.clone(), index: i, address: a })
+                        (&mut self.remote, a)
                     }
-                }
+                };
+                chan.ready.push_back(Job { id: id.clone(), index: i, address });
             }
         }
-        for chan in [Chan::Local, Chan::Remote] {
-            self.fill(chan);
-        }
+        self.fill(now, Chan::Local);
+        self.fill(now, Chan::Remote);
     }
 
-    fn fill(&mut self, chan: Chan) {
+    fn fill(&mut self, now: u64, chan: Chan) {
         loop {
-            let ch = match chan {
-                Chan::Local => &mut self.local,
-                Chan::Remote => &mut self.remote,
-            };
+            if self.stopping {
+                return;
+            }
+            let ch = self.channel(chan);
             if ch.ready.is_empty() {
                 return;
             }
-            if ch.writer.is_none() {
+            if !ch.running {
                 // No spawner for this channel (remote delivery is not installed):
-                // everything is deferred with a clear reason, and bounces only
-                // when queuelifetime runs out.
+                // deferred with a clear reason; it bounces only when
+                // queuelifetime runs out.
                 let job = ch.ready.pop_front().expect("non-empty");
-                let text = format!("4.4.1 no {} delivery program is running (postern-rspawn); the message stays queued", ch.name);
-                self.finish(&job.id, job.index, &job.address, Outcome::Failed(Kind::Temporary), text);
+                let why = format!("no {} delivery program is running (postern-rspawn); the message stays queued", chan.name());
+                self.finish(now, &job.id, job.index, Outcome::new(Status::NO_ANSWER, why));
                 continue;
             }
             if ch.free.is_empty() {
@@ -453,272 +479,318 @@ impl Scheduler {
             }
             let Some(batch) = ch.next_batch() else { return };
             let slot = ch.free.pop().expect("a free slot");
-            let id = batch[0].id.clone();
-            let sender = self.msgs.get(&id).map(|m| m.sender.as_str().to_string()).unwrap_or_default();
-            let req = Request { slot, id: id.clone(), sender, recipients: batch.iter().map(|j| j.address.clone()).collect() };
-            let bytes = spawn::encode_request(&req);
-            let sent = if ch.remote {
-                // rspawn runs as postern-r and cannot open the queue: the file goes
-                // along with the request.
-                File::open(self.queue.mess().join(&id)).and_then(|f| {
-                    crate::os::sys::send_with_fds(ch.writer.as_ref().expect("writer"), &bytes, &[std::os::fd::AsFd::as_fd(&f)])
-                })
-            } else {
-                ch.writer.as_mut().expect("writer").write_all(&bytes)
-            };
-            if let Err(e) = sent {
-                // The spawner is gone: the supervisor restarts us all.
-                log::line(PROGRAM, &format!("cannot talk to the {} spawner: {e}; stopping", ch.name));
-                ch.free.push(slot);
-                ch.writer = None;
-                self.stopping = true;
-                return;
-            }
-            let domain = ch.remote.then(|| batch[0].domain());
+            let domain = (chan == Chan::Remote).then(|| batch[0].domain());
             if let Some(d) = &domain {
                 *ch.busy_domains.entry(d.clone()).or_insert(0) += 1;
             }
-            ch.slots[slot as usize] = Some(InFlight { id, indexes: batch.iter().map(|j| j.index).collect(), domain });
+            let id = batch[0].id.clone();
+            ch.slots[slot as usize] = Some(InFlight { id: id.clone(), indexes: batch.iter().map(|j| j.index).collect(), domain });
+            let sender = self.msgs.get(&id).map(|m| m.sender.clone()).unwrap_or_else(Address::null);
+            let request = Request { slot, id, sender, recipients: batch.into_iter().map(|j| j.address).collect() };
+            self.actions.push(Action::Start { chan, request });
         }
     }
 
-    /// Read a spawner's results and act on each. Ok(false) at EOF.
-    pub fn read_reports(&mut self, local: bool, r: &mut File, buf: &mut Vec<u8>) -> io::Result<bool> {
-        let mut chunk = [0u8; 8192];
-        let open = loop {
-            match r.read(&mut chunk) {
-                Ok(0) => break false,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    if n < chunk.len() {
-                        break true;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        let mut used = 0;
-        loop {
-            let ch = if local { &self.local } else { &self.remote };
-            let count = |slot: u16| ch.slots.get(slot as usize).and_then(|s| s.as_ref()).map(|f| f.indexes.len());
-            match spawn::parse_report(&buf[used..], count).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))? {
-                None => break,
-                Some((rep, n)) => {
-                    used += n;
-                    self.report(local, rep);
-                }
-            }
+    /// A spawner's answer to the request in `answer.slot`.
+    pub fn answer(&mut self, now: u64, chan: Chan, answer: Answer) {
+        let Some(flight) = self.channel(chan).release(answer.slot) else { return };
+        for (index, outcome) in flight.indexes.into_iter().zip(answer.outcomes) {
+            self.finish(now, &flight.id, index, outcome);
         }
-        buf.drain(..used);
-        Ok(open)
+        self.fill(now, chan);
     }
 
-    /// A spawner's answer.
-    fn report(&mut self, local: bool, r: Report) {
-        let ch = if local { &mut self.local } else { &mut self.remote };
-        let Some(Some(flight)) = ch.slots.get_mut(r.slot as usize).map(|s| s.take()) else { return };
-        if (r.slot as usize) < ch.limit {
-            ch.free.push(r.slot);
+    /// The request in `slot` could not be handed over (its queue file could not
+    /// be opened): its recipients failed for now.
+    pub fn start_failed(&mut self, now: u64, chan: Chan, slot: u16, why: String) {
+        let Some(flight) = self.channel(chan).release(slot) else { return };
+        for index in flight.indexes {
+            self.finish(now, &flight.id, index, Outcome::new(Status::MAIL_SYSTEM, why.clone()));
         }
-        if let Some(d) = &flight.domain {
-            if let Some(n) = ch.busy_domains.get_mut(d) {
-                *n -= 1;
-                if *n == 0 {
-                    ch.busy_domains.remove(d);
-                }
-            }
-        }
-        for (index, (outcome, text)) in flight.indexes.into_iter().zip(r.results) {
-            let address = match self.msgs.get(&flight.id) {
-                Some(m) => m.rcpts[index].0.as_str().to_string(),
-                None => continue,
-            };
-            self.finish(&flight.id, index, &address, outcome, text);
-        }
-        self.fill(if local { Chan::Local } else { Chan::Remote });
+        self.fill(now, chan);
     }
 
-    fn finish(&mut self, id: &str, index: usize, address: &str, outcome: Outcome, text: String) {
+    /// The spawner could not be written to: stop (the supervisor restarts us).
+    pub fn spawner_gone(&mut self, chan: Chan, slot: u16, why: String) {
+        let ch = self.channel(chan);
+        ch.release(slot);
+        ch.running = false;
+        self.stopping = true;
+        self.log(format!("cannot talk to the {} spawner: {why}; stopping", chan.name()));
+    }
+
+    fn finish(&mut self, now: u64, id: &Id, index: usize, outcome: Outcome) {
         let Some(m) = self.msgs.get_mut(id) else { return };
-        let word = match outcome {
-            Outcome::Delivered => "success",
-            Outcome::Failed(Kind::Temporary) => "deferral",
-            Outcome::Failed(Kind::Permanent) => "failure",
+        let word = match outcome.failure() {
+            None => "success",
+            Some(Kind::Temporary) => "deferral",
+            Some(Kind::Permanent) => "failure",
         };
-        log::line(PROGRAM, &format!("delivery {id} to <{address}>: {word}: {text}"));
-        m.rcpts[index].1 = match outcome {
-            Outcome::Delivered => RState::Delivered,
-            Outcome::Failed(k) => RState::Failed(k, text),
+        let line = format!("delivery {id} to <{}>: {word}: {} {}", m.rcpts[index].0, outcome.status, outcome.text);
+        m.rcpts[index].1 = match outcome.failure() {
+            None => RState::Delivered,
+            Some(_) => RState::Failed(outcome),
         };
-        let m = self.msgs.get_mut(id).expect("present");
         m.busy -= 1;
-        if m.busy == 0 {
-            self.settle(id);
+        let settle = m.busy == 0;
+        self.log(line);
+        if settle {
+            self.settle(now, id);
         }
     }
 
-    /// Every job of one message has answered: make the results durable, bounce
-    /// what failed, and schedule what is left.
-    fn settle(&mut self, id: &str) {
-        let now = queue::now();
-        let cfg = self.cfg.clone();
+    /// Every job of one message has answered: bounce what failed, then make
+    /// the results durable and schedule what is left.
+    fn settle(&mut self, now: u64, id: &Id) {
+        let lifetime = self.policy.queuelifetime;
         let m = self.msgs.get_mut(id).expect("present");
-        let expired = now >= m.birth.saturating_add(cfg.queuelifetime);
-        let mut to_mark = Vec::new();
-        let mut failures = Vec::new();
-        let mut failed_idx = Vec::new();
+        let expired = now >= m.birth.saturating_add(lifetime);
+        let (mut mark, mut failures, mut bounced) = (Vec::new(), Vec::new(), Vec::new());
         for (i, (addr, st)) in m.rcpts.iter_mut().enumerate() {
             match st {
-                RState::Delivered => to_mark.push(i),
-                RState::Failed(Kind::Permanent, text) => {
-                    failures.push(Failure::from_report(addr.as_str(), text, "5.0.0"));
-                    failed_idx.push(i);
+                RState::Delivered => mark.push(i),
+                RState::Failed(o) if o.failure() == Some(Kind::Permanent) => {
+                    failures.push(Failure { recipient: addr.clone(), status: o.status, text: o.text.clone() });
+                    bounced.push(i);
                 }
-                RState::Failed(Kind::Temporary, text) => {
-                    if expired {
-                        let mut f = Failure::from_report(addr.as_str(), text, "4.4.7");
-                        f.text = format!("{} (gave up: in the queue longer than queuelifetime, {} s)", f.text, cfg.queuelifetime);
-                        failures.push(f);
-                        failed_idx.push(i);
-                    } else {
-                        *st = RState::Waiting;
-                    }
+                RState::Failed(o) if expired => {
+                    let text = format!("{} (gave up: in the queue longer than queuelifetime, {lifetime} s)", o.text);
+                    failures.push(Failure { recipient: addr.clone(), status: o.status, text });
+                    bounced.push(i);
                 }
+                RState::Failed(_) => *st = RState::Waiting,
                 _ => {}
             }
         }
-        if !failures.is_empty() {
-            let sender = m.sender.clone();
-            let birth = m.birth;
-            match self.bounce(id, &sender, birth, &failures) {
-                Ok(()) => to_mark.extend(failed_idx),
-                Err(e) => {
-                    log::line(PROGRAM, &format!("cannot queue the bounce for {id}: {e}; will try again"));
-                    let m = self.msgs.get_mut(id).expect("present");
-                    for i in failed_idx {
-                        m.rcpts[i].1 = RState::Waiting;
-                    }
-                }
+        if failures.is_empty() {
+            return self.settled(now, id, mark);
+        }
+        let (sender, birth) = (m.sender.clone(), m.birth);
+        match self.bounce_route(&sender) {
+            Err(discard) => {
+                self.log(format!("{discard} {id}: discarded"));
+                mark.extend(bounced);
+                self.settled(now, id, mark);
+            }
+            Ok((to, from)) => {
+                self.msgs.get_mut(id).expect("present").settling = Some(Settling { mark, bounced });
+                self.actions.push(Action::Bounce(Bounce { id: id.clone(), to, from, birth, failures }));
             }
         }
+    }
+
+    /// Who a bounce of a message from `sender` goes to, and from whom; Err when
+    /// it is discarded (and why).
+    fn bounce_route(&self, sender: &Address) -> Result<(Address, Address), &'static str> {
+        let double = Address::parse(DOUBLE_BOUNCE_SENDER.as_bytes()).expect("a valid address");
+        if *sender == double {
+            return Err("triple bounce");
+        }
+        if sender.is_null() {
+            return match &self.policy.doublebounce {
+                Some(to) => Ok((to.clone(), double)),
+                None => Err("double bounce (doublebounceto is empty)"),
+            };
+        }
+        Ok((sender.clone(), Address::null()))
+    }
+
+    /// The daemon tried to queue a message's bounce.
+    pub fn bounced(&mut self, now: u64, id: &Id, result: Result<(), String>) {
+        let Some(m) = self.msgs.get_mut(id) else { return };
+        let Some(s) = m.settling.take() else { return };
+        let mut mark = s.mark;
+        match result {
+            Ok(()) => mark.extend(s.bounced),
+            Err(e) => {
+                for &i in &s.bounced {
+                    m.rcpts[i].1 = RState::Waiting;
+                }
+                self.log(format!("cannot queue the bounce for {id}: {e}; will try again"));
+            }
+        }
+        self.settled(now, id, mark);
+    }
+
+    fn settled(&mut self, now: u64, id: &Id, mark: Vec<usize>) {
         let m = self.msgs.get_mut(id).expect("present");
-        for &i in &to_mark {
+        for &i in &mark {
             m.rcpts[i].1 = RState::Done;
         }
-        let path = self.queue.mess().join(id);
         if m.rcpts.iter().all(|(_, s)| *s == RState::Done) {
-            // Every recipient has a final result; any marks not yet on disk are
-            // moot once the file is out of mess/.
-            self.retired += 1;
-            if let Err(e) = self.queue.retire(&path, self.retired) {
-                log::line(PROGRAM, &format!("cannot remove {}: {e}", path.display()));
-            }
-            log::line(PROGRAM, &format!("end {id}"));
+            // Every recipient has a final result; marks not yet on disk are moot
+            // once the file has left the queue.
             self.msgs.remove(id);
+            self.actions.push(Action::Retire { id: id.clone() });
+            self.log(format!("end {id}"));
             return;
-        }
-        if !to_mark.is_empty() {
-            if let Err(e) = mark(&path, &to_mark) {
-                // Not fatal: the recipients stay 'T' on disk and get a duplicate
-                // delivery after a restart, never a loss.
-                log::line(PROGRAM, &format!("{e}; a restart may deliver these recipients again"));
-            }
         }
         m.next_try = next_retry(m.birth, now, m.skip);
         let t = m.next_try;
-        self.due.push(Reverse((t, id.to_string())));
-    }
-
-    fn bounce(&self, id: &str, sender: &Address, birth: u64, failures: &[Failure]) -> Result<(), String> {
-        let cfg = &self.cfg;
-        let (to, from) = if sender.as_str() == DOUBLE_BOUNCE_SENDER {
-            log::line(PROGRAM, &format!("triple bounce {id}: discarded"));
-            return Ok(());
-        } else if sender.is_null() {
-            if cfg.doublebounceto.is_empty() {
-                log::line(PROGRAM, &format!("double bounce {id}: discarded (doublebounceto is empty)"));
-                return Ok(());
-            }
-            let to = if cfg.doublebounceto.contains('@') {
-                cfg.doublebounceto.clone()
-            } else {
-                format!("{}@{}", cfg.doublebounceto, cfg.doublebouncehost)
-            };
-            (to, DOUBLE_BOUNCE_SENDER.to_string())
-        } else {
-            (sender.as_str().to_string(), String::new())
-        };
-        let qf = QueueFile::open(&self.queue.mess().join(id), false).map_err(|e| e.to_string())?;
-        let mut original = Vec::new();
-        (&qf.file).take(qf.message_len.min(cfg.bouncemaxbytes as u64 + 1)).read_to_end(&mut original).map_err(|e| e.to_string())?;
-        let reporter = format!("{}@{}", cfg.bouncefrom, cfg.bouncehost);
-        let text = Bounce {
-            reporting_host: &cfg.me,
-            from: &reporter,
-            to: &to,
-            queue_id: id,
-            arrival: birth,
-            failures,
-            original: &original,
-            max_bytes: cfg.bouncemaxbytes,
+        if !mark.is_empty() {
+            self.actions.push(Action::Mark { id: id.clone(), recipients: mark });
         }
-        .render();
-        let env = Envelope {
-            sender: Address::parse(from.as_bytes()).map_err(|e| e.to_string())?,
-            recipients: vec![Address::parse(to.as_bytes()).map_err(|e| format!("bounce address {to:?}: {e}"))?],
-        };
-        queue::submit(&self.home, &mut &text[..], &env).map_err(|e| e.to_string())?;
-        log::line(PROGRAM, &format!("bounce {id}: {} recipient(s) reported to <{to}>", failures.len()));
-        Ok(())
+        self.due.push(Reverse((t, id.clone())));
     }
-}
-
-fn mark(path: &Path, which: &[usize]) -> Result<(), queue::QueueError> {
-    let mut qf = QueueFile::open(path, true)?;
-    qf.mark_done(which)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn cfg() -> Config {
-        Config {
-            me: "mx.example".into(),
-            locals: ["mx.example".to_string(), "localhost".to_string()].into_iter().collect(),
-            virtualdomains: vec![
-                ("virt.example".into(), "joe".into()),
-                (".sub.example".into(), "subs".into()),
-                ("not.sub.example".into(), "".into()),
-            ],
-            envnoathost: "mx.example".into(),
-            bouncefrom: "MAILER-DAEMON".into(),
-            bouncehost: "mx.example".into(),
-            doublebounceto: "postmaster".into(),
-            doublebouncehost: "mx.example".into(),
-            concurrency_local: 10,
-            concurrency_remote: 20,
-            concurrency_domain: 10,
-            queuelifetime: 604800,
-            bouncemaxbytes: 50000,
-        }
-    }
-
     fn a(s: &str) -> Address {
         Address::parse(s.as_bytes()).unwrap()
     }
 
+    fn policy() -> Policy {
+        Policy {
+            concurrency_local: 2,
+            concurrency_remote: 3,
+            concurrency_domain: 2,
+            queuelifetime: 1000,
+            doublebounce: Some(a("postmaster@mx.test")),
+        }
+    }
+
+    /// Local for @mx.test, remote for the rest.
+    fn route(r: &Address) -> Route {
+        if r.domain() == Some("mx.test") {
+            Route::Local(r.clone())
+        } else {
+            Route::Remote(r.clone())
+        }
+    }
+
+    fn id(n: u32) -> Id {
+        Id::parse(&format!("100.{n}")).unwrap()
+    }
+
+    fn file(sender: &str, rcpts: &[&str]) -> Loaded {
+        Loaded {
+            sender: if sender.is_empty() { Address::null() } else { a(sender) },
+            birth: 100,
+            recipients: rcpts.iter().map(|r| (a(r), false)).collect(),
+            size: 10,
+        }
+    }
+
+    struct T {
+        s: Scheduler,
+        log: Vec<String>,
+    }
+
+    impl T {
+        fn new(p: Policy) -> T {
+            T { s: Scheduler::new(p, true, true), log: Vec::new() }
+        }
+        /// The actions since the last call, logs kept aside.
+        fn actions(&mut self) -> Vec<Action> {
+            let mut out = Vec::new();
+            for a in self.s.take_actions() {
+                match a {
+                    Action::Log(l) => self.log.push(l),
+                    other => out.push(other),
+                }
+            }
+            out
+        }
+        fn starts(&mut self) -> Vec<(Chan, Request)> {
+            self.actions()
+                .into_iter()
+                .filter_map(|a| match a {
+                    Action::Start { chan, request } => Some((chan, request)),
+                    _ => None,
+                })
+                .collect()
+        }
+        fn dispatch(&mut self, now: u64) {
+            self.s.dispatch(now, &mut route);
+        }
+        fn answer(&mut self, now: u64, chan: Chan, slot: u16, outcomes: Vec<Outcome>) {
+            self.s.answer(now, chan, Answer { slot, outcomes });
+        }
+    }
+
+    fn ok() -> Outcome {
+        Outcome::new(Status::OK, "delivered")
+    }
+    fn later() -> Outcome {
+        Outcome::new(Status::MAILBOX_FULL, "mailbox full")
+    }
+    fn never() -> Outcome {
+        Outcome::new(Status::NO_MAILBOX, "no such user")
+    }
+
     #[test]
-    fn routes_like_qmail_send() {
-        let c = cfg();
-        assert_eq!(route(&c, None, &a("bob@MX.example")), Route::Local("bob@MX.example".into()));
-        assert_eq!(route(&c, None, &a("bob")), Route::Local("bob@mx.example".into()));
-        assert_eq!(route(&c, None, &a("bob@virt.example")), Route::Local("joe-bob@virt.example".into()));
-        assert_eq!(route(&c, None, &a("x@a.sub.example")), Route::Local("subs-x@a.sub.example".into()));
-        assert_eq!(route(&c, None, &a("x@not.sub.example")), Route::Remote("x@not.sub.example".into()));
-        assert_eq!(route(&c, None, &a("x@elsewhere.example")), Route::Remote("x@elsewhere.example".into()));
+    fn local_concurrency_limit_holds_and_frees_with_answers() {
+        let mut t = T::new(policy());
+        for n in 0..5 {
+            t.s.loaded(100, id(n), file("s@x.test", &["u@mx.test"]));
+        }
+        t.dispatch(100);
+        let starts = t.starts();
+        assert_eq!(starts.len(), 2, "concurrencylocal is 2");
+        assert_eq!(t.s.busy(), 2);
+        t.answer(101, Chan::Local, starts[0].1.slot, vec![ok()]);
+        let next = t.starts();
+        assert_eq!(next.len(), 1, "one answer frees one slot");
+        assert_eq!(next[0].1.slot, starts[0].1.slot);
+        assert_eq!(t.s.busy(), 2);
+    }
+
+    #[test]
+    fn remote_requests_batch_by_domain_and_respect_the_domain_limit() {
+        let mut t = T::new(policy());
+        t.s.loaded(100, id(1), file("s@x.test", &["a@far.test", "b@far.test", "c@other.test", "d@far.test"]));
+        t.s.loaded(100, id(2), file("s@x.test", &["e@far.test"]));
+        t.s.loaded(100, id(3), file("s@x.test", &["f@far.test"]));
+        t.dispatch(100);
+        let starts = t.starts();
+        let rcpts: Vec<Vec<&str>> = starts.iter().map(|(_, r)| r.recipients.iter().map(Address::as_str).collect()).collect();
+        assert_eq!(rcpts, vec![vec!["a@far.test", "b@far.test", "d@far.test"], vec!["c@other.test"], vec!["e@far.test"]]);
+        assert!(starts.iter().all(|(c, _)| *c == Chan::Remote));
+        // far.test has 2 requests in flight, its limit: id 3 waits although a
+        // remote slot is free.
+        assert_eq!(t.s.busy(), 3);
+        t.answer(101, Chan::Remote, starts[1].1.slot, vec![ok()]);
+        assert!(t.starts().is_empty(), "far.test is still at its limit");
+        t.answer(101, Chan::Remote, starts[0].1.slot, vec![ok(), ok(), ok()]);
+        let next = t.starts();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].1.recipients, vec![a("f@far.test")]);
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_batch_recipients() {
+        let mut t = T::new(policy());
+        let rcpts: Vec<String> = (0..MAX_BATCH + 5).map(|n| format!("r{n}@far.test")).collect();
+        let refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+        t.s.loaded(100, id(1), file("s@x.test", &refs));
+        t.dispatch(100);
+        let sizes: Vec<usize> = t.starts().iter().map(|(_, r)| r.recipients.len()).collect();
+        assert_eq!(sizes, vec![MAX_BATCH, 5]);
+    }
+
+    #[test]
+    fn retries_follow_the_schedule_and_marks_come_first() {
+        let mut t = T::new(policy());
+        t.s.loaded(100, id(1), file("s@x.test", &["u@mx.test", "v@mx.test"]));
+        t.dispatch(100);
+        let s = t.starts();
+        t.answer(100, Chan::Local, s[0].1.slot, vec![ok()]);
+        t.answer(100, Chan::Local, s[1].1.slot, vec![later()]);
+        assert_eq!(t.actions(), vec![Action::Mark { id: id(1), recipients: vec![0] }]);
+        assert_eq!(t.s.next_due(), Some(next_retry(100, 100, 10)));
+        assert_eq!(next_retry(100, 100, 10), 200);
+        t.dispatch(199);
+        assert!(t.starts().is_empty(), "not due yet");
+        t.dispatch(200);
+        let s = t.starts();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].1.recipients, vec![a("v@mx.test")], "only the one not done");
+        t.answer(200, Chan::Local, s[0].1.slot, vec![ok()]);
+        assert_eq!(t.actions(), vec![Action::Retire { id: id(1) }]);
+        assert_eq!(t.s.queued(), 0);
     }
 
     #[test]
@@ -728,5 +800,181 @@ mod tests {
         assert_eq!(next_retry(1000, 1399, 10), 1400);
         assert_eq!(next_retry(1000, 1400, 10), 1900);
         assert_eq!(next_retry(1000, 1000, 20), 1400);
+    }
+
+    #[test]
+    fn a_remote_recipient_slows_the_whole_message_s_retries() {
+        let mut t = T::new(policy());
+        t.s.loaded(100, id(1), file("s@x.test", &["u@mx.test", "r@far.test"]));
+        t.dispatch(100);
+        for (chan, r) in t.starts() {
+            t.answer(100, chan, r.slot, vec![later()]);
+        }
+        assert_eq!(t.s.next_due(), Some(next_retry(100, 100, 20)));
+    }
+
+    #[test]
+    fn permanent_failures_bounce_to_the_sender_and_are_done_only_once_queued() {
+        let mut t = T::new(policy());
+        t.s.loaded(100, id(1), file("s@x.test", &["u@mx.test", "nobody@mx.test"]));
+        t.dispatch(100);
+        let s = t.starts();
+        t.answer(101, Chan::Local, s[0].1.slot, vec![ok()]);
+        t.answer(101, Chan::Local, s[1].1.slot, vec![never()]);
+        let failure = Failure { recipient: a("nobody@mx.test"), status: Status::NO_MAILBOX, text: "no such user".into() };
+        let bounce = Bounce { id: id(1), to: a("s@x.test"), from: Address::null(), birth: 100, failures: vec![failure] };
+        assert_eq!(t.actions(), vec![Action::Bounce(bounce)]);
+        t.s.bounced(101, &id(1), Err("disk full".into()));
+        assert_eq!(t.actions(), vec![Action::Mark { id: id(1), recipients: vec![0] }], "the failed one waits for the next try");
+        assert!(t.log.iter().any(|l| l.contains("cannot queue the bounce for 100.1: disk full")));
+        let due = t.s.next_due().unwrap();
+        t.dispatch(due);
+        let s = t.starts();
+        assert_eq!(s[0].1.recipients, vec![a("nobody@mx.test")]);
+        t.answer(due, Chan::Local, s[0].1.slot, vec![never()]);
+        assert!(matches!(t.actions().as_slice(), [Action::Bounce(_)]));
+        t.s.bounced(due, &id(1), Ok(()));
+        assert_eq!(t.actions(), vec![Action::Retire { id: id(1) }]);
+    }
+
+    #[test]
+    fn temporary_failures_bounce_after_the_queue_lifetime() {
+        let mut t = T::new(policy());
+        t.s.loaded(100, id(1), file("s@x.test", &["u@mx.test"]));
+        t.dispatch(100);
+        let s = t.starts();
+        t.answer(1099, Chan::Local, s[0].1.slot, vec![later()]);
+        assert!(t.actions().is_empty(), "still within queuelifetime");
+        let due = t.s.next_due().unwrap();
+        assert!(due >= 1100);
+        t.dispatch(due);
+        let s = t.starts();
+        t.answer(due, Chan::Local, s[0].1.slot, vec![later()]);
+        let actions = t.actions();
+        let [Action::Bounce(b)] = actions.as_slice() else { panic!("a bounce: {actions:?}") };
+        assert_eq!(b.failures[0].status, Status::MAILBOX_FULL);
+        assert!(b.failures[0].text.contains("gave up: in the queue longer than queuelifetime, 1000 s"), "{}", b.failures[0].text);
+    }
+
+    #[test]
+    fn bounces_of_bounces_go_to_doublebounceto_and_no_further() {
+        let mut t = T::new(policy());
+        t.s.loaded(100, id(1), file("", &["ghost@mx.test"]));
+        t.s.loaded(100, id(2), file("#@[]", &["ghost@mx.test"]));
+        t.dispatch(100);
+        for (chan, r) in t.starts() {
+            t.answer(100, chan, r.slot, vec![never()]);
+        }
+        let actions = t.actions();
+        let [Action::Bounce(b), Action::Retire { id: retired }] = actions.as_slice() else { panic!("{actions:?}") };
+        assert_eq!((b.id.clone(), b.to.as_str(), b.from.as_str()), (id(1), "postmaster@mx.test", "#@[]"));
+        assert_eq!(*retired, id(2), "a triple bounce is discarded");
+        assert!(t.log.iter().any(|l| l == "triple bounce 100.2: discarded"), "{:?}", t.log);
+        // No doublebounceto: a double bounce is discarded too.
+        let mut t = T::new(Policy { doublebounce: None, ..policy() });
+        t.s.loaded(100, id(3), file("", &["ghost@mx.test"]));
+        t.dispatch(100);
+        let s = t.starts();
+        t.answer(100, Chan::Local, s[0].1.slot, vec![never()]);
+        assert_eq!(t.actions(), vec![Action::Retire { id: id(3) }]);
+    }
+
+    #[test]
+    fn damaged_files_are_quarantined_and_unreadable_ones_read_again() {
+        let mut t = T::new(policy());
+        t.s.unreadable(100, id(1), Unreadable::Damaged("no valid trailer".into()));
+        assert_eq!(t.actions(), vec![Action::Quarantine { id: id(1), why: "no valid trailer".into() }]);
+        t.s.unreadable(100, id(2), Unreadable::Temporary("Too many open files".into()));
+        assert!(t.actions().is_empty(), "never quarantined for a temporary error");
+        assert_eq!(t.s.next_due(), Some(100 + RELOAD_DELAY));
+        t.dispatch(100 + RELOAD_DELAY - 1);
+        assert!(t.actions().is_empty());
+        t.dispatch(100 + RELOAD_DELAY);
+        assert_eq!(t.actions(), vec![Action::Load { id: id(2) }]);
+        t.s.unreadable(200, id(3), Unreadable::Gone);
+        assert!(t.actions().is_empty());
+        // A flush reads the unreadable ones now.
+        t.s.unreadable(300, id(4), Unreadable::Temporary("EIO".into()));
+        t.s.flush(301);
+        t.dispatch(301);
+        assert_eq!(t.actions(), vec![Action::Load { id: id(4) }]);
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_handed_over_defers_and_service_goes_on() {
+        let mut t = T::new(policy());
+        t.s.loaded(100, id(1), file("s@x.test", &["r@far.test"]));
+        t.s.loaded(100, id(2), file("s@x.test", &["q@near.test"]));
+        t.dispatch(100);
+        let s = t.starts();
+        assert_eq!(s.len(), 2);
+        t.s.start_failed(100, Chan::Remote, s[0].1.slot, "cannot open the queue file".into());
+        t.actions();
+        assert!(
+            t.log.iter().any(|l| l.contains("delivery 100.1 to <r@far.test>: deferral: 4.3.0 cannot open the queue file")),
+            "{:?}",
+            t.log
+        );
+        assert!(!t.s.finished());
+        assert_eq!(t.s.busy(), 1, "the other request is still in flight");
+        assert!(t.s.next_due().is_some(), "the deferred message is scheduled again");
+    }
+
+    #[test]
+    fn no_remote_spawner_defers_remote_recipients() {
+        let mut t = T { s: Scheduler::new(policy(), true, false), log: Vec::new() };
+        t.s.loaded(100, id(1), file("s@x.test", &["r@far.test", "u@mx.test"]));
+        t.dispatch(100);
+        assert_eq!(t.starts().len(), 1, "the local one starts");
+        assert!(t.log.iter().any(|l| l.contains("deferral: 4.4.1 no remote delivery program is running")), "{:?}", t.log);
+    }
+
+    #[test]
+    fn stopping_starts_nothing_and_finishes_when_the_running_ones_answer() {
+        let mut t = T::new(policy());
+        t.s.loaded(100, id(1), file("s@x.test", &["u@mx.test"]));
+        t.s.loaded(100, id(2), file("s@x.test", &["v@mx.test"]));
+        t.s.loaded(100, id(3), file("s@x.test", &["w@mx.test"]));
+        t.dispatch(100);
+        let s = t.starts();
+        t.s.stop();
+        assert!(!t.s.finished());
+        t.answer(101, Chan::Local, s[0].1.slot, vec![ok()]);
+        assert!(t.starts().is_empty(), "no new request while stopping");
+        t.answer(101, Chan::Local, s[1].1.slot, vec![ok()]);
+        assert!(t.s.finished());
+    }
+
+    #[test]
+    fn a_dead_spawner_stops_the_scheduler() {
+        let mut t = T::new(policy());
+        t.s.loaded(100, id(1), file("s@x.test", &["u@mx.test"]));
+        t.dispatch(100);
+        let s = t.starts();
+        t.s.spawner_gone(Chan::Local, s[0].1.slot, "Broken pipe".into());
+        t.actions();
+        assert!(t.s.finished());
+        assert!(t.log.iter().any(|l| l.contains("cannot talk to the local spawner: Broken pipe; stopping")));
+    }
+
+    #[test]
+    fn lower_limits_apply_to_the_next_requests() {
+        let mut t = T::new(policy());
+        for n in 0..4 {
+            t.s.loaded(100, id(n), file("s@x.test", &["u@mx.test"]));
+        }
+        t.s.reload_policy(Policy { concurrency_local: 1, ..policy() });
+        t.dispatch(100);
+        assert_eq!(t.starts().len(), 1);
+    }
+
+    #[test]
+    fn finished_files_found_at_start_are_retired() {
+        let mut t = T::new(policy());
+        let mut f = file("s@x.test", &["u@mx.test"]);
+        f.recipients[0].1 = true;
+        t.s.loaded(100, id(1), f);
+        assert_eq!(t.actions(), vec![Action::Retire { id: id(1) }]);
+        assert_eq!(t.s.queued(), 0);
     }
 }

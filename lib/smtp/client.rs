@@ -20,6 +20,7 @@ use crate::os::home::Home;
 use crate::smtp::mx::{self, MxError, Routes, Target};
 use crate::smtp::outgoing::{self, Bind, DomainTable, Source, TlsPolicy};
 use crate::smtp::reply::{self as smtpreply, Reply, ReplyError};
+use crate::status::Status;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -120,34 +121,56 @@ impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use RemoteError::*;
         match self {
-            Control(e) => write!(f, "4.3.5 {e}; fix it and the message will be retried"),
-            Tls(e) => write!(f, "4.7.5 {e}; fix it and the message will be retried"),
+            Control(e) => write!(f, "{e}; fix it and the message will be retried"),
+            Tls(e) => write!(f, "{e}; fix it and the message will be retried"),
             Route(e) => write!(f, "{e}"),
-            Message(e) => write!(f, "4.3.0 cannot read the message on fd 0: {e}"),
-            Connect(p, Some(src), e) => write!(f, "4.4.1 cannot connect to {p} from {src}: {e}"),
-            Connect(p, None, e) => write!(f, "4.4.1 cannot connect to {p}: {e}"),
-            NoSource(p, d) => write!(f, "4.4.1 skipped {p}: control/outgoingip gives the sender domain {d:?} no address of that family"),
-            Timeout(p, stage, s) => write!(f, "4.4.2 {p} did not answer within {s} seconds {stage}; will retry"),
-            Lost(p, stage) => write!(f, "4.4.2 {p} closed the connection {stage}; will retry"),
-            Io(p, stage, e) => write!(f, "4.4.2 connection to {p} failed {stage}: {e}; will retry"),
-            BadReply(p, stage, e) => write!(f, "4.5.0 {p} {e} {stage}; will retry"),
-            Greeting(p, r) => write!(f, "{} connected to {p} but its greeting was not 2xx.\n{}", r.status_or_class(), said(r)),
-            Helo(p, r) => write!(f, "{} connected to {p} but it refused my EHLO and HELO.\n{}", r.status_or_class(), said(r)),
-            TlsHandshake(p, e) => write!(f, "4.7.5 TLS with {p} failed: {e}"),
+            Message(e) => write!(f, "cannot read the message on fd 0: {e}"),
+            Connect(p, Some(src), e) => write!(f, "cannot connect to {p} from {src}: {e}"),
+            Connect(p, None, e) => write!(f, "cannot connect to {p}: {e}"),
+            NoSource(p, d) => write!(f, "skipped {p}: control/outgoingip gives the sender domain {d:?} no address of that family"),
+            Timeout(p, stage, s) => write!(f, "{p} did not answer within {s} seconds {stage}; will retry"),
+            Lost(p, stage) => write!(f, "{p} closed the connection {stage}; will retry"),
+            Io(p, stage, e) => write!(f, "connection to {p} failed {stage}: {e}; will retry"),
+            BadReply(p, stage, e) => write!(f, "{p} {e} {stage}; will retry"),
+            Greeting(p, r) => write!(f, "connected to {p} but its greeting was not 2xx.\n{}", said(r)),
+            Helo(p, r) => write!(f, "connected to {p} but it refused my EHLO and HELO.\n{}", said(r)),
+            TlsHandshake(p, e) => write!(f, "TLS with {p} failed: {e}"),
             TlsRequired(p, why) => {
-                write!(f, "4.7.4 control/tlsdestinations requires TLS for this domain, and {p} {why}; will retry")
+                write!(f, "control/tlsdestinations requires TLS for this domain, and {p} {why}; will retry")
             }
             TooBig(p, size, limit) => {
-                write!(f, "5.3.4 the message is {size} bytes and {p} accepts at most {limit} bytes (its SIZE)")
+                write!(f, "the message is {size} bytes and {p} accepts at most {limit} bytes (its SIZE)")
             }
             Needs8Bit(p) => {
-                write!(f, "5.6.3 the message contains 8-bit data and {p} does not offer 8BITMIME, so it cannot be sent unchanged")
+                write!(f, "the message contains 8-bit data and {p} does not offer 8BITMIME, so it cannot be sent unchanged")
             }
-            BadSender(s) => write!(f, "5.1.7 the sender address {s:?} cannot be sent in SMTP (it contains a line break or angle bracket)"),
-            Mail(p, s, r) => write!(f, "{} {p} does not like the sender <{s}>.\n{}", r.status_or_class(), said(r)),
-            Data(p, r) => write!(f, "{} {p} refused to accept the message (DATA).\n{}", r.status_or_class(), said(r)),
-            Final(p, r) => write!(f, "{} {p} refused the message after DATA.\n{}", r.status_or_class(), said(r)),
-            NoneAccepted(p, _) => write!(f, "5.0.0 giving up on {p}: it accepted no recipient"),
+            BadSender(s) => write!(f, "the sender address {s:?} cannot be sent in SMTP (it contains a line break or angle bracket)"),
+            Mail(p, s, r) => write!(f, "{p} does not like the sender <{s}>.\n{}", said(r)),
+            Data(p, r) => write!(f, "{p} refused to accept the message (DATA).\n{}", said(r)),
+            Final(p, r) => write!(f, "{p} refused the message after DATA.\n{}", said(r)),
+            NoneAccepted(p, _) => write!(f, "giving up on {p}: it accepted no recipient"),
+        }
+    }
+}
+
+impl RemoteError {
+    /// The RFC 3463 status: decided here, or the remote server's own.
+    pub fn status(&self) -> Status {
+        use RemoteError::*;
+        match self {
+            Control(_) => Status::SYSTEM_CONFIG,
+            Tls(_) | TlsHandshake(..) => Status::TLS_FAILED,
+            Route(e) => e.status(),
+            Message(_) => Status::MAIL_SYSTEM,
+            Connect(..) | NoSource(..) => Status::NO_ANSWER,
+            Timeout(..) | Lost(..) | Io(..) => Status::CONNECTION_DROPPED,
+            BadReply(..) => Status::PROTOCOL,
+            Greeting(_, r) | Helo(_, r) | Mail(_, _, r) | Data(_, r) | Final(_, r) => r.status_or_class(),
+            TlsRequired(..) => Status::TLS_REQUIRED,
+            TooBig(..) => Status::TOO_BIG,
+            Needs8Bit(_) => Status::CONVERSION_NEEDED,
+            BadSender(_) => Status::BAD_SENDER,
+            NoneAccepted(_, temporary) => Status::of_kind(if *temporary { Kind::Temporary } else { Kind::Permanent }),
         }
     }
 }
@@ -184,7 +207,7 @@ impl Reports {
     /// A failure before any recipient was tried: only the message report.
     pub fn failed(e: &RemoteError) -> Reports {
         let letter = if e.kind() == Kind::Permanent { b'D' } else { b'Z' };
-        Reports { recipients: Vec::new(), message: (letter, e.to_string()) }
+        Reports { recipients: Vec::new(), message: (letter, format!("{} {e}", e.status())) }
     }
 
     /// The bytes for fd 1: letter, text, NUL for each report. NULs in texts (from a
@@ -501,9 +524,9 @@ impl Run<'_> {
         // Every host failed before MAIL FROM: permanent only if every failure was.
         let letter = if !failures.is_empty() && failures.iter().all(|e| e.kind() == Kind::Permanent) { b'D' } else { b'Z' };
         let text = if failures.is_empty() {
-            format!("4.4.4 no host to try for {}", self.job.domain)
+            format!("{} no host to try for {}", Status::NO_ROUTE, self.job.domain)
         } else {
-            failures.iter().rev().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+            failures.iter().rev().map(|e| format!("{} {e}", e.status())).collect::<Vec<_>>().join("\n")
         };
         Reports { recipients: Vec::new(), message: (letter, text) }
     }

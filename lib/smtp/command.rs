@@ -1,67 +1,13 @@
-//! SMTP's wire format, without I/O: command lines, commands and their parameters,
-//! the DATA stream (dot-unstuffing, CRLF to LF), replies, and base64 for AUTH.
-//!
-//! Everything here takes the bytes that have arrived and says what it needs next;
-//! the session (smtpd.rs) does the reading and writing.
-//!
-//! # Line endings in DATA (the smuggling rule)
-//! The only end of a message is CR LF "." CR LF. A bare LF or a bare CR anywhere in
-//! DATA is a protocol error: the reader reports `BareNewline` at once and the
-//! session refuses the message and closes the connection, so one DATA never yields
-//! more than one message and bytes after an ambiguous end (`<LF>.<LF>`,
-//! `<CR>.<CR>`, `<CR><LF>.<LF>`, ...) are never read as commands.
+//! SMTP commands as postern-smtpd reads them, without I/O: a command line in,
+//! a command or the error (with its reply) out. Lines come from the protocol
+//! kit's line reader (proto::line), DATA from data.rs.
 
+use crate::status::Status;
 use std::fmt;
 
-/// Longest command line we read (RFC 5321's 512 plus room for the extensions'
-/// parameters: SIZE, ORCPT, ENVID, AUTH=).
+/// Longest command line we read, CRLF included (RFC 5321's 512 plus room for
+/// the extensions' parameters: SIZE, ORCPT, ENVID, AUTH=).
 pub const MAX_COMMAND_LINE: usize = 2048;
-
-/// What `LineReader::next` found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum LineEvent<'a> {
-    /// A whole line without its CRLF (or bare LF).
-    Line(&'a [u8]),
-    /// A line longer than the limit ended; its bytes were skipped.
-    TooLong,
-}
-
-/// Splits command lines off the front of the input. Over-long lines are skipped up
-/// to their end, so memory stays bounded whatever the client sends.
-#[derive(Debug, Default)]
-pub struct LineReader {
-    skipping: bool,
-}
-
-impl LineReader {
-    /// Look at `buf`: returns how many bytes to drop from its front and the event,
-    /// or None when more input is needed (the consumed count may still be > 0).
-    pub fn next<'a>(&mut self, buf: &'a [u8], max: usize) -> (usize, Option<LineEvent<'a>>) {
-        let lf = buf.iter().position(|&b| b == b'\n');
-        if self.skipping {
-            return match lf {
-                Some(i) => {
-                    self.skipping = false;
-                    (i + 1, Some(LineEvent::TooLong))
-                }
-                None => (buf.len(), None),
-            };
-        }
-        match lf {
-            Some(i) if i <= max => {
-                let line = &buf[..i];
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                (i + 1, Some(LineEvent::Line(line)))
-            }
-            Some(i) => (i + 1, Some(LineEvent::TooLong)),
-            None if buf.len() > max => {
-                self.skipping = true;
-                (buf.len(), None)
-            }
-            None => (0, None),
-        }
-    }
-}
 
 /// A command that does not parse, with the reply it gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,16 +26,24 @@ pub enum CommandError {
     NeedsUtf8,
 }
 
+impl CommandError {
+    /// The reply it gets: code, status, text.
+    pub fn reply(&self) -> (u16, Status, String) {
+        match self {
+            CommandError::Unknown(v) => (500, Status::INVALID_COMMAND, format!("unrecognized command {v:?}; try HELP")),
+            CommandError::NotImplemented(v) => (502, Status::INVALID_COMMAND, format!("{v} is not implemented")),
+            CommandError::BadBytes => (500, Status::SYNTAX, "command contains control characters or is not UTF-8".into()),
+            CommandError::Syntax(s) => (501, Status::BAD_ARGUMENTS, format!("syntax: {s}")),
+            CommandError::Parameter(s) => (555, Status::BAD_ARGUMENTS, s.clone()),
+            CommandError::NeedsUtf8 => (553, Status::NEEDS_UTF8, "non-ASCII address without SMTPUTF8".into()),
+        }
+    }
+}
+
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CommandError::Unknown(v) => write!(f, "500 5.5.1 unrecognized command {v:?}; try HELP"),
-            CommandError::NotImplemented(v) => write!(f, "502 5.5.1 {v} is not implemented"),
-            CommandError::BadBytes => f.write_str("500 5.5.2 command contains control characters or is not UTF-8"),
-            CommandError::Syntax(s) => write!(f, "501 5.5.4 syntax: {s}"),
-            CommandError::Parameter(s) => write!(f, "555 5.5.4 {s}"),
-            CommandError::NeedsUtf8 => f.write_str("553 5.6.7 non-ASCII address without SMTPUTF8"),
-        }
+        let (code, status, text) = self.reply();
+        write!(f, "{code} {status} {text}")
     }
 }
 
@@ -315,177 +269,9 @@ fn rcpt_params(s: &str) -> Result<RcptParams, CommandError> {
     Ok(r)
 }
 
-/// A reply: `text` holds the enhanced code and message; each '\n' starts another
-/// line of a multi-line reply ("250-..." then "250 ...").
-pub fn reply(code: u16, text: &str) -> Vec<u8> {
-    let lines: Vec<&str> = text.split('\n').collect();
-    let mut out = Vec::with_capacity(text.len() + 8 * lines.len());
-    for (i, l) in lines.iter().enumerate() {
-        let sep = if i + 1 == lines.len() { ' ' } else { '-' };
-        out.extend_from_slice(format!("{code}{sep}{l}\r\n").as_bytes());
-    }
-    out
-}
-
-/// What `DataReader::feed` stopped at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataStatus {
-    /// All input used; the message goes on.
-    NeedMore,
-    /// CRLF.CRLF seen; the bytes after it are the next commands.
-    End,
-    /// A CR or LF not part of CRLF: the message must be refused (see the module docs).
-    BareNewline,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DataState {
-    /// At the start of a line (DATA's own CRLF counts as the line before).
-    LineStart,
-    /// A '.' at the start of a line.
-    Dot,
-    /// ".\r" at the start of a line.
-    DotCr,
-    Mid,
-    /// A CR inside a line.
-    Cr,
-    Done,
-}
-
-/// Reads the DATA stream: removes the dot-stuffing and turns CRLF into LF (the
-/// queue stores Unix lines).
-#[derive(Debug)]
-pub struct DataReader {
-    state: DataState,
-    /// Bytes of message produced so far.
-    pub bytes: u64,
-}
-
-impl Default for DataReader {
-    fn default() -> Self {
-        DataReader { state: DataState::LineStart, bytes: 0 }
-    }
-}
-
-impl DataReader {
-    /// Consume `input`, appending message bytes to `out`. Returns how much of
-    /// `input` was used (all of it unless the status is `End` or `BareNewline`).
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, DataStatus) {
-        let start = out.len();
-        let mut i = 0;
-        let status = loop {
-            let Some(&b) = input.get(i) else { break DataStatus::NeedMore };
-            i += 1;
-            self.state = match (self.state, b) {
-                (DataState::Done, _) => {
-                    i -= 1;
-                    break DataStatus::End;
-                }
-                (DataState::LineStart, b'.') => DataState::Dot,
-                (DataState::Dot, b'\r') => DataState::DotCr,
-                (DataState::DotCr, b'\n') => {
-                    self.state = DataState::Done;
-                    break DataStatus::End;
-                }
-                (DataState::Cr, b'\n') => {
-                    out.push(b'\n');
-                    DataState::LineStart
-                }
-                (DataState::LineStart | DataState::Mid, b'\r') => DataState::Cr,
-                (_, b'\n') | (DataState::Cr | DataState::DotCr, _) => break DataStatus::BareNewline,
-                // A stuffed dot: the line's first '.' is dropped (RFC 5321 4.5.2).
-                (_, b) => {
-                    out.push(b);
-                    DataState::Mid
-                }
-            };
-        };
-        self.bytes += (out.len() - start) as u64;
-        (i, status)
-    }
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-pub fn base64_encode(data: &[u8]) -> String {
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for k in 0..4 {
-            if k <= c.len() {
-                s.push(B64[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
-}
-
-/// Strict base64 (padding required, no spaces); None if malformed.
-pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if b.len() % 4 != 0 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(b.len() / 4 * 3);
-    for (ci, c) in b.chunks(4).enumerate() {
-        let last = ci + 1 == b.len() / 4;
-        let mut n = 0u32;
-        let mut pad = 0;
-        for (k, &ch) in c.iter().enumerate() {
-            let v = match ch {
-                b'=' if last && k >= 2 => {
-                    pad += 1;
-                    0
-                }
-                _ if pad > 0 => return None,
-                _ => B64.iter().position(|&x| x == ch)? as u32,
-            };
-            n = n << 6 | v;
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..3 - pad]);
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Feed `input` to a LineReader in two pieces split at `at`, collecting events.
-    fn lines_split(input: &[u8], at: usize, max: usize) -> Vec<Option<Vec<u8>>> {
-        let mut r = LineReader::default();
-        let mut buf = Vec::new();
-        let mut got = Vec::new();
-        for piece in [&input[..at], &input[at..]] {
-            buf.extend_from_slice(piece);
-            loop {
-                let (n, ev) = r.next(&buf, max);
-                let ev = ev.map(|e| match e {
-                    LineEvent::Line(l) => Some(l.to_vec()),
-                    LineEvent::TooLong => None,
-                });
-                buf.drain(..n);
-                match ev {
-                    Some(e) => got.push(e),
-                    None => break,
-                }
-            }
-        }
-        got
-    }
-
-    #[test]
-    fn lines_at_every_split() {
-        let long = format!("NOOP {}\r\n", "x".repeat(40));
-        let input = format!("EHLO a\r\nNOOP\n{long}QUIT\r\n");
-        let want = vec![Some(b"EHLO a".to_vec()), Some(b"NOOP".to_vec()), None, Some(b"QUIT".to_vec())];
-        for at in 0..=input.len() {
-            assert_eq!(lines_split(input.as_bytes(), at, 20), want, "split at {at}");
-        }
-    }
 
     #[test]
     fn commands_parse() {
@@ -521,80 +307,5 @@ mod tests {
         assert_eq!(parse_command(b"NOOP \0"), Err(CommandError::BadBytes));
         assert_eq!(parse_command(b"HELO \xff\xfe"), Err(CommandError::BadBytes));
         assert_eq!(parse_command(b"MAIL FROM:<\xc3\xa9@d>"), Ok(Command::Mail("é@d".into(), MailParams::default())));
-    }
-
-    #[test]
-    fn replies() {
-        assert_eq!(reply(250, "2.0.0 ok"), b"250 2.0.0 ok\r\n");
-        assert_eq!(reply(250, "me\nPIPELINING\nSIZE 10"), b"250-me\r\n250-PIPELINING\r\n250 SIZE 10\r\n");
-    }
-
-    fn data_split(input: &[u8], at: usize) -> (Vec<u8>, usize, DataStatus) {
-        let mut r = DataReader::default();
-        let mut out = Vec::new();
-        let (n1, s1) = r.feed(&input[..at], &mut out);
-        if s1 != DataStatus::NeedMore {
-            return (out, n1, s1);
-        }
-        let (n2, s2) = r.feed(&input[at..], &mut out);
-        (out, n1 + n2, s2)
-    }
-
-    fn check_every_split(input: &[u8], want_out: &[u8], want_used: usize, want: DataStatus) {
-        for at in 0..=input.len() {
-            let (out, used, st) = data_split(input, at);
-            assert_eq!(st, want, "status, split at {at} of {:?}", String::from_utf8_lossy(input));
-            if want == DataStatus::End {
-                assert_eq!(used, want_used, "used, split at {at}");
-                assert_eq!(out, want_out, "output, split at {at}");
-            }
-        }
-    }
-
-    #[test]
-    fn data_unstuffs_and_ends_at_crlf_dot_crlf_only() {
-        let msg = b"Subject: x\r\n\r\n..leading dot\r\n.\r\nQUIT\r\n";
-        check_every_split(msg, b"Subject: x\n\n.leading dot\n", msg.len() - 6, DataStatus::End);
-        check_every_split(b".\r\n", b"", 3, DataStatus::End);
-        check_every_split(b"a\0b\xff\r\n.\r\n", b"a\0b\xff\n", 9, DataStatus::End);
-        check_every_split(b"a. b.\r\n.x\r\n.\r\n", b"a. b.\nx\n", 14, DataStatus::End);
-    }
-
-    #[test]
-    fn data_smuggling_variants_are_bare_newlines() {
-        for v in [
-            &b"a\n.\nMAIL FROM:<x>\r\n"[..],
-            b"a\r\n.\nMAIL FROM:<x>\r\n",
-            b"a\n.\r\nMAIL FROM:<x>\r\n",
-            b"a\r.\r\n",
-            b"a\r.\rMAIL",
-            b"a\r\n.\rx",
-            b"\n",
-            b"x\ry\r\n.\r\n",
-        ] {
-            check_every_split(v, b"", 0, DataStatus::BareNewline);
-        }
-        check_every_split(b"no end yet\r\n", b"", 0, DataStatus::NeedMore);
-    }
-
-    #[test]
-    fn data_counts_bytes() {
-        let mut r = DataReader::default();
-        let mut out = Vec::new();
-        r.feed(b"abc\r\n..d\r\n", &mut out);
-        assert_eq!(r.bytes, 7);
-    }
-
-    #[test]
-    fn base64_round_trip() {
-        for s in [&b""[..], b"a", b"ab", b"abc", b"\0user\0pass", b"\xff\xfe\xfd\xfc"] {
-            let e = base64_encode(s);
-            assert_eq!(base64_decode(&e).as_deref(), Some(s), "{e}");
-        }
-        assert_eq!(base64_encode(b"\0a\0b"), "AGEAYg==");
-        assert_eq!(base64_decode("VXNlcm5hbWU6").unwrap(), b"Username:");
-        assert!(base64_decode("AGE").is_none());
-        assert!(base64_decode("A=GE").is_none());
-        assert!(base64_decode("AG?=").is_none());
     }
 }

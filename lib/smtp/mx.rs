@@ -23,6 +23,7 @@
 
 use crate::config::control::{Control, ControlError};
 use crate::smtp::outgoing::DomainTable;
+use crate::status::Status;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
@@ -55,22 +56,34 @@ pub enum MxError {
 impl fmt::Display for MxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MxError::Control(e) => write!(f, "4.3.5 {e}; fix it and the message will be retried"),
-            MxError::Setup(e) => write!(f, "4.4.3 cannot set up DNS resolution: {e}; check /etc/resolv.conf or control/dnsresolvers"),
+            MxError::Control(e) => write!(f, "{e}; fix it and the message will be retried"),
+            MxError::Setup(e) => write!(f, "cannot set up DNS resolution: {e}; check /etc/resolv.conf or control/dnsresolvers"),
             MxError::NoSuchDomain(d) => {
-                write!(f, "5.1.2 the domain {d} has no mail server: it does not exist, or has no MX and no address (DNS)")
+                write!(f, "the domain {d} has no mail server: it does not exist, or has no MX and no address (DNS)")
             }
-            MxError::NullMx(d) => write!(f, "5.1.10 the domain {d} accepts no mail: it publishes a null MX (RFC 7505)"),
+            MxError::NullMx(d) => write!(f, "the domain {d} accepts no mail: it publishes a null MX (RFC 7505)"),
             MxError::CnameLoop(d, chain) => {
-                write!(f, "4.4.3 the DNS of {d} has a loop of CNAMEs ({}); it will be retried until its owner fixes it", chain.join(" -> "))
+                write!(f, "the DNS of {d} has a loop of CNAMEs ({}); it will be retried until its owner fixes it", chain.join(" -> "))
             }
             MxError::NoMxAddress(d, hosts) => {
-                write!(f, "4.4.4 none of the mail servers of {d} ({}) has an address in DNS; will retry", hosts.join(", "))
+                write!(f, "none of the mail servers of {d} ({}) has an address in DNS; will retry", hosts.join(", "))
             }
             MxError::RelayUnknown(d, relay) => {
-                write!(f, "4.4.4 the relay {relay} that control/smtproutes names for {d} has no address in DNS; fix the route or DNS")
+                write!(f, "the relay {relay} that control/smtproutes names for {d} has no address in DNS; fix the route or DNS")
             }
-            MxError::Lookup(name, rtype, e) => write!(f, "4.4.3 DNS lookup of {name} {rtype} failed: {e}; will retry"),
+            MxError::Lookup(name, rtype, e) => write!(f, "DNS lookup of {name} {rtype} failed: {e}; will retry"),
+        }
+    }
+}
+
+impl MxError {
+    pub fn status(&self) -> Status {
+        match self {
+            MxError::Control(_) => Status::SYSTEM_CONFIG,
+            MxError::Setup(_) | MxError::CnameLoop(..) | MxError::Lookup(..) => Status::ROUTING,
+            MxError::NoSuchDomain(_) => Status::NO_SUCH_DOMAIN,
+            MxError::NullMx(_) => Status::NULL_MX,
+            MxError::NoMxAddress(..) | MxError::RelayUnknown(..) => Status::NO_ROUTE,
         }
     }
 }

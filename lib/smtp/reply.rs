@@ -1,11 +1,13 @@
-//! SMTP replies as a client reads them (RFC 5321 4.2): one or more lines
-//! `NNN-text` ending with `NNN text`, all with the same code.
+//! SMTP replies (RFC 5321 4.2): one or more lines `NNN-text` ending with
+//! `NNN text`, all with the same code; written by postern-smtpd (`format`) and
+//! read by postern-remote (`parse`).
 //!
 //! The parser never does I/O: it takes the bytes read so far and returns a reply
 //! and how many bytes it used, or "need more". Lines longer than RFC 5321 allows
 //! (with room to spare) and replies with too many lines are errors, so a peer that
 //! sends endless garbage cannot make us buffer without bound.
 
+use crate::status::Status;
 use std::fmt;
 
 /// Longest reply line we accept, CRLF included (RFC 5321 allows 512).
@@ -29,24 +31,21 @@ impl Reply {
         self.class() == 2
     }
 
-    /// The RFC 3463 status at the start of the first line (`4.2.1`), if any.
-    pub fn status(&self) -> Option<&str> {
-        let first = self.lines.first()?;
-        let word = first.split(' ').next()?;
-        let parts: Vec<&str> = word.split('.').collect();
-        let ok = parts.len() == 3
-            && parts[0].len() == 1
-            && parts[0].as_bytes()[0] == b'0' + (self.code / 100) as u8
-            && parts[1..].iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
-        ok.then_some(word)
+    /// The RFC 3463 status at the start of the first line (`4.2.1`), if it has
+    /// one of the reply's class.
+    pub fn status(&self) -> Option<Status> {
+        let (s, _) = Status::split(self.lines.first()?)?;
+        (u16::from(s.class()) == self.class()).then_some(s)
     }
 
-    /// The status to quote in a report: the server's own, else its class (`5.0.0`).
-    pub fn status_or_class(&self) -> String {
-        match self.status() {
-            Some(s) => s.to_string(),
-            None => format!("{}.0.0", self.class().clamp(2, 5)),
-        }
+    /// The status to quote in a report: the server's own, else its class's
+    /// generic one (5.0.0, 4.0.0; 2.0.0 for success).
+    pub fn status_or_class(&self) -> Status {
+        self.status().unwrap_or(match self.class() {
+            2 => Status::OK,
+            4 => Status::of_kind(crate::error::Kind::Temporary),
+            _ => Status::of_kind(crate::error::Kind::Permanent),
+        })
     }
 
     /// The reply as the server sent it, one line per line, for reports and logs.
@@ -102,6 +101,21 @@ impl crate::error::Classify for ReplyError {
 /// can go into reports (NUL-terminated) and logs.
 pub fn printable(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// A reply as postern-smtpd sends it: each line of `text` becomes `code-line`,
+/// the last `code line`; a status (RFC 2034) leads the first line.
+pub fn format(code: u16, status: Option<Status>, text: &str) -> Vec<u8> {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut out = Vec::with_capacity(text.len() + 16 * lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+        match (i, status) {
+            (0, Some(s)) => out.extend_from_slice(format!("{code}{sep}{s} {l}\r\n").as_bytes()),
+            _ => out.extend_from_slice(format!("{code}{sep}{l}\r\n").as_bytes()),
+        }
+    }
+    out
 }
 
 /// One reply from the start of `buf`: Ok(Some((reply, used))), Ok(None) when more
@@ -180,12 +194,21 @@ mod tests {
     }
 
     #[test]
+    fn our_replies_read_back() {
+        assert_eq!(format(250, Some(Status::OK), "ok"), b"250 2.0.0 ok\r\n");
+        assert_eq!(format(250, None, "me\nPIPELINING\nSIZE 10"), b"250-me\r\n250-PIPELINING\r\n250 SIZE 10\r\n");
+        let bytes = format(214, Some(Status::OK), "commands\nsee RFC 5321");
+        let (r, n) = parse(&bytes).unwrap().unwrap();
+        assert_eq!((r.code, r.status(), n), (214, Some(Status::OK), bytes.len()));
+    }
+
+    #[test]
     fn statuses() {
         let (r, _) = parse(b"450 4.2.1 mailbox busy\r\n").unwrap().unwrap();
-        assert_eq!(r.status(), Some("4.2.1"));
+        assert_eq!(r.status(), Some(Status::new(4, 2, 1)));
         assert_eq!(r.quoted(), "450 4.2.1 mailbox busy");
         let (r, _) = parse(b"550 no such user\r\n").unwrap().unwrap();
-        assert_eq!((r.status(), r.status_or_class()), (None, "5.0.0".to_string()));
+        assert_eq!((r.status(), r.status_or_class().to_string()), (None, "5.0.0".to_string()));
         let (r, _) = parse(b"550 4.2.1 wrong class\r\n").unwrap().unwrap();
         assert_eq!(r.status(), None);
     }

@@ -1,4 +1,4 @@
-//! One SMTP session on a netio::Session (fd 0/1 from postern-listen, tcpserver,
+//! One SMTP session on a net::session::Session (fd 0/1 from postern-listen, tcpserver,
 //! inetd or systemd): the state machine, relay control, recipient checks, STARTTLS,
 //! AUTH, and the hand-over to postern-queue.
 //!
@@ -11,14 +11,21 @@
 
 use crate::address::Address;
 use crate::config::control::{Control, ControlError};
+use crate::config::routing::{Route, Routing};
 use crate::config::settings;
 use crate::error::{Classify, Kind};
 use crate::net::session::{NetError, Session};
 use crate::os::home::Home;
 use crate::os::log;
-use crate::queue::{self, Envelope};
-use crate::send::scheduler::{self, Route};
-use crate::smtp::command::{self as smtp, Command, DataReader, DataStatus, LineEvent, LineReader, MailParams};
+use crate::proto::base64;
+use crate::proto::line::{Line, LineReader};
+use crate::proto::sasl::{self, Exchange, Mechanism, SaslError, Step};
+use crate::queue::submit::exit;
+use crate::queue::{Envelope, Submission};
+use crate::smtp::command::{self, Command, MailParams, MAX_COMMAND_LINE};
+use crate::smtp::data::{DataReader, DataStatus};
+use crate::smtp::reply;
+use crate::status::Status;
 use crate::users::Users;
 use std::fmt;
 use std::time::Duration;
@@ -70,7 +77,7 @@ pub struct Config {
     /// The name in the greeting and the Received line (`smtpgreeting`, else `me`).
     pub greeting: String,
     pub rcpthosts: Vec<String>,
-    pub route: scheduler::Config,
+    pub routing: Routing,
     /// 0: no limit.
     pub databytes: u64,
     pub timeout: Duration,
@@ -87,7 +94,6 @@ impl Config {
     pub fn load(home: &Home) -> Result<Config, ControlError> {
         let c = Control::new(home);
         let lower = |v: Vec<String>| v.into_iter().map(|s| s.to_ascii_lowercase()).collect::<Vec<_>>();
-        let route = scheduler::Config::load(home)?;
         Ok(Config {
             greeting: c.text(&settings::SMTPGREETING)?,
             rcpthosts: lower(c.list(&settings::RCPTHOSTS)?),
@@ -98,7 +104,7 @@ impl Config {
             auth_plaintext: c.number(&settings::AUTHPLAINTEXT)? == 1,
             auth_fail_delay: Duration::from_secs(c.number(&settings::AUTHFAILDELAY)?),
             tls_available: c.file("servercert.pem").exists(),
-            route,
+            routing: Routing::load(&c)?,
         })
     }
 
@@ -157,7 +163,7 @@ pub struct Smtpd<'a> {
     cfg: &'a Config,
     client: &'a Client,
     net: Session,
-    input: Vec<u8>,
+    /// The client's input; DATA reads it raw.
     lines: LineReader,
     users: Option<Users>,
     helo: Option<String>,
@@ -181,8 +187,7 @@ impl<'a> Smtpd<'a> {
             cfg,
             client,
             net,
-            input: Vec::with_capacity(8192),
-            lines: LineReader::default(),
+            lines: LineReader::new(MAX_COMMAND_LINE),
             users: None,
             helo: None,
             esmtp: false,
@@ -193,8 +198,14 @@ impl<'a> Smtpd<'a> {
         }
     }
 
-    fn reply(&mut self, code: u16, text: &str) {
-        self.net.write(&smtp::reply(code, text));
+    /// A reply with its enhanced status.
+    fn reply(&mut self, code: u16, status: Status, text: &str) {
+        self.net.write(&reply::format(code, Some(status), text));
+    }
+
+    /// A reply without one (greeting, EHLO, 354, 334).
+    fn reply_plain(&mut self, code: u16, text: &str) {
+        self.net.write(&reply::format(code, None, text));
     }
 
     /// Read more input, flushing pending replies first (PIPELINING: one write
@@ -203,33 +214,28 @@ impl<'a> Smtpd<'a> {
         self.net.flush()?;
         let mut buf = [0u8; 16384];
         let n = self.net.read(&mut buf)?;
-        self.input.extend_from_slice(&buf[..n]);
+        self.lines.push(&buf[..n]);
         Ok(())
     }
 
     /// The next command line (None: it was too long and has been skipped).
     fn read_line(&mut self) -> Result<Option<Vec<u8>>, NetError> {
         loop {
-            let (n, ev) = self.lines.next(&self.input, smtp::MAX_COMMAND_LINE);
-            let got = ev.map(|e| match e {
-                LineEvent::Line(l) => Some(l.to_vec()),
-                LineEvent::TooLong => None,
-            });
-            self.input.drain(..n);
-            if let Some(g) = got {
-                return Ok(g);
+            match self.lines.next_line() {
+                Some(Line::Text(l)) => return Ok(Some(l)),
+                Some(Line::TooLong) => return Ok(None),
+                None => self.fill()?,
             }
-            self.fill()?;
         }
     }
 
     /// Serve until QUIT or the client goes. Replies 421 on a timeout.
     pub fn run(&mut self) -> Result<End, SmtpdError> {
         let greeting = format!("{} ESMTP postern", self.cfg.greeting);
-        self.reply(220, &greeting);
+        self.reply_plain(220, &greeting);
         let r = self.serve();
         if let Err(SmtpdError::Net(NetError::Timeout)) = &r {
-            self.reply(421, "4.4.2 timeout; closing connection");
+            self.reply(421, Status::CONNECTION_DROPPED, "timeout; closing connection");
         }
         self.net.close();
         r
@@ -238,13 +244,12 @@ impl<'a> Smtpd<'a> {
     fn serve(&mut self) -> Result<End, SmtpdError> {
         loop {
             let next = match self.read_line()? {
-                None => self.error(500, "5.5.2 line too long"),
-                Some(line) => match smtp::parse_command(&line) {
+                None => self.error(500, Status::SYNTAX, "line too long"),
+                Some(line) => match command::parse_command(&line) {
                     Ok(cmd) => self.command(cmd)?,
                     Err(e) => {
-                        let text = e.to_string();
-                        let (code, rest) = text.split_at(3);
-                        self.error(code.parse().unwrap_or(500), rest.trim_start())
+                        let (code, status, text) = e.reply();
+                        self.error(code, status, &text)
                     }
                 },
             };
@@ -255,47 +260,49 @@ impl<'a> Smtpd<'a> {
     }
 
     /// A protocol error: the reply, and a hang-up after too many.
-    fn error(&mut self, code: u16, text: &str) -> Next {
+    fn error(&mut self, code: u16, status: Status, text: &str) -> Next {
         self.errors += 1;
         if self.errors >= MAX_ERRORS {
-            self.reply(421, "4.7.0 too many errors; closing connection");
+            self.reply(421, Status::SECURITY, "too many errors; closing connection");
             return Next::Stop(End::Dropped("too many errors"));
         }
-        self.reply(code, text);
+        self.reply(code, status, text);
         Next::Go
     }
 
     fn command(&mut self, cmd: Command) -> Result<Next, SmtpdError> {
         let need_helo = matches!(cmd, Command::Mail(..) | Command::Rcpt(..) | Command::Data | Command::Auth(..));
         if need_helo && self.helo.is_none() {
-            return Ok(self.error(503, "5.5.1 send EHLO or HELO first"));
+            return Ok(self.error(503, Status::INVALID_COMMAND, "send EHLO or HELO first"));
         }
         match cmd {
-            Command::Ehlo(h) | Command::Helo(h) if h.len() > 255 => return Ok(self.error(501, "5.5.4 host name too long")),
+            Command::Ehlo(h) | Command::Helo(h) if h.len() > 255 => {
+                return Ok(self.error(501, Status::BAD_ARGUMENTS, "host name too long"))
+            }
             Command::Ehlo(h) => self.ehlo(h),
             Command::Helo(h) => {
                 self.mail = None;
                 self.esmtp = false;
                 let text = format!("{} Hello {}", self.cfg.greeting, sanitize(&h));
                 self.helo = Some(h);
-                self.reply(250, &text);
+                self.reply_plain(250, &text);
             }
             Command::Mail(path, params) => return Ok(self.mail_from(path, params)),
             Command::Rcpt(path, _) => return Ok(self.rcpt(path)),
             Command::Data => return self.data(),
             Command::Rset => {
                 self.mail = None;
-                self.reply(250, "2.0.0 ok");
+                self.reply(250, Status::OK, "ok");
             }
-            Command::Noop => self.reply(250, "2.0.0 ok"),
+            Command::Noop => self.reply(250, Status::OK, "ok"),
             Command::Quit => {
-                let text = format!("2.0.0 {} closing connection", self.cfg.greeting);
-                self.reply(221, &text);
+                let text = format!("{} closing connection", self.cfg.greeting);
+                self.reply(221, Status::OK, &text);
                 return Ok(Next::Stop(End::Quit));
             }
-            Command::Vrfy => self.reply(252, "2.5.2 cannot VRFY; send the message and delivery will be attempted"),
+            Command::Vrfy => self.reply(252, Status::CANNOT_VERIFY, "cannot VRFY; send the message and delivery will be attempted"),
             Command::Help => {
-                self.reply(214, "2.0.0 commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH\nsee RFC 5321")
+                self.reply(214, Status::OK, "commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH\nsee RFC 5321")
             }
             Command::StartTls => return self.starttls(),
             Command::Auth(mech, initial) => return self.auth(&mech, initial),
@@ -321,43 +328,43 @@ impl<'a> Smtpd<'a> {
         }
         lines.push("HELP".into());
         self.helo = Some(h);
-        self.reply(250, &lines.join("\n"));
+        self.reply_plain(250, &lines.join("\n"));
     }
 
     fn mail_from(&mut self, path: String, params: MailParams) -> Next {
         if self.mail.is_some() {
-            return self.error(503, "5.5.1 nested MAIL command; send RSET first");
+            return self.error(503, Status::INVALID_COMMAND, "nested MAIL command; send RSET first");
         }
         let sender = match Address::parse(path.as_bytes()) {
             Ok(a) => a,
-            Err(e) => return self.error(553, &format!("5.1.7 bad sender address: {e}")),
+            Err(e) => return self.error(553, Status::BAD_SENDER, &format!("bad sender address: {e}")),
         };
         if !path.is_ascii() && !params.smtputf8 {
-            return self.error(553, "5.6.7 non-ASCII address without SMTPUTF8");
+            return self.error(553, Status::NEEDS_UTF8, "non-ASCII address without SMTPUTF8");
         }
         if let (Some(size), true) = (params.size, self.cfg.databytes > 0) {
             if size > self.cfg.databytes {
-                let text = format!("5.3.4 message size {size} exceeds the limit of {} bytes", self.cfg.databytes);
-                self.reply(552, &text);
+                let text = format!("message size {size} exceeds the limit of {} bytes", self.cfg.databytes);
+                self.reply(552, Status::TOO_BIG, &text);
                 return Next::Go;
             }
         }
         if self.cfg.is_badmailfrom(&sender) {
             log::line(PROGRAM, &format!("refused sender <{sender}> from {}: badmailfrom", self.client.ip));
-            self.reply(553, "5.7.1 sender refused by this server's badmailfrom list");
+            self.reply(553, Status::DENIED, "sender refused by this server's badmailfrom list");
             return Next::Go;
         }
         self.mail = Some(Transaction { sender, params, rcpts: Vec::new(), tried: 0 });
-        self.reply(250, "2.1.0 sender ok");
+        self.reply(250, Status::SENDER_OK, "sender ok");
         Next::Go
     }
 
     fn rcpt(&mut self, path: String) -> Next {
-        let Some(t) = self.mail.as_mut() else { return self.error(503, "5.5.1 send MAIL first") };
+        let Some(t) = self.mail.as_mut() else { return self.error(503, Status::INVALID_COMMAND, "send MAIL first") };
         t.tried += 1;
         let utf8 = t.params.smtputf8;
         if t.rcpts.len() >= self.cfg.maxrcpt {
-            self.reply(452, "4.5.3 too many recipients; send the rest in another message");
+            self.reply(452, Status::TOO_MANY_RECIPIENTS, "too many recipients; send the rest in another message");
             return Next::Go;
         }
         let path = match &self.client.relayclient {
@@ -366,49 +373,49 @@ impl<'a> Smtpd<'a> {
         };
         let rcpt = match Address::parse(path.as_bytes()) {
             Ok(a) => a,
-            Err(e) => return self.error(553, &format!("5.1.3 bad recipient address: {e}")),
+            Err(e) => return self.error(553, Status::BAD_DESTINATION_SYNTAX, &format!("bad recipient address: {e}")),
         };
         if !path.is_ascii() && !utf8 {
-            return self.error(553, "5.6.7 non-ASCII address without SMTPUTF8");
+            return self.error(553, Status::NEEDS_UTF8, "non-ASCII address without SMTPUTF8");
         }
-        let (code, text) = self.check_recipient(&rcpt);
+        let (code, status, text) = self.check_recipient(&rcpt);
         if code == 250 {
             if let Some(t) = self.mail.as_mut() {
                 t.rcpts.push(rcpt);
             }
         }
-        self.reply(code, &text);
+        self.reply(code, status, &text);
         Next::Go
     }
 
     /// Relay control and the local recipient check (no backscatter: unknown local
     /// users are refused here, not bounced later).
-    fn check_recipient(&mut self, rcpt: &Address) -> (u16, String) {
+    fn check_recipient(&mut self, rcpt: &Address) -> (u16, Status, String) {
         if self.users.is_none() {
             match Users::open(self.home) {
                 Ok(u) => self.users = Some(u),
                 Err(e) => {
                     log::line(PROGRAM, &e.to_string());
-                    return (451, "4.3.0 cannot read the users database; try again later".into());
+                    return (451, Status::MAIL_SYSTEM, "cannot read the users database; try again later".into());
                 }
             }
         }
         let users = self.users.as_mut().expect("opened above");
-        match scheduler::route(&self.cfg.route, Some(users), rcpt) {
+        match self.cfg.routing.route(Some(users), rcpt) {
             Route::Local(addr) => match local_exists(users, &addr) {
-                Ok(true) => (250, "2.1.5 recipient ok".into()),
-                Ok(false) => (550, format!("5.1.1 <{rcpt}>: no mailbox here by that name")),
+                Ok(true) => (250, Status::RECIPIENT_OK, "recipient ok".into()),
+                Ok(false) => (550, Status::NO_MAILBOX, format!("<{rcpt}>: no mailbox here by that name")),
                 Err(e) => {
                     log::line(PROGRAM, &format!("checking <{rcpt}>: {e}"));
-                    (451, "4.3.0 cannot check the recipient now; try again later".into())
+                    (451, Status::MAIL_SYSTEM, "cannot check the recipient now; try again later".into())
                 }
             },
             Route::Remote(addr) => {
-                let domain = Address::parse(addr.as_bytes()).ok().and_then(|a| a.domain_lower()).unwrap_or_default();
+                let domain = addr.domain_lower().unwrap_or_default();
                 if self.client.relayclient.is_some() || self.auth_user.is_some() || self.cfg.is_rcpthost(&domain) {
-                    (250, "2.1.5 recipient ok".into())
+                    (250, Status::RECIPIENT_OK, "recipient ok".into())
                 } else {
-                    (554, format!("5.7.1 <{rcpt}>: relaying denied; this server does not accept mail for {domain}"))
+                    (554, Status::DENIED, format!("<{rcpt}>: relaying denied; this server does not accept mail for {domain}"))
                 }
             }
         }
@@ -427,27 +434,27 @@ impl<'a> Smtpd<'a> {
             "Received: from {helo} ({host} [{}])\n\tby {} (postern-smtpd) with {proto}{suffix};\n\t{}\n",
             self.client.ip,
             self.cfg.greeting,
-            crate::message::headers::rfc2822_date(std::time::SystemTime::now())
+            crate::message::date::rfc2822(std::time::SystemTime::now())
         )
     }
 
     fn data(&mut self) -> Result<Next, SmtpdError> {
-        let Some(t) = self.mail.as_ref() else { return Ok(self.error(503, "5.5.1 send MAIL first")) };
+        let Some(t) = self.mail.as_ref() else { return Ok(self.error(503, Status::INVALID_COMMAND, "send MAIL first")) };
         if t.tried == 0 {
-            return Ok(self.error(503, "5.5.1 send RCPT first"));
+            return Ok(self.error(503, Status::INVALID_COMMAND, "send RCPT first"));
         }
         if t.rcpts.is_empty() {
-            return Ok(self.error(554, "5.5.1 no valid recipients"));
+            return Ok(self.error(554, Status::INVALID_COMMAND, "no valid recipients"));
         }
-        let mut spool = match queue::Submission::start(self.home) {
+        let mut spool = match Submission::start(self.home) {
             Ok(s) => s,
             Err(e) => {
                 log::line(PROGRAM, &e.to_string());
-                self.reply(451, "4.3.0 cannot start the queue; try again later");
+                self.reply(451, Status::MAIL_SYSTEM, "cannot start the queue; try again later");
                 return Ok(Next::Go);
             }
         };
-        self.reply(354, "go ahead; end with <CRLF>.<CRLF>");
+        self.reply_plain(354, "go ahead; end with <CRLF>.<CRLF>");
         spool.write(self.received().as_bytes());
         let mut reader = DataReader::default();
         let mut hops = Hops::default();
@@ -455,8 +462,8 @@ impl<'a> Smtpd<'a> {
         let limit = if self.cfg.databytes > 0 { self.cfg.databytes } else { u64::MAX };
         let status = loop {
             out.clear();
-            let (used, status) = reader.feed(&self.input, &mut out);
-            self.input.drain(..used);
+            let (used, status) = reader.feed(self.lines.pending(), &mut out);
+            self.lines.consume(used);
             hops.scan(&out);
             if reader.bytes <= limit {
                 spool.write(&out);
@@ -474,17 +481,17 @@ impl<'a> Smtpd<'a> {
         if status == DataStatus::BareNewline {
             spool.abort();
             log::line(PROGRAM, &format!("refused message from {}: bare CR or LF in DATA", self.client.ip));
-            self.reply(521, "5.5.2 bare CR or LF in the message; lines must end with CRLF (RFC 5321 2.3.8); closing connection");
+            self.reply(521, Status::SYNTAX, "bare CR or LF in the message; lines must end with CRLF (RFC 5321 2.3.8); closing connection");
             return Ok(Next::Stop(End::Dropped("bare CR or LF in DATA")));
         }
         if reader.bytes > limit {
             spool.abort();
-            self.reply(552, &format!("5.3.4 message exceeds the limit of {limit} bytes"));
+            self.reply(552, Status::TOO_BIG, &format!("message exceeds the limit of {limit} bytes"));
             return Ok(Next::Go);
         }
         if hops.count > MAX_HOPS {
             spool.abort();
-            self.reply(554, &format!("5.4.6 too many Received lines ({}); the message is looping", hops.count));
+            self.reply(554, Status::LOOP, &format!("too many Received lines ({}); the message is looping", hops.count));
             return Ok(Next::Go);
         }
         let envelope = Envelope { sender: t.sender.clone(), recipients: t.rcpts.clone() };
@@ -500,13 +507,13 @@ impl<'a> Smtpd<'a> {
                         self.client.ip
                     ),
                 );
-                self.reply(250, "2.0.0 ok: queued");
+                self.reply(250, Status::OK, "ok: queued");
             }
             Err(e) => {
                 log::line(PROGRAM, &format!("queueing a message from {} failed: {e}", self.client.ip));
                 match e.kind() {
-                    Kind::Permanent => self.reply(554, &format!("5.3.0 {}", queue::exit::describe(e.code))),
-                    Kind::Temporary => self.reply(451, &format!("4.3.0 {}; try again later", queue::exit::describe(e.code))),
+                    Kind::Permanent => self.reply(554, Status::REFUSED, exit::describe(e.code)),
+                    Kind::Temporary => self.reply(451, Status::MAIL_SYSTEM, &format!("{}; try again later", exit::describe(e.code))),
                 }
             }
         }
@@ -515,25 +522,24 @@ impl<'a> Smtpd<'a> {
 
     fn starttls(&mut self) -> Result<Next, SmtpdError> {
         if self.net.is_tls() {
-            return Ok(self.error(503, "5.5.1 TLS is already active"));
+            return Ok(self.error(503, Status::INVALID_COMMAND, "TLS is already active"));
         }
         let config = match (self.cfg.tls_available, crate::net::tls::server_config(self.home)) {
             (true, Ok(Some(c))) => c,
             (_, Err(e)) => {
                 log::line(PROGRAM, &e.to_string());
-                self.reply(454, "4.7.0 TLS not available now");
+                self.reply(454, Status::SECURITY, "TLS not available now");
                 return Ok(Next::Go);
             }
             _ => {
-                self.reply(454, "4.7.0 TLS not available");
+                self.reply(454, Status::SECURITY, "TLS not available");
                 return Ok(Next::Go);
             }
         };
-        self.reply(220, "2.0.0 ready to start TLS");
+        self.reply(220, Status::OK, "ready to start TLS");
         // RFC 3207: anything sent after STARTTLS before the handshake is discarded,
         // or an attacker could inject commands into the protected session.
-        self.input.clear();
-        self.lines = LineReader::default();
+        self.lines.clear();
         self.net.start_tls(config)?;
         self.helo = None;
         self.esmtp = false;
@@ -542,79 +548,42 @@ impl<'a> Smtpd<'a> {
         Ok(Next::Go)
     }
 
-    /// One line of an AUTH exchange, decoded; None when the client cancelled or
-    /// sent something undecodable (the reply is already queued).
-    fn auth_response(&mut self, prompt: &str) -> Result<Option<Vec<u8>>, SmtpdError> {
-        self.reply(334, prompt);
-        let Some(line) = self.read_line()? else {
-            self.reply(500, "5.5.2 line too long");
-            return Ok(None);
-        };
-        if line == b"*" {
-            self.reply(501, "5.0.0 AUTH cancelled");
-            return Ok(None);
-        }
-        Ok(self.decode(&line))
-    }
-
-    fn decode(&mut self, b64: &[u8]) -> Option<Vec<u8>> {
-        let v = std::str::from_utf8(b64).ok().and_then(|s| if s == "=" { Some(Vec::new()) } else { smtp::base64_decode(s) });
-        if v.is_none() {
-            self.reply(501, "5.5.2 cannot decode the AUTH response (base64)");
-        }
-        v
-    }
-
     fn auth(&mut self, mech: &str, initial: Option<String>) -> Result<Next, SmtpdError> {
         if self.auth_user.is_some() {
-            return Ok(self.error(503, "5.5.1 already authenticated"));
+            return Ok(self.error(503, Status::INVALID_COMMAND, "already authenticated"));
         }
         if self.mail.is_some() {
-            return Ok(self.error(503, "5.5.1 AUTH is not allowed during a mail transaction"));
+            return Ok(self.error(503, Status::INVALID_COMMAND, "AUTH is not allowed during a mail transaction"));
         }
         if !self.auth_offered() {
-            return Ok(self.error(538, "5.7.11 encryption required: send STARTTLS first"));
+            return Ok(self.error(538, Status::ENCRYPTION_REQUIRED, "encryption required: send STARTTLS first"));
         }
-        let first = match initial {
-            Some(i) => match self.decode(i.as_bytes()) {
-                Some(v) => Some(v),
-                None => return Ok(Next::Go),
-            },
-            None => None,
+        let Some(mechanism) = Mechanism::parse(mech) else {
+            return Ok(self.error(504, Status::BAD_ARGUMENTS, "mechanism not supported; use PLAIN or LOGIN"));
         };
-        let (login, password) = match mech {
-            "PLAIN" => {
-                let resp = match first {
-                    Some(v) => v,
-                    None => match self.auth_response("")? {
-                        Some(v) => v,
-                        None => return Ok(Next::Go),
-                    },
-                };
-                let parts: Vec<&[u8]> = resp.split(|&b| b == 0).collect();
-                match parts.as_slice() {
-                    [authz, user, pass] if authz.is_empty() || authz == user => (user.to_vec(), pass.to_vec()),
-                    _ => {
-                        self.reply(501, "5.5.2 AUTH PLAIN needs authzid NUL user NUL password");
+        let mut step = Exchange::start(mechanism, initial.as_deref().map(str::as_bytes));
+        let credentials = loop {
+            match step {
+                Ok((_, Step::Done(c))) => break c,
+                Ok((mut x, Step::Challenge(prompt))) => {
+                    self.reply_plain(334, &base64::encode(prompt));
+                    let Some(line) = self.read_line()? else {
+                        self.reply(500, Status::SYNTAX, "line too long");
                         return Ok(Next::Go);
-                    }
+                    };
+                    step = x.respond(&line).map(|s| (x, s));
+                }
+                Err(SaslError::Cancelled) => {
+                    self.reply(501, Status::new(5, 0, 0), "AUTH cancelled");
+                    return Ok(Next::Go);
+                }
+                Err(e) => {
+                    self.reply(501, Status::SYNTAX, &format!("AUTH {}", e));
+                    return Ok(Next::Go);
                 }
             }
-            "LOGIN" => {
-                let user = match first {
-                    Some(v) => v,
-                    None => match self.auth_response("VXNlcm5hbWU6")? {
-                        Some(v) => v,
-                        None => return Ok(Next::Go),
-                    },
-                };
-                match self.auth_response("UGFzc3dvcmQ6")? {
-                    Some(p) => (user, p),
-                    None => return Ok(Next::Go),
-                }
-            }
-            _ => return Ok(self.error(504, "5.5.4 mechanism not supported; use PLAIN or LOGIN")),
         };
+        let sasl::Credentials { login, password } = credentials;
         let (Ok(login), Ok(password)) = (String::from_utf8(login), String::from_utf8(password)) else {
             return Ok(self.failed_login("(not UTF-8)"));
         };
@@ -622,13 +591,13 @@ impl<'a> Smtpd<'a> {
             Ok(true) => {
                 log::line(PROGRAM, &format!("{} authenticated as {login}", self.client.ip));
                 self.auth_user = Some(login);
-                self.reply(235, "2.7.0 authentication successful");
+                self.reply(235, Status::AUTHENTICATED, "authentication successful");
                 Ok(Next::Go)
             }
             Ok(false) => Ok(self.failed_login(&login)),
             Err(e) => {
                 log::line(PROGRAM, &format!("checking the password of {login}: {e}"));
-                self.reply(454, "4.7.0 temporary authentication failure; try again later");
+                self.reply(454, Status::SECURITY, "temporary authentication failure; try again later");
                 Ok(Next::Go)
             }
         }
@@ -641,19 +610,18 @@ impl<'a> Smtpd<'a> {
         let _ = self.net.flush();
         std::thread::sleep(self.cfg.auth_fail_delay * self.auth_failures);
         if self.auth_failures >= MAX_AUTH_FAILURES {
-            self.reply(421, "4.7.0 too many failed logins; closing connection");
+            self.reply(421, Status::SECURITY, "too many failed logins; closing connection");
             return Next::Stop(End::Dropped("too many failed logins"));
         }
-        self.reply(535, "5.7.8 authentication failed");
+        self.reply(535, Status::AUTH_FAILED, "authentication failed");
         Next::Go
     }
 }
 
 /// Does a local address (after virtualdomains) have a mailbox? A target with an
 /// extension needs its dot file, checked only where we can read the home.
-fn local_exists(users: &mut Users, addr: &str) -> Result<bool, crate::users::UsersError> {
-    let (local, domain) = addr.rsplit_once('@').unwrap_or((addr, ""));
-    let Some(t) = users.lookup(local, domain)? else { return Ok(false) };
+fn local_exists(users: &mut Users, addr: &Address) -> Result<bool, crate::users::UsersError> {
+    let Some(t) = users.lookup(addr.local(), addr.domain().unwrap_or(""))? else { return Ok(false) };
     if t.ext.is_empty() || std::fs::read_dir(&t.home).is_err() {
         return Ok(true);
     }
@@ -698,7 +666,6 @@ impl Hops {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp::command::CommandError;
 
     #[test]
     fn hops_counted_in_the_header_only() {
@@ -715,14 +682,6 @@ mod tests {
         assert_eq!(sanitize("mx.example"), "mx.example");
         assert_eq!(sanitize("a (b)\r\nX: y"), "a??b???X:?y");
     }
-
-    #[test]
-    fn command_error_text_starts_with_its_code() {
-        for e in [CommandError::BadBytes, CommandError::Unknown("X".into()), CommandError::NeedsUtf8, CommandError::Parameter("p".into())] {
-            let t = e.to_string();
-            assert!(t[..3].parse::<u16>().is_ok() && &t[3..4] == " ", "{t}");
-        }
-    }
 }
 
 /// The whole of postern-smtpd after it starts, whether exec'd or forked by
@@ -731,11 +690,17 @@ mod tests {
 /// Returns the exit code: 0 after QUIT, 1 when the session ended otherwise, 111
 /// when it could not start.
 pub fn session_main() -> i32 {
-    const PROGRAM: &str = "postern-smtpd";
     if let Err(e) = crate::os::privs::drop_to(crate::os::privs::Service::Daemon) {
         log::line(PROGRAM, &e.to_string());
-        return 111;
+        return crate::error::EXIT_TEMP;
     }
+    let mut net = match Session::stdio(Duration::from_secs(10)) {
+        Ok(s) => s,
+        Err(e) => {
+            log::line(PROGRAM, &format!("the connection must be on fds 0 and 1: {e}"));
+            return crate::error::EXIT_TEMP;
+        }
+    };
     let home = Home::from_env();
     let client = Client::from_env();
     let cfg = match Config::load(&home) {
@@ -743,13 +708,13 @@ pub fn session_main() -> i32 {
         Err(e) => {
             // Say why to the client too: it will retry, and the admin sees the log.
             log::line(PROGRAM, &e.to_string());
-            let mut s = Session::stdio(std::time::Duration::from_secs(10));
-            s.write(b"421 4.3.0 server configuration error; try again later\r\n");
-            s.close();
-            return 111;
+            net.write(&reply::format(421, Some(Status::MAIL_SYSTEM), "server configuration error; try again later"));
+            net.close();
+            return crate::error::EXIT_TEMP;
         }
     };
-    let mut smtpd = Smtpd::new(&home, &cfg, &client, Session::stdio(cfg.timeout));
+    net.set_timeout(cfg.timeout);
+    let mut smtpd = Smtpd::new(&home, &cfg, &client, net);
     match smtpd.run() {
         Ok(End::Quit) => 0,
         Ok(End::Dropped(why)) => {

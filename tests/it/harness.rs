@@ -282,6 +282,8 @@ impl Instance {
         // Remote deliveries never leave the machine: no resolver but a dead one,
         // unless a test sets its own.
         fs::write(i.path().join("control/dnsresolvers"), "127.0.0.1:1\n").unwrap();
+        // Wrong passwords cost no wait, except in the tests of that wait.
+        fs::write(i.path().join("control/authfaildelay"), "0\n").unwrap();
         i
     }
 

@@ -2,7 +2,8 @@
 //! leaves a half-written message behind.
 
 use crate::harness::*;
-use postern::queue::{exit, Queue, QueueFile};
+use postern::queue::submit::exit;
+use postern::queue::{Queue, QueueFile};
 use std::fs;
 use std::io::Write;
 use std::process::Stdio;
@@ -26,8 +27,8 @@ fn queue_raw(home: &Home, message: &[u8], envelope: Option<&[u8]>) -> (Option<i3
 
 fn nothing_left(home: &Home) {
     let q = Queue::new(&postern::os::home::Home::at(home.path()));
-    assert_eq!(Queue::list(&q.tmp()).unwrap(), Vec::<String>::new(), "tmp/ must be empty");
-    assert_eq!(Queue::list(&q.new_dir()).unwrap(), Vec::<String>::new(), "new/ must be empty");
+    assert_eq!(Queue::list(&q.tmp()).unwrap(), Vec::new(), "tmp/ must be empty");
+    assert_eq!(Queue::list(&q.new_dir()).unwrap(), Vec::new(), "new/ must be empty");
 }
 
 #[test]

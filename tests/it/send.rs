@@ -93,7 +93,7 @@ fn temporary_failure_is_retried_and_then_delivered() {
     let md = i.adduser("carol", "x");
     dot_file(&md, ".qmail", "|if test -f tried; then exit 0; else touch tried; echo not yet; exit 111; fi\n./Maildir/\n");
     i.send("s@sender.test", &[&i.address("carol")], &message("retry", "x"));
-    wait_for(20, "a deferral", || i.log().contains("deferral: not yet").then_some(()));
+    wait_for(20, "a deferral", || i.log().contains("deferral: 4.3.0 not yet").then_some(()));
     assert_eq!(i.queued(), 1, "a deferred message stays queued");
     assert!(maildir_new(&md).is_empty());
     i.flush();

@@ -307,7 +307,7 @@ fn not_an_open_relay_unless_the_rules_or_auth_allow_it() {
     fs::write(i.path().join("control/authplaintext"), "1\n").unwrap();
     let mut c = Client::connect(port);
     assert!(c.expect("EHLO client.test", 250).contains("AUTH PLAIN LOGIN"));
-    let plain = postern::smtp::command::base64_encode(format!("\0{}\0pw-a", i.address("alice")).as_bytes());
+    let plain = postern::proto::base64::encode(format!("\0{}\0pw-a", i.address("alice")).as_bytes());
     c.expect(&format!("AUTH PLAIN {plain}"), 235);
     c.expect("MAIL FROM:<alice@x.test>", 250);
     c.expect("RCPT TO:<friend@elsewhere.test>", 250);
@@ -608,11 +608,12 @@ fn failed_logins_are_delayed_and_counted() {
     let (i, port) = smtp_instance("authfail");
     i.adduser("alice", "right");
     fs::write(i.path().join("control/authplaintext"), "1\n").unwrap();
+    fs::write(i.path().join("control/authfaildelay"), "1\n").unwrap();
     i.start();
     let mut c = Client::connect(port);
     c.expect("EHLO c.test", 250);
     let t0 = Instant::now();
-    let wrong = postern::smtp::command::base64_encode(format!("\0{}\0wrong", i.address("alice")).as_bytes());
+    let wrong = postern::proto::base64::encode(format!("\0{}\0wrong", i.address("alice")).as_bytes());
     c.expect(&format!("AUTH PLAIN {wrong}"), 535);
     // LOGIN step by step, cancelled with '*'.
     assert_eq!(c.cmd("AUTH LOGIN").0, 334);

@@ -1,0 +1,127 @@
+//! Where a recipient goes: delivered here or sent on (qmail-send's rule, plus
+//! virtual-user domains). postern-smtpd asks at RCPT (to refuse unknown users
+//! and relaying), postern-send before each delivery.
+//!
+//! An address is local when its domain is in control/locals or is a virtual
+//! domain (users/vdomains). Otherwise control/virtualdomains may claim it:
+//! `domain:prefix` (or `.domain` for subdomains, `user@domain` for one address,
+//! an empty domain for everything) makes it the local address
+//! `prefix-local@domain`; an empty prefix means "not virtual" (an exception to a
+//! wider line). Everything else is remote.
+
+use super::control::{Control, ControlError};
+use super::settings;
+use crate::address::Address;
+use crate::users::Users;
+use std::collections::HashSet;
+
+/// Where a recipient goes, and as what address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Local(Address),
+    Remote(Address),
+}
+
+/// The settings routing reads (once per session, or at start and on SIGHUP).
+#[derive(Debug, Clone)]
+pub struct Routing {
+    locals: HashSet<String>,
+    /// (pattern, prefix); pattern is `user@domain`, `domain`, `.domain` or ``.
+    virtualdomains: Vec<(String, String)>,
+    envnoathost: String,
+}
+
+impl Routing {
+    pub fn load(c: &Control) -> Result<Routing, ControlError> {
+        let mut virtualdomains = Vec::new();
+        for (n, l) in c.numbered_lines(&settings::VIRTUALDOMAINS)? {
+            let (pat, prefix) = l.split_once(':').ok_or_else(|| ControlError {
+                path: c.path(&settings::VIRTUALDOMAINS),
+                line: Some(n),
+                problem: format!("{l:?} has no ':'; the format is domain:prefix"),
+            })?;
+            virtualdomains.push((pat.trim().to_ascii_lowercase(), prefix.trim().to_string()));
+        }
+        Ok(Routing {
+            locals: c.list(&settings::LOCALS)?.into_iter().map(|l| l.to_ascii_lowercase()).collect(),
+            virtualdomains,
+            envnoathost: c.text(&settings::ENVNOATHOST)?,
+        })
+    }
+
+    /// For tests: these locals and virtualdomains lines.
+    pub fn with(locals: &[&str], virtualdomains: &[(&str, &str)], envnoathost: &str) -> Routing {
+        Routing {
+            locals: locals.iter().map(|l| l.to_ascii_lowercase()).collect(),
+            virtualdomains: virtualdomains.iter().map(|(p, v)| (p.to_ascii_lowercase(), v.to_string())).collect(),
+            envnoathost: envnoathost.to_string(),
+        }
+    }
+
+    /// The virtualdomains prefix for an address, if one applies (qmail's order:
+    /// the exact address, the domain, each parent `.domain`, then the catch-all).
+    fn virtual_prefix(&self, addr: &Address, domain: &str) -> Option<&str> {
+        let find = |pat: &str| self.virtualdomains.iter().find(|(p, _)| p == pat).map(|(_, v)| v.as_str());
+        if let Some(v) = find(&addr.lower()) {
+            return Some(v);
+        }
+        if let Some(v) = find(domain) {
+            return Some(v);
+        }
+        let mut d = domain;
+        while let Some(i) = d.find('.') {
+            if let Some(v) = find(&d[i..]) {
+                return Some(v);
+            }
+            d = &d[i + 1..];
+        }
+        find("")
+    }
+
+    /// Decide local or remote. `users` answers whether a domain is virtual; without
+    /// it (the database is unreadable) no domain is.
+    pub fn route(&self, users: Option<&mut Users>, rcpt: &Address) -> Route {
+        let addr = rcpt.with_default_domain(&self.envnoathost);
+        let domain = addr.domain_lower().unwrap_or_default();
+        if self.locals.contains(&domain) || users.is_some_and(|u| u.is_virtual_domain(&domain)) {
+            return Route::Local(addr);
+        }
+        match self.virtual_prefix(&addr, &domain) {
+            Some(prefix) if !prefix.is_empty() => {
+                match Address::from_parts(&format!("{prefix}-{}", addr.local()), addr.domain().unwrap_or("")) {
+                    Ok(a) => Route::Local(a),
+                    // Too long with the prefix: it cannot be delivered here either way.
+                    Err(_) => Route::Local(addr),
+                }
+            }
+            _ => Route::Remote(addr),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> Address {
+        Address::parse(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn routes_like_qmail_send() {
+        let r = Routing::with(
+            &["mx.example", "localhost"],
+            &[("virt.example", "joe"), (".sub.example", "subs"), ("not.sub.example", ""), ("one@other.example", "solo")],
+            "mx.example",
+        );
+        let local = |s: &str| Route::Local(a(s));
+        assert_eq!(r.route(None, &a("bob@MX.example")), local("bob@MX.example"));
+        assert_eq!(r.route(None, &a("bob")), local("bob@mx.example"));
+        assert_eq!(r.route(None, &a("bob@virt.example")), local("joe-bob@virt.example"));
+        assert_eq!(r.route(None, &a("x@a.sub.example")), local("subs-x@a.sub.example"));
+        assert_eq!(r.route(None, &a("One@Other.example")), local("solo-One@Other.example"));
+        assert_eq!(r.route(None, &a("two@other.example")), Route::Remote(a("two@other.example")));
+        assert_eq!(r.route(None, &a("x@not.sub.example")), Route::Remote(a("x@not.sub.example")));
+        assert_eq!(r.route(None, &a("x@elsewhere.example")), Route::Remote(a("x@elsewhere.example")));
+    }
+}

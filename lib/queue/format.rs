@@ -1,0 +1,358 @@
+//! One queue file: its name (`Id`), its format, and reading and marking it.
+//!
+//! ```text
+//! [message bytes][envelope][trailer]
+//! envelope = "F" sender NUL, then per recipient: STATE recipient NUL, then NUL
+//!            STATE is 'T' (to do) or 'D' (done: delivered, or bounced and the
+//!            bounce queued)
+//! trailer  = "PQ1:" 16 hex digits (offset of the envelope) ":" 10 decimal digits
+//!            (birth, Unix seconds) "\n"                         = 32 bytes
+//! ```
+//! The message comes first so postern-queue can stream it from fd 0 before it
+//! reads the envelope on fd 1 (qmail-queue's order) without holding it in memory.
+//! The envelope on fd 1 is qmail-queue's: `F`sender NUL (`T`recipient NUL)* NUL.
+
+use crate::address::{Address, AddressError};
+use crate::error::{Classify, Kind};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const TRAILER_LEN: usize = 32;
+const MAGIC: &[u8; 4] = b"PQ1:";
+/// Largest envelope postern-queue accepts (10,000 recipients of 900 bytes fit).
+pub const MAX_ENVELOPE: usize = 16 << 20;
+
+#[derive(Debug)]
+pub enum QueueError {
+    /// An envelope address is too long or contains control characters.
+    Address(AddressError),
+    /// The envelope does not follow the protocol.
+    Envelope(String),
+    /// Reading the message or envelope failed or ended early.
+    Read(String),
+    /// Writing to the queue failed (including disk full).
+    Write(PathBuf, io::Error),
+    /// The queue directory is missing or unusable.
+    Dir(PathBuf, io::Error),
+    /// A queue file cannot be opened or read (out of descriptors, an I/O error,
+    /// gone): it may work later.
+    Io(PathBuf, io::Error),
+    /// A queue file is damaged: its contents do not parse.
+    Corrupt(PathBuf, String),
+}
+
+impl fmt::Display for QueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueueError::Address(e) => write!(f, "bad envelope address: {e}"),
+            QueueError::Envelope(e) => write!(f, "envelope format error: {e}"),
+            QueueError::Read(e) => write!(f, "cannot read the message or envelope: {e}"),
+            QueueError::Write(p, e) => write!(f, "cannot write {}: {e}", p.display()),
+            QueueError::Dir(p, e) => write!(f, "queue directory {} unusable: {e}; check it exists and belongs to postern-q", p.display()),
+            QueueError::Io(p, e) => write!(f, "cannot read queue file {}: {e}", p.display()),
+            QueueError::Corrupt(p, e) => write!(f, "queue file {} is damaged: {e}", p.display()),
+        }
+    }
+}
+
+impl Classify for QueueError {
+    fn kind(&self) -> Kind {
+        match self {
+            // Retrying cannot mend a bad address or a damaged file.
+            QueueError::Address(_) | QueueError::Corrupt(..) => Kind::Permanent,
+            _ => Kind::Temporary,
+        }
+    }
+}
+
+impl QueueError {
+    /// qmail-queue's exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        use super::submit::exit;
+        match self {
+            QueueError::Address(_) => exit::ADDRESS,
+            QueueError::Envelope(_) => exit::ENVELOPE,
+            QueueError::Read(_) => exit::READ,
+            QueueError::Write(..) => exit::WRITE,
+            QueueError::Dir(..) => exit::QUEUE_DIR,
+            QueueError::Io(..) => exit::READ,
+            QueueError::Corrupt(..) => exit::BUG,
+        }
+    }
+}
+
+/// A parsed envelope as postern-queue receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub sender: Address,
+    pub recipients: Vec<Address>,
+}
+
+impl Envelope {
+    /// Parse qmail-queue's envelope: `F`sender NUL (`T`recipient NUL)* NUL.
+    /// Missing bytes at the end are a read error (the writer went away); anything
+    /// else out of shape is a format error.
+    pub fn parse(bytes: &[u8]) -> Result<Envelope, QueueError> {
+        let mut fields = Vec::new();
+        let mut rest = bytes;
+        loop {
+            match rest.iter().position(|&b| b == 0) {
+                None => return Err(QueueError::Read("the envelope ends before its final NUL".into())),
+                Some(0) => {
+                    rest = &rest[1..];
+                    break;
+                }
+                Some(i) => {
+                    fields.push(&rest[..i]);
+                    rest = &rest[i + 1..];
+                }
+            }
+        }
+        if !rest.is_empty() {
+            return Err(QueueError::Envelope("bytes after the final NUL".into()));
+        }
+        let mut it = fields.into_iter();
+        let sender = match it.next() {
+            Some(f) if f.first() == Some(&b'F') => Address::parse(&f[1..]).map_err(QueueError::Address)?,
+            _ => return Err(QueueError::Envelope("the envelope must start with F and the sender".into())),
+        };
+        let mut recipients = Vec::new();
+        for f in it {
+            if f.first() != Some(&b'T') || f.len() < 2 {
+                return Err(QueueError::Envelope("each recipient must be T and an address".into()));
+            }
+            recipients.push(Address::parse(&f[1..]).map_err(QueueError::Address)?);
+        }
+        if recipients.is_empty() {
+            return Err(QueueError::Envelope("no recipients".into()));
+        }
+        Ok(Envelope { sender, recipients })
+    }
+
+    /// The bytes a client writes on postern-queue's fd 1.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.push(b'F');
+        v.extend_from_slice(self.sender.as_str().as_bytes());
+        v.push(0);
+        for r in &self.recipients {
+            v.push(b'T');
+            v.extend_from_slice(r.as_str().as_bytes());
+            v.push(0);
+        }
+        v.push(0);
+        v
+    }
+}
+
+/// A queue id: what a queue file is named. Only [0-9A-Za-z.-], not starting
+/// with '.', at most 64 bytes: an id read from a directory or a pipe can be
+/// joined to a path safely, and one that exists has been checked.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Id(String);
+
+impl Id {
+    pub fn parse(s: &str) -> Option<Id> {
+        let ok =
+            !s.is_empty() && s.len() <= 64 && !s.starts_with('.') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        ok.then(|| Id(s.to_string()))
+    }
+
+    /// A new id: the time to the microsecond and the writer's pid, unique on
+    /// this host (one process writes one message at a time).
+    pub fn generate() -> Id {
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Id(format!("{}.{:06}.{}", t.as_secs(), t.subsec_micros(), std::process::id()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<Path> for Id {
+    fn as_ref(&self) -> &Path {
+        Path::new(&self.0)
+    }
+}
+
+pub(super) fn trailer(envelope_offset: u64, birth: u64) -> [u8; TRAILER_LEN] {
+    let s = format!("PQ1:{envelope_offset:016x}:{birth:010}\n");
+    let mut t = [0u8; TRAILER_LEN];
+    t.copy_from_slice(s.as_bytes());
+    t
+}
+
+/// One recipient of a queued message.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    pub address: Address,
+    pub done: bool,
+    /// Offset of its state byte in the file.
+    state_at: u64,
+}
+
+/// A message in the queue, opened by postern-send or an admin tool.
+#[derive(Debug)]
+pub struct QueueFile {
+    pub path: PathBuf,
+    pub file: File,
+    pub sender: Address,
+    pub recipients: Vec<Recipient>,
+    pub birth: u64,
+    /// Length of the message: it occupies bytes 0..message_len.
+    pub message_len: u64,
+}
+
+impl QueueFile {
+    pub fn open(path: &Path, writable: bool) -> Result<QueueFile, QueueError> {
+        let file = OpenOptions::new().read(true).write(writable).open(path).map_err(|e| QueueError::Io(path.to_path_buf(), e))?;
+        QueueFile::from_file(file, path)
+    }
+
+    /// Parse an open queue file (`path` is for messages only).
+    pub fn from_file(file: File, path: &Path) -> Result<QueueFile, QueueError> {
+        let corrupt = |e: String| QueueError::Corrupt(path.to_path_buf(), e);
+        // Reading can fail for a while (EIO); only contents that do not parse
+        // are damage.
+        let io = |e: io::Error| QueueError::Io(path.to_path_buf(), e);
+        let size = file.metadata().map_err(io)?.len();
+        if size < TRAILER_LEN as u64 {
+            return Err(corrupt("shorter than its trailer".into()));
+        }
+        let mut t = [0u8; TRAILER_LEN];
+        file.read_exact_at(&mut t, size - TRAILER_LEN as u64).map_err(io)?;
+        if &t[..4] != MAGIC || t[20] != b':' || t[31] != b'\n' {
+            return Err(corrupt("no valid trailer".into()));
+        }
+        let off = std::str::from_utf8(&t[4..20])
+            .ok()
+            .and_then(|s| u64::from_str_radix(s, 16).ok())
+            .ok_or_else(|| corrupt("bad envelope offset".into()))?;
+        let birth =
+            std::str::from_utf8(&t[21..31]).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| corrupt("bad birth time".into()))?;
+        let env_len = size - TRAILER_LEN as u64;
+        if off > env_len || env_len - off > MAX_ENVELOPE as u64 {
+            return Err(corrupt("envelope offset out of range".into()));
+        }
+        let mut env = vec![0u8; (env_len - off) as usize];
+        file.read_exact_at(&mut env, off).map_err(io)?;
+        let (sender, recipients) = parse_stored_envelope(&env, off).map_err(corrupt)?;
+        Ok(QueueFile { path: path.to_path_buf(), file, sender, recipients, birth, message_len: off })
+    }
+
+    pub fn pending(&self) -> impl Iterator<Item = (usize, &Recipient)> {
+        self.recipients.iter().enumerate().filter(|(_, r)| !r.done)
+    }
+
+    /// Durably mark recipients done (step 3 of the protocol).
+    pub fn mark_done(&mut self, which: &[usize]) -> Result<(), QueueError> {
+        let werr = |e: io::Error| QueueError::Write(self.path.clone(), e);
+        for &i in which {
+            let r = &self.recipients[i];
+            self.file.write_all_at(b"D", r.state_at).map_err(werr)?;
+        }
+        self.file.sync_data().map_err(werr)?;
+        for &i in which {
+            self.recipients[i].done = true;
+        }
+        Ok(())
+    }
+
+    /// A memory file holding exactly the message, rewound: what a delivery program
+    /// gets on fd 0 (seekable, and without the envelope).
+    pub fn message_copy(&self) -> io::Result<File> {
+        use std::io::Seek;
+        let name = std::ffi::CString::new("postern-message").expect("no NUL");
+        let fd = nix::sys::memfd::memfd_create(&name, nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).map_err(io::Error::from)?;
+        let mut mem = File::from(fd);
+        let mut src = self.file.try_clone()?;
+        src.rewind()?;
+        // std copies file to file inside the kernel (copy_file_range/sendfile).
+        let copied = io::copy(&mut (&mut src).take(self.message_len), &mut mem)?;
+        if copied != self.message_len {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("copied {copied} of {} bytes", self.message_len)));
+        }
+        mem.rewind()?;
+        Ok(mem)
+    }
+
+    /// The message bytes (without envelope and trailer).
+    pub fn read_message(&self) -> io::Result<Vec<u8>> {
+        let mut v = vec![0u8; self.message_len as usize];
+        self.file.read_exact_at(&mut v, 0)?;
+        Ok(v)
+    }
+}
+
+fn parse_stored_envelope(env: &[u8], base: u64) -> Result<(Address, Vec<Recipient>), String> {
+    let mut pos = 0usize;
+    let mut sender = None;
+    let mut recipients = Vec::new();
+    loop {
+        let rest = &env[pos..];
+        let end = rest.iter().position(|&b| b == 0).ok_or("envelope without final NUL")?;
+        if end == 0 {
+            break;
+        }
+        let field = &rest[..end];
+        let addr = Address::parse(&field[1..]).map_err(|e| e.to_string())?;
+        match (field[0], sender.is_some()) {
+            (b'F', false) => sender = Some(addr),
+            (b'T' | b'D', true) => recipients.push(Recipient { address: addr, done: field[0] == b'D', state_at: base + pos as u64 }),
+            _ => return Err(format!("unexpected field {:?}", field[0] as char)),
+        }
+        pos += end + 1;
+    }
+    Ok((sender.ok_or("no sender")?, recipients))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trip_and_errors() {
+        let e = Envelope::parse(b"Fa@b\0Tc@d\0Te@f\0\0").unwrap();
+        assert_eq!(e.sender.as_str(), "a@b");
+        assert_eq!(e.recipients.len(), 2);
+        assert_eq!(e.encode(), b"Fa@b\0Tc@d\0Te@f\0\0");
+        assert!(matches!(Envelope::parse(b"Fa@b\0Tc@d\0"), Err(QueueError::Read(_))));
+        assert!(matches!(Envelope::parse(b""), Err(QueueError::Read(_))));
+        assert!(matches!(Envelope::parse(b"Xa@b\0Tc\0\0"), Err(QueueError::Envelope(_))));
+        assert!(matches!(Envelope::parse(b"Fa@b\0\0"), Err(QueueError::Envelope(_))));
+        assert!(matches!(Envelope::parse(b"Fa@b\0Tc\x01d\0\0"), Err(QueueError::Address(_))));
+        assert_eq!(Envelope::parse(b"Fa@b\0Tc\x01d\0\0").unwrap_err().exit_code(), super::super::submit::exit::ADDRESS);
+        assert!(Envelope::parse(b"F\0Tx@y\0\0").unwrap().sender.is_null());
+    }
+
+    #[test]
+    fn ids() {
+        assert!(Id::parse(Id::generate().as_str()).is_some());
+        for bad in ["", "../x", ".hidden", "a/b", "a b", &"x".repeat(65)] {
+            assert_eq!(Id::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn damaged_files_are_permanent_errors() {
+        let p = std::env::temp_dir().join(format!("postern-format-{}", std::process::id()));
+        std::fs::write(&p, b"too short").unwrap();
+        let e = QueueFile::open(&p, false).unwrap_err();
+        assert!(matches!(e, QueueError::Corrupt(..)) && e.kind() == Kind::Permanent, "{e}");
+        std::fs::write(&p, [&b"message"[..], b"Fs\0Tr\0\0", &trailer(7, 0)].concat()).unwrap();
+        assert_eq!(QueueFile::open(&p, false).unwrap().recipients.len(), 1);
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(QueueFile::open(&p, false).unwrap_err().kind(), Kind::Temporary, "a missing file is not damage");
+    }
+}

@@ -1,0 +1,215 @@
+//! The client side of the queue: handing a message to postern-queued's socket or
+//! to the queue program (postern-queue, or $POSTERN_QUEUE / $QMAILQUEUE so qmail
+//! filters wrap it unchanged), and qmail-queue's exit codes.
+
+use super::format::Envelope;
+use crate::error::{Classify, Kind};
+use crate::os::home::Home;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+pub mod exit {
+    pub const ADDRESS: i32 = 11;
+    pub const NO_MEMORY: i32 = 51;
+    pub const TIMEOUT: i32 = 52;
+    pub const WRITE: i32 = 53;
+    pub const READ: i32 = 54;
+    pub const CONFIG: i32 = 55;
+    pub const HOME: i32 = 61;
+    pub const QUEUE_DIR: i32 = 62;
+    pub const BUG: i32 = 81;
+    pub const ENVELOPE: i32 = 91;
+
+    pub fn is_permanent(code: i32) -> bool {
+        (11..=40).contains(&code)
+    }
+
+    /// What a caller tells its client for each code.
+    pub fn describe(code: i32) -> &'static str {
+        match code {
+            0 => "ok",
+            ADDRESS => "envelope address too long or invalid",
+            31 => "mail server permanently refuses the message",
+            NO_MEMORY => "queue out of memory",
+            TIMEOUT => "queue timed out",
+            WRITE => "queue write error or disk full",
+            READ => "queue cannot read the message or envelope",
+            CONFIG => "queue cannot read a configuration file",
+            HOME | QUEUE_DIR => "queue directory problem",
+            71 => "mail server temporarily refuses the message",
+            BUG => "queue internal bug",
+            ENVELOPE => "queue envelope format error",
+            _ => "queue failed",
+        }
+    }
+}
+
+/// The socket of postern-queued (see `daemon`).
+pub fn daemon_socket(home: &Home) -> PathBuf {
+    home.root().join("run").join("queue").join("submit")
+}
+
+/// Which program a client runs to queue a message: `$POSTERN_QUEUE`, else
+/// `$QMAILQUEUE` (so existing qmail filters wrap us unchanged), else postern-queue.
+pub fn queue_program(home: &Home) -> PathBuf {
+    queue_override().unwrap_or_else(|| home.bin("postern-queue"))
+}
+
+/// The queue program named in the environment, if any.
+fn queue_override() -> Option<PathBuf> {
+    ["POSTERN_QUEUE", "QMAILQUEUE"].iter().filter_map(std::env::var_os).find(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// Why a client could not queue a message.
+#[derive(Debug)]
+pub struct SubmitError {
+    /// postern-queue's exit code, or `exit::BUG` if it could not be run or died.
+    pub code: i32,
+    pub detail: String,
+}
+
+impl fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (exit {}){}",
+            exit::describe(self.code),
+            self.code,
+            if self.detail.is_empty() { String::new() } else { format!(": {}", self.detail) }
+        )
+    }
+}
+
+impl Classify for SubmitError {
+    fn kind(&self) -> Kind {
+        if exit::is_permanent(self.code) {
+            Kind::Permanent
+        } else {
+            Kind::Temporary
+        }
+    }
+}
+
+/// A message on its way into the queue: the queue program runs from `start`, takes
+/// the message as it is written, and the envelope at `commit`. Without a commit
+/// it sees no envelope and queues nothing (a client that went away mid-message).
+pub struct Submission {
+    verdict: Verdict,
+    stdin: Option<File>,
+    envelope: Option<File>,
+    broken: bool,
+}
+
+/// Where the exit code comes from: the queue program, or postern-queued's worker
+/// (one byte on the socket).
+enum Verdict {
+    Program(std::process::Child),
+    Daemon(std::os::unix::net::UnixStream),
+}
+
+impl Submission {
+    pub fn start(home: &Home) -> Result<Submission, SubmitError> {
+        use std::process::{Command, Stdio};
+        if let Some(s) = Submission::via_daemon(home) {
+            return Ok(s);
+        }
+        let program = queue_program(home);
+        let bug = |detail: String| SubmitError { code: exit::BUG, detail };
+        let (env_r, env_w) = crate::os::sys::pipe().map_err(|e| bug(format!("pipe: {e}")))?;
+        let mut child = Command::new(&program)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(env_r))
+            .env("POSTERN_HOME", home.root())
+            .spawn()
+            .map_err(|e| bug(format!("cannot run {}: {e}", program.display())))?;
+        let stdin = child.stdin.take().map(|s| File::from(std::os::fd::OwnedFd::from(s)));
+        Ok(Submission { verdict: Verdict::Program(child), stdin, envelope: Some(File::from(env_w)), broken: false })
+    }
+
+    /// postern-queued's socket, when it answers and no other queue program is
+    /// asked for: the same fd 0 and fd 1, passed as two pipes, and no program start.
+    fn via_daemon(home: &Home) -> Option<Submission> {
+        use std::os::fd::AsFd;
+        if queue_override().is_some() {
+            return None;
+        }
+        let sock = std::os::unix::net::UnixStream::connect(daemon_socket(home)).ok()?;
+        let (msg_r, msg_w) = crate::os::sys::pipe().ok()?;
+        let (env_r, env_w) = crate::os::sys::pipe().ok()?;
+        crate::os::sys::send_with_fds(&sock, b"Q", &[msg_r.as_fd(), env_r.as_fd()]).ok()?;
+        Some(Submission {
+            verdict: Verdict::Daemon(sock),
+            stdin: Some(File::from(msg_w)),
+            envelope: Some(File::from(env_w)),
+            broken: false,
+        })
+    }
+
+    /// More of the message.
+    pub fn write(&mut self, data: &[u8]) {
+        if let (false, Some(w)) = (self.broken, self.stdin.as_mut()) {
+            // A queue program that gave up closed its end (EPIPE); its exit code
+            // says why, not this write.
+            self.broken = w.write_all(data).is_err();
+        }
+    }
+
+    /// The message is complete: hand over the envelope and wait for the verdict.
+    pub fn commit(mut self, envelope: &Envelope) -> Result<(), SubmitError> {
+        drop(self.stdin.take());
+        if let Some(mut w) = self.envelope.take() {
+            let _ = w.write_all(&envelope.encode());
+        }
+        self.wait()
+    }
+
+    /// Give up: the queue program finds no envelope and queues nothing.
+    pub fn abort(mut self) {
+        drop(self.stdin.take());
+        drop(self.envelope.take());
+        let _ = self.wait();
+    }
+
+    fn wait(&mut self) -> Result<(), SubmitError> {
+        let child = match &mut self.verdict {
+            Verdict::Program(child) => child,
+            Verdict::Daemon(sock) => {
+                let mut code = [0u8; 1];
+                return match sock.read(&mut code) {
+                    Ok(1) if code[0] == 0 => Ok(()),
+                    Ok(1) => Err(SubmitError { code: code[0] as i32, detail: String::new() }),
+                    Ok(_) => Err(SubmitError { code: exit::BUG, detail: "postern-queued's worker ended without an answer".into() }),
+                    Err(e) => Err(SubmitError { code: exit::BUG, detail: format!("reading postern-queued's answer: {e}") }),
+                };
+            }
+        };
+        let status = child.wait().map_err(|e| SubmitError { code: exit::BUG, detail: format!("wait for the queue program: {e}") })?;
+        match status.code() {
+            Some(0) => Ok(()),
+            Some(code) => Err(SubmitError { code, detail: String::new() }),
+            None => Err(SubmitError { code: exit::BUG, detail: "the queue program was killed by a signal".into() }),
+        }
+    }
+}
+
+/// Hand a whole message to the queue program: message on its fd 0, envelope on
+/// its fd 1. Returns once the program has exited; Ok only for exit 0. If reading
+/// `message` fails, nothing is queued.
+pub fn submit(home: &Home, message: &mut dyn Read, envelope: &Envelope) -> Result<(), SubmitError> {
+    let mut sub = Submission::start(home)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match message.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => sub.write(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                sub.abort();
+                return Err(SubmitError { code: exit::READ, detail: format!("reading the message: {e}") });
+            }
+        }
+    }
+    sub.commit(envelope)
+}
