@@ -150,7 +150,7 @@ fn main() {
         }
         ("user", Some(("list", _))) => {
             for u in users::read_virtual(&home).unwrap_or_else(|e| fail(e)) {
-                let locked = if users::has_password(&u.hash) { "" } else { " (no password)" };
+                let locked = if users::password::has_password(&u.hash) { "" } else { " (no password)" };
                 println!("{} uid {} gid {} home {}{locked}", u.address, u.uid, u.gid, u.home.display());
             }
         }

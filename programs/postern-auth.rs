@@ -10,6 +10,7 @@
 //! to PROG, which runs as the user.
 
 use postern::auth::checkpassword::{self, EXIT_BAD, EXIT_MISUSE, EXIT_TEMP};
+use postern::auth::verify;
 use postern::os::home::Home;
 use postern::os::log;
 use std::os::unix::process::CommandExt;
@@ -30,7 +31,7 @@ fn main() {
         }
     };
     let home = Home::from_env();
-    let account = match checkpassword::verify(&home, &req.login, &req.password) {
+    let account = match verify::verify(&home, &req.login, &req.password) {
         Ok(Some(a)) => a,
         // Nothing about why: the caller tells the client only "failed".
         Ok(None) => std::process::exit(EXIT_BAD),
@@ -40,11 +41,11 @@ fn main() {
         }
     };
     drop(req);
-    if let Err(e) = checkpassword::become_account(&account) {
+    if let Err(e) = verify::become_account(&account) {
         log::line(ME, &e.to_string());
         std::process::exit(if postern::os::privs::is_root() { EXIT_TEMP } else { EXIT_BAD });
     }
-    let e = checkpassword::command_for(&account, &args[0], &args[1..]).exec();
+    let e = verify::command_for(&account, &args[0], &args[1..]).exec();
     log::line(ME, &format!("cannot run {} for {} in {}: {e}", args[0].to_string_lossy(), account.name, account.home.display()));
     std::process::exit(EXIT_TEMP);
 }

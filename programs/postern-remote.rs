@@ -37,7 +37,7 @@ fn run(job: &Job) -> Reports {
         return Reports { recipients: Vec::new(), message: (b'Z', format!("{} {e}", Status::MAIL_SYSTEM)) };
     }
     let home = Home::from_env();
-    match postern::os::sys::take_fd(0).and_then(|fd| postern::deliver::local::seekable(fd.into())) {
+    match postern::os::sys::take_fd(0).and_then(|fd| postern::message::file::seekable(fd.into())) {
         Ok(message) => remote::deliver(&home, job, &message),
         Err(e) => Reports::failed(&remote::RemoteError::Message(e)),
     }

@@ -5,9 +5,9 @@
 //! reported, and the mail is still delivered), 111 only when the answered-senders
 //! file or the queue fails temporarily.
 
-use postern::deliver::local::seekable;
 use postern::deliver::vacation;
 use postern::error::{Classify, Kind, EXIT_OK};
+use postern::message::file::seekable;
 use postern::os::home::Home;
 
 fn main() {

@@ -1,3 +1,4 @@
 //! Logins: the checkpassword interface (both sides) and postern-auth's checks.
 
 pub mod checkpassword;
+pub mod verify;

@@ -1,6 +1,6 @@
 //! The qmail helper programs: forward, preline, condredirect, bouncesaying,
 //! except. Each reads the message on fd 0 and the environment postern-local sets.
-use crate::deliver::local::*;
+use crate::deliver::local::LocalError;
 use crate::error::{Classify, Kind};
 use crate::os::home::Home;
 use crate::status::Status;
@@ -50,7 +50,7 @@ impl HelperError {
 
 /// The message on fd 0, seekable (a pipe is copied to memory).
 pub fn message() -> Result<File, HelperError> {
-    crate::os::sys::take_fd(0).and_then(|fd| crate::deliver::local::seekable(File::from(fd))).map_err(HelperError::Message)
+    crate::os::sys::take_fd(0).and_then(|fd| crate::message::file::seekable(File::from(fd))).map_err(HelperError::Message)
 }
 
 /// A helper program's end on an error: one line on stderr, which postern-local

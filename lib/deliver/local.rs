@@ -9,6 +9,7 @@
 //! The helper programs (forward, preline, condredirect, bouncesaying, except,
 //! vacation) live in the submodules `helpers` and `vacation`.
 
+use super::program::{program_kind, run_program};
 use crate::address::{Address, AddressError};
 use crate::config::control::{Control, ControlError};
 use crate::config::settings;
@@ -16,6 +17,7 @@ use crate::deliver::dotqmail::{self, DotQmailError, Line};
 use crate::deliver::mbox::{self, MboxError};
 use crate::error::{Classify, Kind};
 use crate::maildir::{self, MaildirError};
+use crate::message::file::{read_header, seekable};
 use crate::os::home::Home;
 use crate::queue::{self, Envelope, SubmitError};
 use crate::status::Status;
@@ -23,17 +25,11 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 pub const USAGE: &str = "usage: postern-local USER HOMEDIR LOCAL DASH EXT DOMAIN SENDER DEFAULTDELIVERY";
-
-/// Most program output kept for the report; the rest is read and dropped.
-const OUTPUT_LIMIT: usize = 4000;
 
 #[derive(Debug)]
 pub enum LocalError {
@@ -150,15 +146,6 @@ impl Classify for LocalError {
     }
 }
 
-/// qmail-command(8): 100 and sendmail's permanent EX_* codes (64, 65, 70, 76, 77,
-/// 78, 112) are permanent; anything else but 0 and 99 is temporary.
-pub fn program_kind(code: i32) -> Kind {
-    match code {
-        100 | 64 | 65 | 70 | 76 | 77 | 78 | 112 => Kind::Permanent,
-        _ => Kind::Temporary,
-    }
-}
-
 /// qmail-local's arguments.
 #[derive(Debug, Clone)]
 pub struct Params {
@@ -267,55 +254,6 @@ pub fn newsender(p: &Params) -> String {
     } else {
         format!("{}-owner@{}", p.local, p.domain)
     }
-}
-
-/// fd 0 as a seekable file: as is if it can seek, else copied into a memfd.
-pub fn seekable(mut stdin: File) -> io::Result<File> {
-    if stdin.seek(SeekFrom::Start(0)).is_ok() {
-        return Ok(stdin);
-    }
-    let fd = nix::sys::memfd::memfd_create(c"postern-message", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).map_err(io::Error::from)?;
-    let mut f = File::from(fd);
-    io::copy(&mut stdin, &mut f)?;
-    f.seek(SeekFrom::Start(0))?;
-    Ok(f)
-}
-
-/// The header section of the message (up to and including the blank line, or all
-/// of it if there is none), read without moving the file offset.
-pub fn read_header(message: &File) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 16 * 1024];
-    let mut off = 0u64;
-    loop {
-        let n = message.read_at(&mut chunk, off)?;
-        if n == 0 {
-            return Ok(buf);
-        }
-        let scan_from = buf.len().saturating_sub(3);
-        buf.extend_from_slice(&chunk[..n]);
-        off += n as u64;
-        if buf.len() == n && (buf.starts_with(b"\n") || buf.starts_with(b"\r\n")) {
-            return Ok(Vec::new());
-        }
-        if let Some(i) = find_blank(&buf[scan_from..]) {
-            buf.truncate(scan_from + i);
-            return Ok(buf);
-        }
-    }
-}
-
-/// End of the header section in `b` (just after the blank line).
-fn find_blank(b: &[u8]) -> Option<usize> {
-    (0..b.len()).find_map(|i| {
-        if b[i..].starts_with(b"\n\n") {
-            Some(i + 2)
-        } else if b[i..].starts_with(b"\n\r\n") {
-            Some(i + 3)
-        } else {
-            None
-        }
-    })
 }
 
 /// The Delivered-To line in `header` equal to ours (case-insensitive), if any.
@@ -469,110 +407,6 @@ pub fn forward(home: &Home, message: &mut File, dtline: &str, sender: &str, targ
     queue::submit(home, &mut reader, &Envelope { sender, recipients }).map_err(LocalError::Forward)
 }
 
-enum Event {
-    Output(Vec<u8>),
-    Eof,
-    Exit(io::Result<ExitStatus>),
-}
-
-/// Run one `|command` line: /bin/sh -c, stdin the message from its start, output
-/// captured. Returns 0 or 99; every other ending is an error.
-pub fn run_program(cmd: &str, env: &[(String, String)], message: &mut File, timeout: Duration) -> Result<i32, LocalError> {
-    message.seek(SeekFrom::Start(0)).map_err(LocalError::Message)?;
-    let spawn_err = |e: io::Error| LocalError::Spawn(cmd.to_string(), e);
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| spawn_err(e.into()))?;
-    let w2 = w.try_clone().map_err(spawn_err)?;
-    let stdin = message.try_clone().map_err(spawn_err)?;
-    let mut c = Command::new("/bin/sh");
-    c.arg("-c").arg(cmd).stdin(Stdio::from(stdin)).stdout(Stdio::from(w)).stderr(Stdio::from(w2));
-    c.envs(env.iter().map(|(k, v)| (k, v)));
-    if !env.iter().any(|(k, _)| k == "DEFAULT") {
-        c.env_remove("DEFAULT");
-    }
-    // Its own process group, so a timeout kills everything it started.
-    c.process_group(0);
-    let mut child = c.spawn().map_err(spawn_err)?;
-    // Our copies of the pipe's write end must be gone, or we never see EOF.
-    drop(c);
-    let pid = child.id() as i32;
-    let (tx, rx) = mpsc::channel();
-    let txr = tx.clone();
-    std::thread::spawn(move || {
-        let mut r = File::from(r);
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match r.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let _ = txr.send(Event::Output(buf[..n].to_vec()));
-                }
-            }
-        }
-        let _ = txr.send(Event::Eof);
-    });
-    std::thread::spawn(move || {
-        let _ = tx.send(Event::Exit(child.wait()));
-    });
-    let deadline = Instant::now() + timeout;
-    let mut output = Vec::new();
-    let mut status = None;
-    let mut eof = false;
-    let mut grace: Option<Instant> = None;
-    while status.is_none() || !eof {
-        let until = grace.unwrap_or(deadline);
-        let left = until.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(Event::Output(b)) => {
-                let room = OUTPUT_LIMIT.saturating_sub(output.len());
-                output.extend_from_slice(&b[..b.len().min(room)]);
-            }
-            Ok(Event::Eof) => eof = true,
-            Ok(Event::Exit(s)) => {
-                status = Some(s.map_err(spawn_err)?);
-                // Something it left in the background may hold the pipe open: do
-                // not wait for it for long.
-                grace = Some(Instant::now() + Duration::from_secs(1));
-            }
-            Err(_) if status.is_some() => break,
-            Err(_) => {
-                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-                // Reap it so no zombie outlives us (the waiter thread does the wait).
-                let end = Instant::now() + Duration::from_secs(5);
-                while let Ok(ev) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
-                    if matches!(ev, Event::Exit(_)) {
-                        break;
-                    }
-                }
-                return Err(LocalError::Timeout { command: cmd.to_string(), seconds: timeout.as_secs() });
-            }
-        }
-    }
-    let status = status.expect("loop ends with a status");
-    match status.code() {
-        Some(0) => Ok(0),
-        Some(99) => Ok(99),
-        code => Err(LocalError::Program { command: cmd.to_string(), code, signal: status.signal(), output: one_line(&output) }),
-    }
-}
-
-/// Program output as one line for the report: trimmed, newlines shown as '/'
-/// (as qmail-send logs them), control characters as '?'.
-pub fn one_line(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(b);
-    let s = s.trim();
-    s.chars()
-        .map(|c| {
-            if c == '\n' {
-                '/'
-            } else if c.is_control() {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,16 +433,6 @@ mod tests {
     }
 
     #[test]
-    fn header_reading_stops_at_blank_line() {
-        let d = std::env::temp_dir().join(format!("postern-local-hdr-{}", std::process::id()));
-        std::fs::write(&d, b"A: 1\nB: 2\n\nDelivered-To: u@x\n").unwrap();
-        let f = File::open(&d).unwrap();
-        assert_eq!(read_header(&f).unwrap(), b"A: 1\nB: 2\n\n");
-        assert!(find_loop(&read_header(&f).unwrap(), "u@x").is_none());
-        std::fs::remove_file(&d).unwrap();
-    }
-
-    #[test]
     fn environment_like_qmail() {
         let p = params("list-sub-x-y");
         let env: std::collections::HashMap<_, _> =
@@ -627,13 +451,5 @@ mod tests {
         let env: std::collections::HashMap<_, _> = delivery_env(&params(""), "", None, SystemTime::UNIX_EPOCH).into_iter().collect();
         assert_eq!(env["EXT2"], "");
         assert!(!env.contains_key("DEFAULT"));
-    }
-
-    #[test]
-    fn exit_codes() {
-        assert_eq!(program_kind(100), Kind::Permanent);
-        assert_eq!(program_kind(77), Kind::Permanent);
-        assert_eq!(program_kind(111), Kind::Temporary);
-        assert_eq!(program_kind(3), Kind::Temporary);
     }
 }

@@ -5,4 +5,5 @@ pub mod dotqmail;
 pub mod helpers;
 pub mod local;
 pub mod mbox;
+pub mod program;
 pub mod vacation;

@@ -1,7 +1,7 @@
 //! postern-vacation: an RFC 3834 autoresponder run from a dot-qmail line.
 use crate::address::{Address, AddressError};
-use crate::deliver::local::*;
 use crate::error::{Classify, Kind};
+use crate::message::file::read_header;
 use crate::os::home::Home;
 use crate::queue::{self, Envelope, SubmitError};
 use crate::status::Status;
@@ -100,11 +100,11 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, VacationError> {
 }
 
 /// Whether the sender is a robot or list by its address alone.
-pub fn robot_sender(sender: &str) -> bool {
-    if sender.is_empty() || sender == "#@[]" {
+pub fn robot_sender(sender: &Address) -> bool {
+    if sender.is_null() || sender.as_str() == crate::send::scheduler::DOUBLE_BOUNCE_SENDER {
         return true;
     }
-    let local = sender.rsplit_once('@').map(|(l, _)| l).unwrap_or(sender).to_ascii_lowercase();
+    let local = sender.local().to_ascii_lowercase();
     matches!(
         local.as_str(),
         "mailer-daemon" | "postmaster" | "listserv" | "majordomo" | "mailer" | "noreply" | "no-reply" | "donotreply" | "do-not-reply"
@@ -178,7 +178,7 @@ fn has_header(headers: &[String], name: &str) -> bool {
 }
 
 /// Build the reply message.
-pub fn compose(reply_text: &str, header: &[u8], recipient: &str, sender: &str, now: SystemTime) -> Vec<u8> {
+pub fn compose(reply_text: &str, header: &[u8], recipient: &Address, sender: &Address, now: SystemTime) -> Vec<u8> {
     let orig = mail_parser::MessageParser::default().parse_headers(header);
     let orig_id = orig.as_ref().and_then(|m| m.message_id()).map(|s| s.to_string());
     let orig_subject =
@@ -212,7 +212,7 @@ pub fn compose(reply_text: &str, header: &[u8], recipient: &str, sender: &str, n
     }
     nl(&mut out, &format!("Date: {}", crate::message::date::rfc2822(now)));
     let secs = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let domain = recipient.rsplit_once('@').map(|(_, d)| d).unwrap_or("localhost");
+    let domain = recipient.domain().unwrap_or("localhost");
     nl(&mut out, &format!("Message-ID: <{secs}.{}.vacation@{domain}>", std::process::id()));
     if let Some(id) = &orig_id {
         nl(&mut out, &format!("In-Reply-To: <{id}>"));
@@ -263,13 +263,16 @@ pub enum Outcome {
 
 /// The whole program: decide, queue the reply, remember the sender.
 pub fn run(home: &Home, o: &Options, message: &File) -> Result<Outcome, VacationError> {
-    let sender = std::env::var("SENDER").map_err(|_| VacationError::Env("SENDER"))?;
-    let recipient = std::env::var("RECIPIENT").map_err(|_| VacationError::Env("RECIPIENT"))?;
+    let address = |var: &'static str| -> Result<Address, VacationError> {
+        let v = std::env::var(var).map_err(|_| VacationError::Env(var))?;
+        Address::parse(v.as_bytes()).map_err(|e| VacationError::Address(v, e))
+    };
+    let (sender, recipient) = (address("SENDER")?, address("RECIPIENT")?);
     if robot_sender(&sender) {
-        return Ok(Outcome::Skipped(format!("no reply to sender {sender:?}")));
+        return Ok(Outcome::Skipped(format!("no reply to sender {:?}", sender.as_str())));
     }
     let header = read_header(message).map_err(VacationError::Message)?;
-    if let Some(why) = skip_reason(&header, &recipient) {
+    if let Some(why) = skip_reason(&header, recipient.as_str()) {
         return Ok(Outcome::Skipped(format!("no reply: {why}")));
     }
     let db_path = match &o.db {
@@ -291,7 +294,7 @@ pub fn run(home: &Home, o: &Options, message: &File) -> Result<Outcome, Vacation
         .map_err(|(_, e)| VacationError::Db(lock_path.clone(), e.into()))?;
     let now = crate::os::time::now();
     let mut db = read_db(&db_path)?;
-    let key = sender.to_ascii_lowercase();
+    let key = sender.lower();
     if let Some(&t) = db.get(&key) {
         if now < t.saturating_add(o.period) {
             return Ok(Outcome::Skipped(format!("already answered {sender} at {t}")));
@@ -299,28 +302,32 @@ pub fn run(home: &Home, o: &Options, message: &File) -> Result<Outcome, Vacation
     }
     let text = fs::read_to_string(&o.reply).map_err(|e| VacationError::Reply(o.reply.clone(), e))?;
     let reply = compose(&text, &header, &recipient, &sender, SystemTime::now());
-    let to = Address::parse(sender.as_bytes()).map_err(|e| VacationError::Address(sender.clone(), e))?;
     // Queue first, then remember: a crash in between repeats a reply, it
     // never loses one.
-    queue::submit(home, &mut &reply[..], &Envelope { sender: Address::null(), recipients: vec![to] }).map_err(VacationError::Queue)?;
+    let envelope = Envelope { sender: Address::null(), recipients: vec![sender.clone()] };
+    queue::submit(home, &mut &reply[..], &envelope).map_err(VacationError::Queue)?;
     db.retain(|_, t| now < t.saturating_add(o.period));
     db.insert(key, now);
     write_db(&db_path, &db)?;
-    Ok(Outcome::Replied(sender))
+    Ok(Outcome::Replied(sender.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn a(s: &str) -> Address {
+        Address::parse(s.as_bytes()).unwrap()
+    }
+
     #[test]
     fn robots_and_lists_get_no_answer() {
-        assert!(robot_sender(""));
-        assert!(robot_sender("#@[]"));
-        assert!(robot_sender("MAILER-DAEMON@x"));
-        assert!(robot_sender("owner-list@x"));
-        assert!(robot_sender("list-request@x"));
-        assert!(!robot_sender("bob@x"));
+        assert!(robot_sender(&a("")));
+        assert!(robot_sender(&a("#@[]")));
+        assert!(robot_sender(&a("MAILER-DAEMON@x")));
+        assert!(robot_sender(&a("owner-list@x")));
+        assert!(robot_sender(&a("list-request@x")));
+        assert!(!robot_sender(&a("bob@x")));
         let r = "u@h.example";
         assert!(skip_reason(b"To: u@h.example\nPrecedence: bulk\n\n", r).is_some());
         assert!(skip_reason(b"To: u@h.example\nList-Id: <l.x>\n\n", r).is_some());
@@ -338,12 +345,12 @@ mod tests {
     #[test]
     fn reply_headers() {
         let h = b"From: bob@x\nTo: u@h\nSubject: Lunch\nMessage-ID: <abc@x>\n\n";
-        let r = String::from_utf8(compose("I am away.\n", h, "u@h", "bob@x", SystemTime::UNIX_EPOCH)).unwrap();
+        let r = String::from_utf8(compose("I am away.\n", h, &a("u@h"), &a("bob@x"), SystemTime::UNIX_EPOCH)).unwrap();
         assert!(r.contains("Subject: Re: Lunch\n"), "{r}");
         assert!(r.contains("In-Reply-To: <abc@x>\n"), "{r}");
         assert!(r.contains("Auto-Submitted: auto-replied\n"), "{r}");
         assert!(r.ends_with("\n\nI am away.\n"), "{r}");
-        let r = String::from_utf8(compose("Subject: Away\n\nBack soon\n", h, "u@h", "bob@x", SystemTime::UNIX_EPOCH)).unwrap();
+        let r = String::from_utf8(compose("Subject: Away\n\nBack soon\n", h, &a("u@h"), &a("bob@x"), SystemTime::UNIX_EPOCH)).unwrap();
         assert!(r.contains("Subject: Away\n") && !r.contains("Lunch"), "{r}");
     }
 }

@@ -136,14 +136,10 @@ impl Identity {
     }
 
     /// qmail-inject's address rewriting (see the module docs).
-    pub fn qualify(&self, address: &str) -> String {
+    pub fn qualify(&self, address: &str) -> Result<Address, AddressError> {
         let a = address.trim();
-        let a = a.strip_prefix('<').and_then(|x| x.strip_suffix('>')).unwrap_or(a);
-        let (local, host) = match a.rsplit_once('@') {
-            Some((l, h)) => (l, h.to_string()),
-            None => (a, self.defaulthost.clone()),
-        };
-        let mut host = host;
+        let a = Address::parse(a.strip_prefix('<').and_then(|x| x.strip_suffix('>')).unwrap_or(a).as_bytes())?;
+        let mut host = a.domain().unwrap_or(&self.defaulthost).to_string();
         if let (Some(stripped), Some(plus)) = (host.strip_suffix('+'), &self.plusdomain) {
             host = if stripped.is_empty() { plus.clone() } else { format!("{stripped}.{plus}") };
         }
@@ -152,7 +148,7 @@ impl Identity {
                 host = format!("{host}.{dd}");
             }
         }
-        format!("{local}@{host}")
+        Address::from_parts(a.local(), &host)
     }
 }
 
@@ -160,7 +156,8 @@ impl Identity {
 #[derive(Debug)]
 pub struct Completed {
     pub message: Vec<u8>,
-    /// From To/Cc/Bcc (or the Resent- ones), qualified, in order, without repeats.
+    /// From To/Cc/Bcc (or the Resent- ones), in order, as written (see
+    /// `Identity::qualify`).
     pub header_recipients: Vec<String>,
 }
 
@@ -209,13 +206,7 @@ pub fn complete(input: &[u8], id: &Identity, now: SystemTime) -> Completed {
     let msg = headers::crlf_to_lf(input);
     let (hend, bstart) = headers::split(&msg);
     let header = &msg[..hend];
-    let mut header_recipients: Vec<String> = Vec::new();
-    for a in header_addresses(header) {
-        let q = id.qualify(&a);
-        if !header_recipients.contains(&q) {
-            header_recipients.push(q);
-        }
-    }
+    let header_recipients = header_addresses(header);
     let mut out = headers::remove(header, &["Bcc", "Resent-Bcc", "Return-Path", "Content-Length"]);
     // A header section whose last line lacks its LF (a message of headers only).
     if !out.is_empty() && out.last() != Some(&b'\n') {
@@ -226,7 +217,7 @@ pub fn complete(input: &[u8], id: &Identity, now: SystemTime) -> Completed {
     }
     if !headers::has(header, "Message-ID") {
         let secs = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let rnd: String = crate::users::random_bytes(4).iter().map(|b| format!("{b:02x}")).collect();
+        let rnd: String = crate::os::random::bytes(4).iter().map(|b| format!("{b:02x}")).collect();
         out.extend_from_slice(format!("Message-ID: <{secs}.{}.{rnd}@{}>\n", std::process::id(), id.idhost).as_bytes());
     }
     if !headers::has(header, "From") {
@@ -277,13 +268,17 @@ fn parse_address(what: &str, value: &str) -> Result<Address, InjectError> {
     Address::parse(value.as_bytes()).map_err(|error| InjectError::Address { what: what.into(), value: value.into(), error })
 }
 
+fn qualified(id: &Identity, what: &str, value: &str) -> Result<Address, InjectError> {
+    id.qualify(value).map_err(|error| InjectError::Address { what: what.into(), value: value.into(), error })
+}
+
 /// Work out the envelope and the completed message.
 pub fn prepare(home: &Home, req: &Request, input: &[u8], now: SystemTime) -> Result<(Envelope, Vec<u8>), InjectError> {
     let id = Identity::from_env(home, req.full_name.as_deref())?;
     let done = complete(input, &id, now);
     let sender = match req.sender.as_deref().map(str::trim) {
         Some("") | Some("<>") => Address::null(),
-        Some(s) => parse_address("envelope sender (-f)", &id.qualify(s))?,
+        Some(s) => qualified(&id, "envelope sender (-f)", s)?,
         None => parse_address("envelope sender", &id.default_sender)?,
     };
     let mut recipients: Vec<Address> = Vec::new();
@@ -294,11 +289,11 @@ pub fn prepare(home: &Home, req: &Request, input: &[u8], now: SystemTime) -> Res
     };
     if req.from_headers {
         for r in &done.header_recipients {
-            add(parse_address("recipient in the headers", r)?);
+            add(qualified(&id, "recipient in the headers", r)?);
         }
     }
     for r in &req.recipients {
-        add(parse_address("recipient", &id.qualify(r))?);
+        add(qualified(&id, "recipient", r)?);
     }
     if recipients.is_empty() {
         return Err(InjectError::NoRecipients);
@@ -332,6 +327,10 @@ mod tests {
         }
     }
 
+    fn qualified_all(c: &Completed) -> Vec<String> {
+        c.header_recipients.iter().map(|r| id().qualify(r).unwrap().to_string()).collect()
+    }
+
     fn t() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1795291106)
     }
@@ -349,7 +348,7 @@ mod tests {
         assert!(m.contains("\nFrom: \"Joe Q. Public\" <joe@host.example>\n"), "{m}");
         assert!(m.ends_with("\n\nline 1\nBcc: body@z\n"), "{m}");
         assert!(m.starts_with("To: a@x.example\nSubject: hi\n"), "{m}");
-        assert_eq!(c.header_recipients, ["a@x.example", "hidden@y.example", "other@y.example"]);
+        assert_eq!(qualified_all(&c), ["a@x.example", "hidden@y.example", "other@y.example"]);
     }
 
     #[test]
@@ -364,10 +363,10 @@ mod tests {
     fn extracts_groups_resent_and_qualifies() {
         let input = b"To: Friends: a@x.example, \"B\" <b>;, c@host+\nCc: d@pc, e\nSubject: s\n\n";
         let c = complete(input, &id(), t());
-        assert_eq!(c.header_recipients, ["a@x.example", "b@host.example", "c@host.plus.example", "d@pc.example.org", "e@host.example"]);
+        assert_eq!(qualified_all(&c), ["a@x.example", "b@host.example", "c@host.plus.example", "d@pc.example.org", "e@host.example"]);
         let input = b"To: a@x.example\nResent-To: r@x.example\nResent-Bcc: s@x.example\n\nbody\n";
         let c = complete(input, &id(), t());
-        assert_eq!(c.header_recipients, ["r@x.example", "s@x.example"]);
+        assert_eq!(qualified_all(&c), ["r@x.example", "s@x.example"]);
         assert!(!String::from_utf8_lossy(&c.message).contains("s@x.example"));
         // No headers at all: everything is body.
         let c = complete(b"just text\n", &id(), t());

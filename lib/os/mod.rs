@@ -5,5 +5,6 @@ pub mod fs;
 pub mod home;
 pub mod log;
 pub mod privs;
+pub mod random;
 pub mod sys;
 pub mod time;

@@ -12,13 +12,23 @@
 
 use crate::auth::checkpassword::{self, EXIT_BAD, EXIT_MISUSE, EXIT_TEMP};
 use crate::net::session::{NetError, Session};
-use crate::pop3::command::{self as pop3, Command, Line, LineReader};
+use crate::pop3::command::{self as pop3, Command};
+use crate::proto::base64;
+use crate::proto::line::{Line, LineReader};
+use crate::proto::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
 use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Set in the environment of the popup that runs behind the TLS relay.
 pub const INNER_ENV: &str = "POSTERN_POPUP_INNER";
+
+/// How an AUTH exchange ended.
+enum Sasl {
+    Login(Credentials),
+    Failed,
+    Cancelled,
+}
 
 pub struct Popup {
     pub hostname: String,
@@ -84,11 +94,11 @@ impl Popup {
                     net.write(format!("-ERR line too long: at most {} octets\r\n", pop3::MAX_COMMAND).as_bytes());
                     continue;
                 }
-                Line::Nul => {
-                    net.write(b"-ERR NUL bytes are not allowed in commands\r\n");
-                    continue;
-                }
             };
+            if text.contains(&0) {
+                net.write(format!("{}\r\n", pop3::NUL_REPLY).as_bytes());
+                continue;
+            }
             let cmd = pop3::parse(&text);
             if text.len() + 2 > pop3::MAX_COMMAND && !matches!(cmd, Command::Auth { .. }) {
                 net.write(format!("-ERR line too long: at most {} octets\r\n", pop3::MAX_COMMAND).as_bytes());
@@ -134,14 +144,15 @@ impl Popup {
                     continue;
                 }
                 Command::Auth { mechanism: Some(m), initial } => {
-                    if m != "PLAIN" {
+                    // PLAIN is the one offered (CAPA's SASL line).
+                    let Some(mechanism) = Mechanism::parse(&m).filter(|m| *m == Mechanism::Plain) else {
                         net.write(b"-ERR [AUTH] unsupported mechanism; use PLAIN\r\n");
                         continue;
-                    }
-                    match self.sasl_plain(net, &mut lines, initial)? {
-                        Some(Some(lp)) => Some(lp),
-                        Some(None) => None,
-                        None => {
+                    };
+                    match self.sasl(net, &mut lines, mechanism, initial)? {
+                        Sasl::Login(c) => Some((c.login, c.password)),
+                        Sasl::Failed => None,
+                        Sasl::Cancelled => {
                             net.write(b"-ERR authentication cancelled\r\n");
                             continue;
                         }
@@ -172,31 +183,25 @@ impl Popup {
         }
     }
 
-    /// AUTH PLAIN's response (initial or after "+ "). None: cancelled by "*";
-    /// Some(None): malformed (a failed login); Some(Some(..)): login and password.
-    #[allow(clippy::type_complexity)]
-    fn sasl_plain(
-        &self,
-        net: &mut Session,
-        lines: &mut LineReader,
-        initial: Option<Vec<u8>>,
-    ) -> Result<Option<Option<(Vec<u8>, Vec<u8>)>>, NetError> {
-        let response = match initial {
-            Some(r) => r,
-            None => {
-                net.write(b"+ \r\n");
-                net.flush()?;
-                match read_line(net, lines)? {
-                    Line::Text(t) => t,
-                    _ => return Ok(Some(None)),
+    /// An AUTH exchange, from the initial response or after "+ ".
+    fn sasl(&self, net: &mut Session, lines: &mut LineReader, mechanism: Mechanism, initial: Option<Vec<u8>>) -> Result<Sasl, NetError> {
+        let mut step = Exchange::start(mechanism, initial.as_deref());
+        loop {
+            match step {
+                Ok((_, Step::Done(c))) => return Ok(Sasl::Login(c)),
+                Ok((mut x, Step::Challenge(c))) => {
+                    net.write(format!("+ {}\r\n", base64::encode(c)).as_bytes());
+                    net.flush()?;
+                    match read_line(net, lines)? {
+                        Line::Text(t) => step = x.respond(&t).map(|s| (x, s)),
+                        Line::TooLong => return Ok(Sasl::Failed),
+                    }
                 }
+                Err(SaslError::Cancelled) => return Ok(Sasl::Cancelled),
+                // Undecodable or malformed: a failed login like a wrong password.
+                Err(_) => return Ok(Sasl::Failed),
             }
-        };
-        if response == b"*" {
-            return Ok(None);
         }
-        let decoded = if response == b"=" { Some(Vec::new()) } else { pop3::base64_decode(&response) };
-        Ok(Some(decoded.as_deref().and_then(pop3::sasl_plain)))
     }
 
     /// Run the chain with the login on fd 3. Some(status): it served the

@@ -22,6 +22,7 @@
 //! - Deletions happen in `commit` only (QUIT in the UPDATE state).
 
 use crate::error::{Classify, Kind};
+use crate::maildir::name::{crlf_size, size_in_name, uidl_of};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -74,33 +75,6 @@ pub struct Mailbox {
     dir: PathBuf,
     pub messages: Vec<Message>,
     _lock: nix::fcntl::Flock<File>,
-}
-
-/// The unique part of a Maildir file name.
-pub fn uidl_of(name: &str) -> &str {
-    let end = name.find([':', ',']).unwrap_or(name.len());
-    &name[..end]
-}
-
-/// Bytes of `data` as sent: bare LFs become CR LF. `prev_cr` carries the last
-/// byte's CR-ness across chunks.
-pub fn crlf_size(data: &[u8], prev_cr: &mut bool) -> u64 {
-    let mut n = data.len() as u64;
-    let mut last = *prev_cr;
-    for &b in data {
-        if b == b'\n' && !last {
-            n += 1;
-        }
-        last = b == b'\r';
-    }
-    *prev_cr = last;
-    n
-}
-
-/// The `,W=` size in a Maildir name (before the `:2,` info), if it has one.
-pub fn size_in_name(name: &str) -> Option<u64> {
-    let base = name.split(':').next()?;
-    base.split(',').skip(1).find_map(|f| f.strip_prefix("W=")).and_then(|v| v.parse().ok())
 }
 
 fn is_missing(e: &io::Error) -> bool {
@@ -342,33 +316,6 @@ mod tests {
         assert_eq!(stuff(&bytes), want);
         assert_eq!(stuff(&[b""]), b".\r\n");
         assert_eq!(stuff(&[b"a\n"]), b"a\r\n.\r\n");
-    }
-
-    #[test]
-    fn sizes_count_bare_lf_as_two() {
-        let msg: &[u8] = b"a\nb\r\nc\n";
-        let mut cr = false;
-        assert_eq!(crlf_size(msg, &mut cr), 9);
-        for at in 0..=msg.len() {
-            let mut cr = false;
-            assert_eq!(crlf_size(&msg[..at], &mut cr) + crlf_size(&msg[at..], &mut cr), 9, "split at {at}");
-        }
-    }
-
-    #[test]
-    fn sizes_from_names() {
-        assert_eq!(size_in_name("1.M2P3Q4.h,S=17,W=20:2,S"), Some(20));
-        assert_eq!(size_in_name("1.M2P3Q4.h,W=5"), Some(5));
-        assert_eq!(size_in_name("1.M2P3Q4.h,S=17:2,"), None);
-        assert_eq!(size_in_name("1.M2P3Q4.h:2,W=5"), None, "flags are not sizes");
-        assert_eq!(size_in_name("1.M2P3Q4.h,W=x"), None);
-    }
-
-    #[test]
-    fn uidl_is_the_unique_part() {
-        assert_eq!(uidl_of("1700000000.M1P2Q3.host:2,S"), "1700000000.M1P2Q3.host");
-        assert_eq!(uidl_of("1700000000.M1P2Q3.host,S=1234:2,"), "1700000000.M1P2Q3.host");
-        assert_eq!(uidl_of("plain"), "plain");
     }
 
     #[test]

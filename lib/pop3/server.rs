@@ -7,8 +7,9 @@
 //! fly. Every bad command gets a -ERR and the session goes on.
 
 use crate::net::session::Session;
-use crate::pop3::command::{self as pop3, Command, Line, LineReader};
+use crate::pop3::command::{self as pop3, Command};
 use crate::pop3::mailbox::{self, Mailbox, Message, Stuffer};
+use crate::proto::line::{Line, LineReader};
 use std::fs::File;
 
 /// How much of a message is converted and sent at a time.
@@ -55,9 +56,9 @@ impl<'a> Pop3d<'a> {
             }
             while let Some(line) = lines.next_line() {
                 let reply = match line {
+                    Line::Text(t) if t.contains(&0) => Err(pop3::NUL_REPLY.into()),
                     Line::Text(t) => self.command(pop3::parse(&t)),
                     Line::TooLong => Err(format!("-ERR line too long: at most {} octets", pop3::MAX_COMMAND)),
-                    Line::Nul => Err("-ERR NUL bytes are not allowed in commands".into()),
                 };
                 match reply {
                     Ok(Some(end)) => {

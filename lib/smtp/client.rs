@@ -17,7 +17,7 @@ use crate::config::control::{Control, ControlError};
 use crate::config::settings;
 use crate::error::{Classify, Kind};
 use crate::os::home::Home;
-use crate::smtp::mx::{self, MxError, Routes, Target};
+use crate::smtp::mx::{self, MxError, Peer, Routes};
 use crate::smtp::outgoing::{self, Bind, DomainTable, Source, TlsPolicy};
 use crate::smtp::reply::{self as smtpreply, Reply, ReplyError};
 use crate::status::Status;
@@ -62,24 +62,6 @@ impl Config {
             tls_policy: outgoing::load_tls_policy(control)?,
             tls_ca: ca.exists().then_some(ca),
         })
-    }
-}
-
-/// A peer as reports name it: `host [ip]`, with `:port` when it is not 25.
-#[derive(Clone, Debug)]
-pub struct Peer(Target);
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = &self.0;
-        if t.host != t.ip.to_string() {
-            write!(f, "{} ", t.host)?;
-        }
-        write!(f, "[{}]", t.ip)?;
-        if t.port != mx::SMTP_PORT {
-            write!(f, ":{}", t.port)?;
-        }
-        Ok(())
     }
 }
 
@@ -302,8 +284,8 @@ struct Conn {
 }
 
 impl Conn {
-    fn connect(cfg: &Config, target: &Target, bind: Option<IpAddr>) -> Result<Conn, RemoteError> {
-        let peer = Peer(target.clone());
+    fn connect(cfg: &Config, target: &Peer, bind: Option<IpAddr>) -> Result<Conn, RemoteError> {
+        let peer = target.clone();
         let err = |e: io::Error| RemoteError::Connect(peer.clone(), bind, e);
         let addr = SocketAddr::new(target.ip, target.port);
         let sock =
@@ -385,7 +367,7 @@ impl Conn {
                 return Ok(());
             }
         };
-        let t = &self.peer.0;
+        let t = &self.peer;
         let name = rustls::pki_types::ServerName::try_from(t.host.clone()).unwrap_or_else(|_| t.ip.into());
         let fail = |e: String| RemoteError::TlsHandshake(self.peer.clone(), e);
         let conn = rustls::ClientConnection::new(config, name).map_err(|e| fail(e.to_string()))?;
@@ -463,7 +445,7 @@ struct Run<'a> {
 }
 
 fn sender_domain(sender: &str) -> String {
-    sender.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default()
+    crate::address::Address::parse(sender.as_bytes()).ok().and_then(|a| a.domain_lower()).unwrap_or_default()
 }
 
 fn smtp_safe(addr: &str) -> bool {
@@ -484,7 +466,7 @@ pub fn deliver(home: &Home, job: &Job, message: &File) -> Reports {
     if !smtp_safe(&job.sender) {
         return Reports::failed(&RemoteError::BadSender(job.sender.clone()));
     }
-    let targets = match mx::targets(&control, &cfg.routes, &job.domain) {
+    let targets = match mx::peers(&control, &cfg.routes, &job.domain) {
         Ok(t) => t,
         Err(e) => return Reports::failed(&RemoteError::Route(e)),
     };
@@ -503,7 +485,7 @@ pub fn deliver(home: &Home, job: &Job, message: &File) -> Reports {
 }
 
 impl Run<'_> {
-    fn over(&self, targets: &[Target]) -> Reports {
+    fn over(&self, targets: &[Peer]) -> Reports {
         let mut failures: Vec<RemoteError> = Vec::new();
         for t in targets {
             let mut tls = true;
@@ -532,8 +514,8 @@ impl Run<'_> {
     }
 
     /// One connection up to MAIL FROM; from there on the transaction's result.
-    fn attempt(&self, t: &Target, tls_allowed: bool) -> Result<Reports, Next> {
-        let peer = Peer(t.clone());
+    fn attempt(&self, t: &Peer, tls_allowed: bool) -> Result<Reports, Next> {
+        let peer = t.clone();
         let bind = match self.source.bind_for(t.ip) {
             Bind::Any => None,
             Bind::Address(a) => Some(a),
@@ -703,7 +685,7 @@ mod tests {
 
     #[test]
     fn peers_are_named_with_address_and_odd_ports() {
-        let t = |h: &str, ip: &str, port| Peer(Target { host: h.into(), ip: ip.parse().unwrap(), port });
+        let t = |h: &str, ip: &str, port| Peer { host: h.into(), ip: ip.parse().unwrap(), port };
         assert_eq!(t("mx.test", "127.0.0.2", 25).to_string(), "mx.test [127.0.0.2]");
         assert_eq!(t("127.0.0.2", "127.0.0.2", 2525).to_string(), "[127.0.0.2]:2525");
     }

@@ -111,16 +111,16 @@ pub enum Relay {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Route {
+pub struct SmtpRoute {
     pub relay: Relay,
     pub port: u16,
 }
 
 /// The parsed smtproutes.
 #[derive(Clone, Debug, Default)]
-pub struct Routes(DomainTable<Route>);
+pub struct Routes(DomainTable<SmtpRoute>);
 
-fn parse_route(value: &str) -> Result<Route, String> {
+fn parse_route(value: &str) -> Result<SmtpRoute, String> {
     let (relay, port) = if let Some(rest) = value.strip_prefix('[') {
         let (ip, after) = rest.split_once(']').ok_or("a '[' without ']'")?;
         let ip: IpAddr = ip.parse().map_err(|_| format!("{ip:?} is not an IP address"))?;
@@ -136,10 +136,10 @@ fn parse_route(value: &str) -> Result<Route, String> {
         None | Some("") => SMTP_PORT,
         Some(p) => p.parse().map_err(|_| format!("{p:?} is not a port number"))?,
     };
-    Ok(Route { relay, port })
+    Ok(SmtpRoute { relay, port })
 }
 
-fn parse_line(rest: Option<&str>) -> Result<Route, String> {
+fn parse_line(rest: Option<&str>) -> Result<SmtpRoute, String> {
     parse_route(rest.ok_or("expected domain:relay[:port]")?)
 }
 
@@ -149,18 +149,32 @@ impl Routes {
     }
 
     /// The route for `domain`; MX on port 25 when no line matches.
-    pub fn find(&self, domain: &str) -> Route {
-        self.0.find(domain).unwrap_or(Route { relay: Relay::Mx, port: SMTP_PORT })
+    pub fn find(&self, domain: &str) -> SmtpRoute {
+        self.0.find(domain).unwrap_or(SmtpRoute { relay: Relay::Mx, port: SMTP_PORT })
     }
 }
 
 /// One place to try: the host's name (for reports and certificate checks), one of
 /// its addresses and the port.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
+pub struct Peer {
     pub host: String,
     pub ip: IpAddr,
     pub port: u16,
+}
+
+/// As reports name it: `host [ip]`, with `:port` when it is not 25.
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host != self.ip.to_string() {
+            write!(f, "{} ", self.host)?;
+        }
+        write!(f, "[{}]", self.ip)?;
+        if self.port != SMTP_PORT {
+            write!(f, ":{}", self.port)?;
+        }
+        Ok(())
+    }
 }
 
 /// A blocking front to hickory's resolver (it needs a runtime: a current-thread
@@ -330,12 +344,12 @@ fn shuffle<T>(v: &mut [T]) {
 
 /// Every place to try for `domain`, in order. The resolver is set up only when
 /// DNS is needed (a route to `[IP]` needs none).
-pub fn targets(control: &Control, routes: &Routes, domain: &str) -> Result<Vec<Target>, MxError> {
+pub fn peers(control: &Control, routes: &Routes, domain: &str) -> Result<Vec<Peer>, MxError> {
     let route = routes.find(domain);
     let port = route.port;
-    let with = |host: &str, ips: Vec<IpAddr>| ips.into_iter().map(|ip| Target { host: host.to_string(), ip, port }).collect::<Vec<_>>();
+    let with = |host: &str, ips: Vec<IpAddr>| ips.into_iter().map(|ip| Peer { host: host.to_string(), ip, port }).collect::<Vec<_>>();
     let hosts = match route.relay {
-        Relay::Ip(ip) => return Ok(vec![Target { host: ip.to_string(), ip, port }]),
+        Relay::Ip(ip) => return Ok(vec![Peer { host: ip.to_string(), ip, port }]),
         Relay::Host(h) => {
             let ips = Dns::new(control)?.addresses(&h)?;
             if ips.is_empty() {
@@ -384,13 +398,13 @@ mod tests {
     #[test]
     fn smtproutes_lookup_order() {
         let r = routes("a.example:relay.test\n.example:[127.0.0.5]:2525\n:smart.test:587\nmx.example:\nport.example::26");
-        assert_eq!(r.find("A.Example"), Route { relay: Relay::Host("relay.test".into()), port: 25 });
-        assert_eq!(r.find("b.a.example"), Route { relay: Relay::Ip("127.0.0.5".parse().unwrap()), port: 2525 });
-        assert_eq!(r.find("example"), Route { relay: Relay::Host("smart.test".into()), port: 587 });
-        assert_eq!(r.find("mx.example"), Route { relay: Relay::Mx, port: 25 });
-        assert_eq!(r.find("port.example"), Route { relay: Relay::Mx, port: 26 });
-        assert_eq!(Routes::default().find("x.test"), Route { relay: Relay::Mx, port: 25 });
-        assert_eq!(parse_route("[::1]:2525").unwrap(), Route { relay: Relay::Ip("::1".parse().unwrap()), port: 2525 });
+        assert_eq!(r.find("A.Example"), SmtpRoute { relay: Relay::Host("relay.test".into()), port: 25 });
+        assert_eq!(r.find("b.a.example"), SmtpRoute { relay: Relay::Ip("127.0.0.5".parse().unwrap()), port: 2525 });
+        assert_eq!(r.find("example"), SmtpRoute { relay: Relay::Host("smart.test".into()), port: 587 });
+        assert_eq!(r.find("mx.example"), SmtpRoute { relay: Relay::Mx, port: 25 });
+        assert_eq!(r.find("port.example"), SmtpRoute { relay: Relay::Mx, port: 26 });
+        assert_eq!(Routes::default().find("x.test"), SmtpRoute { relay: Relay::Mx, port: 25 });
+        assert_eq!(parse_route("[::1]:2525").unwrap(), SmtpRoute { relay: Relay::Ip("::1".parse().unwrap()), port: 2525 });
         assert!(parse_route("host:port").is_err());
         assert!(parse_route("[nonsense]").is_err());
         let lines = vec![(3, "no-colon.example".to_string())];

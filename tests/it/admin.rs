@@ -71,13 +71,13 @@ fn users_and_domains() {
     assert_eq!((t.user.as_str(), t.dash.as_str(), t.ext.as_str()), ("alice@v.example", "-", "news-daily"));
     assert_eq!(u.lookup("carol", "v.example").unwrap(), None);
     let bob = u.virtual_user("BOB@v.example").unwrap();
-    assert!(users::check_password("secret2", &bob.hash));
-    assert!(!users::check_password("pw1", &bob.hash));
+    assert!(users::password::check_password("secret2", &bob.hash));
+    assert!(!users::password::check_password("pw1", &bob.hash));
     assert_eq!(bob.home, home.join("elsewhere/bob"));
 
     ok(&home.run("postern-admin", &["user", "passwd", "bob@v.example", "--password", "new"], b""));
     let mut u = Users::open(&lib_home(&home)).unwrap();
-    assert!(users::check_password("new", &u.virtual_user("bob@v.example").unwrap().hash));
+    assert!(users::password::check_password("new", &u.virtual_user("bob@v.example").unwrap().hash));
 
     let o = home.run("postern-admin", &["domain", "del", "v.example"], b"");
     assert_eq!(o.status.code(), Some(100), "domain with users: {}", text(&o));
