@@ -1,6 +1,4 @@
-# The programs a home's bin/ holds; sourced by scripts/instance and scripts/install.
-PROGRAMS="postern-queue postern-queued postern-start postern-send postern-lspawn postern-local
-postern-forward postern-preline postern-condredirect postern-bouncesaying postern-except
-postern-vacation postern-inject postern-sendmail postern-admin
-postern-listen postern-smtpd postern-popup postern-auth postern-pop3d
-postern-rspawn postern-remote"
+# The programs a home's bin/ holds: every [[bin]] in Cargo.toml, the one list of
+# programs (the tests and scripts/install read it too). Sourced by
+# scripts/instance and scripts/install.
+PROGRAMS=$(sed -n 's/^name = "\(postern-[a-z0-9-]*\)"$/\1/p' "$(dirname "${BASH_SOURCE[0]}")/../Cargo.toml")

@@ -1,31 +1,26 @@
-//! The command side of postern-smtpd: line splitting and the command parser.
-//! Any input: no panic, bounded lines, and the same lines whatever the split.
+//! The command side of postern-smtpd: line splitting (the protocol kit's line
+//! reader) and the command parser. Any input: no panic, bounded lines, and the
+//! same lines whatever the split.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use postern::smtp::command::{parse_command, LineEvent, LineReader, MAX_COMMAND_LINE};
+use postern::proto::line::{Line, LineReader};
+use postern::smtp::command::{parse_command, MAX_COMMAND_LINE};
 
 fn lines(pieces: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
-    let mut r = LineReader::default();
-    let mut buf = Vec::new();
+    let mut r = LineReader::new(MAX_COMMAND_LINE);
     let mut got = Vec::new();
     for p in pieces {
-        buf.extend_from_slice(p);
-        loop {
-            let (n, ev) = r.next(&buf, MAX_COMMAND_LINE);
-            let ev = ev.map(|e| match e {
-                LineEvent::Line(l) => {
-                    assert!(l.len() <= MAX_COMMAND_LINE);
-                    Some(l.to_vec())
+        r.push(p);
+        while let Some(line) = r.next_line() {
+            got.push(match line {
+                Line::Text(l) => {
+                    assert!(l.len() < MAX_COMMAND_LINE);
+                    Some(l)
                 }
-                LineEvent::TooLong => None,
+                Line::TooLong => None,
             });
-            buf.drain(..n);
-            match ev {
-                Some(e) => got.push(e),
-                None => break,
-            }
         }
-        assert!(buf.len() <= MAX_COMMAND_LINE + 1, "the reader must not buffer without bound");
+        assert!(r.pending().len() < MAX_COMMAND_LINE, "the reader must not buffer without bound");
     }
     got
 }

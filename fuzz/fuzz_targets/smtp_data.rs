@@ -2,7 +2,7 @@
 //! same end, and the message never holds a CR.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use postern::smtp::command::{DataReader, DataStatus};
+use postern::smtp::data::{DataReader, DataStatus};
 
 fn read(pieces: &[&[u8]]) -> (Vec<u8>, usize, DataStatus) {
     let mut r = DataReader::default();

@@ -103,10 +103,9 @@ impl Control {
         Ok(read_lines(&self.path(s))?.unwrap_or_default())
     }
 
-    /// The file's own lines, or None when it is missing or has none.
-    fn own(&self, s: &Setting) -> Result<Option<(Vec<(usize, String)>, PathBuf)>, ControlError> {
-        let path = self.path(s);
-        Ok(read_lines(&path)?.filter(|l| !l.is_empty()).map(|l| (l, path)))
+    /// The file's own numbered lines, or None when it is missing or has none.
+    fn own(&self, s: &Setting) -> Result<Option<Vec<(usize, String)>>, ControlError> {
+        Ok(read_lines(&self.path(s))?.filter(|l| !l.is_empty()))
     }
 
     /// A setting's values (one for Line and Number, any number for List) and
@@ -116,7 +115,8 @@ impl Control {
     }
 
     fn value_at(&self, s: &Setting, depth: usize) -> Result<(Vec<String>, Source), ControlError> {
-        if let Some((lines, path)) = self.own(s)? {
+        if let Some(lines) = self.own(s)? {
+            let path = self.path(s);
             let values: Vec<(usize, String)> = match s.kind {
                 Kind::List => lines,
                 Kind::Line | Kind::Number => lines.into_iter().take(1).collect(),

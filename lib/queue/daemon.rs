@@ -51,7 +51,7 @@ pub fn serve(home: &Home, listener: UnixListener) -> io::Result<()> {
     crate::os::sys::reap_children_automatically()?;
     crate::os::sys::unlink_on_term(&daemon_socket(home))?;
     let places = crate::os::sys::SharedCounter::new()?;
-    set_accept_timeout(&listener, IDLE)?;
+    set_accept_timeout(listener, IDLE)?;
     loop {
         let stream = match listener.accept() {
             Ok((s, _)) => s,

@@ -663,27 +663,6 @@ impl Hops {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hops_counted_in_the_header_only() {
-        let mut h = Hops::default();
-        let msg = b"Received: a\nreceived: b\n x\nSubject: s\n\nReceived: c\n";
-        for c in msg.chunks(3) {
-            h.scan(c);
-        }
-        assert_eq!(h.count, 2);
-    }
-
-    #[test]
-    fn sanitize_keeps_headers_safe() {
-        assert_eq!(sanitize("mx.example"), "mx.example");
-        assert_eq!(sanitize("a (b)\r\nX: y"), "a??b???X:?y");
-    }
-}
-
 /// The whole of postern-smtpd after it starts, whether exec'd or forked by
 /// postern-listen (which runs it without an exec: see lib/listen.rs): become
 /// postern-d if root, load the configuration, run the session on fds 0 and 1.
@@ -726,5 +705,26 @@ pub fn session_main() -> i32 {
             log::line(PROGRAM, &format!("session with {} ended: {e}", client.ip));
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hops_counted_in_the_header_only() {
+        let mut h = Hops::default();
+        let msg = b"Received: a\nreceived: b\n x\nSubject: s\n\nReceived: c\n";
+        for c in msg.chunks(3) {
+            h.scan(c);
+        }
+        assert_eq!(h.count, 2);
+    }
+
+    #[test]
+    fn sanitize_keeps_headers_safe() {
+        assert_eq!(sanitize("mx.example"), "mx.example");
+        assert_eq!(sanitize("a (b)\r\nX: y"), "a??b???X:?y");
     }
 }
