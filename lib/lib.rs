@@ -27,7 +27,10 @@ pub mod users;
 /// The suite's programs: the `[[bin]]` entries of Cargo.toml, the one list that
 /// scripts/programs.sh and the tests read too.
 pub fn programs() -> impl Iterator<Item = &'static str> {
-    include_str!("../Cargo.toml").lines().filter_map(|l| l.strip_prefix("name = \"")?.strip_suffix('"')).filter(|n| n.starts_with("postern-"))
+    include_str!("../Cargo.toml")
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \"")?.strip_suffix('"'))
+        .filter(|n| n.starts_with("postern-"))
 }
 
 #[cfg(test)]
@@ -35,8 +38,11 @@ mod tests {
     #[test]
     fn every_program_file_is_built_and_every_program_has_a_file() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("programs");
-        let mut files: Vec<String> =
-            std::fs::read_dir(&dir).unwrap().flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".rs").map(str::to_string)).collect();
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".rs").map(str::to_string))
+            .collect();
         files.sort();
         let mut listed: Vec<String> = super::programs().map(str::to_string).collect();
         listed.sort();

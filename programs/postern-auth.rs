@@ -1,4 +1,4 @@
-//! postern-auth PROG [ARG...]: a checkpassword program (see lib/checkpassword.rs).
+//! postern-auth PROG [ARG...]: a checkpassword program (see lib/auth/checkpassword.rs).
 //!
 //! Reads `login NUL password NUL timestamp NUL` from fd 3; on a right login becomes
 //! the user, sets HOME, USER (and SHELL), changes to HOME and execs PROG ARGS.

@@ -7,7 +7,7 @@
 //! if root and -u is given, becomes USER. Each connection runs PROGRAM with the
 //! socket on fd 0 and fd 1 and PROTO, TCPLOCALIP, TCPLOCALPORT, TCPREMOTEIP,
 //! TCPREMOTEPORT set, plus the variables of the matching rule in RULES.cdb
-//! (lib/rules.rs documents the format; -X compiles it). Over -c connections in
+//! (lib/config/rules.rs documents the format; -X compiles it). Over -c connections in
 //! all (default 40) or -C from one address (default 10), a new connection is
 //! closed at once. Logs to stderr; exits 0 on SIGTERM, leaving running
 //! connections to finish.

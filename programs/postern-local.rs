@@ -5,7 +5,7 @@
 //! Prints one line saying what happened (an RFC 3463 code first) and exits 0 when
 //! every delivery is durable, 100 on a permanent failure, 111 on a temporary one.
 //! postern-lspawn makes the same delivery in a forked child instead of running
-//! this program (lib/lspawn.rs); this program is for everyone else.
+//! this program (lib/send/lspawn.rs); this program is for everyone else.
 
 use postern::deliver::local::{self, LocalError, Params};
 use postern::error::Classify;

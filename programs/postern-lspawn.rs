@@ -1,6 +1,6 @@
 //! postern-lspawn: runs local deliveries for postern-send.
 //!
-//! Reads spawn requests on fd 0 and writes results on fd 1 (lib/spawn.rs). Runs as
+//! Reads spawn requests on fd 0 and writes results on fd 1 (lib/send/spawn.rs). Runs as
 //! root in a system install because it must become each recipient; it parses only
 //! the spawn protocol and the users database, never message content.
 

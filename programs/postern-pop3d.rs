@@ -1,6 +1,6 @@
 //! postern-pop3d MAILDIR: one POP3 session (TRANSACTION and UPDATE states) on fd
 //! 0/1, run by a checkpassword program as the mailbox owner in its home, after
-//! postern-popup read the login. See lib/pop3d.rs and lib/mailbox.rs.
+//! postern-popup read the login. See lib/pop3/server.rs and lib/pop3/mailbox.rs.
 //!
 //! Its first line answers the login: `+OK N messages`, or `-ERR` when the maildir
 //! is missing or in use by another session. Exit 0 after a session (QUIT or not),

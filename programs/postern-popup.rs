@@ -2,9 +2,9 @@
 //! interface), e.g. `postern-popup mail.example postern-auth postern-pop3d Maildir`.
 //!
 //! Runs as postern-d on a connection on fd 0/1 (from postern-listen or tcpserver).
-//! A login goes to AUTHPROG by the checkpassword interface; see lib/popup.rs.
+//! A login goes to AUTHPROG by the checkpassword interface; see lib/pop3/login.rs.
 //! After STLS this process becomes the TLS relay and a fresh popup runs behind it
-//! (lib/tlsrelay.rs).
+//! (lib/net/tlsrelay.rs).
 
 use postern::config::control::Control;
 use postern::config::settings::{AUTHFAILDELAY, TIMEOUTPOP3};

@@ -4,7 +4,7 @@
 //! Exits 0 only once both are durable; otherwise one of qmail-queue's exit codes
 //! (11-40 permanent, the rest temporary). Runs as postern-q: setuid in a system
 //! install; if started as root it becomes postern-q itself. postern-queued does
-//! the same job for clients that reach its socket (lib/queued.rs).
+//! the same job for clients that reach its socket (lib/queue/daemon.rs).
 
 use postern::os::home::Home;
 use postern::os::privs::{self, Service};

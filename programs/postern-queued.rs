@@ -1,4 +1,4 @@
-//! postern-queued: the resident form of postern-queue (see lib/queued.rs).
+//! postern-queued: the resident form of postern-queue (see lib/queue/daemon.rs).
 //!
 //! Started by postern-start. Becomes postern-q if started as root, binds
 //! `run/queue/submit` and serves until killed. If it cannot start, it says why

@@ -1,7 +1,7 @@
 //! postern-rspawn: runs remote deliveries for postern-send.
 //!
 //! fd 0 and fd 1 are one Unix socket from postern-start: spawn requests come in
-//! with the queue file attached, results go out (lib/spawn.rs). Runs as postern-r;
+//! with the queue file attached, results go out (lib/send/spawn.rs). Runs as postern-r;
 //! parses only the spawn protocol and postern-remote's reports.
 
 use postern::os::home::Home;

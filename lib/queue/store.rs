@@ -55,7 +55,7 @@ impl Queue {
 
     /// Create the directories and the trigger (install and instance create).
     pub fn create_dirs(&self) -> io::Result<()> {
-        for d in [self.root.clone(), self.tmp(), self.new_dir(), self.mess(), self.free(), self.root.join("lock")] {
+        for d in [self.root.clone(), self.tmp(), self.new_dir(), self.mess(), self.free(), self.bad(), self.root.join("lock")] {
             fs::create_dir_all(&d)?;
         }
         let t = self.trigger_path();

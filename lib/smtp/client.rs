@@ -1,9 +1,9 @@
 //! The SMTP client: one message to the recipients of one domain, with
 //! qmail-remote's interface (see programs/postern-remote.rs).
 //!
-//! The order of work: find the hosts (lib/mx.rs), pick the source address and
+//! The order of work: find the hosts (lib/smtp/mx.rs), pick the source address and
 //! HELO name by the sender's domain and the TLS policy by the recipients' domain
-//! (lib/outgoing.rs), then try each host until one takes the transaction.
+//! (lib/smtp/outgoing.rs), then try each host until one takes the transaction.
 //! Until MAIL FROM has been sent a failure moves on to the next host (connection
 //! refused or timed out, a greeting or EHLO/HELO that is not 2xx, TLS that policy
 //! requires and that failed). From MAIL FROM on, what the host says is the

@@ -664,7 +664,7 @@ impl Hops {
 }
 
 /// The whole of postern-smtpd after it starts, whether exec'd or forked by
-/// postern-listen (which runs it without an exec: see lib/listen.rs): become
+/// postern-listen (which runs it without an exec: see lib/net/listen.rs): become
 /// postern-d if root, load the configuration, run the session on fds 0 and 1.
 /// Returns the exit code: 0 after QUIT, 1 when the session ended otherwise, 111
 /// when it could not start.
