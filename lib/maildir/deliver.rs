@@ -4,11 +4,13 @@
 //! several hosts into one shared tree never collide. A crash before the fsync of
 //! new/ may lose the link but never leaves a partial file in new/.
 
+use super::name::crlf_size;
 use crate::error::{Classify, Kind};
+use crate::os::fs::{each_chunk, ChunkError};
 use crate::status::Status;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -103,19 +105,16 @@ fn write_all(f: &mut File, tmp: &Path, prefix: &[u8], message: &mut File) -> Res
     message.seek(SeekFrom::Start(0)).map_err(MaildirError::Message)?;
     f.write_all(prefix).map_err(|e| io_err(tmp, e))?;
     let mut prev_cr = false;
-    let (mut size, mut wire) = (prefix.len() as u64, crate::maildir::name::crlf_size(prefix, &mut prev_cr));
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match message.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(MaildirError::Message(e)),
-        };
-        f.write_all(&buf[..n]).map_err(|e| io_err(tmp, e))?;
-        size += n as u64;
-        wire += crate::maildir::name::crlf_size(&buf[..n], &mut prev_cr);
-    }
+    let mut wire = crlf_size(prefix, &mut prev_cr);
+    let size = prefix.len() as u64
+        + each_chunk(message, |chunk| {
+            wire += crlf_size(chunk, &mut prev_cr);
+            f.write_all(chunk).map_err(|e| io_err(tmp, e))
+        })
+        .map_err(|e| match e {
+            ChunkError::Read(e) => MaildirError::Message(e),
+            ChunkError::Use(e) => e,
+        })?;
     f.sync_all().map_err(|e| io_err(tmp, e))?;
     Ok((size, wire))
 }

@@ -83,31 +83,30 @@ impl FdPair {
     }
 }
 
+/// Wait until `fd` is ready for `flags` (at most `timeout`), then run `op`,
+/// again after EINTR, and after waiting again on EAGAIN (a descriptor shared
+/// with another process may be non-blocking).
+fn when_ready(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Duration, mut op: impl FnMut() -> nix::Result<usize>) -> io::Result<usize> {
+    wait(fd, flags, timeout)?;
+    loop {
+        match op() {
+            Ok(n) => return Ok(n),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => wait(fd, flags, timeout)?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 impl Read for FdPair {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        wait(self.rfd.as_fd(), PollFlags::POLLIN, self.timeout)?;
-        loop {
-            match nix::unistd::read(self.rfd.as_raw_fd(), buf) {
-                Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(nix::errno::Errno::EAGAIN) => wait(self.rfd.as_fd(), PollFlags::POLLIN, self.timeout)?,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        when_ready(self.rfd.as_fd(), PollFlags::POLLIN, self.timeout, || nix::unistd::read(self.rfd.as_raw_fd(), buf))
     }
 }
 
 impl Write for FdPair {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        wait(self.wfd.as_fd(), PollFlags::POLLOUT, self.timeout)?;
-        loop {
-            match nix::unistd::write(self.wfd.as_fd(), buf) {
-                Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(nix::errno::Errno::EAGAIN) => wait(self.wfd.as_fd(), PollFlags::POLLOUT, self.timeout)?,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        when_ready(self.wfd.as_fd(), PollFlags::POLLOUT, self.timeout, || nix::unistd::write(self.wfd.as_fd(), buf))
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

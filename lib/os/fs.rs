@@ -60,10 +60,49 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
     replace_with(path, mode, |tmp| OpenOptions::new().write(true).truncate(true).open(tmp)?.write_all(content))
 }
 
+/// How `each_chunk` failed: reading the input, or what was done with a chunk.
+#[derive(Debug)]
+pub enum ChunkError<E> {
+    Read(io::Error),
+    Use(E),
+}
+
+/// Read `input` to its end in chunks of 64 KiB, handing each to `f` (the way
+/// every message is streamed: into the queue, into a Maildir, to the queue
+/// program). Returns the bytes read.
+pub fn each_chunk<E>(input: &mut dyn io::Read, mut f: impl FnMut(&[u8]) -> Result<(), E>) -> Result<u64, ChunkError<E>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => {
+                f(&buf[..n]).map_err(ChunkError::Use)?;
+                total += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ChunkError::Read(e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn chunks_cover_the_input_and_errors_say_which_side() {
+        let data = vec![7u8; 200 * 1024];
+        let mut seen = 0;
+        let n = each_chunk(&mut &data[..], |c| -> Result<(), ()> {
+            seen += c.len();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((n, seen), (data.len() as u64, data.len()));
+        assert!(matches!(each_chunk(&mut &data[..], |_| Err("full")), Err(ChunkError::Use("full"))));
+    }
 
     #[test]
     fn replaces_whole_files_and_leaves_no_temporary() {

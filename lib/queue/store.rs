@@ -3,6 +3,7 @@
 //! free/ for reuse, and cleaning up. mod.rs writes the protocol down.
 
 use super::format::{trailer, Envelope, Id, QueueError, MAX_ENVELOPE, TRAILER_LEN};
+use crate::os::fs::{each_chunk, ChunkError};
 use crate::os::home::Home;
 use crate::os::time::now;
 use std::fs::{self, File, OpenOptions};
@@ -159,18 +160,11 @@ impl Queue {
         let werr = |e: io::Error| QueueError::Write(path.to_path_buf(), e);
         let mut w = io::BufWriter::with_capacity(64 * 1024, &mut *f);
         w.write_all(received).map_err(werr)?;
-        let mut len = received.len() as u64;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match message.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(QueueError::Read(format!("message: {e}"))),
-            };
-            w.write_all(&buf[..n]).map_err(werr)?;
-            len += n as u64;
-        }
+        let len = received.len() as u64
+            + each_chunk(message, |chunk| w.write_all(chunk)).map_err(|e| match e {
+                ChunkError::Read(e) => QueueError::Read(format!("message: {e}")),
+                ChunkError::Use(e) => werr(e),
+            })?;
         let mut env = Vec::new();
         envelope.take(MAX_ENVELOPE as u64 + 1).read_to_end(&mut env).map_err(|e| QueueError::Read(format!("envelope: {e}")))?;
         if env.len() > MAX_ENVELOPE {

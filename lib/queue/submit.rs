@@ -7,7 +7,7 @@ use crate::error::{Classify, Kind};
 use crate::os::home::Home;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 pub mod exit {
@@ -199,17 +199,14 @@ impl Submission {
 /// `message` fails, nothing is queued.
 pub fn submit(home: &Home, message: &mut dyn Read, envelope: &Envelope) -> Result<(), SubmitError> {
     let mut sub = Submission::start(home)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match message.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => sub.write(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                sub.abort();
-                return Err(SubmitError { code: exit::READ, detail: format!("reading the message: {e}") });
-            }
-        }
+    // Writing never fails here: a queue program that gave up says why in its exit code.
+    let copied = crate::os::fs::each_chunk(message, |chunk| -> Result<(), std::convert::Infallible> {
+        sub.write(chunk);
+        Ok(())
+    });
+    if let Err(crate::os::fs::ChunkError::Read(e)) = copied {
+        sub.abort();
+        return Err(SubmitError { code: exit::READ, detail: format!("reading the message: {e}") });
     }
     sub.commit(envelope)
 }
