@@ -8,6 +8,8 @@ use std::fmt;
 /// path; we allow more for old systems but refuse anything a line cannot hold).
 pub const MAX_LEN: usize = 900;
 
+const DOUBLE_BOUNCE: &str = "#@[]";
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Address(String);
 
@@ -48,6 +50,16 @@ impl Address {
 
     pub fn null() -> Address {
         Address(String::new())
+    }
+
+    /// `#@[]`, qmail's sender of bounces of bounces: mail from it is never
+    /// bounced again (nor answered).
+    pub fn double_bounce() -> Address {
+        Address(DOUBLE_BOUNCE.to_string())
+    }
+
+    pub fn is_double_bounce(&self) -> bool {
+        self.0 == DOUBLE_BOUNCE
     }
 
     pub fn is_null(&self) -> bool {

@@ -12,7 +12,6 @@
 use super::control::{Control, ControlError};
 use super::settings;
 use crate::address::Address;
-use crate::users::Users;
 use std::collections::HashSet;
 
 /// Where a recipient goes, and as what address.
@@ -78,12 +77,12 @@ impl Routing {
         find("")
     }
 
-    /// Decide local or remote. `users` answers whether a domain is virtual; without
-    /// it (the database is unreadable) no domain is.
-    pub fn route(&self, users: Option<&mut Users>, rcpt: &Address) -> Route {
+    /// Decide local or remote. `is_virtual` says whether a (lower-case) domain
+    /// hosts virtual users (users/vdomains, through users::Users).
+    pub fn route(&self, is_virtual: &mut dyn FnMut(&str) -> bool, rcpt: &Address) -> Route {
         let addr = rcpt.with_default_domain(&self.envnoathost);
         let domain = addr.domain_lower().unwrap_or_default();
-        if self.locals.contains(&domain) || users.is_some_and(|u| u.is_virtual_domain(&domain)) {
+        if self.locals.contains(&domain) || is_virtual(&domain) {
             return Route::Local(addr);
         }
         match self.virtual_prefix(&addr, &domain) {
@@ -115,13 +114,13 @@ mod tests {
             "mx.example",
         );
         let local = |s: &str| Route::Local(a(s));
-        assert_eq!(r.route(None, &a("bob@MX.example")), local("bob@MX.example"));
-        assert_eq!(r.route(None, &a("bob")), local("bob@mx.example"));
-        assert_eq!(r.route(None, &a("bob@virt.example")), local("joe-bob@virt.example"));
-        assert_eq!(r.route(None, &a("x@a.sub.example")), local("subs-x@a.sub.example"));
-        assert_eq!(r.route(None, &a("One@Other.example")), local("solo-One@Other.example"));
-        assert_eq!(r.route(None, &a("two@other.example")), Route::Remote(a("two@other.example")));
-        assert_eq!(r.route(None, &a("x@not.sub.example")), Route::Remote(a("x@not.sub.example")));
-        assert_eq!(r.route(None, &a("x@elsewhere.example")), Route::Remote(a("x@elsewhere.example")));
+        assert_eq!(r.route(&mut |_| false, &a("bob@MX.example")), local("bob@MX.example"));
+        assert_eq!(r.route(&mut |_| false, &a("bob")), local("bob@mx.example"));
+        assert_eq!(r.route(&mut |_| false, &a("bob@virt.example")), local("joe-bob@virt.example"));
+        assert_eq!(r.route(&mut |_| false, &a("x@a.sub.example")), local("subs-x@a.sub.example"));
+        assert_eq!(r.route(&mut |_| false, &a("One@Other.example")), local("solo-One@Other.example"));
+        assert_eq!(r.route(&mut |_| false, &a("two@other.example")), Route::Remote(a("two@other.example")));
+        assert_eq!(r.route(&mut |_| false, &a("x@not.sub.example")), Route::Remote(a("x@not.sub.example")));
+        assert_eq!(r.route(&mut |_| false, &a("x@elsewhere.example")), Route::Remote(a("x@elsewhere.example")));
     }
 }

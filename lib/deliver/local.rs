@@ -246,7 +246,8 @@ pub fn rpline(sender: &str) -> String {
 /// qmail-local's NEWSENDER: the sender, or LOCAL-owner@HOST when a
 /// `.qmail-EXT-owner` file exists (with VERP if `-owner-default` exists too).
 pub fn newsender(p: &Params) -> String {
-    if p.sender.is_empty() || p.sender == "#@[]" || !dotqmail::exists(&p.homedir, &p.dash, &p.ext, "-owner") {
+    let bounce = p.sender.is_empty() || Address::parse(p.sender.as_bytes()).is_ok_and(|a| a.is_double_bounce());
+    if bounce || !dotqmail::exists(&p.homedir, &p.dash, &p.ext, "-owner") {
         return p.sender.clone();
     }
     if dotqmail::exists(&p.homedir, &p.dash, &p.ext, "-owner-default") {

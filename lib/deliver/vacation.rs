@@ -101,7 +101,7 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, VacationError> {
 
 /// Whether the sender is a robot or list by its address alone.
 pub fn robot_sender(sender: &Address) -> bool {
-    if sender.is_null() || sender.as_str() == crate::send::scheduler::DOUBLE_BOUNCE_SENDER {
+    if sender.is_null() || sender.is_double_bounce() {
         return true;
     }
     let local = sender.local().to_ascii_lowercase();

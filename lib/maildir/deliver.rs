@@ -96,7 +96,7 @@ pub fn deliver(maildir: &Path, prefix: &[u8], message: &mut File) -> Result<Path
     let _ = fs::remove_file(&tmp);
     r?;
     // The link is the commit point; new/ must reach the disk before we say done.
-    File::open(&newdir).and_then(|d| d.sync_all()).map_err(|e| io_err(&newdir, e))?;
+    crate::os::fs::sync_dir(&newdir).map_err(|e| io_err(&newdir, e))?;
     Ok(dst)
 }
 

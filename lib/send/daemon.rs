@@ -224,7 +224,7 @@ impl Daemon {
                     None
                 }
             });
-            routing.route(u.as_mut(), a)
+            routing.route(&mut |d| u.as_mut().is_some_and(|u| u.is_virtual_domain(d)), a)
         };
         self.sched.dispatch(now(), &mut route);
         self.act();

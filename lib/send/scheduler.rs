@@ -44,8 +44,6 @@ use crate::status::Status;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
-/// The sender of bounces of bounces.
-pub const DOUBLE_BOUNCE_SENDER: &str = "#@[]";
 /// How long before a queue file that could not be read is read again.
 pub const RELOAD_DELAY: u64 = 60;
 
@@ -582,13 +580,12 @@ impl Scheduler {
     /// Who a bounce of a message from `sender` goes to, and from whom; Err when
     /// it is discarded (and why).
     fn bounce_route(&self, sender: &Address) -> Result<(Address, Address), &'static str> {
-        let double = Address::parse(DOUBLE_BOUNCE_SENDER.as_bytes()).expect("a valid address");
-        if *sender == double {
+        if sender.is_double_bounce() {
             return Err("triple bounce");
         }
         if sender.is_null() {
             return match &self.policy.doublebounce {
-                Some(to) => Ok((to.clone(), double)),
+                Some(to) => Ok((to.clone(), Address::double_bounce())),
                 None => Err("double bounce (doublebounceto is empty)"),
             };
         }

@@ -401,7 +401,7 @@ impl<'a> Smtpd<'a> {
             }
         }
         let users = self.users.as_mut().expect("opened above");
-        match self.cfg.routing.route(Some(users), rcpt) {
+        match self.cfg.routing.route(&mut |d| users.is_virtual_domain(d), rcpt) {
             Route::Local(addr) => match local_exists(users, &addr) {
                 Ok(true) => (250, Status::RECIPIENT_OK, "recipient ok".into()),
                 Ok(false) => (550, Status::NO_MAILBOX, format!("<{rcpt}>: no mailbox here by that name")),
