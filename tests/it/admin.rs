@@ -1,16 +1,12 @@
 //! postern-admin: users and domains, users/cdb and its lookups, the queue views,
 //! and showctl.
 
-use crate::harness::*;
+use crate::fixture::*;
 use postern::queue::QueueFile;
 use postern::users::{self, Users};
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-fn lib_home(home: &Home) -> postern::os::home::Home {
-    postern::os::home::Home::at(home.path())
-}
 
 fn ok(o: &std::process::Output) -> String {
     assert_eq!(o.status.code(), Some(0), "{}", text(o));
@@ -62,7 +58,7 @@ fn users_and_domains() {
     assert!(list.contains("alice@v.example") && list.contains("bob@v.example"), "{list}");
 
     // Lookups on the result, through the library the spawner uses.
-    let mut u = Users::open(&lib_home(&home)).unwrap();
+    let mut u = Users::open(&home.lib()).unwrap();
     assert!(u.is_virtual_domain("v.EXAMPLE"));
     let t = u.lookup("alice", "v.example").unwrap().unwrap();
     assert_eq!((t.user.as_str(), t.home.clone(), t.dash.as_str(), t.ext.as_str()), ("alice@v.example", mailbox.clone(), "", ""));
@@ -76,7 +72,7 @@ fn users_and_domains() {
     assert_eq!(bob.home, home.join("elsewhere/bob"));
 
     ok(&home.run("postern-admin", &["user", "passwd", "bob@v.example", "--password", "new"], b""));
-    let mut u = Users::open(&lib_home(&home)).unwrap();
+    let mut u = Users::open(&home.lib()).unwrap();
     assert!(users::password::check_password("new", &u.virtual_user("bob@v.example").unwrap().hash));
 
     let o = home.run("postern-admin", &["domain", "del", "v.example"], b"");
@@ -87,7 +83,7 @@ fn users_and_domains() {
     assert!(mailbox.join("Maildir/new").is_dir(), "the mailbox stays");
     let o = home.run("postern-admin", &["user", "del", "alice@v.example"], b"");
     assert_eq!(o.status.code(), Some(100), "{}", text(&o));
-    let mut u = Users::open(&lib_home(&home)).unwrap();
+    let mut u = Users::open(&home.lib()).unwrap();
     assert!(u.virtual_user("alice@v.example").is_none());
     assert!(u.virtual_user("bob@v.example").is_some());
     let list = ok(&home.run("postern-admin", &["user", "list"], b""));
@@ -104,7 +100,7 @@ fn rebuild_assign_and_errors() {
     .unwrap();
     let out = ok(&home.run("postern-admin", &["rebuild"], b""));
     assert!(out.starts_with("3 records"), "{out}");
-    let mut u = Users::open(&lib_home(&home)).unwrap();
+    let mut u = Users::open(&home.lib()).unwrap();
     let t = u.lookup("PostMaster", "test.example").unwrap().unwrap();
     assert_eq!((t.user.as_str(), t.uid, t.ext.as_str()), ("pm", 2001, ""));
     let t = u.lookup("list-dev-subscribe", "test.example").unwrap().unwrap();
@@ -118,14 +114,14 @@ fn rebuild_assign_and_errors() {
     assert_eq!(o.status.code(), Some(111), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("users/assign line 2") && err.contains("\"one\""), "{err}");
-    let mut u = Users::open(&lib_home(&home)).unwrap();
+    let mut u = Users::open(&home.lib()).unwrap();
     assert!(u.lookup("postmaster", "test.example").unwrap().is_some());
 }
 
 #[test]
 fn a_half_written_cdb_is_never_seen() {
     let home = Home::new("admin-atomic");
-    let h = lib_home(&home);
+    let h = home.lib();
     // Many records, so a rebuild takes a while and a torn file would show.
     let mut assign: String = (0..3000).map(|i| format!("=user{i}:u{i}:{}:{}:/home/u{i}:::\n", 3000 + i, 3000 + i)).collect();
     assign.push_str("=target:target:1234:1234:/home/target:::\n.\n");
@@ -152,7 +148,7 @@ fn a_half_written_cdb_is_never_seen() {
     assert!(lookups >= 100);
 }
 
-/// Queue a message with postern-sendmail; returns nothing, the harness counts.
+/// Queue a message with postern-sendmail.
 fn send(home: &Home, args: &[&str], msg: &[u8]) {
     let o = home.run("postern-sendmail", args, msg);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

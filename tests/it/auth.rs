@@ -2,7 +2,7 @@
 //! and environment it hands on, misuse, the library's client side, and popup
 //! working with a checkpassword program that is not ours.
 
-use crate::harness::*;
+use crate::fixture::*;
 use postern::auth::checkpassword;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -110,15 +110,15 @@ fn virtual_users_right_wrong_unknown_and_what_prog_gets() {
     assert_eq!(run_auth(&auth, h.path(), b"old@v.test\0old pW\0\0", &prog), Some(1));
 
     // The library's client side, as SMTP AUTH uses it.
-    assert!(checkpassword::check_with(&postern::os::home::Home::at(h.path()), &auth, "ann@v.test", "s3cret pw").unwrap());
-    assert!(!checkpassword::check_with(&postern::os::home::Home::at(h.path()), &auth, "ann@v.test", "nope").unwrap());
-    assert!(!checkpassword::check_with(&postern::os::home::Home::at(h.path()), &auth, "who@v.test", "s3cret pw").unwrap());
+    assert!(checkpassword::check_with(&h.lib(), &auth, "ann@v.test", "s3cret pw").unwrap());
+    assert!(!checkpassword::check_with(&h.lib(), &auth, "ann@v.test", "nope").unwrap());
+    assert!(!checkpassword::check_with(&h.lib(), &auth, "who@v.test", "s3cret pw").unwrap());
 
     // An unreadable password database is a temporary failure, not a wrong login.
     fs::remove_file(h.join("users/passwd.cdb")).unwrap();
     fs::create_dir(h.join("users/passwd.cdb")).unwrap();
     assert_eq!(run_auth(&auth, h.path(), b"ann@v.test\0s3cret pw\0\0", &prog), Some(111));
-    assert!(checkpassword::check_with(&postern::os::home::Home::at(h.path()), &auth, "ann@v.test", "s3cret pw").is_err());
+    assert!(checkpassword::check_with(&h.lib(), &auth, "ann@v.test", "s3cret pw").is_err());
 }
 
 #[test]
@@ -136,11 +136,9 @@ fn misuse_exits_2() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn unix_users_by_shadow_with_their_groups() {
-    if !is_root() {
-        eprintln!("skipped: creating a Unix user needs root");
-        return;
-    }
+    require_root();
     let name = format!("pstu{}", std::process::id() % 100000);
     let group = format!("pstg{}", std::process::id() % 100000);
     let run = |c: &[&str]| {

@@ -2,7 +2,7 @@
 //! while 500 messages are injected. After a restart every message whose injection
 //! returned 0 is delivered at least once, and none reaches the wrong mailbox.
 
-use crate::harness::*;
+use crate::fixture::*;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,8 +44,6 @@ fn sigkill_at_random_moments_loses_nothing() {
         std::thread::spawn(move || {
             let mut rng = Rng(seed);
             let mut kills = [0usize; 3];
-            let dir = i.path().to_str().unwrap().to_string();
-            let script = repo().join("scripts/instance");
             let mut next_send_kill = Instant::now() + Duration::from_millis(300 + rng.next() % 700);
             while !done.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(rng.next() % 5));
@@ -61,8 +59,8 @@ fn sigkill_at_random_moments_loses_nothing() {
                 if which == 0 {
                     // Play supervisor: without send, postern-start stops the rest;
                     // start the instance again.
-                    let _ = std::process::Command::new(&script).args(["stop", &dir]).output();
-                    let _ = std::process::Command::new(&script).args(["start", &dir]).output();
+                    let _ = i.script("stop");
+                    let _ = i.script("start");
                     next_send_kill = Instant::now() + Duration::from_millis(200 + rng.next() % 600);
                 }
             }
@@ -99,7 +97,7 @@ fn sigkill_at_random_moments_loses_nothing() {
     i.start();
     let deadline = Instant::now() + Duration::from_secs(120);
     while i.queued() > 0 {
-        assert!(Instant::now() < deadline, "queue did not drain: {} left\n{}", i.queued(), i.log());
+        assert!(Instant::now() < deadline, "queue did not drain: {} left\n{}", i.queued(), i.send_log());
         i.flush();
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -115,5 +113,5 @@ fn sigkill_at_random_moments_loses_nothing() {
         }
     }
     let lost: Vec<_> = accepted.iter().filter(|n| !seen.contains(n)).collect();
-    assert!(lost.is_empty(), "accepted but never delivered: {lost:?}\nlog:\n{}", i.log());
+    assert!(lost.is_empty(), "accepted but never delivered: {lost:?}\nlog:\n{}", i.send_log());
 }

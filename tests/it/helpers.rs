@@ -1,12 +1,11 @@
 //! The qmail helper programs, each run from a dot-file line by the real
 //! postern-local, so they see exactly the environment and fd 0 they get in use.
 
-use crate::harness::*;
-use crate::local::{code, out, prefix, User, MSG1, SENDER};
+use crate::fixture::*;
 
 #[test]
 fn forward_queues_with_dtline_and_newsender() {
-    let u = User::new("helpers-forward");
+    let u = LocalUser::new("helpers-forward");
     u.dot(".qmail-f", &format!("|{} bob@x.example carol@y.example\n./Maildir/\n", u.bin("postern-forward")));
     let o = u.deliver("f", MSG1);
     assert_eq!(code(&o), Some(0), "{}", text(&o));
@@ -22,7 +21,7 @@ fn forward_queues_with_dtline_and_newsender() {
 
 #[test]
 fn preline_adds_the_three_lines() {
-    let u = User::new("helpers-preline");
+    let u = LocalUser::new("helpers-preline");
     let p = u.bin("postern-preline");
     u.dot(".qmail", &format!("|{p} /bin/sh -c 'cat > all.out'\n|{p} -fr /bin/sh -c 'cat > dt.out'\n|{p} -d -f cat\n"));
     let o = u.deliver("", MSG1);
@@ -39,7 +38,7 @@ fn preline_adds_the_three_lines() {
 
 #[test]
 fn condredirect_redirects_only_on_success() {
-    let u = User::new("helpers-condredirect");
+    let u = LocalUser::new("helpers-condredirect");
     let c = u.bin("postern-condredirect");
     u.dot(".qmail", &format!("|{c} boss@x.example grep -q URGENT\n./Maildir/\n"));
     // No match: the program exits 1, condredirect 0, delivery goes on.
@@ -63,16 +62,16 @@ fn condredirect_redirects_only_on_success() {
 
 #[test]
 fn bouncesaying_always_or_when_the_program_says_so() {
-    let u = User::new("helpers-bounce");
+    let u = LocalUser::new("helpers-bounce");
     let b = u.bin("postern-bouncesaying");
     u.dot(".qmail-gone", &format!("|{b} '5.1.6 This address is no longer in use.'\n./Maildir/\n"));
     let o = u.deliver("gone", MSG1);
     assert_eq!(code(&o), Some(100), "{}", text(&o));
-    assert!(out(&o).contains("This address is no longer in use."), "{}", text(&o));
+    assert!(stdout(&o).contains("This address is no longer in use."), "{}", text(&o));
     u.dot(".qmail", &format!("|{b} 'No spam here.' grep -q SPAM\n./Maildir/\n"));
     let o = u.deliver("", b"Subject: SPAM\n\nbuy\n");
     assert_eq!(code(&o), Some(100), "{}", text(&o));
-    assert!(out(&o).contains("No spam here."), "{}", text(&o));
+    assert!(stdout(&o).contains("No spam here."), "{}", text(&o));
     let o = u.deliver("", MSG1);
     assert_eq!(code(&o), Some(0), "{}", text(&o));
     assert_eq!(u.maildir().len(), 1);
@@ -80,7 +79,7 @@ fn bouncesaying_always_or_when_the_program_says_so() {
 
 #[test]
 fn except_inverts_success_and_bounce() {
-    let u = User::new("helpers-except");
+    let u = LocalUser::new("helpers-except");
     let e = u.bin("postern-except");
     u.dot(".qmail-a", &format!("|{e} /bin/true\n./Maildir/\n"));
     u.dot(".qmail-b", &format!("|{e} /bin/sh -c 'exit 100'\n./Maildir/\n"));
@@ -92,8 +91,8 @@ fn except_inverts_success_and_bounce() {
     assert_eq!(u.maildir().len(), 1);
 }
 
-fn vacation_user(tag: &str) -> User {
-    let u = User::new(tag);
+fn vacation_user(tag: &str) -> LocalUser {
+    let u = LocalUser::new(tag);
     std::fs::write(u.dir.join("vacation.txt"), "I am away until Monday.\n").unwrap();
     u.dot(".qmail", &format!("|{} -d vac.db vacation.txt\n./Maildir/\n", u.bin("postern-vacation")));
     u

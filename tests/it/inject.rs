@@ -1,7 +1,7 @@
 //! postern-sendmail and postern-inject: recipients, header completion, line ends,
 //! the "." ending, and queue filters named by $QMAILQUEUE / $POSTERN_QUEUE.
 
-use crate::harness::*;
+use crate::fixture::*;
 use postern::queue::QueueFile;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -30,15 +30,8 @@ fn run_as_tester(home: &Home, program: &str, args: &[&str], stdin: &[u8]) -> Out
     run_with_input(c.args(args), stdin)
 }
 
-/// The messages in queue/new, opened.
-fn queued_files(home: &Home) -> Vec<QueueFile> {
-    let mut paths: Vec<_> = fs::read_dir(home.join("queue/new")).unwrap().map(|e| e.unwrap().path()).collect();
-    paths.sort();
-    paths.iter().map(|p| QueueFile::open(p, false).unwrap()).collect()
-}
-
 fn only_message(home: &Home) -> (QueueFile, String) {
-    let mut files = queued_files(home);
+    let mut files = home.queue_files();
     assert_eq!(files.len(), 1, "exactly one queued message expected");
     let f = files.remove(0);
     let m = String::from_utf8(f.read_message().unwrap()).unwrap();

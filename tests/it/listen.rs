@@ -1,86 +1,18 @@
 //! postern-listen on its own: environment, limits, rules, privileges, IPv6,
 //! SIGTERM, the rules compiler.
 
-use crate::harness::*;
+use crate::fixture::*;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-/// A running postern-listen on a kernel-chosen port, its log in a file.
-struct Listen {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Listen {
-    fn start(dir: &Path, args: &[&str], host: &str, program: &[&str]) -> Listen {
-        let log = dir.join(format!("listen-{}.log", fs::read_dir(dir).unwrap().count()));
-        let mut child = Command::new(bin("postern-listen"))
-            .args(args)
-            .args([host, "0"])
-            .args(program)
-            .stderr(Stdio::from(fs::File::create(&log).unwrap()))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let port = wait_for(10, "postern-listen: ready", || {
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!("postern-listen exited {st}: {}", fs::read_to_string(&log).unwrap());
-            }
-            let text = fs::read_to_string(&log).unwrap();
-            let line = text.lines().find(|l| l.contains("postern-listen: ready on "))?;
-            line.rsplit(':').next()?.parse::<u16>().ok()
-        });
-        Listen { child, port, log }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap()
-    }
-
-    fn connect(&self, host: &str) -> TcpStream {
-        let s = TcpStream::connect((host, self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s
-    }
-
-    /// What the program writes, for a client connecting from `source` (a
-    /// loopback address other than 127.0.0.1; std cannot bind before connect).
-    fn output_from(&self, source: &str) -> String {
-        let script = format!(
-            "import socket,sys\ns=socket.create_connection(('127.0.0.1',{}),timeout=10,source_address=('{source}',0))\nd=b''\nwhile True:\n  b=s.recv(4096)\n  if not b: break\n  d+=b\nsys.stdout.write(d.decode())",
-            self.port
-        );
-        let out = Command::new("python3").args(["-c", &script]).output().unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Everything the program writes before closing.
-    fn output(&self, host: &str) -> String {
-        let mut s = String::new();
-        let _ = self.connect(host).read_to_string(&mut s);
-        s
-    }
-}
-
-impl Drop for Listen {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command;
 
 const SHOW_ENV: &[&str] = &["/bin/sh", "-c", "echo \"$PROTO $TCPREMOTEIP $TCPLOCALIP $TCPLOCALPORT ${TCPREMOTEPORT:+port} ${RELAYCLIENT-unset} $(id -u) $(grep SigBlk /proc/self/status | tr -d '\\t')\""];
 
 #[test]
 fn runs_the_program_per_connection_with_the_tcp_environment() {
     let d = TempDir::new("listen-env");
-    let l = Listen::start(d.path(), &[], "127.0.0.1", SHOW_ENV);
+    let l = Listener::start(d.path(), &[], "127.0.0.1", SHOW_ENV);
     let out = l.output("127.0.0.1");
     let uid = nix::unistd::geteuid().as_raw();
     assert_eq!(out.trim(), format!("TCP 127.0.0.1 127.0.0.1 {} port unset {uid} SigBlk:0000000000000000", l.port));
@@ -95,7 +27,7 @@ fn runs_the_program_per_connection_with_the_tcp_environment() {
 #[test]
 fn listens_on_ipv6() {
     let d = TempDir::new("listen-v6");
-    let l = Listen::start(d.path(), &[], "::1", &["/bin/sh", "-c", "echo \"$TCPREMOTEIP\""]);
+    let l = Listener::start(d.path(), &[], "::1", &["/bin/sh", "-c", "echo \"$TCPREMOTEIP\""]);
     assert_eq!(l.output("::1").trim(), "::1");
 }
 
@@ -108,7 +40,7 @@ fn rules_deny_allow_and_set_variables() {
     let out = Command::new(bin("postern-listen")).arg("-X").arg(&src).arg(&cdb).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 rules compiled"), "{}", text(&out));
-    let l = Listen::start(d.path(), &["-x", cdb.to_str().unwrap()], "0", SHOW_ENV);
+    let l = Listener::start(d.path(), &["-x", cdb.to_str().unwrap()], "0", SHOW_ENV);
     let out = l.output("127.0.0.1");
     assert!(out.starts_with("TCP 127.0.0.1 127.0.0.1") && out.contains(" port  "), "RELAYCLIENT set and empty: {out:?}");
     // 127.0.0.2 is denied: the connection closes with nothing said.
@@ -144,7 +76,7 @@ fn bad_rules_and_arguments_are_named() {
 }
 
 /// Hold connections open until each has its program running.
-fn hold(l: &Listen, n: usize) -> Vec<BufReader<TcpStream>> {
+fn hold(l: &Listener, n: usize) -> Vec<BufReader<TcpStream>> {
     (0..n)
         .map(|_| {
             let mut r = BufReader::new(l.connect("127.0.0.1"));
@@ -160,7 +92,7 @@ fn hold(l: &Listen, n: usize) -> Vec<BufReader<TcpStream>> {
 fn per_address_and_total_limits_close_extra_connections() {
     let d = TempDir::new("listen-limits");
     let prog = ["/bin/sh", "-c", "echo hi; read x"];
-    let l = Listen::start(d.path(), &["-C", "2"], "127.0.0.1", &prog);
+    let l = Listener::start(d.path(), &["-C", "2"], "127.0.0.1", &prog);
     let held = hold(&l, 2);
     assert_eq!(l.output("127.0.0.1"), "", "a third connection from one address is closed");
     assert!(l.log().contains("refused 127.0.0.1:") && l.log().contains("(-C)"), "{}", l.log());
@@ -169,7 +101,7 @@ fn per_address_and_total_limits_close_extra_connections() {
     wait_for(5, "both children reaped", || (l.log().matches("postern-listen: end ").count() >= 2).then_some(()));
     let _again = hold(&l, 2);
 
-    let l = Listen::start(d.path(), &["-c", "1"], "0", &prog);
+    let l = Listener::start(d.path(), &["-c", "1"], "0", &prog);
     let _one = hold(&l, 1);
     assert_eq!(l.output_from("127.0.0.2"), "", "the total counts every address");
     assert!(l.log().contains("refused 127.0.0.2:") && l.log().contains("(-c)"), "{}", l.log());
@@ -178,7 +110,7 @@ fn per_address_and_total_limits_close_extra_connections() {
 #[test]
 fn sigterm_stops_accepting_and_running_connections_finish() {
     let d = TempDir::new("listen-term");
-    let mut l = Listen::start(d.path(), &[], "127.0.0.1", &["/bin/sh", "-c", "echo hi; read x; echo bye"]);
+    let mut l = Listener::start(d.path(), &[], "127.0.0.1", &["/bin/sh", "-c", "echo hi; read x; echo bye"]);
     let mut held = hold(&l, 1);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(l.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let st = l.child.wait().unwrap();
@@ -192,14 +124,12 @@ fn sigterm_stops_accepting_and_running_connections_finish() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn drops_to_the_user_given_with_u_after_binding() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     service_users();
     let d = TempDir::new("listen-user");
-    let l = Listen::start(d.path(), &["-u", "postern-d"], "127.0.0.1", &["/bin/sh", "-c", "id -u; id -G"]);
+    let l = Listener::start(d.path(), &["-u", "postern-d"], "127.0.0.1", &["/bin/sh", "-c", "id -u; id -G"]);
     let uid = uid_of("postern-d").unwrap();
     let gid = nix::unistd::User::from_name("postern-d").unwrap().unwrap().gid.as_raw();
     assert_eq!(l.output("127.0.0.1"), format!("{uid}\n{gid}\n"), "only the user's own group");

@@ -1,99 +1,11 @@
-//! postern-local run directly, as postern-lspawn runs it: a fake user's home
-//! inside a test home, the message on fd 0 as a real (seekable) file.
+//! postern-local run directly, as postern-lspawn runs it (fixture::LocalUser):
+//! dot-qmail files, the environment, exit codes, mbox, forwards.
 
-use crate::harness::*;
-use std::fs::{self, File};
+use crate::fixture::*;
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-pub const SENDER: &str = "s@sender.example";
-
-/// A test home with one user directory `u/` holding an empty Maildir.
-pub struct User {
-    pub home: Home,
-    pub dir: PathBuf,
-}
-
-static MSG: AtomicUsize = AtomicUsize::new(0);
-
-impl User {
-    pub fn new(tag: &str) -> User {
-        let home = Home::new(tag);
-        let dir = home.join("u");
-        make_maildir(&dir.join("Maildir"));
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        User { home, dir }
-    }
-
-    /// Write a dot file (".qmail", ".qmail-foo", ...).
-    pub fn dot(&self, name: &str, content: &str) -> &User {
-        let p = self.dir.join(name);
-        fs::write(&p, content).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
-        self
-    }
-
-    /// The path of one of the suite's programs, for dot-file lines.
-    pub fn bin(&self, program: &str) -> String {
-        self.home.join("bin").join(program).display().to_string()
-    }
-
-    /// A file holding `bytes`, opened for reading (seekable, like lspawn's memfd).
-    pub fn message_file(&self, bytes: &[u8]) -> File {
-        let p = self.home.join(&format!("msg-{}", MSG.fetch_add(1, Ordering::SeqCst)));
-        fs::write(&p, bytes).unwrap();
-        File::open(p).unwrap()
-    }
-
-    /// Run postern-local for LOCAL = "u" or "u-EXT" at test.example.
-    pub fn deliver_from(&self, ext: &str, sender: &str, msg: &[u8]) -> Output {
-        let (local, dash) = if ext.is_empty() { ("u".to_string(), "") } else { (format!("u-{ext}"), "-") };
-        let dir = self.dir.display().to_string();
-        self.home
-            .cmd("postern-local")
-            .args(["u", &dir, &local, dash, ext, "test.example", sender, "./Maildir/"])
-            .stdin(Stdio::from(self.message_file(msg)))
-            .output()
-            .unwrap()
-    }
-
-    pub fn deliver(&self, ext: &str, msg: &[u8]) -> Output {
-        self.deliver_from(ext, SENDER, msg)
-    }
-
-    pub fn maildir(&self) -> Vec<Vec<u8>> {
-        maildir_new(&self.dir.join("Maildir"))
-    }
-
-    pub fn read(&self, name: &str) -> String {
-        String::from_utf8(fs::read(self.dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))).unwrap()
-    }
-
-    /// Queue files in queue/new, opened.
-    pub fn queued(&self) -> Vec<postern::queue::QueueFile> {
-        let mut v: Vec<_> = fs::read_dir(self.home.join("queue/new")).unwrap().map(|e| e.unwrap().path()).collect();
-        v.sort();
-        v.iter().map(|p| postern::queue::QueueFile::open(p, false).unwrap()).collect()
-    }
-}
-
-/// What a Maildir or mbox copy starts with.
-pub fn prefix(local: &str) -> String {
-    format!("Return-Path: <{SENDER}>\nDelivered-To: {local}@test.example\n")
-}
-
-pub const MSG1: &[u8] = b"From: a@b.example\nTo: u@test.example\nSubject: hi\n\nhello\nFrom the start\n";
-
-pub fn code(o: &Output) -> Option<i32> {
-    o.status.code()
-}
-
-pub fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn env_map(text: &str) -> std::collections::HashMap<String, String> {
     text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -101,10 +13,10 @@ fn env_map(text: &str) -> std::collections::HashMap<String, String> {
 
 #[test]
 fn default_delivery_to_maildir() {
-    let u = User::new("local-default");
+    let u = LocalUser::new("local-default");
     let o = u.deliver("", MSG1);
     assert_eq!(code(&o), Some(0), "{}", text(&o));
-    assert!(out(&o).starts_with("2.0.0 "), "{}", text(&o));
+    assert!(stdout(&o).starts_with("2.0.0 "), "{}", text(&o));
     let got = u.maildir();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0], [prefix("u").as_bytes(), MSG1].concat());
@@ -117,16 +29,16 @@ fn default_delivery_to_maildir() {
 
 #[test]
 fn missing_maildir_is_temporary_and_names_it() {
-    let u = User::new("local-nomaildir");
+    let u = LocalUser::new("local-nomaildir");
     u.dot(".qmail", "./Nowhere/\n");
     let o = u.deliver("", MSG1);
     assert_eq!(code(&o), Some(111), "{}", text(&o));
-    assert!(out(&o).contains("Nowhere") && out(&o).contains("maildirmake"), "{}", text(&o));
+    assert!(stdout(&o).contains("Nowhere") && stdout(&o).contains("maildirmake"), "{}", text(&o));
 }
 
 #[test]
 fn maildir_mbox_and_program_lines() {
-    let u = User::new("local-lines");
+    let u = LocalUser::new("local-lines");
     u.dot(".qmail", "# all three\n./Maildir/\n./mbox\n|cat > prog.out\n");
     let o = u.deliver("", MSG1);
     assert_eq!(code(&o), Some(0), "{}", text(&o));
@@ -143,7 +55,7 @@ fn maildir_mbox_and_program_lines() {
 
 #[test]
 fn extension_and_default_files_set_the_environment() {
-    let u = User::new("local-ext");
+    let u = LocalUser::new("local-ext");
     u.dot(".qmail-foo", "|env > foo.env\n");
     u.dot(".qmail-list-default", "|env > list.env\n");
     u.dot(".qmail-default", "|env > default.env\n");
@@ -180,17 +92,17 @@ fn extension_and_default_files_set_the_environment() {
 
 #[test]
 fn no_file_for_an_extension_is_permanent() {
-    let u = User::new("local-noext");
+    let u = LocalUser::new("local-noext");
     u.dot(".qmail", "./Maildir/\n");
     let o = u.deliver("nosuch", MSG1);
     assert_eq!(code(&o), Some(100), "{}", text(&o));
-    assert!(out(&o).starts_with("5.1.1 Sorry, no mailbox here by that name."), "{}", text(&o));
+    assert!(stdout(&o).starts_with("5.1.1 Sorry, no mailbox here by that name."), "{}", text(&o));
     assert!(u.maildir().is_empty());
 }
 
 #[test]
 fn program_exit_codes() {
-    let u = User::new("local-codes");
+    let u = LocalUser::new("local-codes");
     for (ext, line) in [
         ("e0", "exit 0"),
         ("e99", "exit 99"),
@@ -211,16 +123,16 @@ fn program_exit_codes() {
     assert_eq!(u.maildir().len(), 1);
     let o = u.deliver("e100", MSG1);
     assert_eq!(code(&o), Some(100), "{}", text(&o));
-    assert_eq!(out(&o).trim(), "5.7.1 not wanted");
+    assert_eq!(stdout(&o).trim(), "5.7.1 not wanted");
     let o = u.deliver("e111", MSG1);
     assert_eq!(code(&o), Some(111), "{}", text(&o));
-    assert!(out(&o).starts_with("4.3.0 "), "{}", text(&o));
+    assert!(stdout(&o).starts_with("4.3.0 "), "{}", text(&o));
     assert_eq!(code(&u.deliver("e3", MSG1)), Some(111));
     // sendmail's EX_NOPERM: permanent, as in qmail-command(8).
     assert_eq!(code(&u.deliver("e77", MSG1)), Some(100));
     let o = u.deliver("kill", MSG1);
     assert_eq!(code(&o), Some(111), "{}", text(&o));
-    assert!(out(&o).contains("signal 9"), "{}", text(&o));
+    assert!(stdout(&o).contains("signal 9"), "{}", text(&o));
     assert_eq!(u.maildir().len(), 1);
 }
 
@@ -234,14 +146,14 @@ fn alive(pid: i32) -> bool {
 
 #[test]
 fn hanging_program_is_killed_with_its_children() {
-    let u = User::new("local-timeout");
+    let u = LocalUser::new("local-timeout");
     u.home.control("timeoutdelivery", "1\n");
     u.dot(".qmail", "|sleep 100 & echo $! > bg.pid; sleep 100\n./Maildir/\n");
     let t = Instant::now();
     let o = u.deliver("", MSG1);
     assert_eq!(code(&o), Some(111), "{}", text(&o));
     assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
-    assert!(out(&o).contains("timeoutdelivery"), "{}", text(&o));
+    assert!(stdout(&o).contains("timeoutdelivery"), "{}", text(&o));
     let pid: i32 = u.read("bg.pid").trim().parse().unwrap();
     wait_for(5, "the background sleep to die", || (!alive(pid)).then_some(()));
     assert!(u.maildir().is_empty());
@@ -249,11 +161,11 @@ fn hanging_program_is_killed_with_its_children() {
 
 #[test]
 fn looping_message_bounces() {
-    let u = User::new("local-loop");
+    let u = LocalUser::new("local-loop");
     let msg = b"Delivered-To: other@test.example\ndelivered-to: U@Test.Example\nSubject: x\n\nbody\n";
     let o = u.deliver("", msg);
     assert_eq!(code(&o), Some(100), "{}", text(&o));
-    assert!(out(&o).starts_with("5.4.6 This message is looping"), "{}", text(&o));
+    assert!(stdout(&o).starts_with("5.4.6 This message is looping"), "{}", text(&o));
     assert!(u.maildir().is_empty());
     // The same line in the body is no loop.
     let msg = b"Subject: x\n\nDelivered-To: u@test.example\n";
@@ -262,11 +174,11 @@ fn looping_message_bounces() {
 
 #[test]
 fn forward_lines_queue_one_copy() {
-    let u = User::new("local-forward");
+    let u = LocalUser::new("local-forward");
     u.dot(".qmail-fw", "&bob@elsewhere.example\ncarol@x.example\n./Maildir/\n");
     let o = u.deliver("fw", MSG1);
     assert_eq!(code(&o), Some(0), "{}", text(&o));
-    assert!(out(&o).contains("forwarded to bob@elsewhere.example, carol@x.example"), "{}", text(&o));
+    assert!(stdout(&o).contains("forwarded to bob@elsewhere.example, carol@x.example"), "{}", text(&o));
     assert_eq!(u.maildir().len(), 1);
     let q = u.queued();
     assert_eq!(q.len(), 1);
@@ -281,7 +193,7 @@ fn forward_lines_queue_one_copy() {
 
 #[test]
 fn owner_file_sets_newsender() {
-    let u = User::new("local-owner");
+    let u = LocalUser::new("local-owner");
     u.dot(".qmail-list", "&member@x.example\n");
     u.dot(".qmail-list-owner", "&admin@x.example\n");
     let o = u.deliver("list", MSG1);
@@ -291,7 +203,7 @@ fn owner_file_sets_newsender() {
 
 #[test]
 fn concurrent_mbox_appends_keep_every_message_once() {
-    let u = User::new("local-mboxrace");
+    let u = LocalUser::new("local-mboxrace");
     u.dot(".qmail", "./mbox\n");
     let dir = u.dir.display().to_string();
     let children: Vec<_> = (0..20)
@@ -325,7 +237,7 @@ fn concurrent_mbox_appends_keep_every_message_once() {
 
 #[test]
 fn comment_only_file_discards_and_forward_only_refuses_programs() {
-    let u = User::new("local-discard");
+    let u = LocalUser::new("local-discard");
     u.dot(".qmail-junk", "# throw it away\n");
     let o = u.deliver("junk", MSG1);
     assert_eq!(code(&o), Some(0), "{}", text(&o));
@@ -338,7 +250,7 @@ fn comment_only_file_discards_and_forward_only_refuses_programs() {
 
 #[test]
 fn stdin_pipe_works_too() {
-    let u = User::new("local-pipe");
+    let u = LocalUser::new("local-pipe");
     u.dot(".qmail", "./Maildir/\n|cat > a.out\n");
     let dir = u.dir.display().to_string();
     let o = u.home.run("postern-local", &["u", &dir, "u", "", "", "test.example", "", "./Maildir/"], MSG1);
@@ -349,13 +261,8 @@ fn stdin_pipe_works_too() {
 
 #[test]
 fn wrong_arguments_are_temporary() {
-    let u = User::new("local-usage");
+    let u = LocalUser::new("local-usage");
     let o = u.home.run("postern-local", &["u"], MSG1);
     assert_eq!(code(&o), Some(111), "{}", text(&o));
-    assert!(out(&o).contains("usage"), "{}", text(&o));
-}
-
-#[allow(dead_code)]
-pub fn path_str(p: &Path) -> String {
-    p.display().to_string()
+    assert!(stdout(&o).contains("usage"), "{}", text(&o));
 }

@@ -1,7 +1,8 @@
 //! All integration tests, in one binary (ripgrep's way). Each module is one area;
-//! `harness` runs the real programs in temporary instances.
+//! `fixture` runs the real programs in temporary homes and instances and talks
+//! to them.
 
-mod harness;
+mod fixture;
 
 mod admin;
 mod crash;
@@ -13,13 +14,13 @@ mod privs;
 mod queue;
 mod send;
 
-// SMTP receive (issue 3)
+// SMTP receive
 mod listen;
 mod smtp;
 
-// POP3 (issue 4)
+// POP3
 mod auth;
 mod pop3;
 
-// Remote delivery (issue 5)
+// Remote delivery
 mod remote;

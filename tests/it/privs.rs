@@ -1,14 +1,13 @@
-//! Privilege separation: started by root, each program runs as its own user.
+//! Privilege separation: started by root, each program runs as its own user;
+//! started by an ordinary user, everything runs as that user.
 
-use crate::harness::*;
+use crate::fixture::*;
 use std::os::unix::fs::MetadataExt;
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn root_instance_runs_each_program_as_its_service_user() {
-    if !is_root() {
-        eprintln!("skipped: privilege separation is tested when the tests run as root");
-        return;
-    }
+    require_root();
     let i = Instance::create("privs");
     let md = i.adduser("pat", "x");
 
@@ -43,14 +42,11 @@ fn root_instance_runs_each_program_as_its_service_user() {
 }
 
 /// Started by an ordinary user, every program runs as that user (tested from root
-/// by becoming a throwaway user).
+/// by becoming a throwaway user; without root the whole suite is this case).
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn ordinary_user_instance_runs_everything_as_that_user() {
-    if !is_root() {
-        // The whole suite already runs unprivileged in this case.
-        eprintln!("skipped: the other tests cover the unprivileged case when not root");
-        return;
-    }
+    require_root();
     let user = "postern-tester";
     if uid_of(user).is_none() {
         let st = std::process::Command::new("useradd")
@@ -60,69 +56,21 @@ fn ordinary_user_instance_runs_everything_as_that_user() {
         assert!(st.success() || uid_of(user).is_some());
     }
     let uid = uid_of(user).unwrap();
-    let dir = TempDir::new("plain");
-    nix::unistd::chown(dir.path(), Some(nix::unistd::Uid::from_raw(uid)), None).unwrap();
-    let inst = dir.path().join("inst");
-    let as_user = |args: &[&str]| {
-        let out = std::process::Command::new("runuser")
-            .args(["-u", user, "--"])
-            .arg(repo().join("scripts/instance"))
-            .args(args)
-            .env("POSTERN_BUILD", bin_dir())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-    };
-    let inst_s = inst.to_str().unwrap();
-    let (smtp, pop3) = (free_port().to_string(), free_port().to_string());
-    as_user(&["create", inst_s, "--domain", "plain.test", "--smtp-port", &smtp, "--pop3-port", &pop3]);
-    std::fs::write(inst.join("control/dnsresolvers"), "127.0.0.1:1\n").unwrap();
-    as_user(&["adduser", inst_s, "una", "pw"]);
-    as_user(&["start", inst_s]);
-    // Stopped however the test ends, so a failure leaves no daemons behind.
-    struct Stop(std::path::PathBuf);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new(repo().join("scripts/instance")).arg("stop").arg(&self.0).output();
-        }
-    }
-    let _stop = Stop(inst.clone());
-    let out = std::process::Command::new("runuser")
-        .args(["-u", user, "--", "env", &format!("POSTERN_HOME={inst_s}")])
-        .arg(inst.join("bin/postern-sendmail"))
-        .args(["-oi", "una@plain.test"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(&message("plain", "as a user"))?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let md = inst.join("mail/plain.test/una/Maildir");
-    let got = wait_for(20, "delivery in the user's instance", || {
-        let m = maildir_new(&md);
-        (!m.is_empty()).then_some(m)
-    });
+    let i = Instance::create_as("plain", user);
+    let md = i.adduser("una", "pw");
+    i.start();
+    // Injected by the user too.
+    i.send("s@sender.test", &[&i.address("una")], &message("plain", "as a user"));
+    let got = i.wait_mail(&md, 1);
     assert_eq!(got.len(), 1);
-    let exe = |p: &str| inst.join("bin").join(p);
     // By executable and name: a delivery still finishing is a fork of lspawn
     // named postern-local.
     for p in ["postern-start", "postern-send", "postern-lspawn", "postern-rspawn", "postern-queued"] {
-        let pids: Vec<i32> = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-            .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).map(|x| x == exe(p)).unwrap_or(false))
-            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim_end() == p).unwrap_or(false))
-            .collect();
+        let pids = i.pids(p);
         assert_eq!(pids.len(), 1, "{p}");
         assert_eq!(proc_uid(pids[0]), Some(uid), "{p} runs as the user");
     }
     let file = std::fs::read_dir(md.join("new")).unwrap().next().unwrap().unwrap();
     assert_eq!(file.metadata().unwrap().uid(), uid);
-    as_user(&["stop", inst_s]);
+    i.stop();
 }

@@ -1,147 +1,16 @@
 //! SMTP receive end to end: instances from scripts/instance with postern-listen and
-//! postern-smtpd on a free port, real clients (Python's smtplib, swaks, msmtp),
-//! a raw client for the protocol corners and the hostile input, tcpserver, and
+//! postern-smtpd, real clients (Python's smtplib, swaks, msmtp), the raw
+//! fixture::Client for the protocol corners and the hostile input, tcpserver, and
 //! mlmmj relaying through us.
 
-use crate::harness::*;
+use crate::fixture::*;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod mlmmj;
-
-/// A port nobody listens on right now (the kernel picks it).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// An instance (not started) whose SMTP listens on a free port.
-pub fn smtp_instance(tag: &str) -> (Instance, u16) {
-    if is_root() {
-        service_users();
-    }
-    let dir = TempDir::new(tag);
-    let domain = format!("{tag}.test");
-    let port = free_port();
-    let out = Command::new(repo().join("scripts/instance"))
-        .args(["create", dir.path().to_str().unwrap(), "--domain", &domain])
-        .args(["--smtp-port", &port.to_string(), "--pop3-port", &free_port().to_string()])
-        .env("POSTERN_BUILD", bin_dir())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "instance create: {}", text(&out));
-    (Instance { dir, domain }, port)
-}
-
-pub fn smtp_log(i: &Instance) -> String {
-    fs::read_to_string(i.path().join("log/smtp.log")).unwrap_or_default()
-}
-
-/// Allow relaying from 127.0.0.1 (the instance compiles the rules at start).
-pub fn allow_relay(i: &Instance) {
-    fs::write(i.path().join("control/tcp.smtp"), "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n").unwrap();
-}
-
-/// A raw SMTP client for the protocol corners.
-pub struct Client {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Client {
-    pub fn connect(port: u16) -> Client {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        let mut c = Client { s, buf: Vec::new() };
-        let (code, text) = c.reply();
-        assert_eq!(code, 220, "greeting: {text}");
-        c
-    }
-
-    pub fn send(&mut self, data: &[u8]) {
-        self.s.write_all(data).unwrap();
-    }
-
-    /// Read one (possibly multi-line) reply: code and the text of all lines.
-    pub fn reply(&mut self) -> (u16, String) {
-        let mut text = String::new();
-        loop {
-            let line = self.line().unwrap_or_else(|| panic!("connection closed; got so far: {text:?}"));
-            let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad reply line {line:?}"));
-            text.push_str(line.get(4..).unwrap_or(""));
-            text.push('\n');
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return (code, text);
-            }
-        }
-    }
-
-    fn line(&mut self) -> Option<String> {
-        loop {
-            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-                let l: Vec<u8> = self.buf.drain(..=i).collect();
-                return Some(String::from_utf8_lossy(&l).trim_end().to_string());
-            }
-            let mut b = [0u8; 65536];
-            match self.s.read(&mut b) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&b[..n]),
-            }
-        }
-    }
-
-    /// Send a command line and return the reply.
-    pub fn cmd(&mut self, line: &str) -> (u16, String) {
-        self.send(format!("{line}\r\n").as_bytes());
-        self.reply()
-    }
-
-    pub fn expect(&mut self, line: &str, code: u16) -> String {
-        let (c, t) = self.cmd(line);
-        assert_eq!(c, code, "{line:?} -> {c} {t}");
-        t
-    }
-
-    /// True once the server has closed the connection (after reading what is left).
-    pub fn closed(&mut self) -> bool {
-        self.line().is_none()
-    }
-}
-
-/// A message with CRLF lines, as a client sends it.
-fn crlf(msg: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    for &b in msg {
-        if b == b'\n' {
-            v.push(b'\r');
-        }
-        v.push(b);
-    }
-    v
-}
-
-/// The message after the trace lines delivery and the queue added (Return-Path,
-/// Delivered-To, Received with their continuation lines).
-pub fn after_trace(msg: &[u8]) -> &[u8] {
-    let mut pos = 0;
-    let mut in_trace = false;
-    while pos < msg.len() {
-        let end = msg[pos..].iter().position(|&b| b == b'\n').map(|i| pos + i + 1).unwrap_or(msg.len());
-        let line = &msg[pos..end];
-        let cont = line.starts_with(b" ") || line.starts_with(b"\t");
-        let trace = ["Return-Path:", "Delivered-To:", "Received:"].iter().any(|h| line.starts_with(h.as_bytes()));
-        if trace || (cont && in_trace) {
-            in_trace = true;
-            pos = end;
-        } else {
-            break;
-        }
-    }
-    &msg[pos..]
-}
 
 /// The Received line postern-smtpd wrote (unfolded).
 fn smtpd_received(msg: &[u8]) -> String {
@@ -158,9 +27,10 @@ fn session(c: &mut Client, from: &str, to: &str) {
 
 #[test]
 fn python_smtplib_delivers_byte_for_byte() {
-    let (i, port) = smtp_instance("pysmtp");
+    let i = Instance::create("pysmtp");
     let md = i.adduser("alice", "pw");
     i.start();
+    let port = i.smtp_port();
     let msg = message("from python", "Hello.\n.a line starting with a dot\n8bit: caf\u{e9}\n");
     let script = format!(
         "import smtplib,sys\ns=smtplib.SMTP('127.0.0.1',{port})\nr=s.sendmail('bob@sender.test',['{}'],sys.stdin.buffer.read())\ns.quit()\nprint('refused',r)",
@@ -183,10 +53,11 @@ fn python_smtplib_delivers_byte_for_byte() {
 /// root) or as the instance's owner, and -E puts the exec back.
 #[test]
 fn smtpd_session_is_forked_by_listen_with_smtpds_identity() {
-    let (i, port) = smtp_instance("forked");
+    let i = Instance::create("forked");
     i.start();
-    // connect reads the 220 greeting.
-    let mut c = Client::connect(port);
+    let port = i.smtp_port();
+    // Client::smtp reads the 220 greeting.
+    let mut c = Client::smtp(port);
     let pids = wait_for(10, "a postern-smtpd session", || Some(i.pids("postern-smtpd")).filter(|p| p.len() == 1));
     let exe = fs::read_link(format!("/proc/{}/exe", pids[0])).unwrap();
     assert_eq!(exe, i.path().join("bin/postern-listen"), "forked, not exec'd");
@@ -197,29 +68,21 @@ fn smtpd_session_is_forked_by_listen_with_smtpds_identity() {
     assert_eq!(c.cmd("QUIT").0, 221);
 
     // -E: the same listener execs postern-smtpd.
-    let d = TempDir::new("forked-e");
-    let p2 = free_port();
-    let mut l = Command::new(i.path().join("bin/postern-listen"))
-        .args(["-E", "127.0.0.1", &p2.to_string()])
-        .arg(i.path().join("bin/postern-smtpd"))
-        .env("POSTERN_HOME", i.path())
-        .stderr(fs::File::create(d.path().join("log")).unwrap())
-        .spawn()
-        .unwrap();
-    wait_for(10, "the -E listener", || TcpStream::connect(("127.0.0.1", p2)).ok().map(|_| ()));
-    let mut c = Client::connect(p2);
+    let mut cmd = i.cmd("postern-listen");
+    cmd.args(["-E", "127.0.0.1", "0"]).arg(i.path().join("bin/postern-smtpd"));
+    let l = Listener::spawn(cmd, &i.join("log"));
+    let mut c = Client::smtp(l.port);
     let exes: Vec<_> = i.pids("postern-smtpd").iter().filter_map(|p| fs::read_link(format!("/proc/{p}/exe")).ok()).collect();
     assert!(exes.contains(&i.path().join("bin/postern-smtpd")), "{exes:?}");
     assert_eq!(c.cmd("QUIT").0, 221);
-    let _ = l.kill();
-    let _ = l.wait();
 }
 
 #[test]
 fn swaks_with_starttls_and_auth() {
-    let (i, port) = smtp_instance("swaks");
+    let i = Instance::create("swaks");
     let md = i.adduser("alice", "secret-a");
     i.start();
+    let port = i.smtp_port();
     let server = format!("127.0.0.1:{port}");
     let body = "Line one\nLine two";
     let swaks = |extra: &[&str]| {
@@ -256,7 +119,7 @@ fn swaks_with_starttls_and_auth() {
     assert!(out.status.success(), "{}", text(&out));
     let got = i.wait_mail(&md, 3);
     assert!(got.iter().any(|m| smtpd_received(m).contains("with ESMTPS;")));
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     let ehlo = c.expect("EHLO x", 250);
     assert!(ehlo.contains("STARTTLS\n") && !ehlo.contains("AUTH"), "{ehlo}");
     c.expect("AUTH PLAIN AGEAYg==", 538);
@@ -264,9 +127,10 @@ fn swaks_with_starttls_and_auth() {
 
 #[test]
 fn msmtp_over_starttls() {
-    let (i, port) = smtp_instance("msmtp");
+    let i = Instance::create("msmtp");
     let md = i.adduser("carol", "pw");
     i.start();
+    let port = i.smtp_port();
     let conf = i.path().join("msmtprc");
     fs::write(
         &conf,
@@ -279,7 +143,7 @@ fn msmtp_over_starttls() {
     fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let msg = message("by msmtp", "sent with msmtp");
     let out = run_with_input(Command::new("msmtp").arg("-C").arg(&conf).arg(i.address("carol")), &msg);
-    assert!(out.status.success(), "{}\n{}", text(&out), smtp_log(&i));
+    assert!(out.status.success(), "{}\n{}", text(&out), i.smtp_log());
     let got = i.wait_mail(&md, 1);
     assert_eq!(after_trace(&got[0]), &msg[..]);
     assert!(smtpd_received(&got[0]).contains("with ESMTPS;"));
@@ -287,11 +151,12 @@ fn msmtp_over_starttls() {
 
 #[test]
 fn not_an_open_relay_unless_the_rules_or_auth_allow_it() {
-    let (i, port) = smtp_instance("relay");
+    let i = Instance::create("relay");
     i.adduser("alice", "pw-a");
     fs::write(i.path().join("control/rcpthosts"), format!("{}\nbackup.test\n.sub.test\n", i.domain)).unwrap();
     i.start();
-    let mut c = Client::connect(port);
+    let port = i.smtp_port();
+    let mut c = Client::smtp(port);
     c.expect("EHLO client.test", 250);
     c.expect("MAIL FROM:<spammer@evil.test>", 250);
     let t = c.expect("RCPT TO:<victim@elsewhere.test>", 554);
@@ -305,23 +170,23 @@ fn not_an_open_relay_unless_the_rules_or_auth_allow_it() {
 
     // After AUTH (allowed in plain text by authplaintext) relaying is allowed.
     fs::write(i.path().join("control/authplaintext"), "1\n").unwrap();
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     assert!(c.expect("EHLO client.test", 250).contains("AUTH PLAIN LOGIN"));
-    let plain = postern::proto::base64::encode(format!("\0{}\0pw-a", i.address("alice")).as_bytes());
+    let plain = sasl_plain(&i.address("alice"), "pw-a");
     c.expect(&format!("AUTH PLAIN {plain}"), 235);
     c.expect("MAIL FROM:<alice@x.test>", 250);
     c.expect("RCPT TO:<friend@elsewhere.test>", 250);
     c.expect("QUIT", 221);
 
     // RELAYCLIENT from the listener's rules.
-    allow_relay(&i);
+    i.allow_relay();
     let out = i.run(
         "postern-listen",
         &["-X", i.path().join("control/tcp.smtp").to_str().unwrap(), i.path().join("control/tcp.smtp.cdb").to_str().unwrap()],
         b"",
     );
     assert!(out.status.success(), "{}", text(&out));
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     c.expect("EHLO client.test", 250);
     c.expect("MAIL FROM:<a@x.test>", 250);
     c.expect("RCPT TO:<friend@elsewhere.test>", 250);
@@ -330,12 +195,13 @@ fn not_an_open_relay_unless_the_rules_or_auth_allow_it() {
 
 #[test]
 fn sequence_and_syntax_errors_get_the_right_codes() {
-    let (i, port) = smtp_instance("seq");
+    let i = Instance::create("seq");
     i.adduser("alice", "pw");
     fs::write(i.path().join("control/badmailfrom"), "bad@spam.test\n@spamdomain.test\n").unwrap();
     i.start();
+    let port = i.smtp_port();
     let a = i.address("alice");
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     c.expect("MAIL FROM:<a@b.test>", 503);
     c.expect("RCPT TO:<a@b.test>", 503);
     c.expect("DATA", 503);
@@ -349,7 +215,7 @@ fn sequence_and_syntax_errors_get_the_right_codes() {
     c.expect("HELO", 501);
     c.expect("QUIT", 221);
     // A fresh session: the error count (20 before a hang-up) starts again.
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     c.expect("EHLO client.test", 250);
     c.expect("RCPT TO:<a@b.test>", 503);
     c.expect("DATA", 503);
@@ -388,14 +254,15 @@ fn sequence_and_syntax_errors_get_the_right_codes() {
 /// nothing after an ambiguous end may run as a command.
 #[test]
 fn smtp_smuggling_variants_never_split_a_message() {
-    let (i, port) = smtp_instance("smuggle");
+    let i = Instance::create("smuggle");
     let md = i.adduser("alice", "pw");
     i.start();
+    let port = i.smtp_port();
     let a = i.address("alice");
     let smuggled = format!("MAIL FROM:<admin@bank.test>\r\nRCPT TO:<{a}>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n");
     let variants: &[&[u8]] = &[b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r", b"\n.\r", b".\n"];
     for v in variants {
-        let mut c = Client::connect(port);
+        let mut c = Client::smtp(port);
         session(&mut c, "a@sender.test", &a);
         let mut data = b"Subject: legit\r\n\r\nhello".to_vec();
         data.extend_from_slice(v);
@@ -406,7 +273,7 @@ fn smtp_smuggling_variants_never_split_a_message() {
         assert!(c.closed(), "the server hangs up after a bare newline");
     }
     // A proper message still goes through, and only it arrives.
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     session(&mut c, "a@sender.test", &a);
     c.send(b"Subject: real\r\n\r\nbody with a bare-looking .\r\n..\r\n.\r\n");
     assert_eq!(c.reply().0, 250);
@@ -418,11 +285,12 @@ fn smtp_smuggling_variants_never_split_a_message() {
 
 #[test]
 fn hostile_input_gets_protocol_errors_and_the_server_keeps_serving() {
-    let (i, port) = smtp_instance("hostile");
+    let i = Instance::create("hostile");
     let md = i.adduser("alice", "pw");
     i.start();
+    let port = i.smtp_port();
     let a = i.address("alice");
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     // Over-long command line, NUL, non-UTF-8: errors, then the session goes on.
     let t = c.expect(&format!("NOOP {}", "x".repeat(100_000)), 500);
     assert!(t.starts_with("5.5.2"), "{t}");
@@ -446,7 +314,7 @@ fn hostile_input_gets_protocol_errors_and_the_server_keeps_serving() {
     let got = i.wait_mail(&md, 1);
     assert_eq!(after_trace(&got[0]), &msg[..]);
     // Too many errors: the server hangs up.
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     let mut last = 0;
     for _ in 0..25 {
         c.send(b"BOGUS\r\n");
@@ -458,21 +326,22 @@ fn hostile_input_gets_protocol_errors_and_the_server_keeps_serving() {
     assert_eq!(last, 421);
     assert!(c.closed());
     // HTTP at the SMTP port.
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.reply().0, 500);
     // Still serving.
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     c.expect("EHLO again", 250);
 }
 
 #[test]
 fn a_whole_session_in_one_write() {
-    let (i, port) = smtp_instance("pipeline");
+    let i = Instance::create("pipeline");
     let md = i.adduser("alice", "pw");
     let bob = i.adduser("bob", "pw");
     i.start();
-    let mut c = Client::connect(port);
+    let port = i.smtp_port();
+    let mut c = Client::smtp(port);
     let (a, b) = (i.address("alice"), i.address("bob"));
     c.send(
         format!(
@@ -502,18 +371,19 @@ fn assert_nothing_queued(i: &Instance, md: &Path) {
 
 #[test]
 fn disconnect_or_stall_mid_data_queues_nothing() {
-    let (i, port) = smtp_instance("middata");
+    let i = Instance::create("middata");
     let md = i.adduser("alice", "pw");
     fs::write(i.path().join("control/timeoutsmtpd"), "2\n").unwrap();
     i.start();
+    let port = i.smtp_port();
     let a = i.address("alice");
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     session(&mut c, "s@sender.test", &a);
     c.send(b"Subject: cut\r\n\r\nhalf a mess");
     drop(c);
     assert_nothing_queued(&i, &md);
 
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     session(&mut c, "s@sender.test", &a);
     c.send(b"Subject: stalled\r\n\r\nand then nothing\r\n");
     let t0 = Instant::now();
@@ -524,17 +394,18 @@ fn disconnect_or_stall_mid_data_queues_nothing() {
     assert!(c.closed());
     assert_nothing_queued(&i, &md);
     // A stalled client between commands is dropped too.
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     assert_eq!(c.reply().0, 421);
 }
 
 #[test]
 fn ten_thousand_recipients_hit_the_limit_and_the_server_stays_up() {
-    let (i, port) = smtp_instance("rcpts");
+    let i = Instance::create("rcpts");
     let md = i.adduser("alice", "pw");
     i.start();
+    let port = i.smtp_port();
     let a = i.address("alice");
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     c.expect("EHLO c.test", 250);
     c.expect("MAIL FROM:<s@sender.test>", 250);
     let mut batch = String::new();
@@ -542,7 +413,7 @@ fn ten_thousand_recipients_hit_the_limit_and_the_server_stays_up() {
         batch.push_str(&format!("RCPT TO:<{a}>\r\n"));
     }
     let writer = {
-        let mut s = c.s.try_clone().unwrap();
+        let mut s = c.writer();
         std::thread::spawn(move || s.write_all(batch.as_bytes()).unwrap())
     };
     let (mut ok, mut full) = (0, 0);
@@ -563,7 +434,7 @@ fn ten_thousand_recipients_hit_the_limit_and_the_server_stays_up() {
     i.wait_empty();
     assert_eq!(maildir_new(&md).len(), 100);
     fs::write(i.path().join("control/maxrcpt"), "3\n").unwrap();
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     c.expect("EHLO c.test", 250);
     c.expect("MAIL FROM:<s@sender.test>", 250);
     for _ in 0..3 {
@@ -575,12 +446,13 @@ fn ten_thousand_recipients_hit_the_limit_and_the_server_stays_up() {
 
 #[test]
 fn databytes_refuses_big_messages_and_queues_nothing() {
-    let (i, port) = smtp_instance("databytes");
+    let i = Instance::create("databytes");
     let md = i.adduser("alice", "pw");
     fs::write(i.path().join("control/databytes"), "1000\n").unwrap();
     i.start();
+    let port = i.smtp_port();
     let a = i.address("alice");
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     assert!(c.expect("EHLO c.test", 250).contains("SIZE 1000\n"));
     let t = c.expect("MAIL FROM:<s@sender.test> SIZE=5000", 552);
     assert!(t.starts_with("5.3.4"), "{t}");
@@ -605,15 +477,16 @@ fn databytes_refuses_big_messages_and_queues_nothing() {
 
 #[test]
 fn failed_logins_are_delayed_and_counted() {
-    let (i, port) = smtp_instance("authfail");
+    let i = Instance::create("authfail");
     i.adduser("alice", "right");
     fs::write(i.path().join("control/authplaintext"), "1\n").unwrap();
     fs::write(i.path().join("control/authfaildelay"), "1\n").unwrap();
     i.start();
-    let mut c = Client::connect(port);
+    let port = i.smtp_port();
+    let mut c = Client::smtp(port);
     c.expect("EHLO c.test", 250);
     let t0 = Instant::now();
-    let wrong = postern::proto::base64::encode(format!("\0{}\0wrong", i.address("alice")).as_bytes());
+    let wrong = sasl_plain(&i.address("alice"), "wrong");
     c.expect(&format!("AUTH PLAIN {wrong}"), 535);
     // LOGIN step by step, cancelled with '*'.
     assert_eq!(c.cmd("AUTH LOGIN").0, 334);
@@ -625,14 +498,15 @@ fn failed_logins_are_delayed_and_counted() {
     assert_eq!(c.cmd(&format!("AUTH PLAIN {wrong}")).0, 421);
     assert!(c.closed());
     assert!(t0.elapsed() >= Duration::from_secs(6), "1 + 2 + 3 seconds of delay");
-    assert!(smtp_log(&i).contains("failed login for"), "{}", smtp_log(&i));
+    assert!(i.smtp_log().contains("failed login for"), "{}", i.smtp_log());
 }
 
 /// RFC 3207: commands pipelined after STARTTLS are discarded, not run inside TLS.
 #[test]
 fn starttls_discards_pipelined_input() {
-    let (i, port) = smtp_instance("tlsinject");
+    let i = Instance::create("tlsinject");
     i.start();
+    let port = i.smtp_port();
     let script = format!(
         r#"
 import socket, ssl
@@ -672,23 +546,17 @@ print("AUTH" in data.decode(), "STARTTLS" in data.decode())
 
 #[test]
 fn works_under_tcpserver() {
-    let (i, _) = smtp_instance("tcpserver");
+    let i = Instance::create("tcpserver");
     let md = i.adduser("alice", "pw");
     i.start();
-    let port = free_port();
-    let mut ts = Command::new("tcpserver")
-        .args(["-q", "-R", "-H", "127.0.0.1", &port.to_string()])
-        .arg(i.path().join("bin/postern-smtpd"))
-        .env("POSTERN_HOME", i.path())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let connected = wait_for(10, "tcpserver listening", || TcpStream::connect(("127.0.0.1", port)).ok());
-    drop(connected);
-    let script = format!("import smtplib\ns=smtplib.SMTP('127.0.0.1',{port})\ns.sendmail('t@sender.test',['{}'],b'Subject: tcpserver\\r\\n\\r\\nvia ucspi-tcp\\r\\n')\ns.quit()", i.address("alice"));
+    let ts = Server::start("tcpserver (apt-get install ucspi-tcp)", &i.join("log/tcpserver.log"), Up::Listening, |port| {
+        let mut c = Command::new("tcpserver");
+        c.args(["-R", "-H", "127.0.0.1", &port.to_string()]).arg(i.path().join("bin/postern-smtpd")).env("POSTERN_HOME", i.path());
+        c
+    });
+    let script = format!("import smtplib\ns=smtplib.SMTP('127.0.0.1',{})\ns.sendmail('t@sender.test',['{}'],b'Subject: tcpserver\\r\\n\\r\\nvia ucspi-tcp\\r\\n')\ns.quit()", ts.port, i.address("alice"));
     let out = Command::new("python3").args(["-c", &script]).output().unwrap();
-    let _ = ts.kill();
-    let _ = ts.wait();
+    drop(ts);
     assert!(out.status.success(), "{}", text(&out));
     let got = i.wait_mail(&md, 1);
     assert_eq!(after_trace(&got[0]), b"Subject: tcpserver\n\nvia ucspi-tcp\n");

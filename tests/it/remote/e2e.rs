@@ -2,8 +2,8 @@
 //! postern-remote to a second instance's postern-smtpd, found by MX through
 //! unbound, over verified TLS, from the source address of the sender's domain.
 
-use super::fake::{Fake, Script};
 use super::*;
+use std::process::Command;
 
 /// Give `i` a certificate for `name` signed by a CA in `certs`.
 fn install_cert(i: &Instance, certs: &TempDir, name: &str) {
@@ -34,7 +34,7 @@ fn instance_to_instance_by_mx_with_verified_tls_from_the_senders_address() {
     ]);
     let a = Instance::create("e2ea");
     let ctl = |n: &str, v: String| fs::write(a.path().join("control").join(n), v).unwrap();
-    ctl("dnsresolvers", format!("127.0.0.1:{}\n", dns.port));
+    ctl("dnsresolvers", format!("127.0.0.1:{}\n", dns.port()));
     ctl("smtproutes", format!("::{}\n", b.smtp_port()));
     ctl("outgoingip", "e2ea.test:127.0.0.2:mail.e2ea.test\n".into());
     ctl("tlsdestinations", "e2eb.test:verify\n".into());
@@ -62,7 +62,7 @@ fn instance_retries_a_temporary_failure_and_bounces_a_permanent_one() {
             "451 4.3.0 later".into()
         }
     }
-    let f = Fake::start("127.0.0.1", Script { rcpt, ..Script::default() });
+    let f = FakeSmtp::start("127.0.0.1", FakeScript { rcpt, ..FakeScript::default() });
     let a = Instance::create("e2er");
     fs::write(a.path().join("control/smtproutes"), format!(":[127.0.0.1]:{}\n", f.port())).unwrap();
     let alice = a.adduser("alice", "x");

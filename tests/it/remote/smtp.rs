@@ -1,7 +1,6 @@
 //! The SMTP conversation and its faults, against fake servers and smtp-sink,
 //! routed by smtproutes (no DNS needed: relays are [IP]).
 
-use super::fake::{Fake, Script};
 use super::*;
 
 /// A home routing every domain to [ip]:port.
@@ -21,7 +20,7 @@ fn by_user(addr: &str) -> String {
 
 #[test]
 fn delivers_crlf_dot_stuffed_and_pipelined() {
-    let f = Fake::start("127.0.0.1", Script::default());
+    let f = FakeSmtp::start("127.0.0.1", FakeScript::default());
     let h = routed("r-basic", "127.0.0.1", f.port());
     let msg = b"Subject: dots\n\n.leading dot\nplain\n..two\n";
     let o = remote(&h, "x.test", "me@a.test", &["you@x.test", "other@x.test"], msg);
@@ -38,7 +37,7 @@ fn delivers_crlf_dot_stuffed_and_pipelined() {
 
 #[test]
 fn per_recipient_results_are_passed_back_exactly() {
-    let f = Fake::start("127.0.0.1", Script { rcpt: by_user, ..Script::default() });
+    let f = FakeSmtp::start("127.0.0.1", FakeScript { rcpt: by_user, ..FakeScript::default() });
     let h = routed("r-mixed", "127.0.0.1", f.port());
     let o = remote(&h, "x.test", "me@a.test", &["ok@x.test", "bad@x.test", "busy@x.test"], &message("m", "b"));
     let letters: String = o.recipients.iter().map(|r| r.0).collect();
@@ -53,7 +52,7 @@ fn per_recipient_results_are_passed_back_exactly() {
 
 #[test]
 fn no_recipient_accepted_sends_no_data() {
-    let f = Fake::start("127.0.0.1", Script { rcpt: by_user, ..Script::default() });
+    let f = FakeSmtp::start("127.0.0.1", FakeScript { rcpt: by_user, ..FakeScript::default() });
     let h = routed("r-none", "127.0.0.1", f.port());
     let o = remote(&h, "x.test", "", &["bad@x.test"], &message("m", "b"));
     assert_eq!(o.recipients[0].0, 'h');
@@ -65,7 +64,7 @@ fn no_recipient_accepted_sends_no_data() {
 
 #[test]
 fn helo_when_ehlo_is_refused_and_no_pipelining() {
-    let f = Fake::start("127.0.0.1", Script { ehlo: None, ..Script::default() });
+    let f = FakeSmtp::start("127.0.0.1", FakeScript { ehlo: None, ..FakeScript::default() });
     let h = routed("r-helo", "127.0.0.1", f.port());
     h.control("helohost", "out.example\n");
     let o = remote(&h, "x.test", "me@a.test", &["a@x.test", "b@x.test"], &message("m", "b"));
@@ -78,7 +77,7 @@ fn helo_when_ehlo_is_refused_and_no_pipelining() {
 
 #[test]
 fn size_limit_smaller_than_the_message_bounces_before_mail() {
-    let f = Fake::start("127.0.0.1", Script { ehlo: Some(vec!["SIZE 100".into()]), ..Script::default() });
+    let f = FakeSmtp::start("127.0.0.1", FakeScript { ehlo: Some(vec!["SIZE 100".into()]), ..FakeScript::default() });
     let h = routed("r-size", "127.0.0.1", f.port());
     let o = remote(&h, "x.test", "me@a.test", &["a@x.test"], &message("big", &"x".repeat(500)));
     assert_eq!(o.message.0, 'D', "{o:?}");
@@ -90,13 +89,13 @@ fn size_limit_smaller_than_the_message_bounces_before_mail() {
 #[test]
 fn eight_bit_message_uses_8bitmime_or_is_refused_correctly() {
     let msg = "Subject: caf\u{e9}\n\nna\u{ef}ve\n".as_bytes();
-    let f = Fake::start("127.0.0.1", Script::default());
+    let f = FakeSmtp::start("127.0.0.1", FakeScript::default());
     let h = routed("r-8bit", "127.0.0.1", f.port());
     let o = remote(&h, "x.test", "me@a.test", &["a@x.test"], msg);
     assert_eq!(o.message.0, 'K', "{o:?}");
     assert!(f.sessions()[0].lines.iter().any(|l| l.starts_with("MAIL FROM:<me@a.test>") && l.ends_with(" BODY=8BITMIME")));
 
-    let f = Fake::start("127.0.0.1", Script { ehlo: Some(vec!["PIPELINING".into()]), ..Script::default() });
+    let f = FakeSmtp::start("127.0.0.1", FakeScript { ehlo: Some(vec!["PIPELINING".into()]), ..FakeScript::default() });
     let h = routed("r-7bit", "127.0.0.1", f.port());
     let o = remote(&h, "x.test", "me@a.test", &["a@x.test"], msg);
     assert_eq!(o.message.0, 'D', "{o:?}");
@@ -105,7 +104,7 @@ fn eight_bit_message_uses_8bitmime_or_is_refused_correctly() {
 
 #[test]
 fn a_peer_that_never_answers_times_out_temporarily() {
-    let f = Fake::start("127.0.0.1", Script { silent: true, ..Script::default() });
+    let f = FakeSmtp::start("127.0.0.1", FakeScript { silent: true, ..FakeScript::default() });
     let h = routed("r-silent", "127.0.0.1", f.port());
     let t = std::time::Instant::now();
     let o = remote(&h, "x.test", "me@a.test", &["a@x.test"], &message("m", "b"));
@@ -116,7 +115,7 @@ fn a_peer_that_never_answers_times_out_temporarily() {
 
 #[test]
 fn a_peer_that_closes_mid_data_is_retried_not_delivered() {
-    let f = Fake::start("127.0.0.1", Script { close_in_data: true, ..Script::default() });
+    let f = FakeSmtp::start("127.0.0.1", FakeScript { close_in_data: true, ..FakeScript::default() });
     let h = routed("r-close", "127.0.0.1", f.port());
     let body = "line\n".repeat(50_000);
     let o = remote(&h, "x.test", "me@a.test", &["a@x.test"], &message("m", &body));
@@ -131,7 +130,7 @@ fn garbage_and_over_long_replies_are_temporary_with_a_clear_text() {
         ("r-garbage", b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(), "not an SMTP reply"),
         ("r-long", [b"250-".to_vec(), vec![b'x'; 100_000]].concat(), "longer than"),
     ] {
-        let f = Fake::start("127.0.0.1", Script { ehlo_raw: Some(raw), ..Script::default() });
+        let f = FakeSmtp::start("127.0.0.1", FakeScript { ehlo_raw: Some(raw), ..FakeScript::default() });
         let h = routed(tag, "127.0.0.1", f.port());
         let o = remote(&h, "x.test", "me@a.test", &["a@x.test"], &message("m", "b"));
         assert_eq!(o.message.0, 'Z', "{o:?}");
@@ -141,13 +140,13 @@ fn garbage_and_over_long_replies_are_temporary_with_a_clear_text() {
 
 #[test]
 fn greeting_421_moves_to_the_next_host_and_5xx_greeting_alone_bounces() {
-    let f = Fake::start("127.0.0.1", Script { greeting: "554 5.7.1 go away".into(), ..Script::default() });
+    let f = FakeSmtp::start("127.0.0.1", FakeScript { greeting: "554 5.7.1 go away".into(), ..FakeScript::default() });
     let h = routed("r-554", "127.0.0.1", f.port());
     let o = remote(&h, "x.test", "me@a.test", &["a@x.test"], &message("m", "b"));
     assert_eq!(o.message.0, 'D', "{o:?}");
     assert!(o.message.1.starts_with("5.7.1 ") && o.message.1.contains("554 5.7.1 go away"), "{o:?}");
 
-    let f = Fake::start("127.0.0.1", Script { greeting: "421 4.3.2 busy".into(), ..Script::default() });
+    let f = FakeSmtp::start("127.0.0.1", FakeScript { greeting: "421 4.3.2 busy".into(), ..FakeScript::default() });
     let h = routed("r-421", "127.0.0.1", f.port());
     let o = remote(&h, "x.test", "me@a.test", &["a@x.test"], &message("m", "b"));
     assert_eq!(o.message.0, 'Z', "{o:?}");
@@ -156,7 +155,8 @@ fn greeting_421_moves_to_the_next_host_and_5xx_greeting_alone_bounces() {
 
 #[test]
 fn connection_refused_is_temporary() {
-    let h = routed("r-refused", "127.0.0.1", free_port());
+    let dead = refused_port();
+    let h = routed("r-refused", "127.0.0.1", dead.port);
     let o = remote(&h, "x.test", "me@a.test", &["a@x.test"], &message("m", "b"));
     assert_eq!(o.message.0, 'Z', "{o:?}");
     assert!(o.message.1.starts_with("4.4.1 cannot connect to [127.0.0.1]:"), "{o:?}");
@@ -164,7 +164,7 @@ fn connection_refused_is_temporary() {
 
 #[test]
 fn each_sender_domain_leaves_from_its_own_address_and_name() {
-    let f = Fake::start("127.0.0.1", Script::default());
+    let f = FakeSmtp::start("127.0.0.1", FakeScript::default());
     let h = routed("r-source", "127.0.0.1", f.port());
     h.control("outgoingip", "a.test:127.0.0.2:mail.a.test\nb.test:127.0.0.3:mail.b.test\n:127.0.0.4\n");
     for sender in ["x@a.test", "y@b.test", "z@c.test", ""] {
@@ -181,8 +181,8 @@ fn each_sender_domain_leaves_from_its_own_address_and_name() {
 
 #[test]
 fn smtp_sink_records_the_message_peer_and_helo() {
-    let sink = Sink::start("127.0.0.1", &[]);
-    let h = routed("r-sink", "127.0.0.1", sink.port);
+    let sink = SmtpSink::start("127.0.0.1", &[]);
+    let h = routed("r-sink", "127.0.0.1", sink.port());
     h.control("outgoingip", "a.test:127.0.0.3:mail.a.test\n");
     let msg = message("to the sink", "hello sink\n.dot");
     let o = remote(&h, "x.test", "me@a.test", &["one@x.test", "two@x.test"], &msg);
@@ -198,13 +198,13 @@ fn smtp_sink_records_the_message_peer_and_helo() {
 
 #[test]
 fn smtp_sink_soft_and_hard_refusals_map_to_s_and_h() {
-    let sink = Sink::start("127.0.0.1", &["-r", "RCPT"]);
-    let h = routed("r-sink4", "127.0.0.1", sink.port);
+    let sink = SmtpSink::start("127.0.0.1", &["-r", "RCPT"]);
+    let h = routed("r-sink4", "127.0.0.1", sink.port());
     let o = remote(&h, "x.test", "me@a.test", &["one@x.test"], &message("m", "b"));
     assert_eq!(o.recipients[0].0, 's', "{o:?}");
     assert!(o.recipients[0].1.contains("Remote host said: 450"), "{o:?}");
-    let sink = Sink::start("127.0.0.1", &["-f", "MAIL"]);
-    let h = routed("r-sink5", "127.0.0.1", sink.port);
+    let sink = SmtpSink::start("127.0.0.1", &["-f", "MAIL"]);
+    let h = routed("r-sink5", "127.0.0.1", sink.port());
     let o = remote(&h, "x.test", "me@a.test", &["one@x.test"], &message("m", "b"));
     assert!(o.recipients.is_empty() && o.message.0 == 'D', "{o:?}");
     assert!(o.message.1.contains("does not like the sender <me@a.test>"), "{o:?}");

@@ -1,11 +1,10 @@
 //! STARTTLS: opportunistic by default with a plain-text fallback, required and
 //! verified where control/tlsdestinations says so.
 
-use super::fake::{Fake, Script, Tls};
 use super::*;
 
-fn tls_fake(tls: Tls, certs: &TempDir) -> Fake {
-    Fake::start("127.0.0.1", Script { tls, cert_dir: Some(certs.path().to_path_buf()), ..Script::default() })
+fn tls_fake(tls: FakeTls, certs: &TempDir) -> FakeSmtp {
+    FakeSmtp::start("127.0.0.1", FakeScript { tls, cert_dir: Some(certs.path().to_path_buf()), ..FakeScript::default() })
 }
 
 #[test]
@@ -13,8 +12,8 @@ fn opportunistic_starttls_is_used_when_offered() {
     let certs = TempDir::new("certs");
     make_certs(certs.path(), "mx.tls.test");
     let dns = Unbound::start(ZONE);
-    let f = tls_fake(Tls::Good, &certs);
-    let h = home("t-opp", f.port(), dns.port);
+    let f = tls_fake(FakeTls::Good, &certs);
+    let h = home("t-opp", f.port(), dns.port());
     let o = remote(&h, "tls.test", "me@a.test", &["u@tls.test"], &message("secret", "b"));
     assert_eq!(o.message.0, 'K', "{o:?}");
     let s = &f.sessions()[0];
@@ -27,8 +26,8 @@ fn opportunistic_starttls_is_used_when_offered() {
 fn failed_handshake_falls_back_to_plain_unless_tls_is_required() {
     let certs = TempDir::new("certs");
     let dns = Unbound::start(ZONE);
-    let f = tls_fake(Tls::Broken, &certs);
-    let h = home("t-broken", f.port(), dns.port);
+    let f = tls_fake(FakeTls::Broken, &certs);
+    let h = home("t-broken", f.port(), dns.port());
     let o = remote(&h, "tls.test", "me@a.test", &["u@tls.test"], &message("m", "b"));
     assert_eq!(o.message.0, 'K', "{o:?}");
     let s = f.sessions();
@@ -46,8 +45,8 @@ fn failed_handshake_falls_back_to_plain_unless_tls_is_required() {
 #[test]
 fn required_tls_without_starttls_is_temporary() {
     let dns = Unbound::start(ZONE);
-    let f = Fake::start("127.0.0.1", Script::default());
-    let h = home("t-req", f.port(), dns.port);
+    let f = FakeSmtp::start("127.0.0.1", FakeScript::default());
+    let h = home("t-req", f.port(), dns.port());
     h.control("tlsdestinations", ".test\n");
     let o = remote(&h, "tls.test", "me@a.test", &["u@tls.test"], &message("m", "b"));
     assert_eq!(o.message.0, 'Z', "{o:?}");
@@ -60,8 +59,8 @@ fn verified_tls_checks_the_certificate_against_tlsca() {
     let certs = TempDir::new("certs");
     make_certs(certs.path(), "mx.tls.test");
     let dns = Unbound::start(ZONE);
-    let f = tls_fake(Tls::Good, &certs);
-    let h = home("t-verify", f.port(), dns.port);
+    let f = tls_fake(FakeTls::Good, &certs);
+    let h = home("t-verify", f.port(), dns.port());
     h.control("tlsdestinations", "tls.test:verify\nmx.test:verify\n");
     fs::copy(certs.path().join("ca.pem"), h.join("control/tlsca.pem")).unwrap();
     let o = remote(&h, "tls.test", "me@a.test", &["u@tls.test"], &message("m", "b"));

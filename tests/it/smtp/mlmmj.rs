@@ -4,18 +4,8 @@
 use super::*;
 use std::os::unix::fs::MetadataExt;
 
-/// Write a dot file in a virtual user's home, owned like the home.
-fn dot_file(home: &Path, name: &str, content: &str) {
-    let p = home.join(name);
-    fs::write(&p, content).unwrap();
-    if is_root() {
-        let m = fs::metadata(home).unwrap();
-        nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(m.uid())), Some(nix::unistd::Gid::from_raw(m.gid()))).unwrap();
-    }
-}
-
 fn send(port: u16, from: &str, to: &str, msg: &str) {
-    let mut c = Client::connect(port);
+    let mut c = Client::smtp(port);
     c.expect("EHLO list.test", 250);
     c.expect(&format!("MAIL FROM:<{from}>"), 250);
     c.expect(&format!("RCPT TO:<{to}>"), 250);
@@ -27,11 +17,11 @@ fn send(port: u16, from: &str, to: &str, msg: &str) {
 
 #[test]
 fn mlmmj_takes_a_subscription_and_fans_out_a_post() {
-    let (i, port) = smtp_instance("mlmmj");
-    allow_relay(&i);
+    let i = Instance::create("mlmmj");
+    i.allow_relay();
     let list_md = i.adduser("list", "x");
     let subs: Vec<PathBuf> = ["s1", "s2", "s3"].iter().map(|s| i.adduser(s, "x")).collect();
-    let list_home = list_md.parent().unwrap().to_path_buf();
+    let list_home = i.user_home("list");
     let spool = i.path().join("mlmmj");
     fs::create_dir_all(&spool).unwrap();
     let out = run_with_input(
@@ -40,18 +30,21 @@ fn mlmmj_takes_a_subscription_and_fans_out_a_post() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let ml = spool.join("list");
-    for (f, v) in [("delimiter", "-".to_string()), ("relayhost", "127.0.0.1".into()), ("smtpport", port.to_string())] {
+    for (f, v) in [("delimiter", "-"), ("relayhost", "127.0.0.1")] {
         fs::write(ml.join("control").join(f), format!("{v}\n")).unwrap();
     }
+    let receive = format!("|/usr/bin/mlmmj-receive -F -L {}", ml.display());
+    i.dot_file("list", ".qmail", &format!("{receive}\n"));
+    i.dot_file("list", ".qmail-default", &format!("{receive}\n"));
+    i.start();
+    // mlmmj reads its control files when it runs: the port can come after the start.
+    let port = i.smtp_port();
+    fs::write(ml.join("control/smtpport"), format!("{port}\n")).unwrap();
     if is_root() {
         let m = fs::metadata(&list_home).unwrap();
         let st = Command::new("chown").args(["-R", &format!("{}:{}", m.uid(), m.gid())]).arg(&ml).status().unwrap();
         assert!(st.success());
     }
-    let receive = format!("|/usr/bin/mlmmj-receive -F -L {}", ml.display());
-    dot_file(&list_home, ".qmail", &format!("{receive}\n"));
-    dot_file(&list_home, ".qmail-default", &format!("{receive}\n"));
-    i.start();
 
     // s1 subscribes by mail and confirms.
     let s1 = i.address("s1");
@@ -61,7 +54,7 @@ fn mlmmj_takes_a_subscription_and_fans_out_a_post() {
     let confsub = text0
         .split(|c: char| c.is_whitespace() || c == '<' || c == '>')
         .find(|w| w.starts_with("list-confsub-"))
-        .unwrap_or_else(|| panic!("no confirmation address in:\n{text0}\nsmtp log:\n{}\nsend log:\n{}", smtp_log(&i), i.log()))
+        .unwrap_or_else(|| panic!("no confirmation address in:\n{text0}\nsmtp log:\n{}\nsend log:\n{}", i.smtp_log(), i.send_log()))
         .to_string();
     send(port, &s1, &confsub, &format!("From: {s1}\nTo: {confsub}\nSubject: Re: confirm\n\n"));
     let two = i.wait_mail(&subs[0], 2);
