@@ -61,7 +61,7 @@ fn bounce_of_a_bounce_goes_to_doublebounceto_and_no_further() {
 
     // With doublebounceto pointing nowhere, the double bounce itself fails and is
     // discarded: no loop, the queue empties.
-    fs::write(i.path().join("control/doublebounceto"), format!("{}\n", i.address("nowhere"))).unwrap();
+    i.control("doublebounceto", &format!("{}\n", i.address("nowhere")));
     i.stop();
     i.start();
     let out = i.run("postern-inject", &["-f", "", &i.address("ghost2")], &message("again", "x"));
@@ -88,7 +88,7 @@ fn temporary_failure_is_retried_and_then_delivered() {
 #[test]
 fn hanging_program_delivery_is_killed_after_the_timeout_and_retried() {
     let i = Instance::create("hang");
-    fs::write(i.path().join("control/timeoutdelivery"), "1\n").unwrap();
+    i.control("timeoutdelivery", "1\n");
     let md = i.adduser("dave", "x");
     i.start();
     i.dot_file("dave", ".qmail", "|sleep 100\n");
@@ -122,7 +122,7 @@ fn unreachable_remote_recipients_stay_queued_with_a_clear_log_line() {
 #[test]
 fn expired_message_bounces_with_the_reason() {
     let i = Instance::create("expire");
-    fs::write(i.path().join("control/queuelifetime"), "0\n").unwrap();
+    i.control("queuelifetime", "0\n");
     let _dead = dead_route(&i, "elsewhere.example");
     let sender = i.adduser("sender", "x");
     i.start();
@@ -151,14 +151,14 @@ fn queue_survives_a_restart() {
 fn malformed_control_file_stops_send_naming_file_and_line_and_loses_nothing() {
     let i = Instance::create("badctl");
     let md = i.adduser("fay", "x");
-    fs::write(i.path().join("control/concurrencylocal"), "# how many\nmany\n").unwrap();
+    i.control("concurrencylocal", "# how many\nmany\n");
     i.send("s@sender.test", &[&i.address("fay")], &message("waits", "x"));
     let out = i.script("start");
     assert!(!out.status.success(), "{}", text(&out));
     let log = i.send_log();
     assert!(log.contains("concurrencylocal line 2"), "{log}");
     assert_eq!(i.queued(), 1);
-    fs::write(i.path().join("control/concurrencylocal"), "5\n").unwrap();
+    i.control("concurrencylocal", "5\n");
     i.start();
     i.wait_mail(&md, 1);
 }
@@ -181,7 +181,7 @@ fn forward_line_requeues_to_another_address() {
 #[test]
 fn concurrent_deliveries_to_maildir_and_mbox_archive() {
     let i = Instance::create("mbox");
-    fs::write(i.path().join("control/concurrencylocal"), "20\n").unwrap();
+    i.control("concurrencylocal", "20\n");
     let md = i.adduser("ivy", "x");
     i.dot_file("ivy", ".qmail", "./Maildir/\n./archive.mbox\n");
     for n in 0..20 {

@@ -153,7 +153,7 @@ fn msmtp_over_starttls() {
 fn not_an_open_relay_unless_the_rules_or_auth_allow_it() {
     let i = Instance::create("relay");
     i.adduser("alice", "pw-a");
-    fs::write(i.path().join("control/rcpthosts"), format!("{}\nbackup.test\n.sub.test\n", i.domain)).unwrap();
+    i.control("rcpthosts", &format!("{}\nbackup.test\n.sub.test\n", i.domain));
     i.start();
     let port = i.smtp_port();
     let mut c = Client::smtp(port);
@@ -169,7 +169,7 @@ fn not_an_open_relay_unless_the_rules_or_auth_allow_it() {
     c.expect("QUIT", 221);
 
     // After AUTH (allowed in plain text by authplaintext) relaying is allowed.
-    fs::write(i.path().join("control/authplaintext"), "1\n").unwrap();
+    i.control("authplaintext", "1\n");
     let mut c = Client::smtp(port);
     assert!(c.expect("EHLO client.test", 250).contains("AUTH PLAIN LOGIN"));
     let plain = sasl_plain(&i.address("alice"), "pw-a");
@@ -197,7 +197,7 @@ fn not_an_open_relay_unless_the_rules_or_auth_allow_it() {
 fn sequence_and_syntax_errors_get_the_right_codes() {
     let i = Instance::create("seq");
     i.adduser("alice", "pw");
-    fs::write(i.path().join("control/badmailfrom"), "bad@spam.test\n@spamdomain.test\n").unwrap();
+    i.control("badmailfrom", "bad@spam.test\n@spamdomain.test\n");
     i.start();
     let port = i.smtp_port();
     let a = i.address("alice");
@@ -373,7 +373,7 @@ fn assert_nothing_queued(i: &Instance, md: &Path) {
 fn disconnect_or_stall_mid_data_queues_nothing() {
     let i = Instance::create("middata");
     let md = i.adduser("alice", "pw");
-    fs::write(i.path().join("control/timeoutsmtpd"), "2\n").unwrap();
+    i.control("timeoutsmtpd", "2\n");
     i.start();
     let port = i.smtp_port();
     let a = i.address("alice");
@@ -433,7 +433,7 @@ fn ten_thousand_recipients_hit_the_limit_and_the_server_stays_up() {
     assert_eq!(i.wait_mail(&md, 100).len(), 100);
     i.wait_empty();
     assert_eq!(maildir_new(&md).len(), 100);
-    fs::write(i.path().join("control/maxrcpt"), "3\n").unwrap();
+    i.control("maxrcpt", "3\n");
     let mut c = Client::smtp(port);
     c.expect("EHLO c.test", 250);
     c.expect("MAIL FROM:<s@sender.test>", 250);
@@ -448,7 +448,7 @@ fn ten_thousand_recipients_hit_the_limit_and_the_server_stays_up() {
 fn databytes_refuses_big_messages_and_queues_nothing() {
     let i = Instance::create("databytes");
     let md = i.adduser("alice", "pw");
-    fs::write(i.path().join("control/databytes"), "1000\n").unwrap();
+    i.control("databytes", "1000\n");
     i.start();
     let port = i.smtp_port();
     let a = i.address("alice");
@@ -479,8 +479,8 @@ fn databytes_refuses_big_messages_and_queues_nothing() {
 fn failed_logins_are_delayed_and_counted() {
     let i = Instance::create("authfail");
     i.adduser("alice", "right");
-    fs::write(i.path().join("control/authplaintext"), "1\n").unwrap();
-    fs::write(i.path().join("control/authfaildelay"), "1\n").unwrap();
+    i.control("authplaintext", "1\n");
+    i.control("authfaildelay", "1\n");
     i.start();
     let port = i.smtp_port();
     let mut c = Client::smtp(port);

@@ -33,12 +33,11 @@ fn instance_to_instance_by_mx_with_verified_tls_from_the_senders_address() {
         "mx.e2eb.test. A 127.0.0.1",
     ]);
     let a = Instance::create("e2ea");
-    let ctl = |n: &str, v: String| fs::write(a.path().join("control").join(n), v).unwrap();
-    ctl("dnsresolvers", format!("127.0.0.1:{}\n", dns.port()));
-    ctl("smtproutes", format!("::{}\n", b.smtp_port()));
-    ctl("outgoingip", "e2ea.test:127.0.0.2:mail.e2ea.test\n".into());
-    ctl("tlsdestinations", "e2eb.test:verify\n".into());
-    ctl("timeoutconnect", "5\n".into());
+    a.control("dnsresolvers", &format!("127.0.0.1:{}\n", dns.port()))
+        .control("smtproutes", &format!("::{}\n", b.smtp_port()))
+        .control("outgoingip", "e2ea.test:127.0.0.2:mail.e2ea.test\n")
+        .control("tlsdestinations", "e2eb.test:verify\n")
+        .control("timeoutconnect", "5\n");
     fs::copy(certs.path().join("ca.pem"), a.path().join("control/tlsca.pem")).unwrap();
     a.start();
 
@@ -64,7 +63,7 @@ fn instance_retries_a_temporary_failure_and_bounces_a_permanent_one() {
     }
     let f = FakeSmtp::start("127.0.0.1", FakeScript { rcpt, ..FakeScript::default() });
     let a = Instance::create("e2er");
-    fs::write(a.path().join("control/smtproutes"), format!(":[127.0.0.1]:{}\n", f.port())).unwrap();
+    a.control("smtproutes", &format!(":[127.0.0.1]:{}\n", f.port()));
     let alice = a.adduser("alice", "x");
     a.start();
     a.send(&a.address("alice"), &["gone@far.test", "later@far.test"], &message("two", "b"));
