@@ -9,7 +9,7 @@
 //! (`drop_inherited_fds`), so nothing closes a descriptor that code owns.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 /// True when the process runs with privileges its invoker does not have
 /// (setuid/setgid), as the kernel sees it.
@@ -352,7 +352,13 @@ impl ChildFds {
         let pairs: Vec<(RawFd, RawFd)> = copies.iter().flat_map(|(fd, at)| at.iter().map(|&t| (fd.as_raw_fd(), t))).collect();
         place(&pairs)?;
         drop(copies);
-        drop(self.place);
+        for (fd, _) in self.place {
+            // A source that was itself numbered 0, 1 or 2 is replaced already:
+            // closing its number would close what was placed there.
+            if pairs.iter().any(|&(_, to)| to == fd.as_raw_fd()) {
+                let _ = fd.into_raw_fd();
+            }
+        }
         // The placed numbers hold new descriptors now, which nothing in the
         // child owns yet: the child may claim them.
         for (_, to) in &pairs {
