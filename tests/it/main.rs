@@ -12,6 +12,7 @@ mod install;
 mod local;
 mod privs;
 mod queue;
+mod regression;
 mod send;
 
 // SMTP receive
