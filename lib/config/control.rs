@@ -99,7 +99,7 @@ impl Control {
     /// name the line at fault); empty when the file is missing. Defaults do not
     /// apply: for List settings whose default is None.
     pub fn numbered_lines(&self, s: &Setting) -> Result<Vec<(usize, String)>, ControlError> {
-        debug_assert!(s.kind == Kind::List && matches!(s.default, Default::None), "{} has a default", s.name);
+        assert!(s.kind == Kind::List && matches!(s.default, Default::None), "{} has a default", s.name);
         Ok(read_lines(&self.path(s))?.unwrap_or_default())
     }
 
@@ -144,7 +144,7 @@ impl Control {
 
     /// A Line setting's value; "" when it has none.
     pub fn text(&self, s: &Setting) -> Result<String, ControlError> {
-        debug_assert_eq!(s.kind, Kind::Line, "{}", s.name);
+        assert_eq!(s.kind, Kind::Line, "{} is read as a {:?}", s.name, s.kind);
         Ok(self.value(s)?.0.into_iter().next().unwrap_or_default())
     }
 
@@ -154,13 +154,13 @@ impl Control {
     }
 
     pub fn number(&self, s: &Setting) -> Result<u64, ControlError> {
-        debug_assert_eq!(s.kind, Kind::Number, "{}", s.name);
+        assert_eq!(s.kind, Kind::Number, "{} is read as a {:?}", s.name, s.kind);
         let (v, _) = self.value(s)?;
         Ok(v.first().and_then(|n| n.parse().ok()).expect("value() checked the number and defaults are numbers"))
     }
 
     pub fn list(&self, s: &Setting) -> Result<Vec<String>, ControlError> {
-        debug_assert_eq!(s.kind, Kind::List, "{}", s.name);
+        assert_eq!(s.kind, Kind::List, "{} is read as a {:?}", s.name, s.kind);
         Ok(self.value(s)?.0)
     }
 
