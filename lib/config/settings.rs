@@ -105,20 +105,6 @@ pub fn find(name: &str) -> Option<&'static Setting> {
     ALL.iter().copied().find(|s| s.name == name)
 }
 
-impl Default {
-    /// How conf-samples/ and showctl describe it.
-    pub fn describe(&self) -> String {
-        match self {
-            Default::None => "none".into(),
-            Text(t) => (*t).into(),
-            N(n) => n.to_string(),
-            Follows(s) => format!("the value of {}", s.name),
-            Hostname => "the system host name".into(),
-            InHome(p) => format!("$POSTERN_HOME/{p}"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

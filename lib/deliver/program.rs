@@ -106,26 +106,10 @@ pub fn run_program(cmd: &str, env: &[(String, String)], message: &mut File, time
     match status.code() {
         Some(0) => Ok(0),
         Some(99) => Ok(99),
-        code => Err(LocalError::Program { command: cmd.to_string(), code, signal: status.signal(), output: one_line(&output) }),
+        code => {
+            Err(LocalError::Program { command: cmd.to_string(), code, signal: status.signal(), output: crate::os::log::one_line(&output) })
+        }
     }
-}
-
-/// Program output as one line for the report: trimmed, newlines shown as '/'
-/// (as qmail-send logs them), control characters as '?'.
-pub fn one_line(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(b);
-    let s = s.trim();
-    s.chars()
-        .map(|c| {
-            if c == '\n' {
-                '/'
-            } else if c.is_control() {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

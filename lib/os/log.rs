@@ -17,8 +17,25 @@ pub fn line(program: &str, message: &str) {
     let _ = std::io::stderr().lock().write_all(buf.as_bytes());
 }
 
+/// A program's output as one line of report or log text: lines trimmed, empty
+/// ones dropped, the rest joined with " / " (qmail logs them joined), control
+/// characters as '?'.
+pub fn one_line(out: &[u8]) -> String {
+    let s = String::from_utf8_lossy(out);
+    let parts: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    parts.join(" / ").chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
 /// Render bytes for a log line or an error message: valid UTF-8 as is, other
 /// bytes escaped.
 pub fn show(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn program_output_as_one_line() {
+        assert_eq!(super::one_line(b" line one \n\nline\ttwo\n"), "line one / line?two");
+    }
 }

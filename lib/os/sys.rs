@@ -31,13 +31,6 @@ pub fn umask(mask: u32) -> u32 {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask as libc::mode_t)).bits() as u32
 }
 
-/// Set `FD_CLOEXEC` on or off.
-pub fn set_cloexec(fd: &impl AsFd, on: bool) -> io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-    let flags = if on { FdFlag::FD_CLOEXEC } else { FdFlag::empty() };
-    fcntl(fd.as_fd().as_raw_fd(), FcntlArg::F_SETFD(flags)).map(|_| ()).map_err(io::Error::from)
-}
-
 /// Set or clear O_NONBLOCK.
 pub fn set_nonblocking(fd: &impl AsFd, on: bool) -> io::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};

@@ -7,22 +7,17 @@
 //! mess/ID       taken by postern-send; being delivered
 //! free/N        a finished message's file, kept for postern-queue to overwrite
 //!               (N is a slot number below FREE_SLOTS); never delivered
+//! bad/ID        a file whose contents do not parse, moved aside by postern-send
+//!               for a person to look at (one that cannot be read for now is
+//!               read again later instead)
 //! lock/trigger  a FIFO; any byte written to it wakes postern-send
 //! ```
 //! Owners: queue/ and its directories belong to postern-q, group postern, mode
 //! 0750/0770; files are 0660 so postern-send (group postern) can mark and remove them.
 //!
 //! # One file per message
-//! ```text
-//! [message bytes][envelope][trailer]
-//! envelope = "F" sender NUL, then per recipient: STATE recipient NUL, then NUL
-//!            STATE is 'T' (to do) or 'D' (done: delivered, or bounced and the
-//!            bounce queued)
-//! trailer  = "PQ1:" 16 hex digits (offset of the envelope) ":" 10 decimal digits
-//!            (birth, Unix seconds) "\n"                         = 32 bytes
-//! ```
-//! The message comes first so postern-queue can stream it from fd 0 before it reads
-//! the envelope on fd 1 (qmail-queue's order) without holding it in memory.
+//! `[message][envelope][trailer]`; format.rs has the format and reads and marks
+//! it, store.rs makes the moves between the directories, submit.rs is the client.
 //!
 //! # The crash-safety protocol
 //! 1. postern-queue writes `tmp/ID`, fdatasyncs it, renames it to `new/ID` and fsyncs

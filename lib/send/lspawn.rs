@@ -40,18 +40,14 @@ impl LocalStarter {
     }
 }
 
-fn temp(text: String) -> Outcome {
-    Outcome::new(Status::MAIL_SYSTEM, text)
-}
-
 impl Starter for LocalStarter {
     fn start(&mut self, req: &Request, _file: Option<OwnedFd>) -> Result<Running, Outcome> {
         let [recipient] = req.recipients.as_slice() else {
-            return Err(temp(format!("local deliveries take one recipient, not {}", req.recipients.len())));
+            return Err(Outcome::temporary(format!("local deliveries take one recipient, not {}", req.recipients.len())));
         };
         let (local, domain) = (recipient.local(), recipient.domain().unwrap_or(""));
-        let mut users = Users::open(&self.home).map_err(|e| temp(e.to_string()))?;
-        let target = match users.lookup(local, domain).map_err(|e| temp(e.to_string()))? {
+        let mut users = Users::open(&self.home).map_err(|e| Outcome::temporary(e.to_string()))?;
+        let target = match users.lookup(local, domain).map_err(|e| Outcome::temporary(e.to_string()))? {
             Some(t) => t,
             None => return Err(Outcome::new(Status::NO_MAILBOX, "Sorry, no mailbox here by that name.")),
         };
@@ -59,11 +55,11 @@ impl Starter for LocalStarter {
             return Err(Outcome::new(Status::NO_MAILBOX, "Sorry, mail to root is not delivered; set up an alias."));
         }
         let path = Queue::new(&self.home).mess().join(&req.id);
-        let qf = QueueFile::open(&path, false).map_err(|e| temp(e.to_string()))?;
-        let message = qf.message_copy().map_err(|e| temp(format!("cannot copy message {}: {e}", path.display())))?;
+        let qf = QueueFile::open(&path, false).map_err(|e| Outcome::temporary(e.to_string()))?;
+        let message = qf.message_copy().map_err(|e| Outcome::temporary(format!("cannot copy message {}: {e}", path.display())))?;
         drop(qf);
 
-        let (r, w) = crate::os::sys::pipe().map_err(|e| temp(format!("pipe: {e}")))?;
+        let (r, w) = crate::os::sys::pipe().map_err(|e| Outcome::temporary(format!("pipe: {e}")))?;
         let params = Params {
             user: target.user.clone(),
             homedir: target.home.clone(),
@@ -92,7 +88,7 @@ impl Starter for LocalStarter {
                 }
             }
         })
-        .map_err(|e| temp(format!("cannot fork a delivery: {e}")))?;
+        .map_err(|e| Outcome::temporary(format!("cannot fork a delivery: {e}")))?;
         Ok(Running { pid, output: r })
     }
 }

@@ -11,8 +11,9 @@
 
 use crate::error::Kind;
 use crate::os::home::Home;
+use crate::os::log::one_line;
 use crate::queue::QueueFile;
-use crate::send::spawn::{from_report, output_text, Outcome, Request};
+use crate::send::spawn::{from_report, Outcome, Request};
 use crate::send::spawner::{Running, Starter};
 use crate::status::Status;
 use nix::sys::wait::WaitStatus;
@@ -25,18 +26,14 @@ pub struct RemoteStarter {
     pub home: Home,
 }
 
-fn temp(text: String) -> Outcome {
-    Outcome::new(Status::MAIL_SYSTEM, text)
-}
-
 impl Starter for RemoteStarter {
     fn start(&mut self, req: &Request, file: Option<OwnedFd>) -> Result<Running, Outcome> {
-        let file = file.ok_or_else(|| temp("the request came without its queue file".into()))?;
-        let qf = QueueFile::from_file(File::from(file), Path::new(req.id.as_str())).map_err(|e| temp(e.to_string()))?;
-        let message = qf.message_copy().map_err(|e| temp(format!("cannot copy message {}: {e}", req.id)))?;
+        let file = file.ok_or_else(|| Outcome::temporary("the request came without its queue file"))?;
+        let qf = QueueFile::from_file(File::from(file), Path::new(req.id.as_str())).map_err(|e| Outcome::temporary(e.to_string()))?;
+        let message = qf.message_copy().map_err(|e| Outcome::temporary(format!("cannot copy message {}: {e}", req.id)))?;
         drop(qf);
         let host = req.recipients[0].domain().unwrap_or_default();
-        let (r, w) = crate::os::sys::pipe().map_err(|e| temp(format!("pipe: {e}")))?;
+        let (r, w) = crate::os::sys::pipe().map_err(|e| Outcome::temporary(format!("pipe: {e}")))?;
         let program = self.home.bin("postern-remote");
         let child = Command::new(&program)
             .arg(host)
@@ -48,7 +45,7 @@ impl Starter for RemoteStarter {
             .stdin(Stdio::from(message))
             .stdout(Stdio::from(w))
             .spawn()
-            .map_err(|e| temp(format!("cannot run {}: {e}", program.display())))?;
+            .map_err(|e| Outcome::temporary(format!("cannot run {}: {e}", program.display())))?;
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         // The spawn loop reaps it.
         drop(child);
@@ -64,10 +61,10 @@ impl Starter for RemoteStarter {
 /// program that did not exit 0, is a temporary failure for every recipient: the
 /// message is tried again, never lost.
 pub fn remote_outcomes(count: usize, output: &[u8], status: &WaitStatus) -> Vec<Outcome> {
-    let temp = |why: String| Outcome::new(Status::MAIL_SYSTEM, why).for_all(count);
+    let temp = |why: String| Outcome::temporary(why).for_all(count);
     match status {
         WaitStatus::Exited(_, 0) => {}
-        WaitStatus::Exited(_, code) => return temp(format!("postern-remote exited {code}: {}", output_text(output))),
+        WaitStatus::Exited(_, code) => return temp(format!("postern-remote exited {code}: {}", one_line(output))),
         WaitStatus::Signaled(_, sig, _) => return temp(format!("postern-remote was killed by {sig:?}")),
         other => return temp(format!("postern-remote ended oddly: {other:?}")),
     }
@@ -84,9 +81,9 @@ pub fn remote_outcomes(count: usize, output: &[u8], status: &WaitStatus) -> Vec<
         b'K' => None,
         b'Z' => Some(Kind::Temporary),
         b'D' => Some(Kind::Permanent),
-        _ => return temp(format!("postern-remote gave a garbled message report: {}", output_text(message))),
+        _ => return temp(format!("postern-remote gave a garbled message report: {}", one_line(message))),
     };
-    let message = from_report(for_message, &output_text(text));
+    let message = from_report(for_message, &one_line(text));
     if rcpts.is_empty() {
         if for_message.is_none() {
             return temp("postern-remote reported delivery without recipient reports".into());
@@ -100,9 +97,9 @@ pub fn remote_outcomes(count: usize, output: &[u8], status: &WaitStatus) -> Vec<
         .iter()
         .map(|r| match r.split_first() {
             Some((b'r', _)) => message.clone(),
-            Some((b'h', t)) => from_report(Some(Kind::Permanent), &output_text(t)),
-            Some((b's', t)) => from_report(Some(Kind::Temporary), &output_text(t)),
-            _ => Outcome::new(Status::MAIL_SYSTEM, format!("postern-remote gave a garbled recipient report: {}", output_text(r))),
+            Some((b'h', t)) => from_report(Some(Kind::Permanent), &one_line(t)),
+            Some((b's', t)) => from_report(Some(Kind::Temporary), &one_line(t)),
+            _ => Outcome::new(Status::MAIL_SYSTEM, format!("postern-remote gave a garbled recipient report: {}", one_line(r))),
         })
         .collect()
 }

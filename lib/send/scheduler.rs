@@ -503,7 +503,7 @@ impl Scheduler {
     pub fn start_failed(&mut self, now: u64, chan: Chan, slot: u16, why: String) {
         let Some(flight) = self.channel(chan).release(slot) else { return };
         for index in flight.indexes {
-            self.finish(now, &flight.id, index, Outcome::new(Status::MAIL_SYSTEM, why.clone()));
+            self.finish(now, &flight.id, index, Outcome::temporary(why.clone()));
         }
         self.fill(now, chan);
     }

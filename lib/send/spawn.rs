@@ -48,6 +48,12 @@ impl Outcome {
         Outcome { status, text: text.into() }
     }
 
+    /// A temporary failure of the mail system here (4.3.0): a spawner's own
+    /// trouble, not the recipient's.
+    pub fn temporary(text: impl Into<String>) -> Outcome {
+        Outcome::new(Status::MAIL_SYSTEM, text)
+    }
+
     /// None: delivered.
     pub fn failure(&self) -> Option<Kind> {
         self.status.kind()
@@ -166,14 +172,6 @@ pub fn parse_answer(buf: &[u8], count: impl Fn(u16) -> Option<usize>) -> Result<
     Ok(Some((Answer { slot, outcomes }, p)))
 }
 
-/// A delivery program's output as one line of report text: trimmed, lines
-/// joined with " / " (qmail logs them joined), control characters as '?'.
-pub fn output_text(out: &[u8]) -> String {
-    let s = String::from_utf8_lossy(out);
-    let parts: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    parts.join(" / ").chars().map(|c| if c.is_control() { '?' } else { c }).collect()
-}
-
 /// A qmail-style report from a delivery program: its exit code decides (0
 /// delivered, 100 give up, anything else try again), its text may start with a
 /// status. The status is taken from the text when its class agrees with the
@@ -236,6 +234,5 @@ mod tests {
         assert_eq!(from_report(None, "2.0.0 delivered"), Outcome::new(Status::OK, "delivered"));
         // A text whose status contradicts the exit code keeps the exit code's class.
         assert_eq!(from_report(Some(Kind::Temporary), "5.1.1 odd"), Outcome::new(Status::of_kind(Kind::Temporary), "5.1.1 odd"));
-        assert_eq!(output_text(b" line one \n\nline\ttwo\n"), "line one / line?two");
     }
 }

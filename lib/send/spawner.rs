@@ -3,9 +3,8 @@
 //! Single-threaded: one poll over fd 0, every delivery's output and a signalfd
 //! for SIGCHLD. What starting a delivery means is the `Starter`'s business.
 
-use super::spawn::{encode_answer, from_report, output_text, parse_request, Answer, Outcome, Request, MAX_SLOTS, MAX_TEXT};
+use super::spawn::{encode_answer, from_report, parse_request, Answer, Outcome, Request, MAX_SLOTS, MAX_TEXT};
 use crate::error::Kind;
-use crate::status::Status;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -38,7 +37,7 @@ pub trait Starter {
             WaitStatus::Signaled(_, sig, _) => (Some(Kind::Temporary), format!("delivery program killed by {sig:?}")),
             _ => (Some(Kind::Temporary), "delivery program ended oddly".into()),
         };
-        let text = output_text(output);
+        let text = crate::os::log::one_line(output);
         from_report(kind, if text.is_empty() { &why } else { &text }).for_all(count)
     }
 }
@@ -179,12 +178,12 @@ pub fn serve(program: &str, starter: &mut dyn Starter, with_files: bool) -> io::
                         let file = if with_files { files.pop_front() } else { None };
                         if slots.contains_key(&req.slot) || req.slot as usize >= MAX_SLOTS {
                             crate::os::log::line(program, &format!("slot {} busy or out of range; refusing", req.slot));
-                            let outcomes = Outcome::new(Status::MAIL_SYSTEM, "spawner slot busy").for_all(count);
+                            let outcomes = Outcome::temporary("spawner slot busy").for_all(count);
                             outbuf.extend(encode_answer(&Answer { slot: req.slot, outcomes }));
                             continue;
                         }
                         if with_files && file.is_none() {
-                            let outcomes = Outcome::new(Status::MAIL_SYSTEM, "the request came without its queue file").for_all(count);
+                            let outcomes = Outcome::temporary("the request came without its queue file").for_all(count);
                             outbuf.extend(encode_answer(&Answer { slot: req.slot, outcomes }));
                             continue;
                         }
