@@ -15,49 +15,28 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// The directory holding `path` ("." for a bare name).
-pub fn parent_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// The temporary name a replacement of `path` is written under: `path.tmp`.
-pub fn tmp_name(path: &Path) -> std::path::PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    s.into()
-}
-
-/// Replace `path` by a file written by `fill`: create `path.tmp` with `mode`
-/// (before any data is in it: a password database is never readable by others,
-/// not even while it is written), let `fill` write it, fsync it, rename it over
-/// `path`, fsync the directory. On error the old file is untouched and the
-/// temporary one removed.
-pub fn replace_with(path: &Path, mode: u32, fill: impl FnOnce(&Path) -> io::Result<()>) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = tmp_name(path);
-    let _ = fs::remove_file(&tmp);
-    let r = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .and_then(|f| f.set_permissions(fs::Permissions::from_mode(mode)))
-        .and_then(|()| fill(&tmp))
-        .and_then(|()| File::open(&tmp)?.sync_all())
-        .and_then(|()| fs::rename(&tmp, path));
-    if r.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    r?;
-    sync_dir(parent_of(path))
-}
-
-/// Replace `path` with `content` atomically (see `replace_with`).
+/// Replace `path` with `content` atomically: write `path.tmp`, created with
+/// `mode` before any data is in it (a password database is never readable by
+/// others, not even while it is written), fsync it, rename it over `path`, fsync
+/// the directory. On error the old file is untouched and the temporary one gone.
 pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
-    replace_with(path, mode, |tmp| OpenOptions::new().write(true).truncate(true).open(tmp)?.write_all(content))
+    use std::os::unix::fs::PermissionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    let written = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).and_then(|mut f| {
+        // The umask may have narrowed the mode; it must be exactly `mode`.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(content)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    sync_dir(dir)
 }
 
 /// How `each_chunk` failed: reading the input, or what was done with a chunk.
@@ -113,10 +92,9 @@ mod tests {
         write_atomic(&p, b"two", 0o600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
-        let e = replace_with(&p, 0o600, |_| Err(io::Error::other("no")));
-        assert!(e.is_err());
+        assert!(write_atomic(&d.join("missing-dir/f"), b"x", 0o600).is_err());
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert!(!tmp_name(&p).exists());
+        assert!(!d.join("f.tmp").exists());
         fs::remove_dir_all(&d).unwrap();
     }
 }
