@@ -79,6 +79,16 @@ impl Status {
         Status::parse(first).map(|s| (s, rest))
     }
 
+    /// A foreign program's report: the status its text starts with when that
+    /// agrees with the class the program's exit decided (`generic`), and the
+    /// rest; else `generic` and the whole text.
+    pub fn from_report(generic: Status, text: &str) -> (Status, &str) {
+        match Status::split(text) {
+            Some((s, rest)) if s.class == generic.class => (s, rest),
+            _ => (generic, text),
+        }
+    }
+
     // The codes the suite decides itself, named by what they mean.
     pub const OK: Status = Status::new(2, 0, 0);
     pub const SENDER_OK: Status = Status::new(2, 1, 0);

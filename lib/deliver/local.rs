@@ -122,11 +122,7 @@ impl LocalError {
     /// when its class agrees with the exit code, else the exit code's.
     fn program_report(&self) -> (Status, &str) {
         let LocalError::Program { output, .. } = self else { unreachable!("program errors only") };
-        let generic = Status::REFUSED.as_kind(self.kind());
-        match Status::split(output) {
-            Some((s, rest)) if s.class() == generic.class() => (s, rest),
-            _ => (generic, output),
-        }
+        Status::from_report(Status::REFUSED.as_kind(self.kind()), output)
     }
 }
 

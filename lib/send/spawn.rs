@@ -181,10 +181,8 @@ pub fn from_report(exit: Option<Kind>, text: &str) -> Outcome {
         None => Status::OK,
         Some(k) => Status::of_kind(k),
     };
-    match Status::split(text) {
-        Some((s, rest)) if s.class() == generic.class() => Outcome::new(s, rest),
-        _ => Outcome::new(generic, text),
-    }
+    let (status, text) = Status::from_report(generic, text);
+    Outcome::new(status, text)
 }
 
 #[cfg(test)]
