@@ -35,13 +35,9 @@ fn main() {
     let pid_of = |c| started.pids.iter().find(|(k, _)| *k == c).map(|(_, p)| *p);
     loop {
         let Ok(Some(info)) = sfd.read_signal() else { continue };
+        // Exits first: a child reaped here is no longer signalled below, as its
+        // pid may already belong to another process.
         let mut events = Vec::new();
-        match Signal::try_from(info.ssi_signo as i32) {
-            Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => events.push((Event::Stop, String::new())),
-            Ok(Signal::SIGHUP) => events.push((Event::Reload, String::new())),
-            Ok(Signal::SIGALRM) => events.push((Event::Flush, String::new())),
-            _ => {}
-        }
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
@@ -51,6 +47,12 @@ fn main() {
                     }
                 }
             }
+        }
+        match Signal::try_from(info.ssi_signo as i32) {
+            Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => events.push((Event::Stop, String::new())),
+            Ok(Signal::SIGHUP) => events.push((Event::Reload, String::new())),
+            Ok(Signal::SIGALRM) => events.push((Event::Flush, String::new())),
+            _ => {}
         }
         for (event, how) in events {
             for action in sup.handle(event, &how) {
