@@ -200,7 +200,13 @@ pub fn serve(listener: TcpListener, opts: &Options, builtin: Option<Builtin>) ->
                 } else {
                     log::line(
                         PROGRAM,
-                        &format!("stopping on signal {}; {} connection(s) left to finish", info.ssi_signo, server.children.len()),
+                        &format!(
+                            "stopping on signal {}; {} connection(s) left to finish (signal sent by pid {}, uid {})",
+                            info.ssi_signo,
+                            server.children.len(),
+                            info.ssi_pid,
+                            info.ssi_uid
+                        ),
                     );
                     return Ok(());
                 }
