@@ -24,6 +24,9 @@ pub mod send;
 pub mod smtp;
 pub mod users;
 
+#[cfg(test)]
+mod testing;
+
 /// The suite's programs: the `[[bin]]` entries of Cargo.toml, the one list that
 /// scripts/programs.sh and the tests read too.
 pub fn programs() -> impl Iterator<Item = &'static str> {

@@ -147,8 +147,7 @@ mod tests {
 
     #[test]
     fn build_and_read_back() {
-        let dir = std::env::temp_dir().join(format!("postern-cdb-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::scratch_dir("cdb");
         let p = dir.join("t.cdb");
         build(&p, &[(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]).unwrap();
         let mut db = Db::open(&p).unwrap().unwrap();

@@ -223,8 +223,7 @@ mod tests {
     use super::*;
 
     fn tmphome(tag: &str) -> (PathBuf, Control) {
-        let d = std::env::temp_dir().join(format!("postern-control-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
+        let d = crate::testing::scratch_dir(&format!("control-{tag}"));
         fs::create_dir_all(d.join("control")).unwrap();
         let c = Control::new(&Home::at(&d));
         (d, c)

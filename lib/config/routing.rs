@@ -102,9 +102,7 @@ impl Routing {
 mod tests {
     use super::*;
 
-    fn a(s: &str) -> Address {
-        Address::parse(s.as_bytes()).unwrap()
-    }
+    use crate::testing::addr as a;
 
     #[test]
     fn routes_like_qmail_send() {

@@ -264,8 +264,7 @@ mod tests {
 
     #[test]
     fn compiles_and_matches_longest_prefix() {
-        let d = std::env::temp_dir().join(format!("postern-rules-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
+        let d = crate::testing::scratch_dir("rules");
         let src = d.join("tcp.smtp");
         std::fs::write(
             &src,

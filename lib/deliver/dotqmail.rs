@@ -200,9 +200,7 @@ mod tests {
 
     #[test]
     fn finds_most_specific_existing() {
-        let d = std::env::temp_dir().join(format!("postern-dotqmail-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
+        let d = crate::testing::scratch_dir("dotqmail");
         fs::write(d.join(".qmail-default"), "./Maildir/\n").unwrap();
         fs::write(d.join(".qmail-list-default"), "|true\n").unwrap();
         let f = find(&d, "-", "list-join-x").unwrap().unwrap();

@@ -255,9 +255,7 @@ mod tests {
 
     #[test]
     fn appends_and_quotes() {
-        let d = std::env::temp_dir().join(format!("postern-mbox-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
+        let d = crate::testing::scratch_dir("mbox");
         fs::write(d.join("msg"), "Subject: a\n\nFrom me\nbye").unwrap();
         let mut m = File::open(d.join("msg")).unwrap();
         deliver(&d.join("mbox"), "s@x", b"Delivered-To: u@h\n", &mut m).unwrap();

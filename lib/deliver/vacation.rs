@@ -316,9 +316,7 @@ pub fn run(home: &Home, o: &Options, message: &File) -> Result<Outcome, Vacation
 mod tests {
     use super::*;
 
-    fn a(s: &str) -> Address {
-        Address::parse(s.as_bytes()).unwrap()
-    }
+    use crate::testing::addr as a;
 
     #[test]
     fn robots_and_lists_get_no_answer() {

@@ -140,8 +140,7 @@ mod tests {
 
     #[test]
     fn delivers_with_prefix_and_names_are_unique() {
-        let d = std::env::temp_dir().join(format!("postern-maildir-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
+        let d = crate::testing::scratch_dir("maildir");
         let mut msg = tempfile(&d, b"Subject: x\n\nbody\n");
         assert!(matches!(deliver(&d.join("Maildir"), b"", &mut msg), Err(MaildirError::Missing(_))));
         for s in ["tmp", "new", "cur"] {

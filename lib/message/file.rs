@@ -60,7 +60,7 @@ mod tests {
 
     #[test]
     fn header_reading_stops_at_blank_line() {
-        let d = std::env::temp_dir().join(format!("postern-local-hdr-{}", std::process::id()));
+        let d = crate::testing::scratch_dir("header").join("message");
         std::fs::write(&d, b"A: 1\nB: 2\n\nDelivered-To: u@x\n").unwrap();
         let f = File::open(&d).unwrap();
         assert_eq!(read_header(&f).unwrap(), b"A: 1\nB: 2\n\n");

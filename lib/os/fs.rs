@@ -85,8 +85,7 @@ mod tests {
 
     #[test]
     fn replaces_whole_files_and_leaves_no_temporary() {
-        let d = std::env::temp_dir().join(format!("postern-fs-{}", std::process::id()));
-        fs::create_dir_all(&d).unwrap();
+        let d = crate::testing::scratch_dir("fs");
         let p = d.join("f");
         write_atomic(&p, b"one", 0o640).unwrap();
         write_atomic(&p, b"two", 0o600).unwrap();

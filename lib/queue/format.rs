@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn damaged_files_are_permanent_errors() {
-        let p = std::env::temp_dir().join(format!("postern-format-{}", std::process::id()));
+        let p = crate::testing::scratch_dir("format").join("queued");
         std::fs::write(&p, b"too short").unwrap();
         let e = QueueFile::open(&p, false).unwrap_err();
         assert!(matches!(e, QueueError::Corrupt(..)) && e.kind() == Kind::Permanent, "{e}");

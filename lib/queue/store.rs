@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn write_take_open_mark() {
-        let d = std::env::temp_dir().join(format!("postern-queue-{}", std::process::id()));
+        let d = crate::testing::scratch_dir("queue");
         let q = Queue::new(&Home::at(&d));
         q.create_dirs().unwrap();
         let id = q.write(&mut &b"Subject: x\n\nhi\n"[..], &mut &b"Fs@x\0Ta@y\0Tb@y\0\0"[..], b"Received: t\n").unwrap();
@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn retired_files_are_reused_whole_and_only_when_safe() {
         use std::os::unix::fs::MetadataExt;
-        let d = std::env::temp_dir().join(format!("postern-queue-reuse-{}", std::process::id()));
+        let d = crate::testing::scratch_dir("queue-reuse");
         let q = Queue::new(&Home::at(&d));
         q.create_dirs().unwrap();
         let long = vec![b'x'; 10_000];

@@ -635,9 +635,7 @@ impl Scheduler {
 mod tests {
     use super::*;
 
-    fn a(s: &str) -> Address {
-        Address::parse(s.as_bytes()).unwrap()
-    }
+    use crate::testing::addr as a;
 
     fn policy() -> Policy {
         Policy {

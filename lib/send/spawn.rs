@@ -189,9 +189,7 @@ pub fn from_report(exit: Option<Kind>, text: &str) -> Outcome {
 mod tests {
     use super::*;
 
-    fn a(s: &str) -> Address {
-        Address::parse(s.as_bytes()).unwrap()
-    }
+    use crate::testing::addr as a;
 
     #[test]
     fn requests_split_at_every_byte() {

@@ -658,7 +658,7 @@ mod tests {
     use super::*;
 
     fn memfile(bytes: &[u8]) -> File {
-        let p = std::env::temp_dir().join(format!("postern-remote-test-{}-{}", std::process::id(), bytes.len()));
+        let p = crate::testing::scratch_dir(&format!("remote-{}", bytes.len())).join("message");
         std::fs::write(&p, bytes).unwrap();
         let f = File::open(&p).unwrap();
         std::fs::remove_file(&p).unwrap();

@@ -135,8 +135,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     fn tmphome(tag: &str) -> Home {
-        let d = std::env::temp_dir().join(format!("postern-users-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
+        let d = crate::testing::scratch_dir(&format!("users-{tag}"));
         fs::create_dir_all(d.join("users")).unwrap();
         fs::create_dir_all(d.join("control")).unwrap();
         Home::at(d)
