@@ -6,10 +6,16 @@
 //!
 //! It is setuid root in a system install (runnable by the postern-d group only), so
 //! it reads nothing from its environment but the home (which postern::os::home already
-//! refuses to take from a caller who is not root) and passes the rest on untouched
+//! refuses to take from a caller who is not root) and TCPREMOTEIP (only as the key
+//! of the failed-login count, lib/auth/limits.rs), and passes the rest on untouched
 //! to PROG, which runs as the user.
+//!
+//! Before the password is checked: the client's address must not be over
+//! authfailmax, and the check must get one of authconcurrency places; if not, it
+//! exits 111 (a temporary failure) and logs why.
 
 use postern::auth::checkpassword::{self, EXIT_BAD, EXIT_MISUSE, EXIT_TEMP};
+use postern::auth::limits;
 use postern::auth::verify;
 use postern::os::home::Home;
 use postern::os::log;
@@ -31,7 +37,9 @@ fn main() {
         }
     };
     let home = Home::from_env();
-    let account = match verify::verify(&home, &req.login, &req.password) {
+    // The client's address only keys the count of failed logins (auth::limits).
+    let client = std::env::var("TCPREMOTEIP").ok();
+    let account = match limits::verify_limited(&home, client.as_deref(), &req.login, &req.password, &mut |m| log::line(ME, m)) {
         Ok(Some(a)) => a,
         // Nothing about why: the caller tells the client only "failed".
         Ok(None) => std::process::exit(EXIT_BAD),

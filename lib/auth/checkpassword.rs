@@ -36,6 +36,10 @@ pub enum CheckError {
     Spawn(PathBuf, io::Error),
     /// The auth program said neither yes nor no.
     Exit(PathBuf, Option<i32>),
+    /// Every place for a password check stayed taken (authconcurrency, authwait).
+    Busy(u32, std::time::Duration),
+    /// This client address had too many failed logins; seconds left.
+    Refused(String, u64),
 }
 
 impl fmt::Display for CheckError {
@@ -49,6 +53,14 @@ impl fmt::Display for CheckError {
             CheckError::Spawn(p, e) => write!(f, "cannot run {}: {e}; check that it exists and is executable", p.display()),
             CheckError::Exit(p, Some(c)) => write!(f, "{} exited {c} (1 = bad login, 2 = misuse, 111 = try later)", p.display()),
             CheckError::Exit(p, None) => write!(f, "{} was killed by a signal", p.display()),
+            CheckError::Busy(n, wait) => write!(
+                f,
+                "all {n} places for password checks stayed busy for {} s (authconcurrency, authwait): too many logins at once",
+                wait.as_secs()
+            ),
+            CheckError::Refused(ip, left) => {
+                write!(f, "too many failed logins from {ip}: its logins are refused for {left} more seconds (authfailmax, authfailwindow)")
+            }
         }
     }
 }

@@ -86,6 +86,12 @@ settings! {
     MAXRCPT "maxrcpt" Number N(100), "most recipients postern-smtpd accepts in one message; more get 452 4.5.3";
     AUTHPLAINTEXT "authplaintext" Number N(0), "1: postern-smtpd offers AUTH without TLS (passwords then cross the network in clear)";
     AUTHFAILDELAY "authfaildelay" Number N(1), "seconds a failed login waits per failure so far in its session (1 s, 2 s, 3 s, then the session ends); 0 for none";
+    AUTHCONCURRENCY "authconcurrency" Number N(0), "most password checks postern-auth runs at once, across processes (each argon2id check holds about 20 MiB); 0: the number of CPUs";
+    AUTHWAIT "authwait" Number N(30), "seconds a password check waits for one of the authconcurrency places before the login fails temporarily";
+    AUTHFAILMAX "authfailmax" Number N(10), "failed logins from one client address (IPv6: its /64) within authfailwindow after which its logins are refused for authfailwindow seconds; 0: no limit";
+    AUTHFAILWINDOW "authfailwindow" Number N(600), "seconds over which authfailmax counts failed logins, and how long an address over it is refused";
+    TIMEOUTSUBMIT "timeoutsubmit" Number N(300), "seconds a postern-queued worker waits for more of a submission (message or envelope) before it drops it";
+    CONCURRENCYSUBMIT "concurrencysubmit" Number N(10), "most unfinished submissions to postern-queued at once from one uid (root and postern's own users are not limited); more are refused for now; 0: no limit";
     SMTPGREETING "smtpgreeting" Line Follows(&ME), "the host name postern-smtpd gives in its greeting, EHLO reply and Received lines";
 }
 

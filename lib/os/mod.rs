@@ -6,5 +6,6 @@ pub mod home;
 pub mod log;
 pub mod privs;
 pub mod random;
+pub mod slots;
 pub mod sys;
 pub mod time;

@@ -5,10 +5,11 @@
 //! The client's descriptors go down the chain as they are (popup's fd 0/1 become
 //! the checkpassword program's and then pop3d's), so popup reads its input one
 //! byte at a time: whatever the client pipelined after PASS stays in the socket
-//! for pop3d. popup waits for the chain: exit 1, 2 or 111 means the login failed
-//! (the client hears only `-ERR [AUTH] authentication failed`, after a delay,
-//! whatever the reason, and may try again); any other end means pop3d served the
-//! session. After STLS the caller relays TLS (see tlsrelay) to a fresh popup.
+//! for pop3d. popup waits for the chain: exit 1 or 2 means the login failed (the
+//! client hears only `-ERR [AUTH] authentication failed`, after a delay, whatever
+//! the reason, and may try again), exit 111 that it could not be checked now
+//! (`-ERR [SYS/TEMP]`, after the same delay: postern-auth's limits, a database it
+//! cannot read); any other end means pop3d served the session. After STLS the caller relays TLS (see tlsrelay) to a fresh popup.
 
 use crate::auth::checkpassword::{self, EXIT_BAD, EXIT_MISUSE, EXIT_TEMP};
 use crate::net::session::{NetError, Session};
@@ -167,14 +168,23 @@ impl Popup {
                     continue;
                 }
             };
+            let mut temporary = false;
             if let Some((login, password)) = &login {
-                if let Some(status) = self.attempt(net, login, password, log)? {
-                    return Ok(Outcome::Served(status));
+                match self.attempt(net, login, password, log)? {
+                    Attempt::Served(status) => return Ok(Outcome::Served(status)),
+                    Attempt::Temporary => temporary = true,
+                    Attempt::Failed => {}
                 }
             }
             failures += 1;
             std::thread::sleep(self.fail_delay * failures);
-            net.write(b"-ERR [AUTH] authentication failed\r\n");
+            if temporary {
+                // RFC 3206: the login could not be checked now (postern-auth's
+                // limits, or a database it cannot read); its log says which.
+                net.write(b"-ERR [SYS/TEMP] cannot check logins now; try again later\r\n");
+            } else {
+                net.write(b"-ERR [AUTH] authentication failed\r\n");
+            }
             if failures >= self.max_failures {
                 log(&format!("{} wrong logins from {}: disconnecting", failures, self.remote));
                 net.flush()?;
@@ -204,20 +214,14 @@ impl Popup {
         }
     }
 
-    /// Run the chain with the login on fd 3. Some(status): it served the
-    /// session; None: the login failed (logged here with the real reason).
-    fn attempt(
-        &self,
-        net: &mut Session,
-        login: &[u8],
-        password: &[u8],
-        log: &mut dyn FnMut(&str),
-    ) -> Result<Option<Option<i32>>, NetError> {
+    /// Run the chain with the login on fd 3: it served the session, or the login
+    /// failed (logged here with the real reason), for good or for now.
+    fn attempt(&self, net: &mut Session, login: &[u8], password: &[u8], log: &mut dyn FnMut(&str)) -> Result<Attempt, NetError> {
         net.flush()?;
         let who = crate::os::log::show(login);
         let Some(req) = checkpassword::encode(login, password, b"") else {
             log(&format!("login {who:?} from {}: too long or holds NUL", self.remote));
-            return Ok(None);
+            return Ok(Attempt::Failed);
         };
         let mut cmd = std::process::Command::new(&self.child[0]);
         cmd.args(&self.child[1..]).env_remove(INNER_ENV);
@@ -226,19 +230,30 @@ impl Popup {
             Ok(st) => st.code(),
             Err(e) => {
                 log(&format!("cannot run {}: {e}; check the command line", self.child[0].to_string_lossy()));
-                return Ok(None);
+                return Ok(Attempt::Failed);
             }
         };
         match code {
             Some(EXIT_BAD) => log(&format!("authentication failed for {who:?} from {}", self.remote)),
             Some(EXIT_MISUSE) => log(&format!("{} says it was misused (exit 2) for {who:?}", self.child[0].to_string_lossy())),
             Some(EXIT_TEMP) => {
-                log(&format!("{} failed temporarily (exit 111) for {who:?}; see its log line", self.child[0].to_string_lossy()))
+                log(&format!("{} failed temporarily (exit 111) for {who:?}; see its log line", self.child[0].to_string_lossy()));
+                return Ok(Attempt::Temporary);
             }
-            other => return Ok(Some(other)),
+            other => return Ok(Attempt::Served(other)),
         }
-        Ok(None)
+        Ok(Attempt::Failed)
     }
+}
+
+/// How one login attempt ended.
+enum Attempt {
+    /// The chain ran the POP3 server; its exit status.
+    Served(Option<i32>),
+    /// A wrong login (or a misused checkpassword program).
+    Failed,
+    /// The login could not be checked now (exit 111): -ERR [SYS/TEMP].
+    Temporary,
 }
 
 /// One line, read a byte at a time so nothing after it leaves the socket.
