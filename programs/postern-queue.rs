@@ -28,5 +28,5 @@ fn main() {
         log::line(PROGRAM, "the message must be on fd 0 and the envelope on fd 1");
         std::process::exit(exit::READ);
     };
-    std::process::exit(queue_one(&home, &mut message.into(), &mut envelope.into(), uid));
+    std::process::exit(queue_one(&home, &mut std::fs::File::from(message), &mut std::fs::File::from(envelope), uid));
 }

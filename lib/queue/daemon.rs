@@ -19,17 +19,32 @@
 //! worker never holds up anyone else. (A worker killed by a signal keeps its
 //! place until the daemon restarts; the daemon then just forks more.)
 //!
+//! Local users reach this socket, so a worker does not wait on a client for
+//! ever: after the hello, each read of the message or the envelope waits at most
+//! `timeoutsubmit` (a client that stalls loses its submission: nothing is
+//! queued, it hears exit 52, and the log names its uid). And one uid has at most
+//! `concurrencysubmit` submissions unfinished at once (lock files
+//! `run/queue/uid/UID.N`, `os::slots`); one more is refused at once with exit 77.
+//! root and postern's own users (smtpd's postern-d, postern-send's postern-s,
+//! ...) are not counted: their clients have limits of their own. The deadline is
+//! for the time without progress, not for the whole message, because postern-smtpd
+//! streams a message into the worker as slowly as its client sends it.
+//!
 //! Clients (`queue::Submission`) use the socket when it answers and neither
 //! POSTERN_QUEUE nor QMAILQUEUE is set; otherwise they run the queue program,
 //! so nothing depends on this daemon being up.
 
 use super::store::{queue_one, DEATH_SECONDS};
 use super::submit::{daemon_socket, exit};
+use crate::config::control::Control;
+use crate::config::settings::{CONCURRENCYSUBMIT, TIMEOUTSUBMIT};
 use crate::os::home::Home;
 use crate::os::sys::ChildFds;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
@@ -44,10 +59,39 @@ const IDLE: Duration = Duration::from_secs(10);
 /// Messages a staying worker writes before it leaves (and a fresh one takes over).
 const PER_WORKER: u32 = 10_000;
 
+/// What a worker allows a client (read at start).
+#[derive(Clone, Debug)]
+struct Policy {
+    /// The longest wait for more of a submission (`timeoutsubmit`).
+    timeout: Duration,
+    /// Unfinished submissions per uid (`concurrencysubmit`; 0: no limit).
+    per_uid: u32,
+    /// Uids not counted: root, ours, postern's service users.
+    exempt: Vec<u32>,
+}
+
+impl Policy {
+    fn read(home: &Home) -> Policy {
+        let c = Control::new(home);
+        let timeout = c.seconds(&TIMEOUTSUBMIT).unwrap_or_else(|e| {
+            crate::os::log::line(PROGRAM, &format!("{e}; using the default, {} seconds", TIMEOUTSUBMIT.default_number()));
+            Duration::from_secs(TIMEOUTSUBMIT.default_number())
+        });
+        let per_uid = c.number(&CONCURRENCYSUBMIT).unwrap_or_else(|e| {
+            crate::os::log::line(PROGRAM, &format!("{e}; using the default, {}", CONCURRENCYSUBMIT.default_number()));
+            CONCURRENCYSUBMIT.default_number()
+        });
+        let mut exempt = vec![0, crate::os::sys::effective_uid()];
+        exempt.extend(crate::os::privs::Service::ALL.iter().filter_map(|s| s.ids().ok()).map(|(uid, _)| uid));
+        Policy { timeout, per_uid: per_uid.min(u32::MAX as u64) as u32, exempt }
+    }
+}
+
 /// Accept and fork, forever. Single-threaded, as `sys::fork_run` requires.
 pub fn serve(home: &Home, listener: UnixListener) -> io::Result<()> {
     // It lives as long as the process, and every worker accepts on it too.
     let listener: &'static UnixListener = Box::leak(Box::new(listener));
+    let policy = Policy::read(home);
     crate::os::sys::reap_children_automatically()?;
     crate::os::sys::unlink_on_term(&daemon_socket(home))?;
     let places = crate::os::sys::SharedCounter::new()?;
@@ -64,13 +108,14 @@ pub fn serve(home: &Home, listener: UnixListener) -> io::Result<()> {
             }
         };
         let home = home.clone();
+        let policy = policy.clone();
         let forked = crate::os::sys::fork_run(ChildFds::new(), move || {
             crate::os::sys::set_process_name(c"postern-queue");
             // The daemon's handler would remove the socket: not a worker's job.
             crate::os::sys::default_term_signals();
-            work(&home, stream);
+            work(&home, &policy, stream);
             if places.take(POOL) {
-                stay(&home, listener);
+                stay(&home, &policy, listener);
                 places.release();
             }
             0
@@ -82,10 +127,10 @@ pub fn serve(home: &Home, listener: UnixListener) -> io::Result<()> {
 }
 
 /// A worker with a place: take connections until idle or done.
-fn stay(home: &Home, listener: &UnixListener) {
+fn stay(home: &Home, policy: &Policy, listener: &UnixListener) {
     for _ in 1..PER_WORKER {
         match listener.accept() {
-            Ok((stream, _)) => work(home, stream),
+            Ok((stream, _)) => work(home, policy, stream),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         }
@@ -100,20 +145,89 @@ fn set_accept_timeout(listener: &UnixListener, t: Duration) -> io::Result<()> {
 }
 
 /// One message, in a worker.
-fn work(home: &Home, mut stream: UnixStream) {
+fn work(home: &Home, policy: &Policy, mut stream: UnixStream) {
     let code = match receive(&stream) {
-        Ok((uid, mut message, mut envelope)) => {
-            nix::unistd::alarm::set(DEATH_SECONDS);
-            let code = queue_one(home, &mut message, &mut envelope, uid);
-            nix::unistd::alarm::cancel();
-            code
-        }
+        Ok((uid, message, envelope)) => submission(home, policy, uid, &message, &envelope),
         Err(e) => {
             crate::os::log::line(PROGRAM, &format!("bad request: {e}"));
             exit::READ
         }
     };
     let _ = stream.write_all(&[code as u8]);
+}
+
+/// Queue what uid sends on `message` and `envelope`, within the policy: the
+/// exit code to answer.
+fn submission(home: &Home, policy: &Policy, uid: u32, message: &File, envelope: &File) -> i32 {
+    let _place = match (policy.per_uid, policy.exempt.contains(&uid)) {
+        (0, _) | (_, true) => None,
+        (n, false) => {
+            let slots = crate::os::slots::Slots { dir: daemon_socket(home).with_file_name("uid"), prefix: uid.to_string(), n };
+            match slots.take() {
+                Ok(Some(place)) => Some(place),
+                Ok(None) => {
+                    crate::os::log::line(
+                        PROGRAM,
+                        &format!("uid {uid} has {n} submissions unfinished already: one more refused for now (concurrencysubmit)"),
+                    );
+                    return exit::BUSY;
+                }
+                Err(e) => {
+                    crate::os::log::line(PROGRAM, &format!("cannot count the submissions of uid {uid}: {e}"));
+                    return exit::QUEUE_DIR;
+                }
+            }
+        }
+    };
+    let stalled = Cell::new(false);
+    let mut message = Patient { file: message, what: "message", uid, timeout: policy.timeout, stalled: &stalled };
+    let mut envelope = Patient { file: envelope, what: "envelope", uid, timeout: policy.timeout, stalled: &stalled };
+    nix::unistd::alarm::set(DEATH_SECONDS);
+    // A read that timed out ends the write like any read error: the file in
+    // queue/tmp is removed and nothing is queued (queue_one logs it, uid and all).
+    let code = queue_one(home, &mut message, &mut envelope, uid);
+    nix::unistd::alarm::cancel();
+    if stalled.get() {
+        exit::TIMEOUT
+    } else {
+        code
+    }
+}
+
+/// A descriptor from a client, read with at most `timeout` of waiting for each
+/// piece (the client may have made it non-blocking: that is waited out too).
+struct Patient<'a> {
+    file: &'a File,
+    what: &'static str,
+    uid: u32,
+    timeout: Duration,
+    stalled: &'a Cell<bool>,
+}
+
+impl Read for Patient<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let ms = PollTimeout::try_from(self.timeout.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+        loop {
+            let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, ms) {
+                Ok(0) => {
+                    self.stalled.set(true);
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("uid {} sent nothing more of the {} for {} s (timeoutsubmit); dropped", self.uid, self.what, self.timeout.as_secs()),
+                    ));
+                }
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            match (&mut &*self.file).read(buf) {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+                r => return r,
+            }
+        }
+    }
 }
 
 /// Who asked, and the two descriptors.

@@ -243,7 +243,7 @@ impl Queue {
 /// postern-queue's whole job once it runs as postern-q: the message from
 /// `message`, the envelope from `envelope`, a Received line naming `uid` (who
 /// asked), then wake postern-send. Returns the exit code (qmail-queue's codes).
-pub fn queue_one(home: &Home, message: &mut File, envelope: &mut File, uid: u32) -> i32 {
+pub fn queue_one(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, uid: u32) -> i32 {
     let queue = Queue::new(home);
     let received = format!(
         "Received: (postern-queue {} invoked by uid {uid}); {}\n",

@@ -21,6 +21,9 @@ pub mod exit {
     pub const QUEUE_DIR: i32 = 62;
     pub const BUG: i32 = 81;
     pub const ENVELOPE: i32 = 91;
+    /// postern's own: postern-queued refused one more submission from a uid that
+    /// has `concurrencysubmit` unfinished (temporary).
+    pub const BUSY: i32 = 77;
 
     pub fn is_permanent(code: i32) -> bool {
         (11..=40).contains(&code)
@@ -39,6 +42,7 @@ pub mod exit {
             CONFIG => "queue cannot read a configuration file",
             HOME | QUEUE_DIR => "queue directory problem",
             71 => "mail server temporarily refuses the message",
+            BUSY => "too many unfinished submissions from this user at once (concurrencysubmit); try again later",
             BUG => "queue internal bug",
             ENVELOPE => "queue envelope format error",
             _ => "queue failed",
