@@ -186,14 +186,18 @@ mod tests {
 
     #[test]
     fn the_stand_in_is_the_most_common_kind_first_seen() {
-        let shadow = "root:*:1::::::\na:$6$s1$h1:1::::::\nb:$y$j9T$s2$h2:1::::::\nc:!:1::::::\nd:$y$j9T$s3$h3:1::::::\ne:$6$s4$h4:1::::::\n";
+        let shadow =
+            "root:*:1::::::\na:$6$s1$h1:1::::::\nb:$y$j9T$s2$h2:1::::::\nc:!:1::::::\nd:$y$j9T$s3$h3:1::::::\ne:$6$s4$h4:1::::::\n";
         assert_eq!(most_common_setting(shadow).as_deref(), Some("$6$s1$h1"), "a tie: the first seen");
         let more = format!("{shadow}f:$y$j9T$s5$h5:1::::::\n");
         assert_eq!(most_common_setting(&more).as_deref(), Some("$y$j9T$s2$h2"));
         let rounds = "a:$6$rounds=9000$s$h:1\nb:$6$s$h:1\nc:$6$rounds=9000$t$h:1\n";
         assert_eq!(most_common_setting(rounds).as_deref(), Some("$6$rounds=9000$s$h"), "the cost is part of the kind");
         assert_eq!(most_common_setting("root:*:1\nx:!:1\n"), None);
-        assert!(crate::os::sys::crypt(b"x", FALLBACK_SETTING).is_some_and(|c| c.starts_with("$6$")), "the fallback is a setting crypt takes");
+        assert!(
+            crate::os::sys::crypt(b"x", FALLBACK_SETTING).is_some_and(|c| c.starts_with("$6$")),
+            "the fallback is a setting crypt takes"
+        );
     }
 
     #[test]

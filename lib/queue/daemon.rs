@@ -215,7 +215,12 @@ impl Read for Patient<'_> {
                     self.stalled.set(true);
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        format!("uid {} sent nothing more of the {} for {} s (timeoutsubmit); dropped", self.uid, self.what, self.timeout.as_secs()),
+                        format!(
+                            "uid {} sent nothing more of the {} for {} s (timeoutsubmit); dropped",
+                            self.uid,
+                            self.what,
+                            self.timeout.as_secs()
+                        ),
                     ));
                 }
                 Ok(_) => {}
