@@ -78,10 +78,12 @@ fn run_ok(cmd: &[&str], stdin: &[u8]) {
 /// account (and for virtual users: a password that is not UTF-8 and an unknown
 /// address) cost postern-auth the same CPU time, so timing tells no one which
 /// names exist. Measured as CPU time (bash's `time`, from the kernel's rusage of
-/// each run), interleaved over several rounds, with generous ratios: the cases
+/// each run), interleaved over several rounds, within 0.75 to 1.3 times: the cases
 /// used to differ tenfold (a locked account ran no hash at all, a non-UTF-8
 /// password none either). Assumes the accounts with passwords on this machine use
-/// the system's default method (what chpasswd gives the test user).
+/// the system's default method (what chpasswd gives the test user). Before the
+/// fix: unknown 1.45 times existing (argon2id instead of yescrypt), locked 0.06,
+/// a non-UTF-8 password 0.04 times an unknown address; after: all within 5%.
 #[test]
 #[ignore = "needs root: scripts/test runs it as root"]
 fn issue15_unknown_and_locked_names_cost_as_much_as_a_wrong_password() {
@@ -150,9 +152,10 @@ fn issue15_unknown_and_locked_names_cost_as_much_as_a_wrong_password() {
     };
     let ratio = |a: &str, b: &str| cpu(a) / cpu(b);
     let report = names.iter().map(|c| format!("{c} {:.3} s", cpu(c))).collect::<Vec<_>>().join(", ");
+    eprintln!("CPU over 8 tries each: {report}");
     for (c, base) in [("unknown", "existing"), ("locked", "existing"), ("vexisting", "vunknown")] {
         let r = ratio(c, base);
-        assert!((0.6..=1.5).contains(&r), "{c} costs {r:.2} times {base} (CPU over 8 tries each: {report})");
+        assert!((0.75..=1.3).contains(&r), "{c} costs {r:.2} times {base} (CPU over 8 tries each: {report})");
     }
 }
 
