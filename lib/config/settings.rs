@@ -87,6 +87,8 @@ settings! {
     AUTHPLAINTEXT "authplaintext" Number N(0), "1: postern-smtpd offers AUTH without TLS (passwords then cross the network in clear)";
     AUTHFAILDELAY "authfaildelay" Number N(1), "seconds a failed login waits per failure so far in its session (1 s, 2 s, 3 s, then the session ends); 0 for none";
     SMTPGREETING "smtpgreeting" Line Follows(&ME), "the host name postern-smtpd gives in its greeting, EHLO reply and Received lines";
+    POSTMASTER "postmaster" Line Default::None, "the address that receives mail for postmaster (bare, and at every local and virtual domain), and so double bounces (missing: qmail's way, users/assign or ~alias/.qmail-postmaster)";
+    MINUID "minuid" Number N(1000), "smallest uid of a Unix user who receives mail by login name; system accounts below it reach people through users/assign or ~alias/.qmail-NAME";
 }
 
 impl Setting {

@@ -27,8 +27,9 @@
 //!    being the extension. Nothing else is tried for a virtual domain.
 //! 2. users/assign: an exact entry, else the longest wildcard prefix.
 //! 3. The password database, as qmail-getpw: the whole local part, then shorter
-//!    prefixes ending before a '-' (so `www-data` and `alice-list` both work); a
-//!    user with uid 0, or whose home directory it does not own, gets no mail.
+//!    prefixes ending before a '-' (so `alice-list` works); a user with uid 0 or
+//!    below control/minuid (default 1000: system accounts such as postgres), or
+//!    whose home directory it does not own, gets no mail by login name.
 //! 4. The Unix user `alias` with the whole local part as extension
 //!    (~alias/.qmail-LOCAL).
 //!
@@ -61,6 +62,8 @@ use std::path::PathBuf;
 pub enum UsersError {
     /// users/cdb cannot be opened or read.
     Cdb(CdbError),
+    /// control/minuid does not parse.
+    Control(crate::config::control::ControlError),
     /// A text file cannot be read or written.
     Io(PathBuf, io::Error),
     /// A line of users/assign, users/virtual or users/vdomains does not parse.
@@ -88,6 +91,7 @@ impl fmt::Display for UsersError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UsersError::Cdb(e) => write!(f, "{e}; run `postern-admin rebuild` to recreate it"),
+            UsersError::Control(e) => e.fmt(f),
             UsersError::Io(p, e) => write!(f, "cannot access {}: {e}", p.display()),
             UsersError::Syntax { path, line, problem } => {
                 write!(f, "{} line {line}: {problem}; fix the line and run `postern-admin rebuild`", path.display())
@@ -111,9 +115,12 @@ impl fmt::Display for UsersError {
 impl Classify for UsersError {
     fn kind(&self) -> Kind {
         match self {
-            UsersError::Cdb(_) | UsersError::Io(..) | UsersError::Syntax { .. } | UsersError::Passwd(..) | UsersError::Service(_) => {
-                Kind::Temporary
-            }
+            UsersError::Cdb(_)
+            | UsersError::Control(_)
+            | UsersError::Io(..)
+            | UsersError::Syntax { .. }
+            | UsersError::Passwd(..)
+            | UsersError::Service(_) => Kind::Temporary,
             UsersError::BadAddress(..)
             | UsersError::NotVirtualDomain(_)
             | UsersError::Exists(_)
