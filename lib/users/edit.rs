@@ -112,8 +112,9 @@ pub fn read_vdomains(home: &Home) -> Result<Vec<String>, UsersError> {
     Ok(list_lines(&text).map(|(_, l)| l.to_ascii_lowercase()).collect())
 }
 
-/// Compile users/assign + users/virtual + users/vdomains into users/cdb atomically.
-/// Returns the number of records. Takes the edit lock, so two rebuilds never share
+/// Compile users/assign + users/virtual + users/vdomains, and the dot-file names
+/// of the homes (see `dot_files`), into users/cdb atomically. Returns the number
+/// of entries from the three files. Takes the edit lock, so two rebuilds never share
 /// the temporary file.
 pub fn rebuild(home: &Home) -> Result<usize, UsersError> {
     let _lock = lock(home)?;
@@ -140,6 +141,8 @@ fn compile(home: &Home) -> Result<usize, UsersError> {
         hashes.push((v.address.into_bytes(), v.hash.into_bytes()));
         homes.push(v.home);
     }
+    // The count reported is of the entries the admin wrote, not of the homes seen.
+    let entries = records.len();
     homes.extend(unix_homes(home)?);
     homes.sort();
     homes.dedup();
@@ -155,7 +158,7 @@ fn compile(home: &Home) -> Result<usize, UsersError> {
     cdb::build_mode(&pw, &hashes, 0o600).map_err(UsersError::Cdb)?;
     let path = cdb_path(home);
     cdb::build(&path, &records).map_err(UsersError::Cdb)?;
-    Ok(records.len())
+    Ok(entries)
 }
 
 /// The key of a home's dot-file record in users/cdb.
