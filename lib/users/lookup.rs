@@ -52,20 +52,26 @@ pub fn password_hash(home: &Home, address: &str) -> Result<Option<String>, Users
 pub struct Users {
     db: Option<Db>,
     home: Home,
-    /// control/minuid: Unix users below it get no mail by login name.
-    minuid: u32,
+    /// control/minuid (Unix users below it get no mail by login name), read at
+    /// the first lookup that needs it.
+    minuid: Option<u32>,
 }
 
 impl Users {
-    /// Opens $POSTERN_HOME/users/cdb (missing file = no entries) and reads
-    /// control/minuid. Cheap; callers reopen to see rebuilds.
+    /// Opens $POSTERN_HOME/users/cdb (missing file = no entries). Cheap; callers
+    /// reopen to see rebuilds.
     pub fn open(home: &Home) -> Result<Users, UsersError> {
-        let minuid = Control::new(home).number(&settings::MINUID).map_err(UsersError::Control)?;
-        Ok(Users {
-            db: Db::open(&cdb_path(home)).map_err(UsersError::Cdb)?,
-            home: home.clone(),
-            minuid: u32::try_from(minuid).unwrap_or(u32::MAX),
-        })
+        Ok(Users { db: Db::open(&cdb_path(home)).map_err(UsersError::Cdb)?, home: home.clone(), minuid: None })
+    }
+
+    fn minuid(&mut self) -> Result<u32, UsersError> {
+        if let Some(m) = self.minuid {
+            return Ok(m);
+        }
+        let m = Control::new(&self.home).number(&settings::MINUID).map_err(UsersError::Control)?;
+        let m = u32::try_from(m).unwrap_or(u32::MAX);
+        self.minuid = Some(m);
+        Ok(m)
     }
 
     fn get(&mut self, key: &str) -> Option<Vec<u8>> {
@@ -81,7 +87,7 @@ impl Users {
         if let Some(t) = self.lookup_assign(local) {
             return Ok(Some(t));
         }
-        if let Some(t) = unix_user(local, self.minuid)? {
+        if let Some(t) = unix_user(local, self.minuid()?)? {
             return Ok(Some(t));
         }
         // qmail's last resort: ~alias/.qmail-LOCAL.

@@ -252,7 +252,7 @@ mod tests {
         // The uid rule itself needs real accounts: tests/it/regression.rs, as root.
         let h = tmphome("minuid");
         fs::write(h.control().join("minuid"), "many\n").unwrap();
-        let e = Users::open(&h).err().expect("minuid does not parse");
+        let e = Users::open(&h).unwrap().lookup("nobody-here", "x.example").expect_err("minuid does not parse");
         assert!(e.to_string().contains("minuid"), "{e}");
         assert_eq!(e.kind(), Kind::Temporary);
         fs::remove_dir_all(h.root()).unwrap();
