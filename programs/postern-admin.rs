@@ -70,7 +70,7 @@ fn cli() -> Command {
                 .subcommand(Command::new("del").arg(Arg::new("domain").required(true)).about("stop hosting DOMAIN (it must have no users)"))
                 .subcommand(Command::new("list").about("list virtual domains")),
         )
-        .subcommand(Command::new("rebuild").about("compile users/assign, users/virtual and users/vdomains into users/cdb"))
+        .subcommand(Command::new("rebuild").about("compile users/assign, users/virtual and users/vdomains into users/cdb, with the names of the dot-qmail files in each home (run it after changing them)"))
         .subcommand(
             Command::new("queue")
                 .about("look at the queue")

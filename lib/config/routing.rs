@@ -8,6 +8,10 @@
 //! an empty domain for everything) makes it the local address
 //! `prefix-local@domain`; an empty prefix means "not virtual" (an exception to a
 //! wider line). Everything else is remote.
+//!
+//! postmaster (RFC 5321 4.5.1: bare, or at any domain delivered here, any case)
+//! goes to control/postmaster when it is set, routed like any address (it may be
+//! remote); unset, postmaster is an ordinary local part (qmail's way).
 
 use super::control::{Control, ControlError};
 use super::settings;
@@ -28,6 +32,8 @@ pub struct Routing {
     /// (pattern, prefix); pattern is `user@domain`, `domain`, `.domain` or ``.
     virtualdomains: Vec<(String, String)>,
     envnoathost: String,
+    /// control/postmaster: where all postmaster mail goes.
+    postmaster: Option<Address>,
 }
 
 impl Routing {
@@ -45,7 +51,21 @@ impl Routing {
             locals: c.list(&settings::LOCALS)?.into_iter().map(|l| l.to_ascii_lowercase()).collect(),
             virtualdomains,
             envnoathost: c.text(&settings::ENVNOATHOST)?,
+            postmaster: match c.optional(&settings::POSTMASTER)? {
+                Some(v) => Some(Address::parse(v.as_bytes()).map_err(|e| ControlError {
+                    path: c.path(&settings::POSTMASTER),
+                    line: None,
+                    problem: format!("{v:?} is not an address: {e}"),
+                })?),
+                None => None,
+            },
         })
+    }
+
+    /// The same, with control/postmaster set to `postmaster`.
+    pub fn with_postmaster(mut self, postmaster: &str) -> Routing {
+        self.postmaster = Some(Address::parse(postmaster.as_bytes()).expect("a test address"));
+        self
     }
 
     /// For tests: these locals and virtualdomains lines.
@@ -54,6 +74,7 @@ impl Routing {
             locals: locals.iter().map(|l| l.to_ascii_lowercase()).collect(),
             virtualdomains: virtualdomains.iter().map(|(p, v)| (p.to_ascii_lowercase(), v.to_string())).collect(),
             envnoathost: envnoathost.to_string(),
+            postmaster: None,
         }
     }
 
@@ -80,6 +101,26 @@ impl Routing {
     /// Decide local or remote. `is_virtual` says whether a (lower-case) domain
     /// hosts virtual users (users/vdomains, through users::Users).
     pub fn route(&self, is_virtual: &mut dyn FnMut(&str) -> bool, rcpt: &Address) -> Route {
+        let route = self.route_address(is_virtual, rcpt);
+        self.postmaster_route(is_virtual, rcpt, &route).unwrap_or(route)
+    }
+
+    /// Where postmaster mail goes when `rcpt` is postmaster (bare, or at a domain
+    /// delivered here) and control/postmaster is set; postern-smtpd accepts it
+    /// even when that address is remote.
+    pub fn postmaster(&self, is_virtual: &mut dyn FnMut(&str) -> bool, rcpt: &Address) -> Option<Route> {
+        let route = self.route_address(is_virtual, rcpt);
+        self.postmaster_route(is_virtual, rcpt, &route)
+    }
+
+    fn postmaster_route(&self, is_virtual: &mut dyn FnMut(&str) -> bool, rcpt: &Address, route: &Route) -> Option<Route> {
+        let pm = self.postmaster.as_ref()?;
+        let here = rcpt.domain().is_none() || matches!(route, Route::Local(_));
+        // The admin's address is routed as it is, never rewritten again.
+        (here && rcpt.local().eq_ignore_ascii_case("postmaster")).then(|| self.route_address(is_virtual, pm))
+    }
+
+    fn route_address(&self, is_virtual: &mut dyn FnMut(&str) -> bool, rcpt: &Address) -> Route {
         let addr = rcpt.with_default_domain(&self.envnoathost);
         let domain = addr.domain_lower().unwrap_or_default();
         if self.locals.contains(&domain) || is_virtual(&domain) {
@@ -120,5 +161,23 @@ mod tests {
         assert_eq!(r.route(&mut |_| false, &a("two@other.example")), Route::Remote(a("two@other.example")));
         assert_eq!(r.route(&mut |_| false, &a("x@not.sub.example")), Route::Remote(a("x@not.sub.example")));
         assert_eq!(r.route(&mut |_| false, &a("x@elsewhere.example")), Route::Remote(a("x@elsewhere.example")));
+    }
+
+    #[test]
+    fn postmaster_goes_to_control_postmaster() {
+        let r = Routing::with(&["mx.example"], &[("virt.example", "joe")], "mx.example");
+        assert_eq!(r.route(&mut |_| false, &a("postmaster")), Route::Local(a("postmaster@mx.example")), "unset: qmail's way");
+        assert_eq!(r.postmaster(&mut |_| false, &a("postmaster")), None);
+        let r = r.with_postmaster("admin@far.example");
+        let far = Some(Route::Remote(a("admin@far.example")));
+        let virt = &mut |d: &str| d == "v.example";
+        for pm in ["postmaster", "PostMaster", "postmaster@MX.example", "POSTMASTER@v.example", "postmaster@virt.example"] {
+            assert_eq!(r.postmaster(virt, &a(pm)), far, "{pm}");
+            assert_eq!(Some(r.route(virt, &a(pm))), far, "{pm}");
+        }
+        assert_eq!(r.postmaster(virt, &a("postmaster@elsewhere.example")), None, "not ours");
+        assert_eq!(r.postmaster(virt, &a("postmaster-x@mx.example")), None);
+        let r = r.with_postmaster("Postmaster@mx.example");
+        assert_eq!(r.route(&mut |_| false, &a("postmaster")), Route::Local(a("Postmaster@mx.example")), "not rewritten twice");
     }
 }

@@ -93,6 +93,8 @@ settings! {
     TIMEOUTSUBMIT "timeoutsubmit" Number N(300), "seconds a postern-queued worker waits for more of a submission (message or envelope) before it drops it";
     CONCURRENCYSUBMIT "concurrencysubmit" Number N(10), "most unfinished submissions to postern-queued at once from one uid (root and postern's own users are not limited); more are refused for now; 0: no limit";
     SMTPGREETING "smtpgreeting" Line Follows(&ME), "the host name postern-smtpd gives in its greeting, EHLO reply and Received lines";
+    POSTMASTER "postmaster" Line Default::None, "the address that receives mail for postmaster (bare, and at every local and virtual domain), and so double bounces (missing: qmail's way, users/assign or ~alias/.qmail-postmaster)";
+    MINUID "minuid" Number N(1000), "smallest uid of a Unix user who receives mail by login name; system accounts below it reach people through users/assign or ~alias/.qmail-NAME";
 }
 
 impl Setting {

@@ -403,8 +403,15 @@ impl<'a> Smtpd<'a> {
         let users = self.users.as_mut().expect("opened above");
         match self.cfg.routing.route(&mut |d| users.is_virtual_domain(d), rcpt) {
             Route::Local(addr) => match local_exists(users, &addr) {
-                Ok(true) => (250, Status::RECIPIENT_OK, "recipient ok".into()),
-                Ok(false) => (550, Status::NO_MAILBOX, format!("<{rcpt}>: no mailbox here by that name")),
+                Ok(Some(true)) => (250, Status::RECIPIENT_OK, "recipient ok".into()),
+                Ok(Some(false)) => (550, Status::NO_MAILBOX, format!("<{rcpt}>: no mailbox here by that name")),
+                Ok(None) => {
+                    log::line(
+                        PROGRAM,
+                        &format!("checking <{rcpt}>: users/cdb has no record of its home's dot files; run `postern-admin rebuild`"),
+                    );
+                    (451, Status::MAIL_SYSTEM, "cannot check the recipient now; try again later".into())
+                }
                 Err(e) => {
                     log::line(PROGRAM, &format!("checking <{rcpt}>: {e}"));
                     (451, Status::MAIL_SYSTEM, "cannot check the recipient now; try again later".into())
@@ -412,7 +419,9 @@ impl<'a> Smtpd<'a> {
             },
             Route::Remote(addr) => {
                 let domain = addr.domain_lower().unwrap_or_default();
-                if self.client.relayclient.is_some() || self.auth_user.is_some() || self.cfg.is_rcpthost(&domain) {
+                // postmaster here, sent on to control/postmaster (set by the admin).
+                let postmaster = self.cfg.routing.postmaster(&mut |d| users.is_virtual_domain(d), rcpt).is_some();
+                if postmaster || self.client.relayclient.is_some() || self.auth_user.is_some() || self.cfg.is_rcpthost(&domain) {
                     (250, Status::RECIPIENT_OK, "recipient ok".into())
                 } else {
                     (554, Status::DENIED, format!("<{rcpt}>: relaying denied; this server does not accept mail for {domain}"))
@@ -618,14 +627,22 @@ impl<'a> Smtpd<'a> {
     }
 }
 
-/// Does a local address (after virtualdomains) have a mailbox? A target with an
-/// extension needs its dot file, checked only where we can read the home.
-fn local_exists(users: &mut Users, addr: &Address) -> Result<bool, crate::users::UsersError> {
-    let Some(t) = users.lookup(addr.local(), addr.domain().unwrap_or(""))? else { return Ok(false) };
-    if t.ext.is_empty() || std::fs::read_dir(&t.home).is_err() {
-        return Ok(true);
+/// Does a local address (after virtualdomains) have a mailbox? An address with
+/// an extension needs a dot file (as postern-local does). We run as the network
+/// user and may not read the home: then users/cdb's record of its dot files,
+/// made by `postern-admin rebuild`, decides; without a record we cannot tell.
+fn local_exists(users: &mut Users, addr: &Address) -> Result<Option<bool>, crate::users::UsersError> {
+    use crate::deliver::dotqmail;
+    let Some(t) = users.lookup(addr.local(), addr.domain().unwrap_or(""))? else { return Ok(Some(false)) };
+    if t.dash.is_empty() && t.ext.is_empty() {
+        return Ok(Some(true));
     }
-    Ok(!matches!(crate::deliver::dotqmail::find(&t.home, &t.dash, &t.ext), Ok(None)))
+    if std::fs::read_dir(&t.home).is_ok() {
+        // A dot file that cannot be read defers the delivery; it does not bounce.
+        return Ok(Some(!matches!(dotqmail::find(&t.home, &t.dash, &t.ext), Ok(None))));
+    }
+    let Some(names) = users.dot_files(&t.home) else { return Ok(None) };
+    Ok(Some(dotqmail::candidates(&t.dash, &t.ext).iter().any(|c| names.contains(&c.name))))
 }
 
 /// A client-supplied name made safe for a header: printable ASCII, short.

@@ -112,8 +112,9 @@ pub fn read_vdomains(home: &Home) -> Result<Vec<String>, UsersError> {
     Ok(list_lines(&text).map(|(_, l)| l.to_ascii_lowercase()).collect())
 }
 
-/// Compile users/assign + users/virtual + users/vdomains into users/cdb atomically.
-/// Returns the number of records. Takes the edit lock, so two rebuilds never share
+/// Compile users/assign + users/virtual + users/vdomains, and the dot-file names
+/// of the homes (see `dot_files`), into users/cdb atomically. Returns the number
+/// of entries from the three files. Takes the edit lock, so two rebuilds never share
 /// the temporary file.
 pub fn rebuild(home: &Home) -> Result<usize, UsersError> {
     let _lock = lock(home)?;
@@ -132,10 +133,23 @@ fn compile(home: &Home) -> Result<usize, UsersError> {
         records.push((format!("D{d}").into_bytes(), Vec::new()));
     }
     let mut hashes = Vec::new();
+    let mut homes: Vec<PathBuf> =
+        records.iter().filter(|(k, _)| k[0] == b'=' || k[0] == b'+').filter_map(|(_, v)| assign_home(v)).collect();
     for v in read_virtual(home)? {
         let value = format!("\0{}\0{}\0{}", v.uid, v.gid, v.home.display());
         records.push((format!("V{}", v.address).into_bytes(), value.into_bytes()));
         hashes.push((v.address.into_bytes(), v.hash.into_bytes()));
+        homes.push(v.home);
+    }
+    // The count reported is of the entries the admin wrote, not of the homes seen.
+    let entries = records.len();
+    homes.extend(unix_homes(home)?);
+    homes.sort();
+    homes.dedup();
+    for h in homes {
+        if let Some(names) = dot_files(&h) {
+            records.push((dot_key(&h), names.join("\0").into_bytes()));
+        }
     }
     // The hashes first: a reader never finds a user in cdb whose hash is not there
     // yet. passwd.cdb is private to its writer (and setuid-root postern-auth);
@@ -144,7 +158,54 @@ fn compile(home: &Home) -> Result<usize, UsersError> {
     cdb::build_mode(&pw, &hashes, 0o600).map_err(UsersError::Cdb)?;
     let path = cdb_path(home);
     cdb::build(&path, &records).map_err(UsersError::Cdb)?;
-    Ok(records.len())
+    Ok(entries)
+}
+
+/// The key of a home's dot-file record in users/cdb.
+pub(super) fn dot_key(home: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut k = b"Q".to_vec();
+    k.extend_from_slice(home.as_os_str().as_bytes());
+    k
+}
+
+fn assign_home(v: &[u8]) -> Option<PathBuf> {
+    std::str::from_utf8(v).ok()?.split('\0').nth(3).map(PathBuf::from)
+}
+
+/// The names of the dot-qmail files in a home (".qmail", ".qmail-foo", ...), for
+/// postern-smtpd, which cannot read the homes. Names only: root reads no file
+/// here. None when the directory cannot be listed (no record: smtpd then answers
+/// 451 for addresses that need a dot file).
+fn dot_files(home: &Path) -> Option<Vec<String>> {
+    let mut names: Vec<String> =
+        fs::read_dir(home).ok()?.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.starts_with(".qmail")).collect();
+    names.sort();
+    Some(names)
+}
+
+/// The homes of the Unix users who receive mail by login name (uid at least
+/// control/minuid, home directory owned by the user), from /etc/passwd. Users
+/// only in NIS or LDAP are not listed: smtpd answers 451 for their extensions
+/// when it cannot read their homes.
+fn unix_homes(home: &Home) -> Result<Vec<PathBuf>, UsersError> {
+    use std::os::unix::fs::MetadataExt;
+    let minuid = crate::config::control::Control::new(home).number(&crate::config::settings::MINUID).map_err(UsersError::Control)?;
+    let mut homes = Vec::new();
+    let text = match fs::read_to_string("/etc/passwd") {
+        Ok(t) => t,
+        Err(_) => return Ok(homes),
+    };
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        let Some(uid) = f.get(2).and_then(|u| u.parse::<u64>().ok()) else { continue };
+        let Some(dir) = f.get(5).filter(|d| d.starts_with('/')) else { continue };
+        let alias = f[0] == "alias";
+        if uid != 0 && (uid >= minuid || alias) && fs::metadata(dir).is_ok_and(|m| u64::from(m.uid()) == uid) {
+            homes.push(PathBuf::from(dir));
+        }
+    }
+    Ok(homes)
 }
 
 /// Held while an admin edits users/: two admins at once cannot lose an edit.

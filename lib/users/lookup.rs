@@ -3,6 +3,8 @@
 
 use super::UsersError;
 use crate::config::cdb::Db;
+use crate::config::control::Control;
+use crate::config::settings;
 use crate::os::home::Home;
 use std::fs;
 use std::path::PathBuf;
@@ -50,13 +52,26 @@ pub fn password_hash(home: &Home, address: &str) -> Result<Option<String>, Users
 pub struct Users {
     db: Option<Db>,
     home: Home,
+    /// control/minuid (Unix users below it get no mail by login name), read at
+    /// the first lookup that needs it.
+    minuid: Option<u32>,
 }
 
 impl Users {
     /// Opens $POSTERN_HOME/users/cdb (missing file = no entries). Cheap; callers
     /// reopen to see rebuilds.
     pub fn open(home: &Home) -> Result<Users, UsersError> {
-        Ok(Users { db: Db::open(&cdb_path(home)).map_err(UsersError::Cdb)?, home: home.clone() })
+        Ok(Users { db: Db::open(&cdb_path(home)).map_err(UsersError::Cdb)?, home: home.clone(), minuid: None })
+    }
+
+    fn minuid(&mut self) -> Result<u32, UsersError> {
+        if let Some(m) = self.minuid {
+            return Ok(m);
+        }
+        let m = Control::new(&self.home).number(&settings::MINUID).map_err(UsersError::Control)?;
+        let m = u32::try_from(m).unwrap_or(u32::MAX);
+        self.minuid = Some(m);
+        Ok(m)
     }
 
     fn get(&mut self, key: &str) -> Option<Vec<u8>> {
@@ -72,7 +87,7 @@ impl Users {
         if let Some(t) = self.lookup_assign(local) {
             return Ok(Some(t));
         }
-        if let Some(t) = unix_user(local)? {
+        if let Some(t) = unix_user(local, self.minuid()?)? {
             return Ok(Some(t));
         }
         // qmail's last resort: ~alias/.qmail-LOCAL.
@@ -123,6 +138,14 @@ impl Users {
         None
     }
 
+    /// The dot-qmail file names in `home` when users/cdb was last built (see
+    /// `edit::compile`); None when it has no record of that home.
+    pub fn dot_files(&mut self, home: &std::path::Path) -> Option<Vec<String>> {
+        let v = self.db.as_mut()?.get(&super::edit::dot_key(home))?;
+        let text = String::from_utf8(v).ok()?;
+        Some(text.split('\0').filter(|n| !n.is_empty()).map(str::to_string).collect())
+    }
+
     /// True if `domain` (any case) hosts virtual users.
     pub fn is_virtual_domain(&mut self, domain: &str) -> bool {
         self.get(&format!("D{}", domain.to_ascii_lowercase())).is_some()
@@ -171,8 +194,9 @@ fn passwd(name: &str) -> Result<Option<nix::unistd::User>, UsersError> {
 }
 
 /// qmail-getpw: the longest prefix of `local` ending at a '-' (or the whole of it)
-/// that names a Unix user with a uid other than 0 whose home directory it owns.
-fn unix_user(local: &str) -> Result<Option<LocalUser>, UsersError> {
+/// that names a Unix user with a uid of at least `minuid` (and never 0) whose home
+/// directory it owns. System accounts are left to users/assign and ~alias.
+fn unix_user(local: &str, minuid: u32) -> Result<Option<LocalUser>, UsersError> {
     use std::os::unix::fs::MetadataExt;
     let lower = local.to_ascii_lowercase();
     let mut cut = Some(lower.len());
@@ -182,7 +206,7 @@ fn unix_user(local: &str) -> Result<Option<LocalUser>, UsersError> {
         if !name.is_empty() && name.len() <= 32 {
             if let Some(pw) = passwd(name)? {
                 let owned = fs::metadata(&pw.dir).map(|m| m.uid() == pw.uid.as_raw()).unwrap_or(false);
-                if pw.uid.as_raw() != 0 && owned {
+                if pw.uid.as_raw() != 0 && pw.uid.as_raw() >= minuid && owned {
                     let (dash, ext) = if end < local.len() { ("-", &local[end + 1..]) } else { ("", "") };
                     return Ok(Some(LocalUser {
                         user: pw.name,

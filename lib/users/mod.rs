@@ -27,8 +27,9 @@
 //!    being the extension. Nothing else is tried for a virtual domain.
 //! 2. users/assign: an exact entry, else the longest wildcard prefix.
 //! 3. The password database, as qmail-getpw: the whole local part, then shorter
-//!    prefixes ending before a '-' (so `www-data` and `alice-list` both work); a
-//!    user with uid 0, or whose home directory it does not own, gets no mail.
+//!    prefixes ending before a '-' (so `alice-list` works); a user with uid 0 or
+//!    below control/minuid (default 1000: system accounts such as postgres), or
+//!    whose home directory it does not own, gets no mail by login name.
 //! 4. The Unix user `alias` with the whole local part as extension
 //!    (~alias/.qmail-LOCAL).
 //!
@@ -38,7 +39,14 @@
 //! "+" prefix         wildcard assign entry  -> user NUL uid NUL gid NUL home NUL dash NUL pre
 //! "V" address        virtual user           -> "" NUL uid NUL gid NUL home
 //! "D" domain         virtual domain         -> ""
+//! "Q" home           the dot-qmail file names in that home, NUL-separated
 //! ```
+//! The Q records let postern-smtpd (the network user, who cannot read 0700
+//! homes) refuse extension addresses no dot file takes. `rebuild` (run by root:
+//! `postern-admin rebuild` and every `user`/`domain` edit) lists the names, never
+//! the contents, in the homes of the virtual users, the users/assign entries,
+//! the Unix users of /etc/passwd at or above control/minuid, and `alias`. A home
+//! that cannot be listed gets no record.
 //! (The first field of a V record once held the hash; it is empty now, see
 //! passwd.cdb.)
 //! Keys are lower-cased. The file is replaced atomically (config::cdb::build), so a
@@ -61,6 +69,8 @@ use std::path::PathBuf;
 pub enum UsersError {
     /// users/cdb cannot be opened or read.
     Cdb(CdbError),
+    /// control/minuid does not parse.
+    Control(crate::config::control::ControlError),
     /// A text file cannot be read or written.
     Io(PathBuf, io::Error),
     /// A line of users/assign, users/virtual or users/vdomains does not parse.
@@ -88,6 +98,7 @@ impl fmt::Display for UsersError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UsersError::Cdb(e) => write!(f, "{e}; run `postern-admin rebuild` to recreate it"),
+            UsersError::Control(e) => e.fmt(f),
             UsersError::Io(p, e) => write!(f, "cannot access {}: {e}", p.display()),
             UsersError::Syntax { path, line, problem } => {
                 write!(f, "{} line {line}: {problem}; fix the line and run `postern-admin rebuild`", path.display())
@@ -111,9 +122,12 @@ impl fmt::Display for UsersError {
 impl Classify for UsersError {
     fn kind(&self) -> Kind {
         match self {
-            UsersError::Cdb(_) | UsersError::Io(..) | UsersError::Syntax { .. } | UsersError::Passwd(..) | UsersError::Service(_) => {
-                Kind::Temporary
-            }
+            UsersError::Cdb(_)
+            | UsersError::Control(_)
+            | UsersError::Io(..)
+            | UsersError::Syntax { .. }
+            | UsersError::Passwd(..)
+            | UsersError::Service(_) => Kind::Temporary,
             UsersError::BadAddress(..)
             | UsersError::NotVirtualDomain(_)
             | UsersError::Exists(_)
@@ -208,6 +222,39 @@ mod tests {
         fs::write(h.users().join("virtual"), "alice@v.example:h:5:6\n").unwrap();
         let e = rebuild(&h).unwrap_err();
         assert!(e.to_string().contains("virtual line 1"), "{e}");
+        fs::remove_dir_all(h.root()).unwrap();
+    }
+
+    #[test]
+    fn rebuild_records_the_dot_files_of_each_home() {
+        let h = tmphome("dots");
+        let m = h.root().join("m");
+        fs::create_dir_all(m.join("alice")).unwrap();
+        for f in [".qmail-foo", ".qmail-list-default", ".profile"] {
+            fs::write(m.join("alice").join(f), "./Maildir/\n").unwrap();
+        }
+        fs::write(h.users().join("vdomains"), "v.example\n").unwrap();
+        let virt = format!("alice@v.example:!:5:6:{}\nbob@v.example:!:5:6:{}\n", m.join("alice").display(), m.join("bob").display());
+        fs::write(h.users().join("virtual"), virt).unwrap();
+        rebuild(&h).unwrap();
+        let mut u = Users::open(&h).unwrap();
+        let names = u.dot_files(&m.join("alice")).unwrap();
+        assert_eq!(names, [".qmail-foo", ".qmail-list-default"]);
+        assert_eq!(u.dot_files(&m.join("bob")), None, "no home, no record");
+        fs::create_dir_all(m.join("bob")).unwrap();
+        rebuild(&h).unwrap();
+        assert_eq!(Users::open(&h).unwrap().dot_files(&m.join("bob")), Some(vec![]), "a home without dot files");
+        fs::remove_dir_all(h.root()).unwrap();
+    }
+
+    #[test]
+    fn a_broken_minuid_is_a_temporary_error_naming_the_file() {
+        // The uid rule itself needs real accounts: tests/it/regression.rs, as root.
+        let h = tmphome("minuid");
+        fs::write(h.control().join("minuid"), "many\n").unwrap();
+        let e = Users::open(&h).unwrap().lookup("nobody-here", "x.example").expect_err("minuid does not parse");
+        assert!(e.to_string().contains("minuid"), "{e}");
+        assert_eq!(e.kind(), Kind::Temporary);
         fs::remove_dir_all(h.root()).unwrap();
     }
 

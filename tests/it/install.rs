@@ -15,7 +15,7 @@ fn install_sets_owners_and_modes_and_mail_flows() {
     let tmp = TempDir::new("install");
     let home = tmp.path().join("postern");
     let out = Command::new(repo().join("scripts/install"))
-        .args(["--home", home.to_str().unwrap(), "--domain", "inst.test", "--no-sendmail", "--no-service"])
+        .args(["--home", home.to_str().unwrap(), "--domain", "inst.test", "--postmaster", "lee@inst.test", "--no-sendmail", "--no-service"])
         .env("POSTERN_BUILD", bin_dir())
         .output()
         .unwrap();
@@ -33,6 +33,7 @@ fn install_sets_owners_and_modes_and_mail_flows() {
     assert_eq!(meta("queue").permissions().mode() & 0o777, 0o750);
     assert_eq!(meta("queue/lock/trigger").uid(), uid_of("postern-s").unwrap());
     assert_eq!(fs::read_to_string(home.join("control/me")).unwrap(), "inst.test\n");
+    assert_eq!(fs::read_to_string(home.join("control/postmaster")).unwrap(), "lee@inst.test\n");
     assert!(home.join("control/tcp.smtp.cdb").exists(), "the SMTP access rules are compiled");
     assert_eq!(meta("bin/postern-auth").permissions().mode() & 0o7777, 0o4750, "postern-auth is setuid root for postern-d");
 
@@ -45,16 +46,17 @@ fn install_sets_owners_and_modes_and_mail_flows() {
 
     let mut start = Command::new(home.join("bin/postern-start")).env("POSTERN_HOME", &home).stderr(Stdio::piped()).spawn().unwrap();
     let out = run_with_input(
-        Command::new(home.join("bin/postern-sendmail")).env("POSTERN_HOME", &home).args(["-oi", "lee@inst.test"]),
+        Command::new(home.join("bin/postern-sendmail")).env("POSTERN_HOME", &home).args(["-oi", "lee@inst.test", "postmaster"]),
         &message("installed", "x"),
     );
     assert!(out.status.success(), "{}", text(&out));
     let md = home.join("mail/inst.test/lee/Maildir");
+    // Two copies: one to lee, one to postmaster (control/postmaster is lee).
     let got = wait_for(20, "delivery through the installed suite", || {
         let m = maildir_new(&md);
-        (!m.is_empty()).then_some(m)
+        (m.len() == 2).then_some(m)
     });
-    assert_eq!(got.len(), 1);
+    assert_eq!(got.len(), 2);
     let f = fs::read_dir(md.join("new")).unwrap().next().unwrap().unwrap();
     assert_eq!(f.metadata().unwrap().uid(), uid_of("postern-v").unwrap());
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(start.id() as i32), nix::sys::signal::Signal::SIGTERM);
