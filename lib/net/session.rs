@@ -9,7 +9,7 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -173,6 +173,33 @@ impl Session {
             return Err(NetError::Closed);
         }
         Ok(n)
+    }
+
+    /// `read`, but waiting no later than `deadline` either (a whole command line
+    /// or message must arrive by then, however steadily its bytes trickle in).
+    pub fn read_by(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, NetError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(NetError::Timeout);
+        }
+        let timeout = match &self.stream {
+            Stream::Plain(p) => p.timeout,
+            Stream::Tls(t) => t.sock.timeout,
+            Stream::Gone => return Err(NetError::Closed),
+        };
+        self.set_timeout(timeout.min(left));
+        let r = self.read(buf);
+        self.set_timeout(timeout);
+        r
+    }
+
+    /// Has the client sent bytes not read yet (plain sessions; a TLS session's
+    /// bytes are records, read whole by `read`)? For the pipelining check.
+    pub fn input_waiting(&self) -> bool {
+        match &self.stream {
+            Stream::Plain(p) => wait(p.rfd.as_fd(), PollFlags::POLLIN, Duration::ZERO).is_ok(),
+            _ => false,
+        }
     }
 
     /// Queue a reply; it goes out on `flush`.
