@@ -263,3 +263,35 @@ fn issue15_text_before_the_354_is_refused_and_the_session_closed() {
     assert_eq!(code, 554, "{t}");
     assert!(c.closed());
 }
+
+/// The -c and -C of the `postern-listen ... postern-smtpd` line of an install file.
+fn smtp_limits(file: &str) -> (usize, usize) {
+    let text = fs::read_to_string(repo().join(file)).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("postern-listen") && l.contains("postern-smtpd") && l.contains(" -c "))
+        .unwrap_or_else(|| panic!("{file}: no SMTP listener"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let opt = |o: &str| {
+        words
+            .iter()
+            .position(|w| *w == o)
+            .and_then(|i| words.get(i + 1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{file}: no {o} in {line}"))
+    };
+    (opt("-c"), opt("-C"))
+}
+
+/// Installs (the systemd unit and the init script scripts/install puts in
+/// place) give one client address at most a tenth of the SMTP connections, so
+/// that one host cannot take every slot (they allowed a fifth). Test instances
+/// keep -C as high as -c: all their clients come from 127.0.0.1.
+#[test]
+fn issue15_installs_limit_smtp_connections_per_address_well_below_the_total() {
+    for file in ["scripts/postern-smtp.service", "scripts/postern.init"] {
+        let (total, per_address) = smtp_limits(file);
+        assert!(per_address * 10 <= total, "{file}: -C {per_address} of -c {total}");
+    }
+    assert_eq!(smtp_limits("scripts/instance").0, smtp_limits("scripts/instance").1);
+}
