@@ -288,7 +288,7 @@ impl<'a> Smtpd<'a> {
         }
         if self.errors > self.cfg.soft_errors && !self.cfg.error_delay.is_zero() {
             let _ = self.net.flush();
-            std::thread::sleep(self.cfg.error_delay * (self.errors - self.cfg.soft_errors) as u32);
+            std::thread::sleep(self.cfg.error_delay.saturating_mul((self.errors - self.cfg.soft_errors) as u32));
         }
         self.reply(code, status, text);
         Next::Go
