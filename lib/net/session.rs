@@ -158,7 +158,9 @@ impl Session {
         }
     }
 
-    fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+    /// Reads (the TLS handshake's too) wait no later than `deadline` from now
+    /// on; None: only the timeout.
+    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
         match &mut self.stream {
             Stream::Plain(p) => p.read_deadline = deadline,
             Stream::Tls(t) => t.sock.read_deadline = deadline,

@@ -599,7 +599,11 @@ impl<'a> Smtpd<'a> {
         // RFC 3207: anything sent after STARTTLS before the handshake is discarded,
         // or an attacker could inject commands into the protected session.
         self.lines.clear();
-        self.net.start_tls(config)?;
+        // The handshake is bounded like a command line.
+        self.net.set_read_deadline(Some(Instant::now() + self.cfg.line_timeout));
+        let r = self.net.start_tls(config);
+        self.net.set_read_deadline(None);
+        r?;
         self.helo = None;
         self.esmtp = false;
         self.mail = None;

@@ -295,3 +295,29 @@ fn issue15_installs_limit_smtp_connections_per_address_well_below_the_total() {
     }
     assert_eq!(smtp_limits("scripts/instance").0, smtp_limits("scripts/instance").1);
 }
+
+/// A TLS ClientHello, made by Python's ssl module (no connection).
+fn client_hello() -> Vec<u8> {
+    let script = "import ssl,sys\nctx=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\nctx.check_hostname=False\nctx.verify_mode=ssl.CERT_NONE\n\
+                  i,o=ssl.MemoryBIO(),ssl.MemoryBIO()\ns=ctx.wrap_bio(i,o)\ntry: s.do_handshake()\nexcept ssl.SSLWantReadError: pass\nsys.stdout.buffer.write(o.read())";
+    let out = std::process::Command::new("python3").args(["-c", script]).output().unwrap();
+    assert!(out.status.success() && out.stdout.len() > 100, "{}", text(&out));
+    out.stdout
+}
+
+/// The TLS handshake after STARTTLS is bounded like a command line: a
+/// ClientHello sent a byte at a time no longer holds the session.
+#[test]
+fn issue15_a_slow_tls_handshake_meets_the_line_deadline() {
+    let i = Instance::create("i15-slowtls");
+    i.control("timeoutsmtpd", "30\n");
+    i.control("timeoutsmtpdline", "2\n");
+    i.start();
+    let mut c = Client::smtp(i.smtp_port());
+    c.expect("EHLO client.test", 250);
+    c.expect("STARTTLS", 220);
+    // About 500 bytes, 250 ms apart: two minutes.
+    let w = trickle(&c, client_hello(), std::time::Duration::from_millis(250));
+    assert!(c.closed(), "the server hangs up (within the client's 15 s read timeout)");
+    w.join().unwrap();
+}
