@@ -115,10 +115,14 @@ impl Status {
     pub const EXPIRED: Status = Status::new(4, 4, 7);
     pub const LOOP: Status = Status::new(5, 4, 6);
     pub const PROTOCOL: Status = Status::new(4, 5, 0);
+    /// Improper pipelining (text sent before the reply it needed).
+    pub const PROTOCOL_VIOLATION: Status = Status::new(5, 5, 0);
     pub const INVALID_COMMAND: Status = Status::new(5, 5, 1);
     pub const SYNTAX: Status = Status::new(5, 5, 2);
     pub const TOO_MANY_RECIPIENTS: Status = Status::new(4, 5, 3);
     pub const BAD_ARGUMENTS: Status = Status::new(5, 5, 4);
+    /// Content we do not accept (a NUL byte).
+    pub const BAD_CONTENT: Status = Status::new(5, 6, 0);
     pub const CONVERSION_NEEDED: Status = Status::new(5, 6, 3);
     pub const NEEDS_UTF8: Status = Status::new(5, 6, 7);
     pub const SECURITY: Status = Status::new(4, 7, 0);

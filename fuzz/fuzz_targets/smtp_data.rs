@@ -11,7 +11,9 @@ fn read(pieces: &[&[u8]]) -> (Vec<u8>, usize, DataStatus) {
     for p in pieces {
         let (n, st) = r.feed(p, &mut out);
         used += n;
-        assert_eq!(r.bytes, out.len() as u64);
+        // RFC 1870's size: each LF of the output was a CRLF.
+        assert_eq!(r.bytes, (out.len() + out.iter().filter(|&&b| b == b'\n').count()) as u64);
+        assert_eq!(r.nul, out.contains(&0));
         if st != DataStatus::NeedMore {
             return (out, used, st);
         }

@@ -71,8 +71,13 @@ settings! {
     TIMEOUTDELIVERY "timeoutdelivery" Number N(86400), "seconds one local delivery may run before it is killed and retried";
     DEFAULTDELIVERY "defaultdelivery" List Text("./Maildir/"), "delivery instructions for users without a .qmail file (dot-qmail syntax)";
     VIRTUALHOME "virtualhome" Line InHome("mail"), "where `postern-admin user add` creates virtual mailboxes";
-    DATABYTES "databytes" Number N(0), "largest message postern-smtpd accepts, in bytes (0: no limit)";
-    TIMEOUTSMTPD "timeoutsmtpd" Number N(1200), "seconds postern-smtpd waits for the client";
+    DATABYTES "databytes" Number N(36700160), "largest message postern-smtpd accepts, in bytes as sent (RFC 1870: CRLF counted, stuffed dots not); 0: no limit (anyone may fill the disk)";
+    TIMEOUTSMTPD "timeoutsmtpd" Number N(1200), "seconds postern-smtpd waits for each read from (or write to) the client";
+    TIMEOUTSMTPDLINE "timeoutsmtpdline" Number N(300), "seconds postern-smtpd gives the client for a whole command line, counted from when it starts waiting for it (a client sending a byte at a time cannot hold a session); then 421 4.4.2";
+    TIMEOUTSMTPDDATA "timeoutsmtpddata" Number N(3600), "seconds postern-smtpd gives the client for a whole message, from the 354 reply to the final dot (3600 s carries a databytes message at 10 kB/s); then 421 4.4.2";
+    SMTPDMAXERRORS "smtpdmaxerrors" Number N(20), "errors in one postern-smtpd session (refused senders and recipients, bad commands) after which it answers 421 4.7.0 and hangs up";
+    SMTPDSOFTERRORS "smtpdsofterrors" Number N(3), "errors in one postern-smtpd session after which each error reply waits smtpderrordelay times the errors beyond this number";
+    SMTPDERRORDELAY "smtpderrordelay" Number N(1000), "milliseconds each error beyond smtpdsofterrors waits per error beyond it (1 s, 2 s, 3 s... by default): slows address harvesting; 0 for none";
     TIMEOUTREMOTE "timeoutremote" Number N(1200), "seconds postern-remote waits for a remote server";
     TIMEOUTCONNECT "timeoutconnect" Number N(60), "seconds postern-remote waits for a connection";
     SMTPROUTES "smtproutes" List Default::None, "static routes: `domain:relay[:port]`; an empty relay means use MX";

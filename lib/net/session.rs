@@ -9,7 +9,7 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -47,11 +47,12 @@ impl From<io::Error> for NetError {
 }
 
 /// A connection's two descriptors (fd 0 in, fd 1 out) with a timeout on each
-/// wait.
+/// wait, and reads bounded by a deadline too while one is set.
 pub struct FdPair {
     rfd: OwnedFd,
     wfd: OwnedFd,
     timeout: Duration,
+    read_deadline: Option<Instant>,
 }
 
 fn wait(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Duration) -> io::Result<()> {
@@ -69,7 +70,7 @@ fn wait(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Duration) -> io::Result<(
 
 impl FdPair {
     pub fn new(rfd: OwnedFd, wfd: OwnedFd, timeout: Duration) -> FdPair {
-        FdPair { rfd, wfd, timeout }
+        FdPair { rfd, wfd, timeout, read_deadline: None }
     }
 
     /// fd 0 and fd 1, claimed (see `os::sys::take_fd`).
@@ -100,7 +101,19 @@ fn when_ready(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Duration, mut op: i
 
 impl Read for FdPair {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        when_ready(self.rfd.as_fd(), PollFlags::POLLIN, self.timeout, || nix::unistd::read(self.rfd.as_raw_fd(), buf))
+        let timeout = match self.read_deadline {
+            // Here, not in Session, so that TLS records trickled a byte at a
+            // time meet the deadline too.
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+                }
+                self.timeout.min(left)
+            }
+            None => self.timeout,
+        };
+        when_ready(self.rfd.as_fd(), PollFlags::POLLIN, timeout, || nix::unistd::read(self.rfd.as_raw_fd(), buf))
     }
 }
 
@@ -145,6 +158,16 @@ impl Session {
         }
     }
 
+    /// Reads (the TLS handshake's too) wait no later than `deadline` from now
+    /// on; None: only the timeout.
+    pub fn set_read_deadline(&mut self, deadline: Option<Instant>) {
+        match &mut self.stream {
+            Stream::Plain(p) => p.read_deadline = deadline,
+            Stream::Tls(t) => t.sock.read_deadline = deadline,
+            Stream::Gone => {}
+        }
+    }
+
     /// The descriptors of a plain session, its replies flushed (to relay TLS
     /// for another process); the session itself back when it is not plain.
     pub fn into_plain(mut self) -> Result<FdPair, Session> {
@@ -173,6 +196,24 @@ impl Session {
             return Err(NetError::Closed);
         }
         Ok(n)
+    }
+
+    /// `read`, but waiting no later than `deadline` either (a whole command line
+    /// or message must arrive by then, however steadily its bytes trickle in).
+    pub fn read_by(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, NetError> {
+        self.set_read_deadline(Some(deadline));
+        let r = self.read(buf);
+        self.set_read_deadline(None);
+        r
+    }
+
+    /// Has the client sent bytes not read yet (plain sessions; a TLS session's
+    /// bytes are records, read whole by `read`)? For the pipelining check.
+    pub fn input_waiting(&self) -> bool {
+        match &self.stream {
+            Stream::Plain(p) => wait(p.rfd.as_fd(), PollFlags::POLLIN, Duration::ZERO).is_ok(),
+            _ => false,
+        }
     }
 
     /// Queue a reply; it goes out on `flush`.

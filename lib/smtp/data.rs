@@ -7,6 +7,12 @@
 //! session refuses the message and closes the connection, so one DATA never yields
 //! more than one message and bytes after an ambiguous end (`<LF>.<LF>`,
 //! `<CR>.<CR>`, `<CR><LF>.<LF>`, ...) are never read as commands.
+//!
+//! # NUL
+//! A NUL byte is not allowed in a message (RFC 5322 2.3, RFC 5321 4.1.1.4's
+//! "text"); many programs that read mail cut a line at it. The reader notes it
+//! (`nul`) and reads on to the end, so the session can refuse this one message
+//! and go on.
 
 /// What `DataReader::feed` stopped at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +44,17 @@ enum DataState {
 #[derive(Debug)]
 pub struct DataReader {
     state: DataState,
-    /// Bytes of message produced so far.
+    /// The message's size so far as RFC 1870 counts it (the octets sent, each
+    /// CRLF two, without stuffed dots and the final dot): what SIZE and
+    /// databytes compare with. The output is smaller by one per line.
     pub bytes: u64,
+    /// A NUL byte was in the message.
+    pub nul: bool,
 }
 
 impl Default for DataReader {
     fn default() -> Self {
-        DataReader { state: DataState::LineStart, bytes: 0 }
+        DataReader { state: DataState::LineStart, bytes: 0, nul: false }
     }
 }
 
@@ -69,6 +79,8 @@ impl DataReader {
                     break DataStatus::End;
                 }
                 (DataState::Cr, b'\n') => {
+                    // The CR that the LF stands for.
+                    self.bytes += 1;
                     out.push(b'\n');
                     DataState::LineStart
                 }
@@ -76,6 +88,7 @@ impl DataReader {
                 (_, b'\n') | (DataState::Cr | DataState::DotCr, _) => break DataStatus::BareNewline,
                 // A stuffed dot: the line's first '.' is dropped (RFC 5321 4.5.2).
                 (_, b) => {
+                    self.nul |= b == 0;
                     out.push(b);
                     DataState::Mid
                 }
@@ -143,6 +156,20 @@ mod tests {
         let mut r = DataReader::default();
         let mut out = Vec::new();
         r.feed(b"abc\r\n..d\r\n", &mut out);
-        assert_eq!(r.bytes, 7);
+        // As sent, CRLF included, the stuffed dot not (RFC 1870).
+        assert_eq!(out, b"abc\n.d\n");
+        assert_eq!(r.bytes, 9);
+        r.feed(b".\r\n", &mut out);
+        assert_eq!(r.bytes, 9);
+        assert!(!r.nul);
+    }
+
+    #[test]
+    fn data_notes_nul_and_reads_on() {
+        let mut r = DataReader::default();
+        let mut out = Vec::new();
+        let msg = b"a\0b\r\nc\r\n.\r\nQUIT\r\n";
+        assert_eq!(r.feed(msg, &mut out), (msg.len() - 6, DataStatus::End));
+        assert!(r.nul);
     }
 }

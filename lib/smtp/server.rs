@@ -28,11 +28,9 @@ use crate::smtp::reply;
 use crate::status::Status;
 use crate::users::Users;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PROGRAM: &str = "postern-smtpd";
-/// Protocol errors before we hang up on a client.
-const MAX_ERRORS: usize = 20;
 /// Failed AUTH attempts before we hang up; each one waits a second longer.
 const MAX_AUTH_FAILURES: u32 = 3;
 /// Received lines beyond which a message is taken to be looping (qmail's 100).
@@ -80,7 +78,18 @@ pub struct Config {
     pub routing: Routing,
     /// 0: no limit.
     pub databytes: u64,
+    /// Each read and write.
     pub timeout: Duration,
+    /// A whole command line (`timeoutsmtpdline`).
+    pub line_timeout: Duration,
+    /// A whole message, 354 to the dot (`timeoutsmtpddata`).
+    pub data_timeout: Duration,
+    /// Errors before 421 and hang-up (`smtpdmaxerrors`).
+    pub max_errors: usize,
+    /// Errors answered at once (`smtpdsofterrors`); each later one waits
+    /// `error_delay` per error beyond them.
+    pub soft_errors: usize,
+    pub error_delay: Duration,
     pub maxrcpt: usize,
     pub badmailfrom: Vec<String>,
     /// AUTH offered without TLS (`authplaintext` is 1).
@@ -99,6 +108,11 @@ impl Config {
             rcpthosts: lower(c.list(&settings::RCPTHOSTS)?),
             databytes: c.number(&settings::DATABYTES)?,
             timeout: c.seconds(&settings::TIMEOUTSMTPD)?,
+            line_timeout: c.seconds(&settings::TIMEOUTSMTPDLINE)?,
+            data_timeout: c.seconds(&settings::TIMEOUTSMTPDDATA)?,
+            max_errors: c.number(&settings::SMTPDMAXERRORS)?.max(1) as usize,
+            soft_errors: c.number(&settings::SMTPDSOFTERRORS)? as usize,
+            error_delay: Duration::from_millis(c.number(&settings::SMTPDERRORDELAY)?),
             maxrcpt: c.number(&settings::MAXRCPT)?.max(1) as usize,
             badmailfrom: lower(c.list(&settings::BADMAILFROM)?),
             auth_plaintext: c.number(&settings::AUTHPLAINTEXT)? == 1,
@@ -208,23 +222,25 @@ impl<'a> Smtpd<'a> {
         self.net.write(&reply::format(code, None, text));
     }
 
-    /// Read more input, flushing pending replies first (PIPELINING: one write
-    /// per batch of commands).
-    fn fill(&mut self) -> Result<(), NetError> {
+    /// Read more input by `deadline`, flushing pending replies first
+    /// (PIPELINING: one write per batch of commands).
+    fn fill(&mut self, deadline: Instant) -> Result<(), NetError> {
         self.net.flush()?;
         let mut buf = [0u8; 16384];
-        let n = self.net.read(&mut buf)?;
+        let n = self.net.read_by(&mut buf, deadline)?;
         self.lines.push(&buf[..n]);
         Ok(())
     }
 
-    /// The next command line (None: it was too long and has been skipped).
+    /// The next command line (None: it was too long and has been skipped),
+    /// whole within `timeoutsmtpdline`.
     fn read_line(&mut self) -> Result<Option<Vec<u8>>, NetError> {
+        let deadline = Instant::now() + self.cfg.line_timeout;
         loop {
             match self.lines.next_line() {
                 Some(Line::Text(l)) => return Ok(Some(l)),
                 Some(Line::TooLong) => return Ok(None),
-                None => self.fill()?,
+                None => self.fill(deadline)?,
             }
         }
     }
@@ -259,18 +275,31 @@ impl<'a> Smtpd<'a> {
         }
     }
 
-    /// A protocol error: the reply, and a hang-up after too many.
+    /// An error (a bad command, a refused sender or recipient): the reply,
+    /// later and later after `soft_errors` of them, and a hang-up after
+    /// `max_errors`, so that guessing addresses or commands costs time and
+    /// connections.
     fn error(&mut self, code: u16, status: Status, text: &str) -> Next {
         self.errors += 1;
-        if self.errors >= MAX_ERRORS {
+        if self.errors >= self.cfg.max_errors {
+            log::line(PROGRAM, &format!("{} errors from {}; hanging up", self.errors, self.client.ip));
             self.reply(421, Status::SECURITY, "too many errors; closing connection");
             return Next::Stop(End::Dropped("too many errors"));
+        }
+        if self.errors > self.cfg.soft_errors && !self.cfg.error_delay.is_zero() {
+            let _ = self.net.flush();
+            std::thread::sleep(self.cfg.error_delay.saturating_mul((self.errors - self.cfg.soft_errors) as u32));
         }
         self.reply(code, status, text);
         Next::Go
     }
 
     fn command(&mut self, cmd: Command) -> Result<Next, SmtpdError> {
+        if cmd == Command::Data {
+            if let Some(stop) = self.pipelined_after_data() {
+                return Ok(stop);
+            }
+        }
         let need_helo = matches!(cmd, Command::Mail(..) | Command::Rcpt(..) | Command::Data | Command::Auth(..));
         if need_helo && self.helo.is_none() {
             return Ok(self.error(503, Status::INVALID_COMMAND, "send EHLO or HELO first"));
@@ -345,14 +374,12 @@ impl<'a> Smtpd<'a> {
         if let (Some(size), true) = (params.size, self.cfg.databytes > 0) {
             if size > self.cfg.databytes {
                 let text = format!("message size {size} exceeds the limit of {} bytes", self.cfg.databytes);
-                self.reply(552, Status::TOO_BIG, &text);
-                return Next::Go;
+                return self.error(552, Status::TOO_BIG, &text);
             }
         }
         if self.cfg.is_badmailfrom(&sender) {
             log::line(PROGRAM, &format!("refused sender <{sender}> from {}: badmailfrom", self.client.ip));
-            self.reply(553, Status::DENIED, "sender refused by this server's badmailfrom list");
-            return Next::Go;
+            return self.error(553, Status::DENIED, "sender refused by this server's badmailfrom list");
         }
         self.mail = Some(Transaction { sender, params, rcpts: Vec::new(), tried: 0 });
         self.reply(250, Status::SENDER_OK, "sender ok");
@@ -379,6 +406,10 @@ impl<'a> Smtpd<'a> {
             return self.error(553, Status::NEEDS_UTF8, "non-ASCII address without SMTPUTF8");
         }
         let (code, status, text) = self.check_recipient(&rcpt);
+        // Refused recipients count as errors (address harvesting).
+        if code >= 500 {
+            return self.error(code, status, &text);
+        }
         if code == 250 {
             if let Some(t) = self.mail.as_mut() {
                 t.rcpts.push(rcpt);
@@ -447,6 +478,27 @@ impl<'a> Smtpd<'a> {
         )
     }
 
+    /// Text after DATA before our 354 reply: refused, and we hang up.
+    fn pipelined_after_data(&mut self) -> Option<Next> {
+        // RFC 2920 3.1: DATA may end a pipelined group, but the message waits for
+        // 354. Bytes already here would be read as the message if DATA succeeds
+        // and as commands if it fails: a client (or a proxy) that disagrees with
+        // us on which is smuggling, so neither happens (Postfix: "improper
+        // command pipelining after DATA").
+        if !self.lines.is_empty() || self.net.input_waiting() {
+            log::line(PROGRAM, &format!("improper command pipelining after DATA from {}; hanging up", self.client.ip));
+            self.lines.clear();
+            self.mail = None;
+            self.reply(
+                554,
+                Status::PROTOCOL_VIOLATION,
+                "improper pipelining: text sent after DATA before the 354 reply (RFC 2920 3.1); closing connection",
+            );
+            return Some(Next::Stop(End::Dropped("text sent after DATA before 354")));
+        }
+        None
+    }
+
     fn data(&mut self) -> Result<Next, SmtpdError> {
         let Some(t) = self.mail.as_ref() else { return Ok(self.error(503, Status::INVALID_COMMAND, "send MAIL first")) };
         if t.tried == 0 {
@@ -469,6 +521,7 @@ impl<'a> Smtpd<'a> {
         let mut hops = Hops::default();
         let mut out = Vec::with_capacity(65536);
         let limit = if self.cfg.databytes > 0 { self.cfg.databytes } else { u64::MAX };
+        let deadline = Instant::now() + self.cfg.data_timeout;
         let status = loop {
             out.clear();
             let (used, status) = reader.feed(self.lines.pending(), &mut out);
@@ -480,7 +533,7 @@ impl<'a> Smtpd<'a> {
             if status != DataStatus::NeedMore {
                 break status;
             }
-            if let Err(e) = self.fill() {
+            if let Err(e) = self.fill(deadline) {
                 spool.abort();
                 self.mail = None;
                 return Err(e.into());
@@ -496,6 +549,12 @@ impl<'a> Smtpd<'a> {
         if reader.bytes > limit {
             spool.abort();
             self.reply(552, Status::TOO_BIG, &format!("message exceeds the limit of {limit} bytes"));
+            return Ok(Next::Go);
+        }
+        if reader.nul {
+            spool.abort();
+            log::line(PROGRAM, &format!("refused message from {}: NUL byte in DATA", self.client.ip));
+            self.reply(554, Status::BAD_CONTENT, "NUL byte in the message; mail may not contain NUL (RFC 5322 2.3)");
             return Ok(Next::Go);
         }
         if hops.count > MAX_HOPS {
@@ -549,7 +608,11 @@ impl<'a> Smtpd<'a> {
         // RFC 3207: anything sent after STARTTLS before the handshake is discarded,
         // or an attacker could inject commands into the protected session.
         self.lines.clear();
-        self.net.start_tls(config)?;
+        // The handshake is bounded like a command line.
+        self.net.set_read_deadline(Some(Instant::now() + self.cfg.line_timeout));
+        let r = self.net.start_tls(config);
+        self.net.set_read_deadline(None);
+        r?;
         self.helo = None;
         self.esmtp = false;
         self.mail = None;
