@@ -60,3 +60,27 @@ fn issue10_a_remote_request_without_its_queue_file_defers_and_send_goes_on() {
     assert!(!i.pids("postern-send").is_empty(), "postern-send is running");
     chmod(&file, 0o660);
 }
+
+/// A bare dotted-quad relay in smtproutes (`domain:IP:port`, as qmail takes it)
+/// is connected to directly, not looked up as a host name (it deferred
+/// forever); `[IPv6]` likewise.
+#[test]
+fn issue15_smtproutes_with_a_bare_ip_connects_to_that_address() {
+    let f = FakeSmtp::start("127.0.0.1", FakeScript::default());
+    let h = Home::new("i15-bareip");
+    h.control("smtproutes", &format!("x.test:127.0.0.1:{}\n", f.port()))
+        .control("timeoutremote", "5\n")
+        .control("timeoutconnect", "5\n")
+        .control("dnsresolvers", "127.0.0.1:1\n");
+    let o = crate::remote::remote(&h, "x.test", "me@a.test", &["you@x.test"], &message("bare", "x"));
+    assert_eq!(o.message.0, 'K', "{o:?}");
+    assert_eq!(o.recipients[0].0, 'r', "{o:?}");
+    assert!(o.message.1.contains("[127.0.0.1]"), "{o:?}");
+    assert_eq!(f.sessions().len(), 1);
+
+    let f6 = FakeSmtp::start("::1", FakeScript::default());
+    h.control("smtproutes", &format!("x.test:[::1]:{}\n", f6.port()));
+    let o = crate::remote::remote(&h, "x.test", "me@a.test", &["you@x.test"], &message("v6", "x"));
+    assert_eq!(o.message.0, 'K', "{o:?}");
+    assert_eq!(f6.sessions().len(), 1);
+}
