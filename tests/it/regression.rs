@@ -84,3 +84,29 @@ fn issue15_smtproutes_with_a_bare_ip_connects_to_that_address() {
     assert_eq!(o.message.0, 'K', "{o:?}");
     assert_eq!(f6.sessions().len(), 1);
 }
+
+/// `postern-admin queue list | head -n 1` (and `sendmail -bp`): the tool ends
+/// quietly when its reader goes away; it used to panic with a backtrace.
+#[test]
+fn issue15_tools_exit_quietly_when_the_reader_closes_the_pipe() {
+    let i = Instance::create("i15-epipe");
+    // Far more listing than a pipe holds (64 KiB): the writer must meet EPIPE.
+    let rcpts: Vec<String> = (0..3000).map(|n| format!("recipient-number-{n}@elsewhere.example")).collect();
+    let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    for n in 0..3 {
+        i.send("s@sender.test", &rcpts, &message(&format!("m{n}"), "x"));
+    }
+    for (program, args) in [("postern-admin", "queue list"), ("postern-sendmail", "-bp"), ("postern-admin", "showctl")] {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -o pipefail; \"$0\" {args} | head -n 1"))
+            .arg(i.join("bin").join(program))
+            .env("POSTERN_HOME", i.path())
+            .output()
+            .unwrap();
+        let code = out.status.code();
+        assert!(out.stderr.is_empty(), "{program} {args}: stderr not empty (status {code:?}):\n{}", text(&out));
+        assert!(matches!(code, Some(0 | 141)), "{program} {args}: status {code:?}\n{}", text(&out));
+        assert_eq!(stdout(&out).lines().count(), 1, "{}", text(&out));
+    }
+}
