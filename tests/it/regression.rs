@@ -110,3 +110,39 @@ fn issue15_tools_exit_quietly_when_the_reader_closes_the_pipe() {
         assert_eq!(stdout(&out).lines().count(), 1, "{}", text(&out));
     }
 }
+
+/// After a crash the pid files may name a zombie (PID 1 here does not reap) or
+/// a pid the kernel has handed to an unrelated program: `scripts/instance
+/// start` must start the instance anyway, not report it as running.
+#[test]
+fn issue15_instance_starts_when_its_pid_files_name_a_zombie_or_a_stranger() {
+    let i = Instance::create("i15-stale");
+    // A zombie: our own child that exited and that we have not waited for.
+    let zombie = std::process::Command::new("true").spawn().unwrap();
+    let zpid = zombie.id();
+    wait_for(10, "the child to become a zombie", || {
+        let stat = fs::read_to_string(format!("/proc/{zpid}/stat")).ok()?;
+        stat.rsplit(')').next().unwrap().trim_start().starts_with('Z').then_some(())
+    });
+    // A stranger: a live process that is not the instance's.
+    let mut stranger = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+    let spid = stranger.id();
+    fs::write(i.join("run/send.pid"), format!("{zpid}\n")).unwrap();
+    fs::write(i.join("run/smtp.pid"), format!("{spid}\n")).unwrap();
+    fs::write(i.join("run/pop3.pid"), format!("{zpid}\n")).unwrap();
+    let out = i.script("start");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("already running"), "{}", text(&out));
+    assert!(!i.pids("postern-send").is_empty(), "postern-send runs:\n{}", text(&out));
+    let mut c = Client::smtp(i.smtp_port());
+    assert_eq!(c.cmd("QUIT").0, 221);
+    // Client::pop3 asserts the +OK greeting.
+    drop(Client::pop3(i.pop3_port()));
+    // The stranger was left alone.
+    assert!(fs::read_link(format!("/proc/{spid}/exe")).is_ok(), "the unrelated sleep still runs");
+    i.stop();
+    assert!(fs::read_link(format!("/proc/{spid}/exe")).is_ok(), "stop did not kill the unrelated sleep");
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+    drop(zombie);
+}
