@@ -146,3 +146,74 @@ fn issue15_instance_starts_when_its_pid_files_name_a_zombie_or_a_stranger() {
     stranger.wait().unwrap();
     drop(zombie);
 }
+
+/// Send one message by SMTP with DSN parameters: `rcpts` are (address,
+/// rcpt_options) pairs.
+fn send_with_dsn(i: &Instance, from: &str, mail_options: &[&str], rcpts: &[(&str, &[&str])], msg: &str) {
+    let script = r#"
+import smtplib, sys, json
+from_, mopts, rcpts, msg = sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4]), sys.argv[5]
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20)
+s.ehlo("client.test")
+assert s.has_extn("dsn"), s.esmtp_features
+code, text = s.mail(from_, mopts)
+assert code == 250, (code, text)
+for addr, opts in rcpts:
+    code, text = s.rcpt(addr, opts)
+    assert code == 250, (addr, code, text)
+code, text = s.data(msg.encode())
+assert code == 250, (code, text)
+s.quit()
+"#;
+    let json = |v: &[&str]| format!("[{}]", v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(","));
+    let rcpts = format!("[{}]", rcpts.iter().map(|(a, o)| format!("[{a:?},{}]", json(o))).collect::<Vec<_>>().join(","));
+    python(script, &[&i.smtp_port().to_string(), from, &json(mail_options), &rcpts, msg]);
+}
+
+/// RFC 3461's parameters are honoured: NOTIFY=NEVER or a NOTIFY without
+/// FAILURE gets no bounce, RET=HDRS returns only the header, ENVID and ORCPT
+/// are quoted, NOTIFY=SUCCESS gets a success notice. They used to be parsed
+/// and dropped: everyone got a bounce with the whole message.
+#[test]
+fn issue15_dsn_parameters_are_honoured() {
+    let i = Instance::started("i15-dsn");
+    let sender = i.adduser("sender", "x");
+    let ok = i.adduser("ok", "x");
+    for user in ["never", "fail"] {
+        i.adduser(user, "x");
+        i.dot_file(user, ".qmail", "|echo this mailbox is closed; exit 100\n");
+    }
+    let [from, never, fail, okaddr] = ["sender", "never", "fail", "ok"].map(|u| i.address(u));
+    let msg = |subject: &str| format!("From: {from}\r\nSubject: {subject}\r\n\r\nSECRET-BODY-LINE\r\n");
+    // First: nobody asked for a failure notice, so none comes.
+    send_with_dsn(&i, &from, &[], &[(&never, &["NOTIFY=NEVER"]), (&fail, &["NOTIFY=DELAY"])], &msg("quiet"));
+    i.wait_empty();
+    let log = i.send_log();
+    assert!(log.contains(&format!("no failure notice for <{never}> (NOTIFY=NEVER)")), "{log}");
+    assert!(log.contains(&format!("no failure notice for <{fail}> (NOTIFY=DELAY)")), "{log}");
+    assert_eq!(maildir_new(&sender).len(), 0, "no bounce for NOTIFY=NEVER or DELAY");
+    // Then one report: the failure (with ORCPT and ENVID, headers only) and the
+    // success; nothing about the NEVER recipient.
+    send_with_dsn(
+        &i,
+        &from,
+        &["RET=HDRS", "ENVID=env+2B42"],
+        &[(&never, &["NOTIFY=NEVER"]), (&fail, &["NOTIFY=FAILURE", "ORCPT=rfc822;Orig+2Bfail@example.org"]), (&okaddr, &["NOTIFY=SUCCESS"])],
+        &msg("loud"),
+    );
+    i.wait_mail(&ok, 1);
+    let got = i.wait_mail(&sender, 1);
+    i.wait_empty();
+    assert_eq!(maildir_new(&sender).len(), 1, "one report");
+    let dsn = String::from_utf8_lossy(&got[0]).into_owned();
+    assert!(dsn.starts_with("Return-Path: <>\n"), "{dsn}");
+    assert!(dsn.contains("Original-Envelope-Id: env+42\n"), "ENVID: {dsn}");
+    assert!(
+        dsn.contains(&format!("Original-Recipient: rfc822; Orig+fail@example.org\nFinal-Recipient: rfc822; {fail}\nAction: failed\nStatus: 5.")),
+        "ORCPT: {dsn}"
+    );
+    assert!(dsn.contains(&format!("Final-Recipient: rfc822; {okaddr}\nAction: delivered\nStatus: 2.0.0")), "SUCCESS: {dsn}");
+    assert!(!dsn.contains(&never), "NEVER is not reported: {dsn}");
+    assert!(dsn.contains("Content-Type: text/rfc822-headers") && dsn.contains("Subject: loud"), "{dsn}");
+    assert!(!dsn.contains("SECRET-BODY-LINE"), "RET=HDRS: no body: {dsn}");
+}
