@@ -852,6 +852,53 @@ mod tests {
     }
 
     #[test]
+    fn notify_decides_who_is_reported() {
+        use crate::queue::dsnparams::Notify;
+        let mut t = T::new(policy());
+        let mut f = file("s@x.test", &["quiet@mx.test", "loud@mx.test", "glad@mx.test", "far@y.test"]);
+        let n = |s: &str| RcptDsn { notify: Notify::parse(s), orcpt: None };
+        f.rcpt_dsn = vec![n("NEVER"), RcptDsn { orcpt: Some("rfc822;L@x".into()), ..n("FAILURE,DELAY") }, n("SUCCESS"), n("SUCCESS")];
+        t.s.loaded(100, id(1), f);
+        t.dispatch(100);
+        // Answer each request as it starts (two local slots): the others' actions are kept.
+        let mut actions = Vec::new();
+        let mut pending: Vec<(Chan, Request)> = Vec::new();
+        loop {
+            for a in t.actions() {
+                match a {
+                    Action::Start { chan, request } => pending.push((chan, request)),
+                    other => actions.push(other),
+                }
+            }
+            let Some((chan, r)) = pending.pop() else { break };
+            let outcome = if matches!(r.recipients[0].local(), "glad" | "far") { ok() } else { never() };
+            t.answer(101, chan, r.slot, vec![outcome]);
+        }
+        let [Action::Bounce(b)] = actions.as_slice() else { panic!("{actions:?}") };
+        let got: Vec<(&str, DsnAction, Option<&str>)> =
+            b.failures.iter().map(|f| (f.recipient.as_str(), f.action, f.orcpt.as_deref())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("loud@mx.test", DsnAction::Failed, Some("rfc822;L@x")),
+                ("glad@mx.test", DsnAction::Delivered, None),
+                ("far@y.test", DsnAction::Relayed, None)
+            ]
+        );
+        assert!(t.log.iter().any(|l| l.contains("no failure notice for <quiet@mx.test> (NOTIFY=NEVER)")), "{:?}", t.log);
+        t.s.bounced(101, &id(1), Ok(()));
+        assert_eq!(t.actions(), vec![Action::Retire { id: id(1) }]);
+        // A bounce (null sender) gets no success notice.
+        let mut f = file("", &["glad@mx.test"]);
+        f.rcpt_dsn = vec![n("SUCCESS")];
+        t.s.loaded(200, id(2), f);
+        t.dispatch(200);
+        let s = t.starts();
+        t.answer(201, Chan::Local, s[0].1.slot, vec![ok()]);
+        assert_eq!(t.actions(), vec![Action::Retire { id: id(2) }]);
+    }
+
+    #[test]
     fn permanent_failures_bounce_to_the_sender_and_are_done_only_once_queued() {
         let mut t = T::new(policy());
         t.s.loaded(100, id(1), file("s@x.test", &["u@mx.test", "nobody@mx.test"]));
