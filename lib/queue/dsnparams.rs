@@ -124,7 +124,9 @@ pub fn decode_xtext(s: &str) -> String {
 /// An ORCPT value: `addr-type;xtext`, the type an atom.
 pub fn valid_orcpt(s: &str) -> bool {
     match s.split_once(';') {
-        Some((t, a)) => !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && valid_xtext(a, MAX_ORCPT) && s.len() <= MAX_ORCPT,
+        Some((t, a)) => {
+            !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && valid_xtext(a, MAX_ORCPT) && s.len() <= MAX_ORCPT
+        }
         None => false,
     }
 }
@@ -148,7 +150,7 @@ pub struct RcptDsn {
 impl RcptDsn {
     /// Whether a failure is reported (the default, or FAILURE listed).
     pub fn wants_failure(&self) -> bool {
-        self.notify.is_none_or(|n| n.failure)
+        self.notify.map_or(true, |n| n.failure)
     }
 
     pub fn wants_success(&self) -> bool {

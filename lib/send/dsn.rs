@@ -212,13 +212,19 @@ mod tests {
         };
         let text = String::from_utf8(d.render()).unwrap();
         assert!(text.contains("Content-Type: message/delivery-status\n\nOriginal-Envelope-Id: env+1\nReporting-MTA:"), "{text}");
-        assert!(text.contains("\nOriginal-Recipient: rfc822; Orig+x@b.example\nFinal-Recipient: rfc822; a@b.example\nAction: failed\n"), "{text}");
+        assert!(
+            text.contains("\nOriginal-Recipient: rfc822; Orig+x@b.example\nFinal-Recipient: rfc822; a@b.example\nAction: failed\n"),
+            "{text}"
+        );
         assert!(text.contains("text/rfc822-headers\n\nSubject: hi\n\n--") && !text.contains("body"), "RET=HDRS: {text}");
         let mut ok = failures.clone();
         ok[0].action = DsnAction::Delivered;
         ok[0].status = Status::OK;
         let text = String::from_utf8(Dsn { failures: &ok, ret: None, ..d }.render()).unwrap();
-        assert!(text.contains("Subject: Successful Mail Delivery Report\n") && text.contains("Action: delivered\nStatus: 2.0.0\n"), "{text}");
+        assert!(
+            text.contains("Subject: Successful Mail Delivery Report\n") && text.contains("Action: delivered\nStatus: 2.0.0\n"),
+            "{text}"
+        );
         assert!(!text.contains("body"), "a success notice returns the header only: {text}");
         let text = String::from_utf8(Dsn { failures: &ok, ret: Some(Ret::Full), ..d }.render()).unwrap();
         assert!(text.contains("message/rfc822\n\nSubject: hi\n\nbody\n"), "{text}");

@@ -252,7 +252,8 @@ fn rcpt_params(s: &str) -> Result<RcptParams, CommandError> {
         match (k.as_str(), v) {
             ("NOTIFY", Some(v)) => {
                 let n = Notify::parse(v);
-                r.notify = Some(n.ok_or_else(|| CommandError::Parameter("NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY".into()))?);
+                r.notify =
+                    Some(n.ok_or_else(|| CommandError::Parameter("NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY".into()))?);
             }
             ("ORCPT", v) => {
                 let v = xtext("ORCPT", v, dsnparams::MAX_ORCPT)?;
@@ -279,10 +280,7 @@ mod tests {
         assert_eq!(p("MAIL FROM:<>"), Ok(Command::Mail(String::new(), MailParams::default())));
         let Ok(Command::Mail(a, m)) = p("mail from: <a@b.c> SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=hdrs ENVID=x+2B1") else { panic!() };
         assert_eq!(a, "a@b.c");
-        assert_eq!(
-            (m.size, m.body_8bit, m.smtputf8, m.ret, m.envid.as_deref()),
-            (Some(1000), true, true, Some(Ret::Hdrs), Some("x+2B1"))
-        );
+        assert_eq!((m.size, m.body_8bit, m.smtputf8, m.ret, m.envid.as_deref()), (Some(1000), true, true, Some(Ret::Hdrs), Some("x+2B1")));
         assert_eq!(p("MAIL FROM:<@r1,@r2:u@d>"), Ok(Command::Mail("u@d".into(), MailParams::default())));
         assert_eq!(p("MAIL FROM:<\"a >b\"@d>"), Ok(Command::Mail("\"a >b\"@d".into(), MailParams::default())));
         assert_eq!(p("MAIL FROM:u@d"), Ok(Command::Mail("u@d".into(), MailParams::default())));

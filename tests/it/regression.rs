@@ -198,7 +198,11 @@ fn issue15_dsn_parameters_are_honoured() {
         &i,
         &from,
         &["RET=HDRS", "ENVID=env+2B42"],
-        &[(&never, &["NOTIFY=NEVER"]), (&fail, &["NOTIFY=FAILURE", "ORCPT=rfc822;Orig+2Bfail@example.org"]), (&okaddr, &["NOTIFY=SUCCESS"])],
+        &[
+            (&never, &["NOTIFY=NEVER"]),
+            (&fail, &["NOTIFY=FAILURE", "ORCPT=rfc822;Orig+2Bfail@example.org"]),
+            (&okaddr, &["NOTIFY=SUCCESS"]),
+        ],
         &msg("loud"),
     );
     i.wait_mail(&ok, 1);
@@ -209,7 +213,9 @@ fn issue15_dsn_parameters_are_honoured() {
     assert!(dsn.starts_with("Return-Path: <>\n"), "{dsn}");
     assert!(dsn.contains("Original-Envelope-Id: env+42\n"), "ENVID: {dsn}");
     assert!(
-        dsn.contains(&format!("Original-Recipient: rfc822; Orig+fail@example.org\nFinal-Recipient: rfc822; {fail}\nAction: failed\nStatus: 5.")),
+        dsn.contains(&format!(
+            "Original-Recipient: rfc822; Orig+fail@example.org\nFinal-Recipient: rfc822; {fail}\nAction: failed\nStatus: 5."
+        )),
         "ORCPT: {dsn}"
     );
     assert!(dsn.contains(&format!("Final-Recipient: rfc822; {okaddr}\nAction: delivered\nStatus: 2.0.0")), "SUCCESS: {dsn}");
