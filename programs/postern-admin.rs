@@ -7,6 +7,8 @@ use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Command};
 use postern::config::control;
 use postern::error::{Classify, EXIT_OK, EXIT_PERM};
 use postern::os::home::Home;
+use postern::os::out;
+use postern::outln;
 use postern::queue::listing;
 use postern::users;
 use std::fmt::Display;
@@ -133,60 +135,60 @@ fn main() {
                 home: a.get_one::<PathBuf>("home").cloned(),
             };
             let u = users::add_virtual_user(&home, &new).unwrap_or_else(|e| fail(e));
-            println!("added {} (uid {} gid {}), mailbox {}/Maildir/", u.address, u.uid, u.gid, u.home.display());
+            outln!("added {} (uid {} gid {}), mailbox {}/Maildir/", u.address, u.uid, u.gid, u.home.display());
             if new.password.is_none() {
-                println!("no password set: it cannot log in until `{PROGRAM} user passwd {}`", u.address);
+                outln!("no password set: it cannot log in until `{PROGRAM} user passwd {}`", u.address);
             }
         }
         ("user", Some(("del", a))) => {
             let u = users::del_virtual_user(&home, a.get_one::<String>("address").unwrap()).unwrap_or_else(|e| fail(e));
-            println!("removed {}; its mailbox {} is kept (remove it yourself if it is no longer wanted)", u.address, u.home.display());
+            outln!("removed {}; its mailbox {} is kept (remove it yourself if it is no longer wanted)", u.address, u.home.display());
         }
         ("user", Some(("passwd", a))) => {
             let addr = a.get_one::<String>("address").unwrap();
             let pw = password(a).unwrap_or_else(|| usage_error("give --password PW or --password-stdin"));
             users::set_password(&home, addr, &pw).unwrap_or_else(|e| fail(e));
-            println!("password set for {addr}");
+            outln!("password set for {addr}");
         }
         ("user", Some(("list", _))) => {
             for u in users::read_virtual(&home).unwrap_or_else(|e| fail(e)) {
                 let locked = if users::password::has_password(&u.hash) { "" } else { " (no password)" };
-                println!("{} uid {} gid {} home {}{locked}", u.address, u.uid, u.gid, u.home.display());
+                outln!("{} uid {} gid {} home {}{locked}", u.address, u.uid, u.gid, u.home.display());
             }
         }
         ("domain", Some(("add", a))) => {
             let d = a.get_one::<String>("domain").unwrap();
             let added = users::add_domain(&home, d).unwrap_or_else(|e| fail(e));
-            println!("{} {d}", if added { "added virtual domain" } else { "already a virtual domain:" });
-            println!("to accept its mail by SMTP, list it in control/rcpthosts");
+            outln!("{} {d}", if added { "added virtual domain" } else { "already a virtual domain:" });
+            outln!("to accept its mail by SMTP, list it in control/rcpthosts");
         }
         ("domain", Some(("del", a))) => {
             let d = a.get_one::<String>("domain").unwrap();
             users::del_domain(&home, d).unwrap_or_else(|e| fail(e));
-            println!("removed virtual domain {d}");
+            outln!("removed virtual domain {d}");
         }
         ("domain", Some(("list", _))) => {
             for d in users::read_vdomains(&home).unwrap_or_else(|e| fail(e)) {
-                println!("{d}");
+                outln!("{d}");
             }
         }
         ("rebuild", _) => {
             let n = users::rebuild(&home).unwrap_or_else(|e| fail(e));
-            println!("{n} records written to {}", home.users().join("cdb").display());
+            outln!("{n} records written to {}", home.users().join("cdb").display());
         }
         ("queue", Some(("list", _))) => {
-            print!("{}", listing::format_listing(&listing::queue_listing(&home).unwrap_or_else(|e| fail(e))));
+            out::print(listing::format_listing(&listing::queue_listing(&home).unwrap_or_else(|e| fail(e))));
         }
         ("queue", Some(("count", _))) => {
-            print!("{}", listing::format_count(&listing::queue_listing(&home).unwrap_or_else(|e| fail(e))));
+            out::print(listing::format_count(&listing::queue_listing(&home).unwrap_or_else(|e| fail(e))));
         }
         ("queue", Some(("flush", _))) => {
             listing::flush(&home).unwrap_or_else(|e| fail(e));
-            println!("postern-send will retry every deferred delivery now");
+            outln!("postern-send will retry every deferred delivery now");
         }
         ("showctl", _) => {
-            println!("home: {}", home.root().display());
-            print!("{}", control::format(&control::effective(&home)));
+            outln!("home: {}", home.root().display());
+            out::print(control::format(&control::effective(&home)));
         }
         _ => unreachable!("clap requires a known subcommand"),
     }

@@ -9,7 +9,6 @@
 use postern::error::{Classify, EXIT_OK, EXIT_PERM};
 use postern::inject::{self, Request};
 use postern::os::home::Home;
-use std::io::Write;
 
 const PROGRAM: &str = "postern-inject";
 
@@ -46,7 +45,7 @@ fn main() {
     if print {
         match inject::prepare(&home, &req, &input, std::time::SystemTime::now()) {
             Ok((_, message)) => {
-                let _ = std::io::stdout().write_all(&message);
+                postern::os::out::print(&message);
                 std::process::exit(EXIT_OK);
             }
             Err(e) => fail(e),

@@ -44,7 +44,7 @@ fn main() {
         Ok(Mode::Serve(o)) => o,
         Ok(Mode::Compile(src, dst)) => match rules::compile(&src, &dst) {
             Ok(n) => {
-                println!("{}: {n} rules compiled into {}", src.display(), dst.display());
+                postern::outln!("{}: {n} rules compiled into {}", src.display(), dst.display());
                 return;
             }
             Err(e) => fail(&e, 111),

@@ -63,7 +63,7 @@ fn main() {
     match mode {
         Mode::List => match listing::queue_listing(&home) {
             Ok(items) => {
-                print!("{}", listing::format_listing(&items));
+                postern::os::out::print(listing::format_listing(&items));
                 std::process::exit(EXIT_OK);
             }
             Err(e) => fail(e),

@@ -18,14 +18,21 @@ fn main() {
         vacation::run(&home, &o, &m)
     });
     match result {
-        Ok(vacation::Outcome::Replied(to)) => println!("postern-vacation: answered {to}"),
-        Ok(vacation::Outcome::Skipped(why)) => println!("postern-vacation: {why}"),
+        // The report line goes to the delivery's log; a reader that went away
+        // changes nothing about what was decided (so no println!, which panics).
+        Ok(vacation::Outcome::Replied(to)) => report(&format!("postern-vacation: answered {to}")),
+        Ok(vacation::Outcome::Skipped(why)) => report(&format!("postern-vacation: {why}")),
         Err(e) => {
-            println!("{}", e.report());
+            report(&e.report());
             if e.kind() == Kind::Temporary {
                 std::process::exit(e.kind().exit_code());
             }
         }
     }
     std::process::exit(EXIT_OK);
+}
+
+fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }

@@ -67,7 +67,10 @@ pub fn fail(program: &str, e: &HelperError) -> ! {
 /// A helper program's end when it decided: what it says, and its exit code.
 pub fn finish(v: Verdict) -> ! {
     if !v.say.is_empty() {
-        println!("{}", v.say);
+        // The exit code is the verdict; a report nobody reads changes nothing
+        // (println! would panic on a closed pipe).
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{}", v.say);
     }
     std::process::exit(v.code)
 }

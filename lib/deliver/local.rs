@@ -401,7 +401,7 @@ pub fn forward(home: &Home, message: &mut File, dtline: &str, sender: &str, targ
     let sender = Address::parse(sender.as_bytes()).map_err(|e| LocalError::ForwardAddress(sender.to_string(), e))?;
     message.seek(SeekFrom::Start(0)).map_err(LocalError::Message)?;
     let mut reader = dtline.as_bytes().chain(&mut *message);
-    queue::submit(home, &mut reader, &Envelope { sender, recipients }).map_err(LocalError::Forward)
+    queue::submit(home, &mut reader, &Envelope::new(sender, recipients)).map_err(LocalError::Forward)
 }
 
 #[cfg(test)]

@@ -304,7 +304,7 @@ pub fn run(home: &Home, o: &Options, message: &File) -> Result<Outcome, Vacation
     let reply = compose(&text, &header, &recipient, &sender, SystemTime::now());
     // Queue first, then remember: a crash in between repeats a reply, it
     // never loses one.
-    let envelope = Envelope { sender: Address::null(), recipients: vec![sender.clone()] };
+    let envelope = Envelope::new(Address::null(), vec![sender.clone()]);
     queue::submit(home, &mut &reply[..], &envelope).map_err(VacationError::Queue)?;
     db.retain(|_, t| now < t.saturating_add(o.period));
     db.insert(key, now);

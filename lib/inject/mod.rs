@@ -298,7 +298,7 @@ pub fn prepare(home: &Home, req: &Request, input: &[u8], now: SystemTime) -> Res
     if recipients.is_empty() {
         return Err(InjectError::NoRecipients);
     }
-    Ok((Envelope { sender, recipients }, done.message))
+    Ok((Envelope::new(sender, recipients), done.message))
 }
 
 /// The whole of local injection: complete, then queue via postern::queue::submit

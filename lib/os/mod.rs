@@ -4,6 +4,7 @@
 pub mod fs;
 pub mod home;
 pub mod log;
+pub mod out;
 pub mod privs;
 pub mod random;
 pub mod slots;

@@ -2,16 +2,24 @@
 //!
 //! ```text
 //! [message bytes][envelope][trailer]
-//! envelope = "F" sender NUL, then per recipient: STATE recipient NUL, then NUL
+//! envelope = "F" sender NUL, ["R" ret NUL], ["E" envid NUL],
+//!            then per recipient: STATE recipient NUL ["N" notify NUL] ["O" orcpt NUL],
+//!            then NUL
 //!            STATE is 'T' (to do) or 'D' (done: delivered, or bounced and the
-//!            bounce queued)
+//!            bounce queued); R, E, N and O are the DSN parameters (RFC 3461,
+//!            `dsnparams`): RET (FULL or HDRS), ENVID, NOTIFY (NEVER or a list of
+//!            SUCCESS, FAILURE, DELAY) and ORCPT, each only when it was given, so a
+//!            message without them has qmail's envelope and files written before
+//!            they existed read the same.
 //! trailer  = "PQ1:" 16 hex digits (offset of the envelope) ":" 10 decimal digits
 //!            (birth, Unix seconds) "\n"                         = 32 bytes
 //! ```
 //! The message comes first so postern-queue can stream it from fd 0 before it
 //! reads the envelope on fd 1 (qmail-queue's order) without holding it in memory.
-//! The envelope on fd 1 is qmail-queue's: `F`sender NUL (`T`recipient NUL)* NUL.
+//! The envelope on fd 1 is qmail-queue's: `F`sender NUL (`T`recipient NUL)* NUL,
+//! with the same optional R, E (after F) and N, O (after their T) fields.
 
+use super::dsnparams::{self, MessageDsn, Notify, RcptDsn, Ret};
 use crate::address::{Address, AddressError};
 use crate::error::{Classify, Kind};
 use std::fmt;
@@ -90,6 +98,33 @@ impl QueueError {
 pub struct Envelope {
     pub sender: Address,
     pub recipients: Vec<Address>,
+    /// RET and ENVID.
+    pub dsn: MessageDsn,
+    /// NOTIFY and ORCPT of recipient i; missing entries are defaults.
+    pub rcpt_dsn: Vec<RcptDsn>,
+}
+
+/// One DSN field (R, E, N, O), checked: Err names what is wrong.
+fn dsn_field(tag: u8, value: &[u8], msg: &mut MessageDsn, rcpt: Option<&mut RcptDsn>) -> Result<(), String> {
+    let v = std::str::from_utf8(value).map_err(|_| format!("{} field is not ASCII", tag as char))?;
+    match (tag, rcpt) {
+        (b'R', None) if msg.ret.is_none() => msg.ret = Some(Ret::parse(v).ok_or("RET must be FULL or HDRS")?),
+        (b'E', None) if msg.envid.is_none() && dsnparams::valid_xtext(v, dsnparams::MAX_ENVID) => msg.envid = Some(v.to_string()),
+        (b'N', Some(r)) if r.notify.is_none() => r.notify = Some(Notify::parse(v).ok_or("bad NOTIFY")?),
+        (b'O', Some(r)) if r.orcpt.is_none() && dsnparams::valid_orcpt(v) => r.orcpt = Some(v.to_string()),
+        _ => return Err(format!("unexpected or bad {:?} field", tag as char)),
+    }
+    Ok(())
+}
+
+fn encode_dsn(v: &mut Vec<u8>, fields: &[(u8, Option<String>)]) {
+    for (tag, value) in fields {
+        if let Some(value) = value {
+            v.push(*tag);
+            v.extend_from_slice(value.as_bytes());
+            v.push(0);
+        }
+    }
 }
 
 impl Envelope {
@@ -121,16 +156,36 @@ impl Envelope {
             _ => return Err(QueueError::Envelope("the envelope must start with F and the sender".into())),
         };
         let mut recipients = Vec::new();
+        let mut dsn = MessageDsn::default();
+        let mut rcpt_dsn: Vec<RcptDsn> = Vec::new();
         for f in it {
-            if f.first() != Some(&b'T') || f.len() < 2 {
-                return Err(QueueError::Envelope("each recipient must be T and an address".into()));
+            match f.first() {
+                Some(b'T') if f.len() >= 2 => {
+                    recipients.push(Address::parse(&f[1..]).map_err(QueueError::Address)?);
+                    rcpt_dsn.push(RcptDsn::default());
+                }
+                Some(b'R' | b'E') if !recipients.is_empty() => {
+                    return Err(QueueError::Envelope("RET and ENVID must come before the recipients".into()))
+                }
+                Some(&tag @ (b'R' | b'E' | b'N' | b'O')) => {
+                    dsn_field(tag, &f[1..], &mut dsn, rcpt_dsn.last_mut().filter(|_| matches!(tag, b'N' | b'O')))
+                        .map_err(QueueError::Envelope)?;
+                }
+                _ => return Err(QueueError::Envelope("each recipient must be T and an address".into())),
             }
-            recipients.push(Address::parse(&f[1..]).map_err(QueueError::Address)?);
         }
         if recipients.is_empty() {
             return Err(QueueError::Envelope("no recipients".into()));
         }
-        Ok(Envelope { sender, recipients })
+        if rcpt_dsn.iter().all(|r| *r == RcptDsn::default()) {
+            rcpt_dsn.clear();
+        }
+        Ok(Envelope { sender, recipients, dsn, rcpt_dsn })
+    }
+
+    /// An envelope without DSN parameters.
+    pub fn new(sender: Address, recipients: Vec<Address>) -> Envelope {
+        Envelope { sender, recipients, dsn: MessageDsn::default(), rcpt_dsn: Vec::new() }
     }
 
     /// The bytes a client writes on postern-queue's fd 1.
@@ -139,10 +194,14 @@ impl Envelope {
         v.push(b'F');
         v.extend_from_slice(self.sender.as_str().as_bytes());
         v.push(0);
-        for r in &self.recipients {
+        encode_dsn(&mut v, &[(b'R', self.dsn.ret.map(|r| r.as_str().to_string())), (b'E', self.dsn.envid.clone())]);
+        for (i, r) in self.recipients.iter().enumerate() {
             v.push(b'T');
             v.extend_from_slice(r.as_str().as_bytes());
             v.push(0);
+            if let Some(d) = self.rcpt_dsn.get(i) {
+                encode_dsn(&mut v, &[(b'N', d.notify.map(|n| n.encode())), (b'O', d.orcpt.clone())]);
+            }
         }
         v.push(0);
         v
@@ -198,6 +257,8 @@ pub(super) fn trailer(envelope_offset: u64, birth: u64) -> [u8; TRAILER_LEN] {
 pub struct Recipient {
     pub address: Address,
     pub done: bool,
+    /// NOTIFY and ORCPT.
+    pub dsn: RcptDsn,
     /// Offset of its state byte in the file.
     state_at: u64,
 }
@@ -209,6 +270,8 @@ pub struct QueueFile {
     pub file: File,
     pub sender: Address,
     pub recipients: Vec<Recipient>,
+    /// RET and ENVID.
+    pub dsn: MessageDsn,
     pub birth: u64,
     /// Length of the message: it occupies bytes 0..message_len.
     pub message_len: u64,
@@ -247,8 +310,8 @@ impl QueueFile {
         }
         let mut env = vec![0u8; (env_len - off) as usize];
         file.read_exact_at(&mut env, off).map_err(io)?;
-        let (sender, recipients) = parse_stored_envelope(&env, off).map_err(corrupt)?;
-        Ok(QueueFile { path: path.to_path_buf(), file, sender, recipients, birth, message_len: off })
+        let (sender, dsn, recipients) = parse_stored_envelope(&env, off).map_err(corrupt)?;
+        Ok(QueueFile { path: path.to_path_buf(), file, sender, recipients, dsn, birth, message_len: off })
     }
 
     pub fn pending(&self) -> impl Iterator<Item = (usize, &Recipient)> {
@@ -295,10 +358,11 @@ impl QueueFile {
     }
 }
 
-fn parse_stored_envelope(env: &[u8], base: u64) -> Result<(Address, Vec<Recipient>), String> {
+fn parse_stored_envelope(env: &[u8], base: u64) -> Result<(Address, MessageDsn, Vec<Recipient>), String> {
     let mut pos = 0usize;
     let mut sender = None;
-    let mut recipients = Vec::new();
+    let mut dsn = MessageDsn::default();
+    let mut recipients: Vec<Recipient> = Vec::new();
     loop {
         let rest = &env[pos..];
         let end = rest.iter().position(|&b| b == 0).ok_or("envelope without final NUL")?;
@@ -306,15 +370,23 @@ fn parse_stored_envelope(env: &[u8], base: u64) -> Result<(Address, Vec<Recipien
             break;
         }
         let field = &rest[..end];
-        let addr = Address::parse(&field[1..]).map_err(|e| e.to_string())?;
         match (field[0], sender.is_some()) {
-            (b'F', false) => sender = Some(addr),
-            (b'T' | b'D', true) => recipients.push(Recipient { address: addr, done: field[0] == b'D', state_at: base + pos as u64 }),
+            (b'F', false) => sender = Some(Address::parse(&field[1..]).map_err(|e| e.to_string())?),
+            (b'T' | b'D', true) => recipients.push(Recipient {
+                address: Address::parse(&field[1..]).map_err(|e| e.to_string())?,
+                done: field[0] == b'D',
+                dsn: RcptDsn::default(),
+                state_at: base + pos as u64,
+            }),
+            (b'R' | b'E', true) if recipients.is_empty() => dsn_field(field[0], &field[1..], &mut dsn, None)?,
+            (b'N' | b'O', true) if !recipients.is_empty() => {
+                dsn_field(field[0], &field[1..], &mut dsn, recipients.last_mut().map(|r| &mut r.dsn))?
+            }
             _ => return Err(format!("unexpected field {:?}", field[0] as char)),
         }
         pos += end + 1;
     }
-    Ok((sender.ok_or("no sender")?, recipients))
+    Ok((sender.ok_or("no sender")?, dsn, recipients))
 }
 
 #[cfg(test)]
@@ -334,6 +406,47 @@ mod tests {
         assert!(matches!(Envelope::parse(b"Fa@b\0Tc\x01d\0\0"), Err(QueueError::Address(_))));
         assert_eq!(Envelope::parse(b"Fa@b\0Tc\x01d\0\0").unwrap_err().exit_code(), super::super::submit::exit::ADDRESS);
         assert!(Envelope::parse(b"F\0Tx@y\0\0").unwrap().sender.is_null());
+    }
+
+    #[test]
+    fn dsn_parameters_round_trip_and_are_checked() {
+        let bytes = b"Fa@b\0RHDRS\0Eid+2B1\0Tc@d\0NSUCCESS,FAILURE\0Orfc822;c@d\0Te@f\0\0";
+        let e = Envelope::parse(bytes).unwrap();
+        assert_eq!(e.dsn, MessageDsn { ret: Some(Ret::Hdrs), envid: Some("id+2B1".into()) });
+        assert_eq!(e.rcpt_dsn[0].notify, Some(Notify { success: true, failure: true, delay: false }));
+        assert_eq!(e.rcpt_dsn[0].orcpt.as_deref(), Some("rfc822;c@d"));
+        assert_eq!(e.rcpt_dsn[1], RcptDsn::default());
+        assert_eq!(e.encode(), bytes);
+        // Without parameters: qmail's envelope, byte for byte.
+        assert_eq!(Envelope::new(e.sender.clone(), e.recipients.clone()).encode(), b"Fa@b\0Tc@d\0Te@f\0\0");
+        for bad in [
+            &b"Fa@b\0NNEVER\0Tc@d\0\0"[..],
+            b"Fa@b\0Tc@d\0NSOMETIMES\0\0",
+            b"Fa@b\0Tc@d\0Orfc822;a+0D+0Ab\0\0",
+            b"Fa@b\0RALL\0Tc@d\0\0",
+            b"Fa@b\0Ea=b\0Tc@d\0\0",
+            b"Fa@b\0Tc@d\0NNEVER\0NNEVER\0\0",
+        ] {
+            assert!(matches!(Envelope::parse(bad), Err(QueueError::Envelope(_))), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn stored_dsn_parameters_and_old_files() {
+        let p = crate::testing::scratch_dir("format-dsn").join("queued");
+        let env = Envelope::parse(b"Fs\0RFULL\0Tr@x\0NNEVER\0Tq@x\0Orfc822;Q@x\0\0").unwrap().encode();
+        std::fs::write(&p, [&b"message"[..], &env, &trailer(7, 0)].concat()).unwrap();
+        let mut f = QueueFile::open(&p, true).unwrap();
+        assert_eq!(f.dsn.ret, Some(Ret::Full));
+        assert_eq!(f.recipients[0].dsn.notify, Some(Notify::default()));
+        assert_eq!(f.recipients[1].dsn.orcpt.as_deref(), Some("rfc822;Q@x"));
+        f.mark_done(&[1]).unwrap();
+        let f = QueueFile::open(&p, false).unwrap();
+        assert!(!f.recipients[0].done && f.recipients[1].done && f.recipients[1].address.as_str() == "q@x");
+        // A file from before the DSN fields: read as it always was.
+        std::fs::write(&p, [&b"message"[..], b"Fs\0Tr@x\0Dq@x\0\0", &trailer(7, 0)].concat()).unwrap();
+        let f = QueueFile::open(&p, false).unwrap();
+        assert_eq!((f.dsn.clone(), f.recipients[0].dsn.clone(), f.recipients[1].done), (MessageDsn::default(), RcptDsn::default(), true));
     }
 
     #[test]

@@ -46,6 +46,7 @@
 //! file and is its own, and opens it with O_NOFOLLOW.
 
 pub mod daemon;
+pub mod dsnparams;
 pub mod format;
 pub mod listing;
 pub mod store;

@@ -202,7 +202,8 @@ impl Daemon {
         match QueueFile::open(&path, false) {
             Ok(f) => {
                 let recipients = f.recipients.iter().map(|r| (r.address.clone(), r.done)).collect();
-                let file = Loaded { sender: f.sender.clone(), birth: f.birth, recipients, size: f.message_len };
+                let rcpt_dsn = f.recipients.iter().map(|r| r.dsn.clone()).collect();
+                let file = Loaded { sender: f.sender.clone(), birth: f.birth, recipients, rcpt_dsn, size: f.message_len };
                 self.sched.loaded(now(), id, file);
             }
             Err(QueueError::Io(_, e)) if e.kind() == io::ErrorKind::NotFound => self.sched.unreadable(now(), id, Unreadable::Gone),
@@ -386,9 +387,11 @@ impl Daemon {
             failures: &b.failures,
             original: &original,
             max_bytes: max,
+            ret: qf.dsn.ret,
+            envid: qf.dsn.envid.as_deref(),
         }
         .render();
-        let env = Envelope { sender: b.from.clone(), recipients: vec![b.to.clone()] };
+        let env = Envelope::new(b.from.clone(), vec![b.to.clone()]);
         crate::queue::submit(&self.home, &mut &text[..], &env).map_err(|e| e.to_string())
     }
 

@@ -25,6 +25,12 @@
 //!   from `#@[]`; a message from `#@[]` (a double bounce) that fails is
 //!   discarded. Only once the bounce is queued are those recipients done; if it
 //!   cannot be queued they wait for the next try.
+//! - DSN parameters (RFC 3461): a recipient whose NOTIFY leaves out FAILURE
+//!   (NEVER included) is done without a failure notice; one whose NOTIFY has
+//!   SUCCESS is reported to a (non-null) sender once delivered: `delivered`
+//!   for a local delivery, `relayed` for a remote one (we pass no DSN
+//!   parameters on). There are no delay notices at all, so DELAY changes
+//!   nothing.
 //! - Done recipients are marked in the file (durably) before the message is
 //!   tried again; a message whose recipients are all done is retired.
 //! - A queue file that is damaged is moved aside to bad/ for a person; one that
@@ -34,11 +40,12 @@
 //!   opened is a temporary failure of its recipients; a spawner that cannot be
 //!   written to stops the scheduler (postern-start restarts the set).
 
-use super::dsn::Failure;
+use super::dsn::{DsnAction, Failure};
 use super::spawn::{Answer, Outcome, Request, MAX_BATCH};
 use crate::address::Address;
 use crate::config::routing::Route;
 use crate::error::Kind;
+use crate::queue::dsnparams::RcptDsn;
 use crate::queue::Id;
 use crate::status::Status;
 use std::cmp::Reverse;
@@ -81,6 +88,8 @@ pub struct Loaded {
     pub birth: u64,
     /// Each recipient and whether it is done.
     pub recipients: Vec<(Address, bool)>,
+    /// NOTIFY and ORCPT of recipient i (missing: the defaults).
+    pub rcpt_dsn: Vec<RcptDsn>,
     pub size: u64,
 }
 
@@ -160,6 +169,9 @@ struct Msg {
     sender: Address,
     birth: u64,
     rcpts: Vec<(Address, RState)>,
+    /// NOTIFY and ORCPT of each recipient, and whether it was last sent remote.
+    dsn: Vec<RcptDsn>,
+    remote: Vec<bool>,
     /// Jobs handed out and not yet answered (or still waiting for a slot).
     busy: usize,
     next_try: u64,
@@ -380,7 +392,10 @@ impl Scheduler {
             file.recipients.into_iter().map(|(a, done)| (a, if done { RState::Done } else { RState::Waiting })).collect();
         let waiting = rcpts.iter().filter(|(_, s)| *s == RState::Waiting).count();
         self.log(format!("new {id} from <{}> to {waiting} recipient(s), {} bytes", file.sender, file.size));
-        let msg = Msg { sender: file.sender, birth: file.birth, rcpts, busy: 0, next_try: now, skip: 10, settling: None };
+        let mut dsn = file.rcpt_dsn;
+        dsn.resize(rcpts.len(), RcptDsn::default());
+        let remote = vec![false; rcpts.len()];
+        let msg = Msg { sender: file.sender, birth: file.birth, rcpts, dsn, remote, busy: 0, next_try: now, skip: 10, settling: None };
         self.msgs.insert(id.clone(), msg);
         self.due.push(Reverse((now, id)));
     }
@@ -447,6 +462,7 @@ impl Scheduler {
                         (&mut self.remote, a)
                     }
                 };
+                m.remote[i] = chan.chan == Chan::Remote;
                 chan.ready.push_back(Job { id: id.clone(), index: i, address });
             }
         }
@@ -543,26 +559,52 @@ impl Scheduler {
         let lifetime = self.policy.queuelifetime;
         let m = self.msgs.get_mut(id).expect("present");
         let expired = now >= m.birth.saturating_add(lifetime);
-        let (mut mark, mut failures, mut bounced) = (Vec::new(), Vec::new(), Vec::new());
+        // Success notices go only to a real sender, never about a bounce.
+        let notices_ok = !m.sender.is_null() && !m.sender.is_double_bounce();
+        let (mut mark, mut failures, mut bounced, mut quiet) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (i, (addr, st)) in m.rcpts.iter_mut().enumerate() {
-            match st {
-                RState::Delivered => mark.push(i),
-                RState::Failed(o) if o.failure() == Some(Kind::Permanent) => {
-                    failures.push(Failure { recipient: addr.clone(), status: o.status, text: o.text.clone() });
-                    bounced.push(i);
+            let dsn = &m.dsn[i];
+            let report = |status, text, action| Failure { recipient: addr.clone(), status, text, action, orcpt: dsn.orcpt.clone() };
+            let failed = match st {
+                RState::Delivered => {
+                    mark.push(i);
+                    if dsn.wants_success() && notices_ok {
+                        let (action, text) = match m.remote[i] {
+                            true => (DsnAction::Relayed, "accepted by the next server, which was not asked for notices"),
+                            false => (DsnAction::Delivered, "delivered to the mailbox"),
+                        };
+                        failures.push(report(Status::OK, text.to_string(), action));
+                    }
+                    None
                 }
+                RState::Failed(o) if o.failure() == Some(Kind::Permanent) => Some((o.status, o.text.clone())),
                 RState::Failed(o) if expired => {
-                    let text = format!("{} (gave up: in the queue longer than queuelifetime, {lifetime} s)", o.text);
-                    failures.push(Failure { recipient: addr.clone(), status: o.status, text });
-                    bounced.push(i);
+                    Some((o.status, format!("{} (gave up: in the queue longer than queuelifetime, {lifetime} s)", o.text)))
                 }
-                RState::Failed(_) => *st = RState::Waiting,
-                _ => {}
+                RState::Failed(_) => {
+                    *st = RState::Waiting;
+                    None
+                }
+                _ => None,
+            };
+            if let Some((status, text)) = failed {
+                if dsn.wants_failure() {
+                    failures.push(report(status, text, DsnAction::Failed));
+                    bounced.push(i);
+                } else {
+                    // NOTIFY without FAILURE (or NEVER): done, and nobody told.
+                    quiet.push(format!("no failure notice for <{addr}> (NOTIFY={})", dsn.notify.map(|n| n.encode()).unwrap_or_default()));
+                    mark.push(i);
+                }
             }
+        }
+        for line in quiet {
+            self.log(format!("{id}: {line}"));
         }
         if failures.is_empty() {
             return self.settled(now, id, mark);
         }
+        let m = self.msgs.get_mut(id).expect("present");
         let (sender, birth) = (m.sender.clone(), m.birth);
         match self.bounce_route(&sender) {
             Err(discard) => {
@@ -665,6 +707,7 @@ mod tests {
             sender: if sender.is_empty() { Address::null() } else { a(sender) },
             birth: 100,
             recipients: rcpts.iter().map(|r| (a(r), false)).collect(),
+            rcpt_dsn: Vec::new(),
             size: 10,
         }
     }
@@ -809,6 +852,53 @@ mod tests {
     }
 
     #[test]
+    fn notify_decides_who_is_reported() {
+        use crate::queue::dsnparams::Notify;
+        let mut t = T::new(policy());
+        let mut f = file("s@x.test", &["quiet@mx.test", "loud@mx.test", "glad@mx.test", "far@y.test"]);
+        let n = |s: &str| RcptDsn { notify: Notify::parse(s), orcpt: None };
+        f.rcpt_dsn = vec![n("NEVER"), RcptDsn { orcpt: Some("rfc822;L@x".into()), ..n("FAILURE,DELAY") }, n("SUCCESS"), n("SUCCESS")];
+        t.s.loaded(100, id(1), f);
+        t.dispatch(100);
+        // Answer each request as it starts (two local slots): the others' actions are kept.
+        let mut actions = Vec::new();
+        let mut pending: Vec<(Chan, Request)> = Vec::new();
+        loop {
+            for a in t.actions() {
+                match a {
+                    Action::Start { chan, request } => pending.push((chan, request)),
+                    other => actions.push(other),
+                }
+            }
+            let Some((chan, r)) = pending.pop() else { break };
+            let outcome = if matches!(r.recipients[0].local(), "glad" | "far") { ok() } else { never() };
+            t.answer(101, chan, r.slot, vec![outcome]);
+        }
+        let [Action::Bounce(b)] = actions.as_slice() else { panic!("{actions:?}") };
+        let got: Vec<(&str, DsnAction, Option<&str>)> =
+            b.failures.iter().map(|f| (f.recipient.as_str(), f.action, f.orcpt.as_deref())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("loud@mx.test", DsnAction::Failed, Some("rfc822;L@x")),
+                ("glad@mx.test", DsnAction::Delivered, None),
+                ("far@y.test", DsnAction::Relayed, None)
+            ]
+        );
+        assert!(t.log.iter().any(|l| l.contains("no failure notice for <quiet@mx.test> (NOTIFY=NEVER)")), "{:?}", t.log);
+        t.s.bounced(101, &id(1), Ok(()));
+        assert_eq!(t.actions(), vec![Action::Retire { id: id(1) }]);
+        // A bounce (null sender) gets no success notice.
+        let mut f = file("", &["glad@mx.test"]);
+        f.rcpt_dsn = vec![n("SUCCESS")];
+        t.s.loaded(200, id(2), f);
+        t.dispatch(200);
+        let s = t.starts();
+        t.answer(201, Chan::Local, s[0].1.slot, vec![ok()]);
+        assert_eq!(t.actions(), vec![Action::Retire { id: id(2) }]);
+    }
+
+    #[test]
     fn permanent_failures_bounce_to_the_sender_and_are_done_only_once_queued() {
         let mut t = T::new(policy());
         t.s.loaded(100, id(1), file("s@x.test", &["u@mx.test", "nobody@mx.test"]));
@@ -816,7 +906,7 @@ mod tests {
         let s = t.starts();
         t.answer(101, Chan::Local, s[0].1.slot, vec![ok()]);
         t.answer(101, Chan::Local, s[1].1.slot, vec![never()]);
-        let failure = Failure { recipient: a("nobody@mx.test"), status: Status::NO_MAILBOX, text: "no such user".into() };
+        let failure = Failure::failed(a("nobody@mx.test"), Status::NO_MAILBOX, "no such user".into());
         let bounce = Bounce { id: id(1), to: a("s@x.test"), from: Address::null(), birth: 100, failures: vec![failure] };
         assert_eq!(t.actions(), vec![Action::Bounce(bounce)]);
         t.s.bounced(101, &id(1), Err("disk full".into()));

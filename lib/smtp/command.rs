@@ -2,6 +2,7 @@
 //! a command or the error (with its reply) out. Lines come from the protocol
 //! kit's line reader (proto::line), DATA from data.rs.
 
+use crate::queue::dsnparams::{self, Notify, Ret};
 use crate::status::Status;
 use std::fmt;
 
@@ -59,8 +60,8 @@ pub struct MailParams {
     pub size: Option<u64>,
     pub body_8bit: bool,
     pub smtputf8: bool,
-    /// RET=FULL or HDRS (recorded, not used yet).
-    pub ret: Option<String>,
+    /// RET=FULL or HDRS and ENVID (xtext), kept in the envelope for reports.
+    pub ret: Option<Ret>,
     pub envid: Option<String>,
     /// AUTH=<mailbox> from a relaying client (accepted, ignored).
     pub auth: Option<String>,
@@ -69,7 +70,8 @@ pub struct MailParams {
 /// Parameters of RCPT TO (RFC 3461).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RcptParams {
-    pub notify: Option<String>,
+    pub notify: Option<Notify>,
+    /// `addr-type;xtext`.
     pub orcpt: Option<String>,
 }
 
@@ -211,11 +213,12 @@ fn params(s: &str) -> impl Iterator<Item = (String, Option<&str>)> {
     })
 }
 
-/// An xtext value (RFC 3461): printable ASCII without '=' and '+' except in +XX.
-fn xtext(key: &str, v: Option<&str>) -> Result<String, CommandError> {
+/// An xtext value (RFC 3461): printable ASCII without '=', and '+' only in +XX
+/// (which must stand for a printable character).
+fn xtext(key: &str, v: Option<&str>, max: usize) -> Result<String, CommandError> {
     let v = v.filter(|v| !v.is_empty()).ok_or_else(|| CommandError::Parameter(format!("{key} needs a value")))?;
-    if v.len() > 500 || !v.bytes().all(|b| (b'!'..=b'~').contains(&b) && b != b'=') {
-        return Err(CommandError::Parameter(format!("{key} value is not valid xtext")));
+    if !dsnparams::valid_xtext(v, max) {
+        return Err(CommandError::Parameter(format!("{key} value is not valid xtext of at most {max} bytes")));
     }
     Ok(v.to_string())
 }
@@ -229,11 +232,11 @@ fn mail_params(s: &str) -> Result<MailParams, CommandError> {
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => m.body_8bit = true,
             ("BODY", _) => return Err(CommandError::Parameter("BODY must be 7BIT or 8BITMIME".into())),
             ("SMTPUTF8", None) => m.smtputf8 = true,
-            ("RET", Some(v)) if v.eq_ignore_ascii_case("FULL") || v.eq_ignore_ascii_case("HDRS") => m.ret = Some(v.to_ascii_uppercase()),
+            ("RET", Some(v)) if Ret::parse(v).is_some() => m.ret = Ret::parse(v),
             ("RET", _) => return Err(CommandError::Parameter("RET must be FULL or HDRS".into())),
-            ("ENVID", v) => m.envid = Some(xtext("ENVID", v)?),
+            ("ENVID", v) => m.envid = Some(xtext("ENVID", v, dsnparams::MAX_ENVID)?),
             ("AUTH", v) => {
-                m.auth = Some(xtext("AUTH", v).or_else(|_| {
+                m.auth = Some(xtext("AUTH", v, 500).or_else(|_| {
                     v.filter(|v| *v == "<>").map(str::to_string).ok_or(CommandError::Parameter("AUTH needs a value".into()))
                 })?)
             }
@@ -248,17 +251,13 @@ fn rcpt_params(s: &str) -> Result<RcptParams, CommandError> {
     for (k, v) in params(s) {
         match (k.as_str(), v) {
             ("NOTIFY", Some(v)) => {
-                let up = v.to_ascii_uppercase();
-                let words: Vec<&str> = up.split(',').collect();
-                let ok = up == "NEVER" || words.iter().all(|w| matches!(*w, "SUCCESS" | "FAILURE" | "DELAY"));
-                if !ok {
-                    return Err(CommandError::Parameter("NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY".into()));
-                }
-                r.notify = Some(up);
+                let n = Notify::parse(v);
+                r.notify =
+                    Some(n.ok_or_else(|| CommandError::Parameter("NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY".into()))?);
             }
             ("ORCPT", v) => {
-                let v = xtext("ORCPT", v)?;
-                if !v.contains(';') {
+                let v = xtext("ORCPT", v, dsnparams::MAX_ORCPT)?;
+                if !dsnparams::valid_orcpt(&v) {
                     return Err(CommandError::Parameter("ORCPT must be addr-type;address".into()));
                 }
                 r.orcpt = Some(v);
@@ -281,10 +280,7 @@ mod tests {
         assert_eq!(p("MAIL FROM:<>"), Ok(Command::Mail(String::new(), MailParams::default())));
         let Ok(Command::Mail(a, m)) = p("mail from: <a@b.c> SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=hdrs ENVID=x+2B1") else { panic!() };
         assert_eq!(a, "a@b.c");
-        assert_eq!(
-            (m.size, m.body_8bit, m.smtputf8, m.ret.as_deref(), m.envid.as_deref()),
-            (Some(1000), true, true, Some("HDRS"), Some("x+2B1"))
-        );
+        assert_eq!((m.size, m.body_8bit, m.smtputf8, m.ret, m.envid.as_deref()), (Some(1000), true, true, Some(Ret::Hdrs), Some("x+2B1")));
         assert_eq!(p("MAIL FROM:<@r1,@r2:u@d>"), Ok(Command::Mail("u@d".into(), MailParams::default())));
         assert_eq!(p("MAIL FROM:<\"a >b\"@d>"), Ok(Command::Mail("\"a >b\"@d".into(), MailParams::default())));
         assert_eq!(p("MAIL FROM:u@d"), Ok(Command::Mail("u@d".into(), MailParams::default())));
@@ -295,8 +291,12 @@ mod tests {
         assert!(matches!(p("MAIL TO:<a@b>"), Err(CommandError::Syntax(_))));
         assert!(matches!(p("MAIL FROM:<a@b>x"), Err(CommandError::Syntax(_))));
         let Ok(Command::Rcpt(a, r)) = p("RCPT TO:<x@y> NOTIFY=success,failure ORCPT=rfc822;x@y") else { panic!() };
-        assert_eq!((a.as_str(), r.notify.as_deref(), r.orcpt.as_deref()), ("x@y", Some("SUCCESS,FAILURE"), Some("rfc822;x@y")));
+        let both = Notify { success: true, failure: true, delay: false };
+        assert_eq!((a.as_str(), r.notify, r.orcpt.as_deref()), ("x@y", Some(both), Some("rfc822;x@y")));
         assert!(matches!(p("RCPT TO:<x@y> NOTIFY=NEVER,SUCCESS"), Err(CommandError::Parameter(_))));
+        assert!(matches!(p("RCPT TO:<x@y> ORCPT=rfc822;x+0D+0AX-Evil:+201"), Err(CommandError::Parameter(_))));
+        assert!(matches!(p("MAIL FROM:<a@b> ENVID=a+0Ab"), Err(CommandError::Parameter(_))));
+        assert!(matches!(p("MAIL FROM:<a@b> ENVID=ab+2"), Err(CommandError::Parameter(_))));
         assert!(matches!(p("RCPT TO:<>"), Err(CommandError::Syntax(_))));
         assert_eq!(p("data"), Ok(Command::Data));
         assert!(matches!(p("DATA now"), Err(CommandError::Syntax(_))));

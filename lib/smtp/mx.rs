@@ -4,7 +4,8 @@
 //! smtproutes is qmail's format, one route a line: `domain:relay`,
 //! `domain:relay:port`, `.domain:relay` for every subdomain, `:relay` for every
 //! domain not listed, and `domain:` (empty relay) for "use MX". The relay is a host
-//! name (its addresses are looked up, not its MX) or `[IP]`. One extension: an
+//! name (its addresses are looked up, not its MX), a bare IPv4 address (as qmail
+//! takes it) or `[IP]` (IPv4 or IPv6); addresses need no DNS. One extension: an
 //! empty relay with a port (`domain::2525`, or `::2525` for the default) means
 //! "use MX, on that port".
 //!
@@ -130,7 +131,13 @@ fn parse_route(value: &str) -> Result<SmtpRoute, String> {
             Some((h, p)) => (h, Some(p)),
             None => (value, None),
         };
-        (if host.is_empty() { Relay::Mx } else { Relay::Host(host.to_ascii_lowercase()) }, port)
+        // A bare dotted quad is an address, as in qmail: no DNS lookup.
+        let relay = match host.parse::<std::net::Ipv4Addr>() {
+            _ if host.is_empty() => Relay::Mx,
+            Ok(ip) => Relay::Ip(IpAddr::V4(ip)),
+            Err(_) => Relay::Host(host.to_ascii_lowercase()),
+        };
+        (relay, port)
     };
     let port = match port {
         None | Some("") => SMTP_PORT,
@@ -405,6 +412,8 @@ mod tests {
         assert_eq!(r.find("port.example"), SmtpRoute { relay: Relay::Mx, port: 26 });
         assert_eq!(Routes::default().find("x.test"), SmtpRoute { relay: Relay::Mx, port: 25 });
         assert_eq!(parse_route("[::1]:2525").unwrap(), SmtpRoute { relay: Relay::Ip("::1".parse().unwrap()), port: 2525 });
+        assert_eq!(parse_route("192.0.2.7:26").unwrap(), SmtpRoute { relay: Relay::Ip("192.0.2.7".parse().unwrap()), port: 26 });
+        assert_eq!(parse_route("192.0.2.7").unwrap(), SmtpRoute { relay: Relay::Ip("192.0.2.7".parse().unwrap()), port: 25 });
         assert!(parse_route("host:port").is_err());
         assert!(parse_route("[nonsense]").is_err());
         let lines = vec![(3, "no-colon.example".to_string())];

@@ -20,9 +20,10 @@ use crate::os::log;
 use crate::proto::base64;
 use crate::proto::line::{Line, LineReader};
 use crate::proto::sasl::{self, Exchange, Mechanism, SaslError, Step};
+use crate::queue::dsnparams::{MessageDsn, RcptDsn};
 use crate::queue::submit::exit;
 use crate::queue::{Envelope, Submission};
-use crate::smtp::command::{self, Command, MailParams, MAX_COMMAND_LINE};
+use crate::smtp::command::{self, Command, MailParams, RcptParams, MAX_COMMAND_LINE};
 use crate::smtp::data::{DataReader, DataStatus};
 use crate::smtp::reply;
 use crate::status::Status;
@@ -160,6 +161,8 @@ struct Transaction {
     sender: Address,
     params: MailParams,
     rcpts: Vec<Address>,
+    /// NOTIFY and ORCPT of each accepted recipient.
+    rcpt_dsn: Vec<RcptDsn>,
     /// RCPT commands tried, accepted or not (DATA's "no valid recipients").
     tried: usize,
 }
@@ -317,7 +320,7 @@ impl<'a> Smtpd<'a> {
                 self.reply_plain(250, &text);
             }
             Command::Mail(path, params) => return Ok(self.mail_from(path, params)),
-            Command::Rcpt(path, _) => return Ok(self.rcpt(path)),
+            Command::Rcpt(path, params) => return Ok(self.rcpt(path, params)),
             Command::Data => return self.data(),
             Command::Rset => {
                 self.mail = None;
@@ -381,12 +384,12 @@ impl<'a> Smtpd<'a> {
             log::line(PROGRAM, &format!("refused sender <{sender}> from {}: badmailfrom", self.client.ip));
             return self.error(553, Status::DENIED, "sender refused by this server's badmailfrom list");
         }
-        self.mail = Some(Transaction { sender, params, rcpts: Vec::new(), tried: 0 });
+        self.mail = Some(Transaction { sender, params, rcpts: Vec::new(), rcpt_dsn: Vec::new(), tried: 0 });
         self.reply(250, Status::SENDER_OK, "sender ok");
         Next::Go
     }
 
-    fn rcpt(&mut self, path: String) -> Next {
+    fn rcpt(&mut self, path: String, params: RcptParams) -> Next {
         let Some(t) = self.mail.as_mut() else { return self.error(503, Status::INVALID_COMMAND, "send MAIL first") };
         t.tried += 1;
         let utf8 = t.params.smtputf8;
@@ -413,6 +416,7 @@ impl<'a> Smtpd<'a> {
         if code == 250 {
             if let Some(t) = self.mail.as_mut() {
                 t.rcpts.push(rcpt);
+                t.rcpt_dsn.push(RcptDsn { notify: params.notify, orcpt: params.orcpt });
             }
         }
         self.reply(code, status, &text);
@@ -562,7 +566,8 @@ impl<'a> Smtpd<'a> {
             self.reply(554, Status::LOOP, &format!("too many Received lines ({}); the message is looping", hops.count));
             return Ok(Next::Go);
         }
-        let envelope = Envelope { sender: t.sender.clone(), recipients: t.rcpts.clone() };
+        let dsn = MessageDsn { ret: t.params.ret, envid: t.params.envid.clone() };
+        let envelope = Envelope { sender: t.sender.clone(), recipients: t.rcpts.clone(), dsn, rcpt_dsn: t.rcpt_dsn.clone() };
         match spool.commit(&envelope) {
             Ok(()) => {
                 log::line(

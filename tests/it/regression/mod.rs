@@ -2,6 +2,7 @@
 //! 15's findings are grouped by area in the modules below.
 
 mod auth;
+mod dsn;
 mod recipients;
 mod session;
 
