@@ -159,6 +159,8 @@ struct Settling {
 struct Msg {
     sender: Address,
     birth: u64,
+    /// The message's length (bytes 0..size of the file), for the spawners.
+    size: u64,
     rcpts: Vec<(Address, RState)>,
     /// Jobs handed out and not yet answered (or still waiting for a slot).
     busy: usize,
@@ -380,7 +382,7 @@ impl Scheduler {
             file.recipients.into_iter().map(|(a, done)| (a, if done { RState::Done } else { RState::Waiting })).collect();
         let waiting = rcpts.iter().filter(|(_, s)| *s == RState::Waiting).count();
         self.log(format!("new {id} from <{}> to {waiting} recipient(s), {} bytes", file.sender, file.size));
-        let msg = Msg { sender: file.sender, birth: file.birth, rcpts, busy: 0, next_try: now, skip: 10, settling: None };
+        let msg = Msg { sender: file.sender, birth: file.birth, size: file.size, rcpts, busy: 0, next_try: now, skip: 10, settling: None };
         self.msgs.insert(id.clone(), msg);
         self.due.push(Reverse((now, id)));
     }
@@ -483,8 +485,8 @@ impl Scheduler {
             }
             let id = batch[0].id.clone();
             ch.slots[slot as usize] = Some(InFlight { id: id.clone(), indexes: batch.iter().map(|j| j.index).collect(), domain });
-            let sender = self.msgs.get(&id).map(|m| m.sender.clone()).unwrap_or_else(Address::null);
-            let request = Request { slot, id, sender, recipients: batch.into_iter().map(|j| j.address).collect() };
+            let (sender, size) = self.msgs.get(&id).map(|m| (m.sender.clone(), m.size)).unwrap_or_else(|| (Address::null(), 0));
+            let request = Request { slot, id, size, sender, recipients: batch.into_iter().map(|j| j.address).collect() };
             self.actions.push(Action::Start { chan, request });
         }
     }
