@@ -110,7 +110,7 @@ pub struct Bounce {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Log(String),
-    /// Hand a request to the spawner (a remote one with its queue file); if that
+    /// Hand a request to its spawner, with its queue file; if that
     /// fails, call `start_failed` or `spawner_gone`.
     Start {
         chan: Chan,
