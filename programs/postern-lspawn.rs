@@ -1,8 +1,10 @@
 //! postern-lspawn: runs local deliveries for postern-send.
 //!
-//! Reads spawn requests on fd 0 and writes results on fd 1 (lib/send/spawn.rs). Runs as
-//! root in a system install because it must become each recipient; it parses only
-//! the spawn protocol and the users database, never message content.
+//! Reads spawn requests on fd 0, a Unix socket, each with its queue file attached,
+//! and writes results on fd 1 (lib/send/spawn.rs). Runs as root in a system
+//! install because it must become each recipient; it opens nothing in the queue
+//! and parses only the spawn protocol and the users database. Each delivery child
+//! reads the message from the file it was handed once it is the recipient.
 
 use postern::os::home::Home;
 use postern::os::log;
@@ -19,7 +21,7 @@ fn main() {
             std::process::exit(111);
         }
     };
-    if let Err(e) = postern::send::spawner::serve(PROGRAM, &mut starter, false) {
+    if let Err(e) = postern::send::spawner::serve(PROGRAM, &mut starter) {
         log::line(PROGRAM, &format!("stopped: {e}"));
         std::process::exit(111);
     }

@@ -17,7 +17,7 @@ fn main() {
         std::process::exit(111);
     }
     let mut starter = RemoteStarter { home: Home::from_env() };
-    if let Err(e) = postern::send::spawner::serve(PROGRAM, &mut starter, true) {
+    if let Err(e) = postern::send::spawner::serve(PROGRAM, &mut starter) {
         log::line(PROGRAM, &format!("stopped: {e}"));
         std::process::exit(111);
     }

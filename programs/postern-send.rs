@@ -1,9 +1,9 @@
 //! postern-send: the scheduler daemon (qmail-send's job); see lib/send/daemon.rs
 //! and lib/send/scheduler.rs.
 //!
-//! Started by postern-start with the pipe to postern-lspawn on fds 3 (requests)
-//! and 4 (answers), and the socket to postern-rspawn on fd 5 (both ways) when it
-//! runs. Runs as postern-s. Exit 111 when it cannot start or go on.
+//! Started by postern-start with postern-lspawn's request socket on fd 3 and its
+//! answer pipe on fd 4, and the socket to postern-rspawn on fd 5 (both ways) when
+//! it runs. Every request goes with its queue file (SCM_RIGHTS). Runs as postern-s. Exit 111 when it cannot start or go on.
 
 use postern::os::home::Home;
 use postern::os::log;
@@ -26,7 +26,7 @@ fn main() {
     let home = Home::from_env();
     let cfg = Config::load(&home).unwrap_or_else(|e| die(&format!("{e}; fix it and restart")));
     let (Ok(local_requests), Ok(local_answers)) = (sys::take_fd(3), sys::take_fd(4)) else {
-        die("fds 3 and 4 must be the pipes to postern-lspawn; start me with postern-start");
+        die("fds 3 and 4 must be the socket and the pipe to postern-lspawn; start me with postern-start");
     };
     let remote = match sys::fd_is_open(5) {
         true => Some(File::from(sys::take_fd(5).unwrap_or_else(|e| die(&format!("fd 5: {e}"))))),

@@ -24,7 +24,7 @@ use crate::address::{Address, AddressError};
 use crate::error::{Classify, Kind};
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -330,24 +330,6 @@ impl QueueFile {
             self.recipients[i].done = true;
         }
         Ok(())
-    }
-
-    /// A memory file holding exactly the message, rewound: what a delivery program
-    /// gets on fd 0 (seekable, and without the envelope).
-    pub fn message_copy(&self) -> io::Result<File> {
-        use std::io::Seek;
-        let name = std::ffi::CString::new("postern-message").expect("no NUL");
-        let fd = nix::sys::memfd::memfd_create(&name, nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC).map_err(io::Error::from)?;
-        let mut mem = File::from(fd);
-        let mut src = self.file.try_clone()?;
-        src.rewind()?;
-        // std copies file to file inside the kernel (copy_file_range/sendfile).
-        let copied = io::copy(&mut (&mut src).take(self.message_len), &mut mem)?;
-        if copied != self.message_len {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("copied {copied} of {} bytes", self.message_len)));
-        }
-        mem.rewind()?;
-        Ok(mem)
     }
 
     /// The message bytes (without envelope and trailer).

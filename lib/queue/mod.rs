@@ -5,8 +5,8 @@
 //! tmp/ID        being written by postern-queue; removed by postern-send when stale
 //! new/ID        complete and durable; postern-send has not taken it yet
 //! mess/ID       taken by postern-send; being delivered
-//! free/N        a finished message's file, kept for postern-queue to overwrite
-//!               (N is a slot number below FREE_SLOTS); never delivered
+//! free/N        a finished message's file, emptied, kept for postern-queue to
+//!               overwrite (N is a slot number below FREE_SLOTS); never delivered
 //! bad/ID        a file whose contents do not parse, moved aside by postern-send
 //!               for a person to look at (one that cannot be read for now is
 //!               read again later instead)
@@ -34,11 +34,14 @@
 //!    its bounce has been queued (step 1 for the bounce), send overwrites its 'T'
 //!    with 'D' and fdatasyncs. A crash before that repeats the delivery: a duplicate,
 //!    never a loss.
-//! 4. When no 'T' is left, send renames the file to an empty slot `free/N`, or
-//!    unlinks it when free/ is full (or missing: free/ is optional). A lost rename
-//!    or unlink leaves the file in mess/, where the next scan finds no 'T' and
-//!    removes it, or finds 'T's not yet marked and delivers them again: a
-//!    duplicate, never a loss.
+//! 4. When no 'T' is left, send cuts the file to zero bytes (no delivered text
+//!    stays behind), then renames it to an empty slot `free/N`, or unlinks it when
+//!    free/ is full (or missing: free/ is optional). Emptied before the rename,
+//!    never after: in free/ a postern-queue may already be writing into it. A lost
+//!    rename or unlink leaves the file in mess/, where the next scan finds no 'T'
+//!    and removes it, finds it empty (the truncation reached the disk, the rename
+//!    did not) and removes it too, or finds 'T's not yet marked and delivers them
+//!    again: a duplicate, never a loss.
 //!
 //! A file system without a journal may, after a crash, show one file under two
 //! names (free/N and new/ID, or free/N and mess/ID; fsck then counts two links).

@@ -131,11 +131,20 @@ impl Queue {
         None
     }
 
-    /// A finished message's file (send only): into an empty slot of free/ for
-    /// reuse, else removed. Slots are tried from `slot` on (callers count up),
-    /// a few at most, so a full free/ costs little.
+    /// A finished message's file (send only): emptied, then into an empty slot
+    /// of free/ for reuse, else removed. Slots are tried from `slot` on (callers
+    /// count up), a few at most, so a full free/ costs little.
+    ///
+    /// Emptied first, while the file is still send's alone: once it is in free/
+    /// a postern-queue may take it and write a new message into it, which a
+    /// later truncation would destroy. Neither step is synced: a crash may leave
+    /// an empty file in mess/, which send retires again (`is_emptied`), or a
+    /// full one in free/, which the next message overwrites.
     pub fn retire(&self, path: &Path, slot: usize) -> io::Result<()> {
-        for k in 0..16 {
+        // A symlink is not followed. A file that cannot be emptied is removed
+        // rather than kept with its text.
+        let emptied = OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path).and_then(|f| f.set_len(0)).is_ok();
+        for k in (0..16).filter(|_| emptied) {
             let to = self.free().join(((slot + k) % FREE_SLOTS).to_string());
             match nix::fcntl::renameat2(None, path, None, &to, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
                 Ok(()) => return Ok(()),
@@ -144,6 +153,13 @@ impl Queue {
             }
         }
         fs::remove_file(path)
+    }
+
+    /// Whether `path` is an empty file: a finished one that `retire` emptied
+    /// and a crash kept from leaving mess/. Nothing else leaves a file empty
+    /// there: every file reached new/ written whole and synced.
+    pub fn is_emptied(path: &Path) -> bool {
+        fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
     }
 
     fn write_file(
@@ -301,6 +317,9 @@ mod tests {
         let inode = fs::metadata(q.mess().join(&id)).unwrap().ino();
         q.retire(&q.mess().join(&id), 7).unwrap();
         assert_eq!(Queue::list(&q.free()).unwrap(), vec![Id::parse("7").unwrap()]);
+        // Kept for its inode, without the finished message's text.
+        assert_eq!(fs::metadata(q.free().join("7")).unwrap().len(), 0);
+        assert!(Queue::is_emptied(&q.free().join("7")));
         // The next message takes that file, shorter, and reads back exactly.
         let id2 = q.write(&mut &b"short\n"[..], &mut &b"Fs@x\0Tb@y\0\0"[..], b"").unwrap();
         assert!(Queue::list(&q.free()).unwrap().is_empty());
@@ -328,7 +347,7 @@ mod tests {
         fs::write(q.free().join("3"), b"occupant").unwrap();
         fs::write(q.free().join("4"), b"occupant").unwrap();
         q.retire(&q.mess().join(&id4), 3).unwrap();
-        assert!(QueueFile::open(&q.free().join("5"), false).is_ok(), "slot 5, past the two taken");
+        assert!(Queue::is_emptied(&q.free().join("5")), "slot 5, past the two taken");
         fs::remove_file(q.free().join("5")).unwrap();
         fs::remove_file(q.free().join("4")).unwrap();
         assert_eq!(fs::read(q.free().join("3")).unwrap(), b"occupant");
@@ -337,6 +356,23 @@ mod tests {
         let id3 = q.write(&mut &b"m\n"[..], &mut &b"Fs@x\0Tc@y\0\0"[..], b"").unwrap();
         assert_eq!(fs::read(d.join("other-name")).unwrap(), b"occupant");
         assert!(QueueFile::open(&q.new_dir().join(&id3), false).is_ok());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_emptied_is_removed_not_kept() {
+        let d = crate::testing::scratch_dir("queue-retire-link");
+        let q = Queue::new(&Home::at(&d));
+        q.create_dirs().unwrap();
+        // A symlink in mess/ (not followed): its target keeps its text, and
+        // nothing goes to free/.
+        fs::write(d.join("target"), b"text").unwrap();
+        std::os::unix::fs::symlink(d.join("target"), q.mess().join("1.2.3")).unwrap();
+        q.retire(&q.mess().join("1.2.3"), 0).unwrap();
+        assert!(fs::symlink_metadata(q.mess().join("1.2.3")).is_err());
+        assert!(Queue::list(&q.free()).unwrap().is_empty());
+        assert_eq!(fs::read(d.join("target")).unwrap(), b"text");
+        assert!(!Queue::is_emptied(&d.join("target")) && !Queue::is_emptied(&d.join("missing")));
         fs::remove_dir_all(&d).unwrap();
     }
 }

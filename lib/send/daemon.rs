@@ -24,7 +24,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -78,7 +78,7 @@ impl Config {
 
 /// The descriptors postern-start hands over.
 pub struct Spawners {
-    /// Requests to postern-lspawn (fd 3).
+    /// The socket for requests to postern-lspawn, each with its queue file (fd 3).
     pub local_requests: File,
     /// Its answers (fd 4).
     pub local_answers: File,
@@ -207,6 +207,12 @@ impl Daemon {
                 self.sched.loaded(now(), id, file);
             }
             Err(QueueError::Io(_, e)) if e.kind() == io::ErrorKind::NotFound => self.sched.unreadable(now(), id, Unreadable::Gone),
+            // Emptied on its way to free/, and the rename lost in a crash: it
+            // is finished (no recipient left), not damaged.
+            Err(_) if Queue::is_emptied(&path) => {
+                let file = Loaded { sender: Address::null(), birth: 0, recipients: Vec::new(), size: 0 };
+                self.sched.loaded(now(), id, file);
+            }
             Err(e) if e.kind() == Kind::Permanent => self.sched.unreadable(now(), id, Unreadable::Damaged(e.to_string())),
             Err(e) => self.sched.unreadable(now(), id, Unreadable::Temporary(e.to_string())),
         }
@@ -325,23 +331,22 @@ impl Daemon {
             Action::Log(line) => log::line(PROGRAM, &line),
             Action::Start { chan, request } => {
                 let bytes = encode_request(&request);
-                let sent = match chan {
-                    Chan::Local => self.spawners.local_requests.write_all(&bytes),
-                    Chan::Remote => {
-                        // rspawn runs as postern-r and cannot open the queue: the
-                        // file goes along with the request.
-                        let path = self.queue.mess().join(&request.id);
-                        let file = match File::open(&path) {
-                            Ok(f) => f,
-                            Err(e) => {
-                                let why = format!("cannot open the queue file {}: {e}; will retry", path.display());
-                                return self.sched.start_failed(now(), chan, request.slot, why);
-                            }
-                        };
-                        let sock = self.spawners.remote.as_ref().expect("a remote request only with a remote spawner");
-                        crate::os::sys::send_with_fds(sock, &bytes, &[file.as_fd()])
+                // The file goes along with the request: rspawn (postern-r) cannot
+                // open the queue, and lspawn (root) is not to. Opened for each
+                // request, read-only: the spawners cannot change the queue.
+                let path = self.queue.mess().join(&request.id);
+                let file = match File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        let why = format!("cannot open the queue file {}: {e}; will retry", path.display());
+                        return self.sched.start_failed(now(), chan, request.slot, why);
                     }
                 };
+                let sock = match chan {
+                    Chan::Local => &self.spawners.local_requests,
+                    Chan::Remote => self.spawners.remote.as_ref().expect("a remote request only with a remote spawner"),
+                };
+                let sent = crate::os::sys::send_with_fds(sock, &bytes, &[file.as_fd()]);
                 if let Err(e) = sent {
                     self.sched.spawner_gone(chan, request.slot, e.to_string());
                 }

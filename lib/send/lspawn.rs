@@ -1,22 +1,24 @@
 //! Starting one local delivery (postern-lspawn's job, as root in a system install).
 //!
 //! For each request: find the recipient's user (users cdb, users/assign, the
-//! password database), copy the message into a sealed-off memory file (so the
-//! delivery sees exactly the message, seekable, and never the queue file with its
-//! envelope), and fork a child that becomes that user and makes the delivery
-//! postern-local would make (`local::run`). No parsing of message content happens
-//! in this process.
+//! password database) and fork a child that becomes that user and makes the
+//! delivery postern-local would make (`local::run`). The message comes with the
+//! request as a descriptor of its queue file (see `spawn`): this process opens
+//! nothing in the queue, reads none of the file, and parses only the spawn
+//! protocol and the users database. The child, once it is the recipient, copies
+//! the message (the file's first `size` bytes, with positioned reads) into a
+//! memory file and closes the queue file before it reads anything the recipient
+//! controls: the delivery sees exactly the message, seekable, and never the
+//! envelope.
 //!
 //! Why a fork and not an exec of postern-local: a program start costs about as
 //! much CPU as the rest of a delivery on the test machines, and lspawn is small
 //! and single-threaded, so its child is a clean copy. The child gives up root
-//! (groups, gid, then uid) before it reads anything the recipient controls, and it
-//! calls itself postern-local in ps.
+//! (groups, gid, then uid) first, and it calls itself postern-local in ps.
 
 use crate::deliver::local::Params;
 use crate::os::home::Home;
 use crate::os::sys::ChildFds;
-use crate::queue::{Queue, QueueFile};
 use crate::send::spawn::{Outcome, Request};
 use crate::send::spawner::{Running, Starter};
 use crate::status::Status;
@@ -41,7 +43,7 @@ impl LocalStarter {
 }
 
 impl Starter for LocalStarter {
-    fn start(&mut self, req: &Request, _file: Option<OwnedFd>) -> Result<Running, Outcome> {
+    fn start(&mut self, req: &Request, file: OwnedFd) -> Result<Running, Outcome> {
         let [recipient] = req.recipients.as_slice() else {
             return Err(Outcome::temporary(format!("local deliveries take one recipient, not {}", req.recipients.len())));
         };
@@ -54,11 +56,6 @@ impl Starter for LocalStarter {
         if self.as_root && target.uid == 0 {
             return Err(Outcome::new(Status::NO_MAILBOX, "Sorry, mail to root is not delivered; set up an alias."));
         }
-        let path = Queue::new(&self.home).mess().join(&req.id);
-        let qf = QueueFile::open(&path, false).map_err(|e| Outcome::temporary(e.to_string()))?;
-        let message = qf.message_copy().map_err(|e| Outcome::temporary(format!("cannot copy message {}: {e}", path.display())))?;
-        drop(qf);
-
         let (r, w) = crate::os::sys::pipe().map_err(|e| Outcome::temporary(format!("pipe: {e}")))?;
         let params = Params {
             user: target.user.clone(),
@@ -70,20 +67,23 @@ impl Starter for LocalStarter {
             sender: req.sender.as_str().to_string(),
             default_delivery: self.default_delivery.clone(),
         };
-        // The message on fd 0 and the answer pipe on fds 1 and 2, as an exec of
-        // postern-local would have them.
-        let fds = ChildFds::new().put(message, &[0]).put(w, &[1, 2]);
-        let (home, as_root) = (self.home.clone(), self.as_root);
+        // The queue file on fd 0 (in place of our request socket) and the
+        // answer pipe on fds 1 and 2; we close our copy of the file once forked.
+        let fds = ChildFds::new().put(file, &[0]).put(w, &[1, 2]);
+        let (home, as_root, size, id) = (self.home.clone(), self.as_root, req.size, req.id.clone());
         let pid = crate::os::sys::fork_run(fds, move || {
             crate::os::sys::set_process_name(c"postern-local");
             if let Err(e) = become_delivery(&home, as_root, target.uid, target.gid) {
                 crate::deliver::local::say(&format!("{} {e}", Status::MAIL_SYSTEM));
                 return crate::error::EXIT_TEMP;
             }
-            match crate::os::sys::take_fd(0) {
-                Ok(stdin) => crate::deliver::local::run(&home, &params, stdin.into()),
+            // Now the recipient: copy the message out and close the queue file
+            // (fd 0 stays closed; deliveries hand programs the copy).
+            let copied = crate::os::sys::take_fd(0).and_then(|q| crate::message::file::copy_prefix(&std::fs::File::from(q), size));
+            match copied {
+                Ok(message) => crate::deliver::local::run(&home, &params, message),
                 Err(e) => {
-                    crate::deliver::local::say(&format!("{} the message on fd 0: {e}", Status::MAIL_SYSTEM));
+                    crate::deliver::local::say(&format!("{} cannot copy message {id}: {e}", Status::MAIL_SYSTEM));
                     crate::error::EXIT_TEMP
                 }
             }
@@ -93,7 +93,7 @@ impl Starter for LocalStarter {
     }
 }
 
-/// In the forked child, its descriptors set up (the message on fd 0, the
+/// In the forked child, its descriptors set up (the queue file on fd 0, the
 /// answer pipe on fds 1 and 2, no signal blocked: lspawn blocks SIGCHLD for its
 /// signalfd, and a mask survives exec into program deliveries): postern-local's
 /// environment, and the recipient's ids (root only: an unprivileged instance

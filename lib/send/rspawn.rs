@@ -2,7 +2,8 @@
 //! its result.
 //!
 //! postern-send sends the queue file with each request (rspawn cannot open the
-//! queue); rspawn copies the message into a memory file and runs postern-remote
+//! queue); rspawn copies the message (the file's first `size` bytes: see `spawn`)
+//! into a memory file and runs postern-remote
 //! with qmail-remote's interface: `postern-remote HOST SENDER RECIPIENT...`, the
 //! message on fd 0, and on fd 1 a report per recipient (`r` accepted, `h` refused
 //! for good, `s` refused for now; text; NUL) followed by a message report (`K`
@@ -12,14 +13,12 @@
 use crate::error::Kind;
 use crate::os::home::Home;
 use crate::os::log::one_line;
-use crate::queue::QueueFile;
 use crate::send::spawn::{from_report, Outcome, Request};
 use crate::send::spawner::{Running, Starter};
 use crate::status::Status;
 use nix::sys::wait::WaitStatus;
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 pub struct RemoteStarter {
@@ -27,11 +26,9 @@ pub struct RemoteStarter {
 }
 
 impl Starter for RemoteStarter {
-    fn start(&mut self, req: &Request, file: Option<OwnedFd>) -> Result<Running, Outcome> {
-        let file = file.ok_or_else(|| Outcome::temporary("the request came without its queue file"))?;
-        let qf = QueueFile::from_file(File::from(file), Path::new(req.id.as_str())).map_err(|e| Outcome::temporary(e.to_string()))?;
-        let message = qf.message_copy().map_err(|e| Outcome::temporary(format!("cannot copy message {}: {e}", req.id)))?;
-        drop(qf);
+    fn start(&mut self, req: &Request, file: OwnedFd) -> Result<Running, Outcome> {
+        let message = crate::message::file::copy_prefix(&File::from(file), req.size)
+            .map_err(|e| Outcome::temporary(format!("cannot copy message {}: {e}", req.id)))?;
         let host = req.recipients[0].domain().unwrap_or_default();
         let (r, w) = crate::os::sys::pipe().map_err(|e| Outcome::temporary(format!("pipe: {e}")))?;
         let program = self.home.bin("postern-remote");

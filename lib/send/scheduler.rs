@@ -119,7 +119,7 @@ pub struct Bounce {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Log(String),
-    /// Hand a request to the spawner (a remote one with its queue file); if that
+    /// Hand a request to its spawner, with its queue file; if that
     /// fails, call `start_failed` or `spawner_gone`.
     Start {
         chan: Chan,
@@ -168,6 +168,8 @@ struct Settling {
 struct Msg {
     sender: Address,
     birth: u64,
+    /// The message's length (bytes 0..size of the file), for the spawners.
+    size: u64,
     rcpts: Vec<(Address, RState)>,
     /// NOTIFY and ORCPT of each recipient, and whether it was last sent remote.
     dsn: Vec<RcptDsn>,
@@ -395,7 +397,7 @@ impl Scheduler {
         let mut dsn = file.rcpt_dsn;
         dsn.resize(rcpts.len(), RcptDsn::default());
         let remote = vec![false; rcpts.len()];
-        let msg = Msg { sender: file.sender, birth: file.birth, rcpts, dsn, remote, busy: 0, next_try: now, skip: 10, settling: None };
+        let msg = Msg { sender: file.sender, birth: file.birth, size: file.size, rcpts, dsn, remote, busy: 0, next_try: now, skip: 10, settling: None };
         self.msgs.insert(id.clone(), msg);
         self.due.push(Reverse((now, id)));
     }
@@ -499,8 +501,8 @@ impl Scheduler {
             }
             let id = batch[0].id.clone();
             ch.slots[slot as usize] = Some(InFlight { id: id.clone(), indexes: batch.iter().map(|j| j.index).collect(), domain });
-            let sender = self.msgs.get(&id).map(|m| m.sender.clone()).unwrap_or_else(Address::null);
-            let request = Request { slot, id, sender, recipients: batch.into_iter().map(|j| j.address).collect() };
+            let (sender, size) = self.msgs.get(&id).map(|m| (m.sender.clone(), m.size)).unwrap_or_else(|| (Address::null(), 0));
+            let request = Request { slot, id, size, sender, recipients: batch.into_iter().map(|j| j.address).collect() };
             self.actions.push(Action::Start { chan, request });
         }
     }

@@ -1,19 +1,29 @@
 //! The spawn protocol between postern-send and its delivery spawners
-//! (postern-lspawn, postern-rspawn): requests out, answers back, on a pipe or a
-//! socket. Parsers take bytes and answer "need more" (`None`), so they can be
-//! fed input split anywhere.
+//! (postern-lspawn, postern-rspawn): requests out on a Unix socket, each with
+//! the message's queue file attached (SCM_RIGHTS), answers back on a pipe
+//! (lspawn) or the same socket (rspawn). Parsers take bytes and answer "need
+//! more" (`None`), so they can be fed input split anywhere.
 //!
 //! ```text
-//! request (send -> spawner): slot (2 bytes, big-endian) id NUL sender NUL
-//!                            recipient NUL [recipient NUL ...] NUL
+//! request (send -> spawner): slot (2 bytes, big-endian) id NUL length NUL
+//!                            sender NUL recipient NUL [recipient NUL ...] NUL
+//!                            + the queue file, open for reading, with the first byte
 //! answer  (spawner -> send): slot (2 bytes, big-endian), then for each recipient
 //!                            of the request, in order: status NUL text NUL
 //! ```
+//! The message is the first `length` bytes (decimal) of the attached file (the
+//! queue file's format puts it first), so neither spawner opens the queue or
+//! parses a queue file: lspawn runs as root, and its delivery child copies the
+//! message out with positioned reads only once it is the recipient; rspawn runs
+//! as postern-r, which cannot open the queue. Each request has a descriptor of
+//! its own (send opens the file for each), and readers use positioned reads, so
+//! deliveries of one message to several recipients at once do not disturb each
+//! other.
+//!
 //! The status is an RFC 3463 code: 2.x.x delivered, 4.x.x try again later,
 //! 5.x.x give up (and bounce). lspawn gets one recipient per request; rspawn gets
-//! the recipients of one message that share a domain, and with each request the
-//! open queue file as SCM_RIGHTS (it cannot open the queue itself). Slots are
-//! chosen by send (below its concurrency limit) and reused after their answer.
+//! the recipients of one message that share a domain. Slots are chosen by send
+//! (below its concurrency limit) and reused after their answer.
 
 use crate::address::Address;
 use crate::error::Kind;
@@ -31,6 +41,8 @@ pub const MAX_BATCH: usize = 100;
 pub struct Request {
     pub slot: u16,
     pub id: Id,
+    /// The message's length: it is bytes 0..size of the queue file.
+    pub size: u64,
     pub sender: Address,
     pub recipients: Vec<Address>,
 }
@@ -96,7 +108,8 @@ pub fn encode_request(r: &Request) -> Vec<u8> {
         16 + r.id.as_str().len() + r.sender.as_str().len() + r.recipients.iter().map(|x| x.as_str().len() + 1).sum::<usize>(),
     );
     v.extend_from_slice(&r.slot.to_be_bytes());
-    for f in [r.id.as_str(), r.sender.as_str()].into_iter().chain(r.recipients.iter().map(Address::as_str)) {
+    let size = r.size.to_string();
+    for f in [r.id.as_str(), &size, r.sender.as_str()].into_iter().chain(r.recipients.iter().map(Address::as_str)) {
         v.extend_from_slice(f.as_bytes());
         v.push(0);
     }
@@ -111,6 +124,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ProtocolErr
     }
     let slot = u16::from_be_bytes([buf[0], buf[1]]);
     let Some((id, p)) = take_field(buf, 2) else { return Ok(None) };
+    let Some((size, p)) = take_field(buf, p) else { return Ok(None) };
     let Some((sender, mut p)) = take_field(buf, p) else { return Ok(None) };
     let mut recipients = Vec::new();
     loop {
@@ -125,10 +139,15 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ProtocolErr
         .ok()
         .and_then(Id::parse)
         .ok_or_else(|| ProtocolError(format!("invalid queue id {:?}", String::from_utf8_lossy(id))))?;
+    // Digits only (u64's parser would take a sign).
+    let size = Some(size)
+        .filter(|s| !s.is_empty() && s.len() <= 20 && s.iter().all(u8::is_ascii_digit))
+        .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u64>().ok())
+        .ok_or_else(|| ProtocolError(format!("invalid message length {:?}", String::from_utf8_lossy(size))))?;
     if recipients.is_empty() || recipients.len() > MAX_BATCH {
         return Err(ProtocolError(format!("{} recipients in one request", recipients.len())));
     }
-    Ok(Some((Request { slot, id, sender: address(sender, "sender")?, recipients }, p)))
+    Ok(Some((Request { slot, id, size, sender: address(sender, "sender")?, recipients }, p)))
 }
 
 /// Texts lose NULs and are cut to MAX_TEXT bytes.
@@ -193,7 +212,13 @@ mod tests {
 
     #[test]
     fn requests_split_at_every_byte() {
-        let r = Request { slot: 258, id: Id::parse("1.2.3").unwrap(), sender: Address::null(), recipients: vec![a("a@b"), a("c@b")] };
+        let r = Request {
+            slot: 258,
+            id: Id::parse("1.2.3").unwrap(),
+            size: 1234,
+            sender: Address::null(),
+            recipients: vec![a("a@b"), a("c@b")],
+        };
         let bytes = encode_request(&r);
         for cut in 0..bytes.len() {
             assert_eq!(parse_request(&bytes[..cut]).unwrap(), None, "cut at {cut}");
@@ -203,9 +228,16 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused() {
-        assert!(parse_request(b"\0\x011.2\0s\0\0").is_err(), "no recipients");
-        assert!(parse_request(b"\0\x01../etc\0\0a\0\0").is_err(), "a path for an id");
-        assert!(parse_request(b"\0\x011.2\0s\0a\x01b\0\0").is_err(), "a control character in an address");
+        assert!(parse_request(b"\0\x011.2\x005\0s\0a\0\0").unwrap().is_some(), "a good one");
+        assert!(parse_request(b"\0\x011.2\x005\0s\0\0").is_err(), "no recipients");
+        assert!(parse_request(b"\0\x01../etc\x005\0\0a\0\0").is_err(), "a path for an id");
+        assert!(parse_request(b"\0\x011.2\x005\0s\0a\x01b\0\0").is_err(), "a control character in an address");
+        for size in [&b""[..], b"+5", b"-1", b"5x", b"99999999999999999999999"] {
+            let mut req = b"\0\x011.2\0".to_vec();
+            req.extend_from_slice(size);
+            req.extend_from_slice(b"\0s\0a\0\0");
+            assert!(parse_request(&req).is_err(), "length {:?}", String::from_utf8_lossy(size));
+        }
     }
 
     #[test]

@@ -24,9 +24,9 @@ pub struct Running {
 /// What a spawner does with one request: start a child, or answer at once; and
 /// how it reads the child's ending.
 pub trait Starter {
-    /// `file` is the queue file when the request came with one (rspawn). An
-    /// error is the outcome for every recipient.
-    fn start(&mut self, req: &Request, file: Option<OwnedFd>) -> Result<Running, Outcome>;
+    /// `file` is the request's queue file (see `spawn`). An error is the
+    /// outcome for every recipient.
+    fn start(&mut self, req: &Request, file: OwnedFd) -> Result<Running, Outcome>;
 
     /// The outcomes for `count` recipients from the child's output and status.
     /// By default the exit code decides for all (qmail's 0/100/111) and the
@@ -63,14 +63,14 @@ struct Slot {
 /// The spawner loop: read requests on fd 0, start deliveries, write each result on
 /// fd 1 when the delivery exits. Ends when fd 0 reaches EOF and every delivery has
 /// finished. Single-threaded: poll on fd 0, every child's output and a signalfd
-/// for SIGCHLD. With `with_files`, fd 0 is a Unix socket and every request comes
-/// with its queue file attached.
-pub fn serve(program: &str, starter: &mut dyn Starter, with_files: bool) -> io::Result<()> {
+/// for SIGCHLD. fd 0 is a Unix socket, and every request comes with its queue
+/// file attached.
+pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     mask.thread_block().map_err(io::Error::from)?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)?;
-    let mut input = File::from(crate::os::sys::take_fd(0)?);
+    let input = File::from(crate::os::sys::take_fd(0)?);
     let mut output = File::from(crate::os::sys::take_fd(1)?);
     crate::os::sys::set_nonblocking(&input, true)?;
     // Results are written without blocking: a spawner stuck writing results while
@@ -147,7 +147,7 @@ pub fn serve(program: &str, starter: &mut dyn Starter, with_files: bool) -> io::
         if in_ready {
             let mut buf = [0u8; 16384];
             loop {
-                let got = if with_files { crate::os::sys::recv_with_fds(&input, &mut buf, &mut files) } else { input.read(&mut buf) };
+                let got = crate::os::sys::recv_with_fds(&input, &mut buf, &mut files);
                 match got {
                     Ok(0) => {
                         input_open = false;
@@ -175,18 +175,18 @@ pub fn serve(program: &str, starter: &mut dyn Starter, with_files: bool) -> io::
                     Ok(Some((req, n))) => {
                         used += n;
                         let count = req.recipients.len();
-                        let file = if with_files { files.pop_front() } else { None };
+                        let file = files.pop_front();
                         if slots.contains_key(&req.slot) || req.slot as usize >= MAX_SLOTS {
                             crate::os::log::line(program, &format!("slot {} busy or out of range; refusing", req.slot));
                             let outcomes = Outcome::temporary("spawner slot busy").for_all(count);
                             outbuf.extend(encode_answer(&Answer { slot: req.slot, outcomes }));
                             continue;
                         }
-                        if with_files && file.is_none() {
+                        let Some(file) = file else {
                             let outcomes = Outcome::temporary("the request came without its queue file").for_all(count);
                             outbuf.extend(encode_answer(&Answer { slot: req.slot, outcomes }));
                             continue;
-                        }
+                        };
                         match starter.start(&req, file) {
                             Ok(run) => {
                                 crate::os::sys::set_nonblocking(&run.output, true)?;

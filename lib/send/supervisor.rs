@@ -1,7 +1,7 @@
 //! postern-start: start the delivery side (qmail-start's job) and watch it.
 //!
-//! `start_all` makes the pipes between postern-send and postern-lspawn and the
-//! socket to postern-rspawn, and starts lspawn (it stays root in a system
+//! `start_all` makes the request socket and the answer pipe between postern-send
+//! and postern-lspawn and the socket to postern-rspawn, and starts lspawn (it stays root in a system
 //! install: it must become each recipient), rspawn (as postern-r; only if it is
 //! installed), send (as postern-s) and postern-queued (which becomes postern-q;
 //! optional). The `Supervisor` then decides, from signals and exits, whom to
@@ -133,8 +133,9 @@ pub fn start_all(home: &Home) -> Result<Started, String> {
     let bin = |c: Child| home.bin(c.program());
     let cannot = |c: Child, e: std::io::Error| format!("cannot run {}: {e}", bin(c).display());
     let mut pids = Vec::new();
-    // Two pipes: requests send -> lspawn, answers lspawn -> send.
-    let (req_r, req_w) = crate::os::sys::pipe().map_err(|e| format!("pipe: {e}"))?;
+    // Requests send -> lspawn on a socket (each comes with its queue file, so
+    // lspawn opens nothing in the queue); answers lspawn -> send on a pipe.
+    let (req_w, req_r) = crate::os::sys::socketpair().map_err(|e| format!("socketpair: {e}"))?;
     let (ans_r, ans_w) = crate::os::sys::pipe().map_err(|e| format!("pipe: {e}"))?;
     let lspawn = Command::new(bin(Child::LocalSpawner))
         .env("POSTERN_HOME", home.root())
@@ -157,7 +158,7 @@ pub fn start_all(home: &Home) -> Result<Started, String> {
         fds.push((ours, 5));
     }
 
-    // postern-send gets the request writer on fd 3 and the answer reader on fd 4.
+    // postern-send gets the request socket on fd 3 and the answer reader on fd 4.
     let mut send = Command::new(bin(Child::Send));
     send.env("POSTERN_HOME", home.root()).stdin(Stdio::null());
     as_service(&mut send, Service::Send)?;
