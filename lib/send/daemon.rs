@@ -210,7 +210,7 @@ impl Daemon {
             // Emptied on its way to free/, and the rename lost in a crash: it
             // is finished (no recipient left), not damaged.
             Err(_) if Queue::is_emptied(&path) => {
-                let file = Loaded { sender: Address::null(), birth: 0, recipients: Vec::new(), size: 0 };
+                let file = Loaded { sender: Address::null(), birth: 0, recipients: Vec::new(), rcpt_dsn: Vec::new(), size: 0 };
                 self.sched.loaded(now(), id, file);
             }
             Err(e) if e.kind() == Kind::Permanent => self.sched.unreadable(now(), id, Unreadable::Damaged(e.to_string())),
