@@ -32,20 +32,33 @@ pub struct Routing {
 
 impl Routing {
     pub fn load(c: &Control) -> Result<Routing, ControlError> {
+        let path = c.path(&settings::VIRTUALDOMAINS);
+        Routing::from_lines(
+            &path,
+            c.numbered_lines(&settings::VIRTUALDOMAINS)?,
+            c.list(&settings::LOCALS)?,
+            c.text(&settings::ENVNOATHOST)?,
+        )
+    }
+
+    /// Routing from virtualdomains' numbered lines (read from `path`), the locals
+    /// and envnoathost.
+    pub fn from_lines(
+        path: &std::path::Path,
+        virtual_lines: Vec<(usize, String)>,
+        locals: Vec<String>,
+        envnoathost: String,
+    ) -> Result<Routing, ControlError> {
         let mut virtualdomains = Vec::new();
-        for (n, l) in c.numbered_lines(&settings::VIRTUALDOMAINS)? {
+        for (n, l) in virtual_lines {
             let (pat, prefix) = l.split_once(':').ok_or_else(|| ControlError {
-                path: c.path(&settings::VIRTUALDOMAINS),
+                path: path.to_path_buf(),
                 line: Some(n),
                 problem: format!("{l:?} has no ':'; the format is domain:prefix"),
             })?;
             virtualdomains.push((pat.trim().to_ascii_lowercase(), prefix.trim().to_string()));
         }
-        Ok(Routing {
-            locals: c.list(&settings::LOCALS)?.into_iter().map(|l| l.to_ascii_lowercase()).collect(),
-            virtualdomains,
-            envnoathost: c.text(&settings::ENVNOATHOST)?,
-        })
+        Ok(Routing { locals: locals.into_iter().map(|l| l.to_ascii_lowercase()).collect(), virtualdomains, envnoathost })
     }
 
     /// For tests: these locals and virtualdomains lines.
