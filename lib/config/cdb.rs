@@ -60,32 +60,37 @@ impl Db {
 
     /// The first value stored under `key`. A damaged file reads as "not found".
     pub fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
-        let b = &self.map[..];
-        let h = hash(key);
-        let table = (h as usize & 255) * 8;
-        let (pos, slots) = (u32_at(b, table)? as usize, u32_at(b, table + 4)? as usize);
-        if slots == 0 {
+        get(&self.map[..], key).map(<[u8]>::to_vec)
+    }
+}
+
+/// The first value stored under `key` in the database bytes `b` (what `Db` maps):
+/// any bytes at all read as a database, a damaged one as "not found".
+pub fn get<'a>(b: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let h = hash(key);
+    let table = (h as usize & 255) * 8;
+    let (pos, slots) = (u32_at(b, table)? as usize, u32_at(b, table + 4)? as usize);
+    if slots == 0 {
+        return None;
+    }
+    let mut slot = (h as usize >> 8) % slots;
+    for _ in 0..slots {
+        let at = pos.checked_add(slot * 8)?;
+        let (sh, rec) = (u32_at(b, at)?, u32_at(b, at + 4)? as usize);
+        if rec == 0 {
             return None;
         }
-        let mut slot = (h as usize >> 8) % slots;
-        for _ in 0..slots {
-            let at = pos.checked_add(slot * 8)?;
-            let (sh, rec) = (u32_at(b, at)?, u32_at(b, at + 4)? as usize);
-            if rec == 0 {
-                return None;
+        if sh == h {
+            let (klen, dlen) = (u32_at(b, rec)? as usize, u32_at(b, rec + 4)? as usize);
+            let kstart = rec + 8;
+            if b.get(kstart..kstart.checked_add(klen)?)? == key {
+                let dstart = kstart + klen;
+                return b.get(dstart..dstart.checked_add(dlen)?);
             }
-            if sh == h {
-                let (klen, dlen) = (u32_at(b, rec)? as usize, u32_at(b, rec + 4)? as usize);
-                let kstart = rec + 8;
-                if b.get(kstart..kstart.checked_add(klen)?)? == key {
-                    let dstart = kstart + klen;
-                    return b.get(dstart..dstart.checked_add(dlen)?).map(|d| d.to_vec());
-                }
-            }
-            slot = (slot + 1) % slots;
         }
-        None
+        slot = (slot + 1) % slots;
     }
+    None
 }
 
 /// A whole database in djb's format, as bytes: a 2048-byte header of 256

@@ -56,23 +56,21 @@ impl fmt::Display for Source {
 /// The non-comment, non-blank lines of a file, trimmed, with their line numbers;
 /// `None` if the file does not exist.
 pub fn read_lines(path: &Path) -> Result<Option<Vec<(usize, String)>>, ControlError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ControlError { path: path.to_path_buf(), line: None, problem: format!("cannot read: {e}") }),
-    };
+    match fs::read(path) {
+        Ok(b) => parse_lines(path, b).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ControlError { path: path.to_path_buf(), line: None, problem: format!("cannot read: {e}") }),
+    }
+}
+
+/// `read_lines` on the contents of `path`, already read.
+pub fn parse_lines(path: &Path, bytes: Vec<u8>) -> Result<Vec<(usize, String)>, ControlError> {
     let text = String::from_utf8(bytes).map_err(|e| {
         let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = upto.iter().filter(|&&b| b == b'\n').count() + 1;
         ControlError { path: path.to_path_buf(), line: Some(line), problem: "not valid UTF-8".into() }
     })?;
-    Ok(Some(
-        text.lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.trim().to_string()))
-            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-            .collect(),
-    ))
+    Ok(text.lines().enumerate().map(|(i, l)| (i + 1, l.trim().to_string())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#')).collect())
 }
 
 /// Reads the control directory of one home.

@@ -38,28 +38,41 @@ pub struct Routing {
 
 impl Routing {
     pub fn load(c: &Control) -> Result<Routing, ControlError> {
+        let path = c.path(&settings::VIRTUALDOMAINS);
+        let mut r = Routing::from_lines(
+            &path,
+            c.numbered_lines(&settings::VIRTUALDOMAINS)?,
+            c.list(&settings::LOCALS)?,
+            c.text(&settings::ENVNOATHOST)?,
+        )?;
+        if let Some(v) = c.optional(&settings::POSTMASTER)? {
+            r.postmaster = Some(Address::parse(v.as_bytes()).map_err(|e| ControlError {
+                path: c.path(&settings::POSTMASTER),
+                line: None,
+                problem: format!("{v:?} is not an address: {e}"),
+            })?);
+        }
+        Ok(r)
+    }
+
+    /// Routing from virtualdomains' numbered lines (read from `path`), the locals
+    /// and envnoathost.
+    pub fn from_lines(
+        path: &std::path::Path,
+        virtual_lines: Vec<(usize, String)>,
+        locals: Vec<String>,
+        envnoathost: String,
+    ) -> Result<Routing, ControlError> {
         let mut virtualdomains = Vec::new();
-        for (n, l) in c.numbered_lines(&settings::VIRTUALDOMAINS)? {
+        for (n, l) in virtual_lines {
             let (pat, prefix) = l.split_once(':').ok_or_else(|| ControlError {
-                path: c.path(&settings::VIRTUALDOMAINS),
+                path: path.to_path_buf(),
                 line: Some(n),
                 problem: format!("{l:?} has no ':'; the format is domain:prefix"),
             })?;
             virtualdomains.push((pat.trim().to_ascii_lowercase(), prefix.trim().to_string()));
         }
-        Ok(Routing {
-            locals: c.list(&settings::LOCALS)?.into_iter().map(|l| l.to_ascii_lowercase()).collect(),
-            virtualdomains,
-            envnoathost: c.text(&settings::ENVNOATHOST)?,
-            postmaster: match c.optional(&settings::POSTMASTER)? {
-                Some(v) => Some(Address::parse(v.as_bytes()).map_err(|e| ControlError {
-                    path: c.path(&settings::POSTMASTER),
-                    line: None,
-                    problem: format!("{v:?} is not an address: {e}"),
-                })?),
-                None => None,
-            },
-        })
+        Ok(Routing { locals: locals.into_iter().map(|l| l.to_ascii_lowercase()).collect(), virtualdomains, envnoathost, postmaster: None })
     }
 
     /// The same, with control/postmaster set to `postmaster`.

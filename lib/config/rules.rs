@@ -170,6 +170,11 @@ fn parse_instruction(s: &str) -> Result<Decision, String> {
                 None => (after, ""),
             },
         };
+        // The cdb stores NAME=value NUL-terminated, and an environment value
+        // cannot hold NUL: one would split into another variable.
+        if value.contains('\0') {
+            return Err(format!("the value of {name} contains a NUL byte"));
+        }
         if !next.is_empty() && !next.starts_with(',') {
             return Err(format!("unexpected {next:?} after the value of {name}"));
         }
@@ -223,9 +228,15 @@ fn decode(v: &[u8]) -> Option<Decision> {
 pub fn compile(src: &Path, dst: &Path) -> Result<usize, RulesError> {
     let text = std::fs::read_to_string(src).map_err(|e| RulesError::Read(src.to_path_buf(), e))?;
     let rules = parse(src, &text)?;
+    crate::config::cdb::build(dst, &records(&rules)).map_err(RulesError::Cdb)?;
+    Ok(rules.len())
+}
+
+/// The cdb records of parsed rules: (prefix key, encoded decision).
+pub fn records(rules: &[Rule]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut seen = std::collections::HashSet::new();
     let mut records = Vec::new();
-    for r in &rules {
+    for r in rules {
         for k in &r.keys {
             // The first line for a prefix wins, as with tcprules.
             if seen.insert(k.clone()) {
@@ -233,17 +244,21 @@ pub fn compile(src: &Path, dst: &Path) -> Result<usize, RulesError> {
             }
         }
     }
-    crate::config::cdb::build(dst, &records).map_err(RulesError::Cdb)?;
-    Ok(rules.len())
+    records
 }
 
 /// The rule for a client: the longest matching prefix, else the default line,
 /// else None (no rule: allowed, nothing set).
 pub fn lookup(db: &mut crate::config::cdb::Db, ip: IpAddr) -> Option<Decision> {
+    lookup_with(|k| db.get(k), ip)
+}
+
+/// `lookup` through any cdb reader (`get` gives the value stored under a key).
+pub fn lookup_with(mut get: impl FnMut(&[u8]) -> Option<Vec<u8>>, ip: IpAddr) -> Option<Decision> {
     let ip = canonical(ip);
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let full = key(ip, max);
-    (1..=full.len()).rev().find_map(|n| db.get(&full.as_bytes()[..n])).or_else(|| db.get(b"")).and_then(|v| decode(&v))
+    (1..=full.len()).rev().find_map(|n| get(&full.as_bytes()[..n])).or_else(|| get(b"")).and_then(|v| decode(&v))
 }
 
 /// Open a rules cdb and decide for `ip`. A missing or unreadable file is an error:
@@ -290,6 +305,14 @@ mod tests {
         assert!(!dec("::ffff:10.0.1.1").allow, "IPv4-mapped clients match IPv4 rules");
         assert_eq!(dec("192.0.2.1").env, vec![("DEFAULT".into(), "yes".into())]);
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Found by fuzz/fuzz_targets/rules.rs: a NUL in a value came back from the
+    /// cdb as a second variable (`X="a\0Y=b"` set Y); it is refused.
+    #[test]
+    fn issue15_nul_in_a_rule_value_is_refused() {
+        let e = parse(Path::new("/x/tcp.smtp"), "127.0.0.1:allow,X=\"a\0RELAYCLIENT=\"\n").unwrap_err();
+        assert!(e.to_string().contains("line 1") && e.to_string().contains("NUL"), "{e}");
     }
 
     #[test]

@@ -295,19 +295,8 @@ impl QueueFile {
         }
         let mut t = [0u8; TRAILER_LEN];
         file.read_exact_at(&mut t, size - TRAILER_LEN as u64).map_err(io)?;
-        if &t[..4] != MAGIC || t[20] != b':' || t[31] != b'\n' {
-            return Err(corrupt("no valid trailer".into()));
-        }
-        let off = std::str::from_utf8(&t[4..20])
-            .ok()
-            .and_then(|s| u64::from_str_radix(s, 16).ok())
-            .ok_or_else(|| corrupt("bad envelope offset".into()))?;
-        let birth =
-            std::str::from_utf8(&t[21..31]).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| corrupt("bad birth time".into()))?;
+        let (off, birth) = parse_trailer(&t, size).map_err(corrupt)?;
         let env_len = size - TRAILER_LEN as u64;
-        if off > env_len || env_len - off > MAX_ENVELOPE as u64 {
-            return Err(corrupt("envelope offset out of range".into()));
-        }
         let mut env = vec![0u8; (env_len - off) as usize];
         file.read_exact_at(&mut env, off).map_err(io)?;
         let (sender, dsn, recipients) = parse_stored_envelope(&env, off).map_err(corrupt)?;
@@ -338,6 +327,32 @@ impl QueueFile {
         self.file.read_exact_at(&mut v, 0)?;
         Ok(v)
     }
+}
+
+/// The trailer of a queue file of `size` bytes: (envelope offset, birth time).
+/// The envelope lies between the offset and the trailer, at most MAX_ENVELOPE.
+pub fn parse_trailer(t: &[u8; TRAILER_LEN], size: u64) -> Result<(u64, u64), String> {
+    if &t[..4] != MAGIC || t[20] != b':' || t[31] != b'\n' {
+        return Err("no valid trailer".into());
+    }
+    let off = std::str::from_utf8(&t[4..20]).ok().and_then(|s| u64::from_str_radix(s, 16).ok()).ok_or("bad envelope offset")?;
+    let birth = std::str::from_utf8(&t[21..31]).ok().and_then(|s| s.parse::<u64>().ok()).ok_or("bad birth time")?;
+    let env_len = size.checked_sub(TRAILER_LEN as u64).ok_or("shorter than its trailer")?;
+    if off > env_len || env_len - off > MAX_ENVELOPE as u64 {
+        return Err("envelope offset out of range".into());
+    }
+    Ok((off, birth))
+}
+
+/// What `QueueFile::from_file` reads, from a whole queue file's bytes: the sender,
+/// the recipients, the birth time and the message length. No I/O (for fuzzing).
+pub fn parse_stored(file: &[u8]) -> Result<(Address, Vec<Recipient>, u64, u64), String> {
+    let size = file.len() as u64;
+    let t: &[u8; TRAILER_LEN] =
+        file.get(file.len().saturating_sub(TRAILER_LEN)..).and_then(|t| t.try_into().ok()).ok_or("shorter than its trailer")?;
+    let (off, birth) = parse_trailer(t, size)?;
+    let (sender, _, recipients) = parse_stored_envelope(&file[off as usize..file.len() - TRAILER_LEN], off)?;
+    Ok((sender, recipients, birth, off))
 }
 
 fn parse_stored_envelope(env: &[u8], base: u64) -> Result<(Address, MessageDsn, Vec<Recipient>), String> {

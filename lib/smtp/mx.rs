@@ -155,6 +155,11 @@ impl Routes {
         DomainTable::load(control, &crate::config::settings::SMTPROUTES, parse_line).map(Routes)
     }
 
+    /// The routes from the numbered lines of `path` (see `control::parse_lines`).
+    pub fn from_lines(path: &std::path::Path, lines: Vec<(usize, String)>) -> Result<Routes, ControlError> {
+        DomainTable::from_lines(path, lines, parse_line).map(Routes)
+    }
+
     /// The route for `domain`; MX on port 25 when no line matches.
     pub fn find(&self, domain: &str) -> SmtpRoute {
         self.0.find(domain).unwrap_or(SmtpRoute { relay: Relay::Mx, port: SMTP_PORT })

@@ -135,6 +135,11 @@ pub fn load_sources(control: &Control) -> Result<DomainTable<Source>, ControlErr
     DomainTable::load(control, &settings::OUTGOINGIP, parse_source)
 }
 
+/// outgoingip from the numbered lines of `path` (see `control::parse_lines`).
+pub fn sources_from_lines(path: &std::path::Path, lines: Vec<(usize, String)>) -> Result<DomainTable<Source>, ControlError> {
+    DomainTable::from_lines(path, lines, parse_source)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsPolicy {
     /// STARTTLS when offered; plain text when not, or when the handshake fails.
@@ -145,12 +150,21 @@ pub enum TlsPolicy {
     Verify,
 }
 
-pub fn load_tls_policy(control: &Control) -> Result<DomainTable<TlsPolicy>, ControlError> {
-    DomainTable::load(control, &settings::TLSDESTINATIONS, |rest| match rest.map(str::trim) {
+fn parse_tls_policy(rest: Option<&str>) -> Result<TlsPolicy, String> {
+    match rest.map(str::trim) {
         None | Some("") => Ok(TlsPolicy::Required),
         Some("verify") => Ok(TlsPolicy::Verify),
         Some(other) => Err(format!("{other:?} is not a policy (leave it empty, or write verify)")),
-    })
+    }
+}
+
+pub fn load_tls_policy(control: &Control) -> Result<DomainTable<TlsPolicy>, ControlError> {
+    DomainTable::load(control, &settings::TLSDESTINATIONS, parse_tls_policy)
+}
+
+/// tlsdestinations from the numbered lines of `path` (see `control::parse_lines`).
+pub fn tls_policy_from_lines(path: &std::path::Path, lines: Vec<(usize, String)>) -> Result<DomainTable<TlsPolicy>, ControlError> {
+    DomainTable::from_lines(path, lines, parse_tls_policy)
 }
 
 #[cfg(test)]

@@ -49,6 +49,11 @@ pub fn parse_assign(path: &Path, text: &str) -> Result<Records, UsersError> {
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
+        // The cdb record separates its fields with NUL: one inside a field would
+        // make the record unreadable (the user silently unknown).
+        if line.contains('\0') {
+            return Err(syntax(path, n, "a NUL byte is not allowed"));
+        }
         let kind = line.as_bytes()[0];
         if kind != b'=' && kind != b'+' {
             return Err(syntax(path, n, "a line must start with = (exact), + (wildcard) or be the final \".\""));
@@ -83,6 +88,9 @@ fn list_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 
 /// Parse one users/virtual line.
 pub fn parse_virtual_line(path: &Path, n: usize, line: &str) -> Result<VirtualUser, UsersError> {
+    if line.contains('\0') {
+        return Err(syntax(path, n, "a NUL byte is not allowed"));
+    }
     let f: Vec<&str> = line.splitn(5, ':').collect();
     if f.len() != 5 {
         return Err(syntax(path, n, format!("expected address:hash:uid:gid:home, found {} field(s)", f.len())));

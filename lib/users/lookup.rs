@@ -173,7 +173,7 @@ impl Users {
 }
 
 /// An assign record from the cdb; `rest` is appended to its ext (wildcards).
-fn decode_assign(v: &[u8], rest: &str) -> Option<LocalUser> {
+pub fn decode_assign(v: &[u8], rest: &str) -> Option<LocalUser> {
     let text = std::str::from_utf8(v).ok()?;
     let f: Vec<&str> = text.split('\0').collect();
     if f.len() != 6 {

@@ -194,6 +194,17 @@ mod tests {
         assert_eq!(parse_assign(p, "=a:a:1:1:/h:::\n.\ngarbage\n").unwrap().len(), 1);
     }
 
+    /// Found by fuzz/fuzz_targets/users.rs: a NUL inside a field made a record
+    /// that lookups cannot decode (the user silently unknown); it is refused.
+    #[test]
+    fn issue15_nul_in_users_files_is_refused() {
+        let p = Path::new("/x/users/assign");
+        let e = parse_assign(p, "=a:a:1:1:/h:::\n=b:b:1:1:/h\0x:::\n.\n").unwrap_err();
+        assert!(e.to_string().contains("line 2") && e.to_string().contains("NUL"), "{e}");
+        let e = parse_virtual_line(Path::new("/x/users/virtual"), 3, "a@b.example:$6$s\0h:5:6:/m/a").unwrap_err();
+        assert!(e.to_string().contains("line 3") && e.to_string().contains("NUL"), "{e}");
+    }
+
     #[test]
     fn virtual_users_and_extensions() {
         let h = tmphome("virtual");

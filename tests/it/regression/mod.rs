@@ -3,6 +3,7 @@
 
 mod auth;
 mod dsn;
+mod parsers;
 mod queue;
 mod recipients;
 mod session;
