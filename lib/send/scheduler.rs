@@ -397,7 +397,18 @@ impl Scheduler {
         let mut dsn = file.rcpt_dsn;
         dsn.resize(rcpts.len(), RcptDsn::default());
         let remote = vec![false; rcpts.len()];
-        let msg = Msg { sender: file.sender, birth: file.birth, size: file.size, rcpts, dsn, remote, busy: 0, next_try: now, skip: 10, settling: None };
+        let msg = Msg {
+            sender: file.sender,
+            birth: file.birth,
+            size: file.size,
+            rcpts,
+            dsn,
+            remote,
+            busy: 0,
+            next_try: now,
+            skip: 10,
+            settling: None,
+        };
         self.msgs.insert(id.clone(), msg);
         self.due.push(Reverse((now, id)));
     }
