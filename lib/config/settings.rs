@@ -95,7 +95,7 @@ settings! {
     AUTHWAIT "authwait" Number N(30), "seconds a password check waits for one of the authconcurrency places before the login fails temporarily";
     AUTHFAILMAX "authfailmax" Number N(10), "failed logins from one client address (IPv6: its /64) within authfailwindow after which its logins are refused for authfailwindow seconds; 0: no limit";
     AUTHFAILWINDOW "authfailwindow" Number N(600), "seconds over which authfailmax counts failed logins, and how long an address over it is refused";
-    TIMEOUTSUBMIT "timeoutsubmit" Number N(300), "seconds a postern-queued worker waits for more of a submission (message or envelope) before it drops it";
+    TIMEOUTSUBMIT "timeoutsubmit" Number N(300), "seconds a local user has for the rest of a submission after its hello (postern's own users: for each read) before postern-queued drops it";
     CONCURRENCYSUBMIT "concurrencysubmit" Number N(10), "most unfinished submissions to postern-queued at once from one uid (root and postern's own users are not limited); more are refused for now; 0: no limit";
     SMTPGREETING "smtpgreeting" Line Follows(&ME), "the host name postern-smtpd gives in its greeting, EHLO reply and Received lines";
     POSTMASTER "postmaster" Line Default::None, "the address that receives mail for postmaster (bare, and at every local and virtual domain), and so double bounces (missing: qmail's way, users/assign or ~alias/.qmail-postmaster)";

@@ -26,9 +26,12 @@
 //! `concurrencysubmit` submissions unfinished at once (lock files
 //! `run/queue/uid/UID.N`, `os::slots`); one more is refused at once with exit 77.
 //! root and postern's own users (smtpd's postern-d, postern-send's postern-s,
-//! ...) are not counted: their clients have limits of their own. The deadline is
-//! for the time without progress, not for the whole message, because postern-smtpd
-//! streams a message into the worker as slowly as its client sends it.
+//! ...) are not counted: their clients have limits of their own. For them the
+//! deadline is for the time without progress, because postern-smtpd streams a
+//! message into the worker as slowly as its client sends it (smtpd has its own
+//! deadline for a whole message, `timeoutsmtpddata`); for everyone else it is for
+//! the whole rest of the submission, so a trickle of a byte now and then does
+//! not hold a worker either.
 //!
 //! Clients (`queue::Submission`) use the socket when it answers and neither
 //! POSTERN_QUEUE nor QMAILQUEUE is set; otherwise they run the queue program,
@@ -46,7 +49,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PROGRAM: &str = "postern-queued";
 /// A client that connects and sends nothing is dropped after this.
@@ -180,8 +183,9 @@ fn submission(home: &Home, policy: &Policy, uid: u32, message: &File, envelope: 
         }
     };
     let stalled = Cell::new(false);
-    let mut message = Patient { file: message, what: "message", uid, timeout: policy.timeout, stalled: &stalled };
-    let mut envelope = Patient { file: envelope, what: "envelope", uid, timeout: policy.timeout, stalled: &stalled };
+    let until = (!policy.exempt.contains(&uid)).then(|| Instant::now() + policy.timeout);
+    let mut message = Patient { file: message, what: "message", uid, timeout: policy.timeout, until, stalled: &stalled };
+    let mut envelope = Patient { file: envelope, what: "envelope", uid, timeout: policy.timeout, until, stalled: &stalled };
     nix::unistd::alarm::set(DEATH_SECONDS);
     // A read that timed out ends the write like any read error: the file in
     // queue/tmp is removed and nothing is queued (queue_one logs it, uid and all).
@@ -195,20 +199,26 @@ fn submission(home: &Home, policy: &Policy, uid: u32, message: &File, envelope: 
 }
 
 /// A descriptor from a client, read with at most `timeout` of waiting for each
-/// piece (the client may have made it non-blocking: that is waited out too).
+/// piece and, when `until` is set, nothing after it (the client may have made
+/// it non-blocking: that is waited out too).
 struct Patient<'a> {
     file: &'a File,
     what: &'static str,
     uid: u32,
     timeout: Duration,
+    until: Option<Instant>,
     stalled: &'a Cell<bool>,
 }
 
 impl Read for Patient<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let ms = PollTimeout::try_from(self.timeout.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
         loop {
+            let wait = match self.until {
+                Some(t) => self.timeout.min(t.saturating_duration_since(Instant::now())),
+                None => self.timeout,
+            };
+            let ms = PollTimeout::try_from(wait.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
             let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, ms) {
                 Ok(0) => {
@@ -216,7 +226,7 @@ impl Read for Patient<'_> {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         format!(
-                            "uid {} sent nothing more of the {} for {} s (timeoutsubmit); dropped",
+                            "uid {} did not finish the {} within {} s (timeoutsubmit); dropped",
                             self.uid,
                             self.what,
                             self.timeout.as_secs()

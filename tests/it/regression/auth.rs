@@ -194,7 +194,7 @@ fn issue15_a_stalled_submission_is_dropped_after_timeoutsubmit() {
     assert_eq!(fs::read_dir(i.join("queue/tmp")).unwrap().count(), 0, "nothing left in queue/tmp");
     let uid = nix::unistd::getuid().as_raw();
     let log = all_logs(&i);
-    assert!(log.contains(&format!("uid {uid} sent nothing more of the message for 2 s (timeoutsubmit)")), "{log}");
+    assert!(log.contains(&format!("uid {uid} did not finish the message within 2 s (timeoutsubmit)")), "{log}");
     // The worker is free: a whole message goes through.
     let mut sock = std::os::unix::net::UnixStream::connect(&path).unwrap();
     let (mut msg, mut env) = queued_hello(&sock);
@@ -304,4 +304,50 @@ print("fifth", answer(s))
         postern::queue::submit::exit::describe(77),
         "too many unfinished submissions from this user at once (concurrencysubmit); try again later"
     );
+}
+
+/// A local user who trickles a byte a second never stalls, but the rest of a
+/// submission still has a deadline: the whole of it within timeoutsubmit. (For
+/// postern-smtpd, exempt, only the time without progress counts: it has its own
+/// deadline for a whole message.)
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn issue15_a_trickled_submission_meets_its_deadline() {
+    require_root();
+    let user = format!("p15t{}", std::process::id() % 100000);
+    let _ = std::process::Command::new("userdel").arg(&user).output();
+    run_ok(&["useradd", "-M", "-s", "/bin/sh", &user], b"");
+    let uid = uid_of(&user).unwrap();
+    let i = Instance::create("i15-trickle");
+    i.control("timeoutsubmit", "3\n");
+    i.start();
+    let path = i.join("run/queue/submit");
+    wait_for(20, "postern-queued's socket", || path.exists().then_some(()));
+    // A byte every half second for 15 s, then the answer.
+    let script = r#"
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+mr, mw = os.pipe()
+er, ew = os.pipe()
+socket.send_fds(s, [b"Q"], [mr, er])
+os.close(mr); os.close(er)
+start = time.time()
+try:
+    for b in b"Subject: trickle\n\n" + b"x" * 28:
+        os.write(mw, bytes([b]))
+        time.sleep(0.5)
+except BrokenPipeError:
+    pass
+s.settimeout(30)
+b = s.recv(1)
+print("answer", b[0] if b else "closed", "after", int(time.time() - start))
+"#;
+    let o = std::process::Command::new("runuser").args(["-u", &user, "--", "python3", "-c", script]).arg(&path).output().unwrap();
+    let _ = std::process::Command::new("userdel").arg(&user).output();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.starts_with("answer 52 "), "timed out: {out}{}", text(&o));
+    assert_eq!(i.queued(), 0);
+    let log = all_logs(&i);
+    assert!(log.contains(&format!("uid {uid} did not finish the message within 3 s (timeoutsubmit)")), "{log}");
 }
