@@ -5,7 +5,9 @@
 //! So postern-start also runs postern-queued, as postern-q. It listens on
 //! `run/queue/submit` (mode 0666: anyone may queue, as anyone may run the setuid
 //! postern-queue), and for each connection forks a worker that takes two
-//! descriptors sent with one byte (SCM_RIGHTS), the message and the envelope,
+//! descriptors sent with one byte (SCM_RIGHTS), the message and the envelope
+//! (the byte is `Q`, or `S` to ask for DKIM signing, as POSTERN_DKIM=sign does
+//! for postern-queue),
 //! and does exactly what postern-queue does with its fd 0 and fd 1
 //! (`queue::queue_one`). The worker answers with one byte, postern-queue's exit
 //! code, only after the message is durable, and exits. No answer (a worker
@@ -102,9 +104,9 @@ fn set_accept_timeout(listener: &UnixListener, t: Duration) -> io::Result<()> {
 /// One message, in a worker.
 fn work(home: &Home, mut stream: UnixStream) {
     let code = match receive(&stream) {
-        Ok((uid, mut message, mut envelope)) => {
+        Ok((uid, sign, mut message, mut envelope)) => {
             nix::unistd::alarm::set(DEATH_SECONDS);
-            let code = queue_one(home, &mut message, &mut envelope, uid);
+            let code = queue_one(home, &mut message, &mut envelope, uid, sign);
             nix::unistd::alarm::cancel();
             code
         }
@@ -116,16 +118,16 @@ fn work(home: &Home, mut stream: UnixStream) {
     let _ = stream.write_all(&[code as u8]);
 }
 
-/// Who asked, and the two descriptors.
-fn receive(stream: &UnixStream) -> io::Result<(u32, File, File)> {
+/// Who asked, whether to sign, and the two descriptors.
+fn receive(stream: &UnixStream) -> io::Result<(u32, bool, File, File)> {
     let uid = crate::os::sys::peer_uid(stream)?;
     stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
     let mut fds = VecDeque::new();
     let mut byte = [0u8; 1];
     let n = crate::os::sys::recv_with_fds(stream, &mut byte, &mut fds)?;
     match (n, fds.pop_front(), fds.pop_front(), fds.is_empty()) {
-        (1, Some(m), Some(e), true) if byte[0] == b'Q' => Ok((uid, File::from(m), File::from(e))),
-        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "expected one byte 'Q' with two descriptors")),
+        (1, Some(m), Some(e), true) if matches!(byte[0], b'Q' | b'S') => Ok((uid, byte[0] == b'S', File::from(m), File::from(e))),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "expected one byte 'Q' or 'S' with two descriptors")),
     }
 }
 
