@@ -170,10 +170,13 @@ pub fn key_paths(control: &Control, domain: &str, selectors: &[String]) -> Resul
     Ok(out)
 }
 
+/// A parsed key with the mtime and size of the file it came from.
+type Cached = (SystemTime, u64, Rc<DkimKey>);
+
 thread_local! {
     /// Parsed keys by path, with the file's mtime and size: a postern-queued
     /// worker signs many messages, and parsing an RSA key costs more than a signature.
-    static CACHE: RefCell<HashMap<PathBuf, (SystemTime, u64, Rc<DkimKey>)>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<HashMap<PathBuf, Cached>> = RefCell::new(HashMap::new());
 }
 
 /// Read and parse a key file (cached while the file is unchanged).
