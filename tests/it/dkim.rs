@@ -289,3 +289,58 @@ fn opendkim_verifies_the_rsa_and_the_ed25519_signatures() {
     assert_eq!((v[0].0, v[1].0), (0, 0), "both verify: {v:?}");
     assert!(v[2].0 != 0 && v[3].0 != 0 && v[2].1.contains("Bad signature") && v[3].1.contains("Bad signature"), "tampered: {v:?}");
 }
+
+#[test]
+fn the_queue_program_relay_clients_and_bounces_ask_and_qmail_style_callers_do_not() {
+    let i = Instance::create("dkreq");
+    let bob = i.adduser("bob", "x");
+    let alice = i.adduser("alice", "x");
+    keygen(&i, &i.domain, "ed1", "ed25519");
+    i.allow_relay();
+    i.start();
+    let tmp = TempDir::new("dkreq");
+    let queue = i.path().join("bin/postern-queue");
+    // postern-inject through the queue program (no postern-queued): the
+    // request travels in POSTERN_DKIM.
+    let out = run_with_input(
+        i.cmd("postern-inject").env("POSTERN_QUEUE", &queue).arg(i.address("bob")),
+        &mail(&i.address("alice"), &i.address("bob"), "program"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // A qmail-style caller of postern-queue (fd 0 message, fd 1 envelope)
+    // knows nothing of it: not signed, even with a stray POSTERN_DKIM of another value.
+    fs::write(tmp.path().join("m"), mail(&i.address("alice"), &i.address("bob"), "qmail-style")).unwrap();
+    fs::write(tmp.path().join("e"), format!("F{}\0T{}\0\0", i.address("alice"), i.address("bob"))).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{} < {d}/m 1< {d}/e", queue.display(), d = tmp.path().display()))
+        .env("POSTERN_HOME", i.path())
+        .env("POSTERN_DKIM", "yes")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // A RELAYCLIENT client (tcp.smtp) is trusted like an authenticated one.
+    let mut c = Client::smtp(i.smtp_port());
+    c.expect("EHLO relay.test", 250);
+    c.expect(&format!("MAIL FROM:<{}>", i.address("alice")), 250);
+    c.expect(&format!("RCPT TO:<{}>", i.address("bob")), 250);
+    c.expect("DATA", 354);
+    c.send(&crlf(&mail(&i.address("alice"), &i.address("bob"), "relayclient")));
+    c.expect(".", 250);
+    c.expect("QUIT", 221);
+    // A bounce (From: MAILER-DAEMON@ the instance's domain) is signed.
+    i.send(&i.address("alice"), &[&format!("nobody@{}", i.domain)], &mail(&i.address("alice"), "nobody", "bounced"));
+
+    let recs = records(&i);
+    let got = i.wait_mail(&bob, 3);
+    let by_subject = |s: &str| got.iter().find(|m| String::from_utf8_lossy(m).contains(&format!("\nSubject: {s}\n"))).unwrap().clone();
+    for s in ["program", "relayclient"] {
+        let v = dkimpy(tmp.path(), &by_subject(s), &recs);
+        assert!(v.len() == 1 && v[0].starts_with("s=ed1 ") && v[0].ends_with(" ok"), "{s}: {v:?}");
+    }
+    assert_eq!(signatures(&by_subject("qmail-style")), 0, "{}", String::from_utf8_lossy(&by_subject("qmail-style")));
+    let bounce = i.wait_mail(&alice, 1).remove(0);
+    assert!(String::from_utf8_lossy(&bounce).contains(&format!("<MAILER-DAEMON@{}>\n", i.domain)), "{}", String::from_utf8_lossy(&bounce));
+    let v = dkimpy(tmp.path(), &bounce, &recs);
+    assert!(v.len() == 1 && v[0].ends_with(" ok"), "bounce: {v:?}\n{}", String::from_utf8_lossy(&bounce));
+}
