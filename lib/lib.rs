@@ -12,6 +12,7 @@ pub mod status;
 pub mod auth;
 pub mod config;
 pub mod deliver;
+pub mod dkim;
 pub mod inject;
 pub mod maildir;
 pub mod message;

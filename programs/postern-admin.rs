@@ -81,7 +81,31 @@ fn cli() -> Command {
                 .subcommand(Command::new("count").about("number of queued messages (first line), then details"))
                 .subcommand(Command::new("flush").about("ask postern-send to retry every deferred delivery now")),
         )
-        .subcommand(Command::new("showctl").about("every setting, its value and where it comes from"))
+        .subcommand(Command::new("showctl").about("every setting, its value and where it comes from, then each sender domain"))
+        .subcommand(
+            Command::new("dkim")
+                .about("DKIM keys (control/dkim/DOMAIN/SELECTOR.key) and their DNS records")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("keygen")
+                        .about("make a key for DOMAIN (readable by postern-q only) and print the TXT record to publish")
+                        .arg(Arg::new("domain").required(true).value_name("DOMAIN"))
+                        .arg(Arg::new("selector").long("selector").value_name("S").help("the selector (default: rsaYYYYMM or edYYYYMM)"))
+                        .arg(
+                            Arg::new("type")
+                                .long("type")
+                                .value_name("TYPE")
+                                .value_parser(["rsa", "ed25519"])
+                                .default_value("rsa")
+                                .help("rsa (2048 bits) or ed25519"),
+                        ),
+                )
+                .subcommand(
+                    Command::new("show")
+                        .about("the TXT records for the keys there are (of DOMAIN, or of every domain)")
+                        .arg(Arg::new("domain").value_name("DOMAIN")),
+                ),
+        )
 }
 
 fn fail(e: impl Display + Classify) -> ! {
@@ -189,6 +213,43 @@ fn main() {
         ("showctl", _) => {
             outln!("home: {}", home.root().display());
             out::print(control::format(&control::effective(&home)));
+            out::print(postern::dkim::keygen::sender_domains(&control::Control::new(&home)));
+        }
+        ("dkim", Some(("keygen", a))) => {
+            let domain = a.get_one::<String>("domain").unwrap();
+            let key_type = a.get_one::<String>("type").unwrap();
+            let selector = a
+                .get_one::<String>("selector")
+                .cloned()
+                .unwrap_or_else(|| postern::dkim::keygen::default_selector(key_type, std::time::SystemTime::now()));
+            // The key belongs to the queue's uid, which signs; as an ordinary user
+            // (an instance) the key stays ours, which is the instance's queue uid.
+            let owner = if postern::os::privs::is_root() {
+                Some(postern::os::privs::Service::Queue.ids().unwrap_or_else(|e| fail(e)))
+            } else {
+                None
+            };
+            let c = control::Control::new(&home);
+            let p = postern::dkim::keygen::keygen(&c, domain, &selector, key_type, owner).unwrap_or_else(|e| fail(e));
+            outln!("wrote {} ({key_type}); publish this record in DNS:", p.path.display());
+            outln!("{}", p.record);
+        }
+        ("dkim", Some(("show", a))) => {
+            let c = control::Control::new(&home);
+            let keys = postern::dkim::keygen::show(&c, a.get_one::<String>("domain").map(String::as_str)).unwrap_or_else(|e| fail(e));
+            let mut broken = false;
+            for k in keys {
+                match k {
+                    Ok(p) => outln!("{}", p.record),
+                    Err(e) => {
+                        broken = true;
+                        eprintln!("{PROGRAM}: {e}");
+                    }
+                }
+            }
+            if broken {
+                std::process::exit(postern::error::EXIT_TEMP);
+            }
         }
         _ => unreachable!("clap requires a known subcommand"),
     }

@@ -85,7 +85,7 @@ settings! {
     BOUNCEMAXBYTES "bouncemaxbytes" Number N(50000), "most bytes of the original message quoted in a bounce";
     HELOHOST "helohost" Line Follows(&ME), "the name postern-remote gives in HELO/EHLO";
     TIMEOUTPOP3 "timeoutpop3" Number N(1200), "seconds postern-popup and postern-pop3d wait for the POP3 client";
-    OUTGOINGIP "outgoingip" List Default::None, "per sender domain, the local address(es) and HELO name of outgoing SMTP: `senderdomain:IP[,[IPv6]][:heloname]`, `:IP[:helo]` for the rest";
+    OUTGOINGIP "outgoingip" List Default::None, "per sender domain, the local address(es) and HELO name of outgoing SMTP and the DKIM selectors that sign its mail: `senderdomain:IP[,[IPv6]][:heloname[:selector[,selector]]]`, `:IP[:helo]` for the rest; without selectors, every control/dkim/DOMAIN/*.key signs";
     TLSDESTINATIONS "tlsdestinations" List Default::None, "recipient domains that require TLS: `domain` (any certificate) or `domain:verify` (checked with tlsca.pem, else the public roots)";
     DNSRESOLVERS "dnsresolvers" List Default::None, "DNS servers postern-remote asks, `IP` or `IP:PORT` a line (missing: /etc/resolv.conf)";
     MAXRCPT "maxrcpt" Number N(100), "most recipients postern-smtpd accepts in one message; more get 452 4.5.3";

@@ -305,7 +305,8 @@ pub fn run(home: &Home, o: &Options, message: &File) -> Result<Outcome, Vacation
     // Queue first, then remember: a crash in between repeats a reply, it
     // never loses one.
     let envelope = Envelope::new(Address::null(), vec![sender.clone()]);
-    queue::submit(home, &mut &reply[..], &envelope).map_err(VacationError::Queue)?;
+    // Signed: the reply comes from the recipient, one of ours.
+    queue::submit_with(home, &mut &reply[..], &envelope, true).map_err(VacationError::Queue)?;
     db.retain(|_, t| now < t.saturating_add(o.period));
     db.insert(key, now);
     write_db(&db_path, &db)?;

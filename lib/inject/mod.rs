@@ -302,10 +302,11 @@ pub fn prepare(home: &Home, req: &Request, input: &[u8], now: SystemTime) -> Res
 }
 
 /// The whole of local injection: complete, then queue via postern::queue::submit
-/// (which honours $POSTERN_QUEUE and $QMAILQUEUE).
+/// (which honours $POSTERN_QUEUE and $QMAILQUEUE), asking for DKIM signing:
+/// local users are trusted with the host's domains, as Postfix trusts localhost.
 pub fn inject(home: &Home, req: &Request, input: &[u8]) -> Result<Envelope, InjectError> {
     let (envelope, message) = prepare(home, req, input, SystemTime::now())?;
-    crate::queue::submit(home, &mut &message[..], &envelope).map_err(InjectError::Submit)?;
+    crate::queue::submit_with(home, &mut &message[..], &envelope, true).map_err(InjectError::Submit)?;
     Ok(envelope)
 }
 

@@ -5,7 +5,9 @@
 //! So postern-start also runs postern-queued, as postern-q. It listens on
 //! `run/queue/submit` (mode 0666: anyone may queue, as anyone may run the setuid
 //! postern-queue), and for each connection forks a worker that takes two
-//! descriptors sent with one byte (SCM_RIGHTS), the message and the envelope,
+//! descriptors sent with one byte (SCM_RIGHTS), the message and the envelope
+//! (the byte is `Q`, or `S` to ask for DKIM signing, as POSTERN_DKIM=sign does
+//! for postern-queue),
 //! and does exactly what postern-queue does with its fd 0 and fd 1
 //! (`queue::queue_one`). The worker answers with one byte, postern-queue's exit
 //! code, only after the message is durable, and exits. No answer (a worker
@@ -150,7 +152,7 @@ fn set_accept_timeout(listener: &UnixListener, t: Duration) -> io::Result<()> {
 /// One message, in a worker.
 fn work(home: &Home, policy: &Policy, mut stream: UnixStream) {
     let code = match receive(&stream) {
-        Ok((uid, message, envelope)) => submission(home, policy, uid, &message, &envelope),
+        Ok((uid, sign, message, envelope)) => submission(home, policy, uid, sign, &message, &envelope),
         Err(e) => {
             crate::os::log::line(PROGRAM, &format!("bad request: {e}"));
             exit::READ
@@ -161,7 +163,7 @@ fn work(home: &Home, policy: &Policy, mut stream: UnixStream) {
 
 /// Queue what uid sends on `message` and `envelope`, within the policy: the
 /// exit code to answer.
-fn submission(home: &Home, policy: &Policy, uid: u32, message: &File, envelope: &File) -> i32 {
+fn submission(home: &Home, policy: &Policy, uid: u32, sign: bool, message: &File, envelope: &File) -> i32 {
     let _place = match (policy.per_uid, policy.exempt.contains(&uid)) {
         (0, _) | (_, true) => None,
         (n, false) => {
@@ -189,7 +191,7 @@ fn submission(home: &Home, policy: &Policy, uid: u32, message: &File, envelope: 
     nix::unistd::alarm::set(DEATH_SECONDS);
     // A read that timed out ends the write like any read error: the file in
     // queue/tmp is removed and nothing is queued (queue_one logs it, uid and all).
-    let code = queue_one(home, &mut message, &mut envelope, uid);
+    let code = queue_one(home, &mut message, &mut envelope, uid, sign);
     nix::unistd::alarm::cancel();
     if stalled.get() {
         exit::TIMEOUT
@@ -225,12 +227,20 @@ impl Read for Patient<'_> {
                     self.stalled.set(true);
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        format!(
-                            "uid {} did not finish the {} within {} s (timeoutsubmit); dropped",
-                            self.uid,
-                            self.what,
-                            self.timeout.as_secs()
-                        ),
+                        match self.until {
+                            Some(_) => format!(
+                                "uid {} did not finish the {} within {} s (timeoutsubmit); dropped",
+                                self.uid,
+                                self.what,
+                                self.timeout.as_secs()
+                            ),
+                            None => format!(
+                                "uid {} sent nothing more of the {} for {} s (timeoutsubmit); dropped",
+                                self.uid,
+                                self.what,
+                                self.timeout.as_secs()
+                            ),
+                        },
                     ));
                 }
                 Ok(_) => {}
@@ -245,16 +255,16 @@ impl Read for Patient<'_> {
     }
 }
 
-/// Who asked, and the two descriptors.
-fn receive(stream: &UnixStream) -> io::Result<(u32, File, File)> {
+/// Who asked, whether to sign, and the two descriptors.
+fn receive(stream: &UnixStream) -> io::Result<(u32, bool, File, File)> {
     let uid = crate::os::sys::peer_uid(stream)?;
     stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
     let mut fds = VecDeque::new();
     let mut byte = [0u8; 1];
     let n = crate::os::sys::recv_with_fds(stream, &mut byte, &mut fds)?;
     match (n, fds.pop_front(), fds.pop_front(), fds.is_empty()) {
-        (1, Some(m), Some(e), true) if byte[0] == b'Q' => Ok((uid, File::from(m), File::from(e))),
-        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "expected one byte 'Q' with two descriptors")),
+        (1, Some(m), Some(e), true) if matches!(byte[0], b'Q' | b'S') => Ok((uid, byte[0] == b'S', File::from(m), File::from(e))),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "expected one byte 'Q' or 'S' with two descriptors")),
     }
 }
 

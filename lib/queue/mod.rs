@@ -57,4 +57,4 @@ pub mod submit;
 
 pub use format::{Envelope, Id, QueueError, QueueFile, Recipient};
 pub use store::Queue;
-pub use submit::{submit, Submission, SubmitError};
+pub use submit::{submit, submit_with, Submission, SubmitError};

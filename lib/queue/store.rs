@@ -259,14 +259,30 @@ impl Queue {
 /// postern-queue's whole job once it runs as postern-q: the message from
 /// `message`, the envelope from `envelope`, a Received line naming `uid` (who
 /// asked), then wake postern-send. Returns the exit code (qmail-queue's codes).
-pub fn queue_one(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, uid: u32) -> i32 {
+/// With `sign`, the message is read into memory and DKIM-signed (lib/dkim) before
+/// anything is written: the signature fields go after the Received line, then the
+/// message, through the same write and fsync steps as any other.
+pub fn queue_one(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, uid: u32, sign: bool) -> i32 {
     let queue = Queue::new(home);
     let received = format!(
         "Received: (postern-queue {} invoked by uid {uid}); {}\n",
         std::process::id(),
         crate::message::date::rfc2822(SystemTime::now())
     );
-    match queue.write(message, envelope, received.as_bytes()) {
+    let result = if sign {
+        let mut whole = Vec::new();
+        match message.read_to_end(&mut whole) {
+            Ok(_) => {
+                let mut prefix = received.into_bytes();
+                prefix.extend(signatures(home, &whole));
+                queue.write(&mut &whole[..], envelope, &prefix)
+            }
+            Err(e) => Err(QueueError::Read(format!("message: {e}"))),
+        }
+    } else {
+        queue.write(message, envelope, received.as_bytes())
+    };
+    match result {
         Ok(_id) => {
             queue.trigger();
             0
@@ -276,6 +292,16 @@ pub fn queue_one(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, u
             e.exit_code()
         }
     }
+}
+
+/// The DKIM-Signature fields for a message; a key that cannot be used is logged
+/// and skipped (the message is never refused or lost for it).
+fn signatures(home: &Home, message: &[u8]) -> Vec<u8> {
+    let signed = crate::dkim::sign_message(&crate::config::control::Control::new(home), message);
+    for p in &signed.problems {
+        crate::os::log::line("postern-queue", &format!("{p}; the message is queued without that DKIM signature"));
+    }
+    signed.fields
 }
 
 #[cfg(test)]

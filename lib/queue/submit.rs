@@ -50,6 +50,18 @@ pub mod exit {
     }
 }
 
+/// Set to `sign` in the queue program's environment when the submitter asks for
+/// DKIM signing (lib/dkim). The submitter decides: local injection, bounces and
+/// vacation replies ask, smtpd asks only for AUTH and RELAYCLIENT clients, and
+/// forwards never do. qmail-style callers know nothing of it and are not signed.
+/// postern-queued's clients say the same with their hello byte: `S`, not `Q`.
+pub const SIGN_ENV: &str = "POSTERN_DKIM";
+
+/// Whether the queue program was asked to sign (its environment).
+pub fn sign_requested() -> bool {
+    std::env::var_os(SIGN_ENV).is_some_and(|v| v == "sign")
+}
+
 /// The socket of postern-queued (see `daemon`).
 pub fn daemon_socket(home: &Home) -> PathBuf {
     home.root().join("run").join("queue").join("submit")
@@ -114,15 +126,28 @@ enum Verdict {
 }
 
 impl Submission {
+    /// A submission that does not ask for DKIM signing.
     pub fn start(home: &Home) -> Result<Submission, SubmitError> {
+        Submission::start_with(home, false)
+    }
+
+    /// A submission; `sign` asks the queue to DKIM-sign the message (`SIGN_ENV`).
+    pub fn start_with(home: &Home, sign: bool) -> Result<Submission, SubmitError> {
         use std::process::{Command, Stdio};
-        if let Some(s) = Submission::via_daemon(home) {
+        if let Some(s) = Submission::via_daemon(home, sign) {
             return Ok(s);
         }
         let program = queue_program(home);
         let bug = |detail: String| SubmitError { code: exit::BUG, detail };
         let (env_r, env_w) = crate::os::sys::pipe().map_err(|e| bug(format!("pipe: {e}")))?;
-        let mut child = Command::new(&program)
+        let mut cmd = Command::new(&program);
+        // Set or removed, never inherited: only this submitter decides.
+        if sign {
+            cmd.env(SIGN_ENV, "sign");
+        } else {
+            cmd.env_remove(SIGN_ENV);
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::from(env_r))
             .env("POSTERN_HOME", home.root())
@@ -134,7 +159,7 @@ impl Submission {
 
     /// postern-queued's socket, when it answers and no other queue program is
     /// asked for: the same fd 0 and fd 1, passed as two pipes, and no program start.
-    fn via_daemon(home: &Home) -> Option<Submission> {
+    fn via_daemon(home: &Home, sign: bool) -> Option<Submission> {
         use std::os::fd::AsFd;
         if queue_override().is_some() {
             return None;
@@ -142,7 +167,7 @@ impl Submission {
         let sock = std::os::unix::net::UnixStream::connect(daemon_socket(home)).ok()?;
         let (msg_r, msg_w) = crate::os::sys::pipe().ok()?;
         let (env_r, env_w) = crate::os::sys::pipe().ok()?;
-        crate::os::sys::send_with_fds(&sock, b"Q", &[msg_r.as_fd(), env_r.as_fd()]).ok()?;
+        crate::os::sys::send_with_fds(&sock, if sign { b"S" } else { b"Q" }, &[msg_r.as_fd(), env_r.as_fd()]).ok()?;
         Some(Submission {
             verdict: Verdict::Daemon(sock),
             stdin: Some(File::from(msg_w)),
@@ -202,7 +227,12 @@ impl Submission {
 /// its fd 1. Returns once the program has exited; Ok only for exit 0. If reading
 /// `message` fails, nothing is queued.
 pub fn submit(home: &Home, message: &mut dyn Read, envelope: &Envelope) -> Result<(), SubmitError> {
-    let mut sub = Submission::start(home)?;
+    submit_with(home, message, envelope, false)
+}
+
+/// `submit`, asking the queue to DKIM-sign the message when `sign` is true.
+pub fn submit_with(home: &Home, message: &mut dyn Read, envelope: &Envelope, sign: bool) -> Result<(), SubmitError> {
+    let mut sub = Submission::start_with(home, sign)?;
     // Writing never fails here: a queue program that gave up says why in its exit code.
     let copied = crate::os::fs::each_chunk(message, |chunk| -> Result<(), std::convert::Infallible> {
         sub.write(chunk);

@@ -397,7 +397,8 @@ impl Daemon {
         }
         .render();
         let env = Envelope::new(b.from.clone(), vec![b.to.clone()]);
-        crate::queue::submit(&self.home, &mut &text[..], &env).map_err(|e| e.to_string())
+        // Signed (From: is bouncefrom@bouncehost, ours), so DMARC passes for bounces too.
+        crate::queue::submit_with(&self.home, &mut &text[..], &env, true).map_err(|e| e.to_string())
     }
 
     /// A damaged queue file is moved aside, never deleted: a person decides.

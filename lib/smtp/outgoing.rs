@@ -5,10 +5,15 @@
 //! Both files key lines by domain the way smtproutes does: `domain:...` for the
 //! domain itself, `.domain:...` for its subdomains, `:...` for every other domain.
 //!
-//! outgoingip: `senderdomain:ADDRESS[,ADDRESS][:heloname]`, an ADDRESS being an
-//! IPv4 address or `[IPv6]`. One machine hosting many domains sends each domain's
-//! mail from that domain's own address and name, so receiving servers see the
-//! right host. The null sender (bounces) uses the default line. A connection to
+//! outgoingip: `senderdomain:ADDRESS[,ADDRESS][:heloname[:SELECTOR[,SELECTOR]]]`,
+//! an ADDRESS being an IPv4 address or `[IPv6]`: the one place for a domain's
+//! sending identity. One machine hosting many domains sends each domain's mail
+//! from that domain's own address and name, so receiving servers see the right
+//! host, and signs it with that domain's DKIM keys (`control/dkim/DOMAIN/SELECTOR.key`;
+//! without selectors, every key in that directory: lib/dkim). Addresses and HELO
+//! name follow the envelope sender's domain; the selectors, read by the queue
+//! when it signs, follow the From: field's domain. Any field may be empty:
+//! `a.test:::s2024` only names selectors. The null sender (bounces) uses the default line. A connection to
 //! an IPv6 host binds the IPv6 address; with only an IPv4 address listed, IPv6
 //! hosts are skipped (sending from the wrong address is what this file prevents).
 //!
@@ -55,6 +60,11 @@ impl<T: Clone> DomainTable<T> {
         Ok(DomainTable(out))
     }
 
+    /// The keys of the lines, in file order (`.domain` for subdomains, empty for the default).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
+    }
+
     /// The value for `domain`: its own line, else `.suffix` for each shorter
     /// suffix, else the default line (empty key) (qmail's smtproutes order; the
     /// first line for a key wins).
@@ -74,6 +84,8 @@ pub struct Source {
     pub v4: Option<IpAddr>,
     pub v6: Option<IpAddr>,
     pub helo: Option<String>,
+    /// DKIM selectors (empty: every key found for the domain).
+    pub selectors: Vec<String>,
 }
 
 /// What to bind before connecting.
@@ -113,8 +125,14 @@ fn parse_source(rest: Option<&str>) -> Result<Source, String> {
         })
         .map(|(i, _)| i)
         .unwrap_or(rest.len());
-    let (addrs, helo) = (&rest[..end], rest.get(end + 1..).filter(|h| !h.is_empty()));
-    let mut src = Source { helo: helo.map(str::to_string), ..Source::default() };
+    let (addrs, after) = (&rest[..end], rest.get(end + 1..).unwrap_or(""));
+    let (helo, selectors) = after.split_once(':').unwrap_or((after, ""));
+    let helo = Some(helo).filter(|h| !h.is_empty());
+    let selectors: Vec<String> = selectors.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    if let Some(bad) = selectors.iter().find(|s| !crate::dkim::valid_name(s)) {
+        return Err(format!("{bad:?} is not a DKIM selector (letters, digits, '-', '_', '.')"));
+    }
+    let mut src = Source { helo: helo.map(str::to_string), selectors, ..Source::default() };
     for a in addrs.split(',').filter(|a| !a.is_empty()) {
         let bare = a.trim_start_matches('[').trim_end_matches(']');
         let ip: IpAddr = bare.parse().map_err(|_| format!("{a:?} is not an IP address (IPv6 goes in brackets)"))?;
@@ -174,7 +192,7 @@ mod tests {
     #[test]
     fn sources_parse_and_pick_by_family() {
         let s = parse_source(Some("127.0.0.2:mail.a.test")).unwrap();
-        assert_eq!(s, Source { v4: Some("127.0.0.2".parse().unwrap()), v6: None, helo: Some("mail.a.test".into()) });
+        assert_eq!(s, Source { v4: Some("127.0.0.2".parse().unwrap()), v6: None, helo: Some("mail.a.test".into()), selectors: vec![] });
         assert_eq!(s.bind_for("127.0.0.1".parse().unwrap()), Bind::Address(s.v4.unwrap()));
         assert_eq!(s.bind_for("::1".parse().unwrap()), Bind::Skip);
         let s = parse_source(Some("127.0.0.3,[::1]")).unwrap();
@@ -183,6 +201,11 @@ mod tests {
         let s = parse_source(Some("[::1]:six.test")).unwrap();
         assert_eq!(s.helo.as_deref(), Some("six.test"));
         assert_eq!(parse_source(Some(":only.helo")).unwrap().bind_for("10.0.0.1".parse().unwrap()), Bind::Any);
+        let s = parse_source(Some("127.0.0.2:mail.a.test:s1, s2")).unwrap();
+        assert_eq!((s.helo.as_deref(), s.selectors.clone()), (Some("mail.a.test"), vec!["s1".to_string(), "s2".to_string()]));
+        let s = parse_source(Some("::sel")).unwrap();
+        assert_eq!((s.v4, s.helo.clone(), s.selectors.clone()), (None, None, vec!["sel".to_string()]));
+        assert!(parse_source(Some("127.0.0.2:h:../x")).is_err());
         assert!(parse_source(Some("nonsense")).is_err());
         assert!(parse_source(Some("127.0.0.2,127.0.0.3")).is_err());
         assert!(parse_source(None).is_err());

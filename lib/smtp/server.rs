@@ -511,7 +511,10 @@ impl<'a> Smtpd<'a> {
         if t.rcpts.is_empty() {
             return Ok(self.error(554, Status::INVALID_COMMAND, "no valid recipients"));
         }
-        let mut spool = match Submission::start(self.home) {
+        // DKIM signing only for clients we trust to use our domains' names: a
+        // forged From: of ours from outside must not leave with our signature.
+        let sign = self.auth_user.is_some() || self.client.relayclient.is_some();
+        let mut spool = match Submission::start_with(self.home, sign) {
             Ok(s) => s,
             Err(e) => {
                 log::line(PROGRAM, &e.to_string());

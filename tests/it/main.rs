@@ -6,6 +6,7 @@ mod fixture;
 
 mod admin;
 mod crash;
+mod dkim;
 mod helpers;
 mod inject;
 mod install;
