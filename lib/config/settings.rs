@@ -86,6 +86,10 @@ settings! {
     MAXRCPT "maxrcpt" Number N(100), "most recipients postern-smtpd accepts in one message; more get 452 4.5.3";
     AUTHPLAINTEXT "authplaintext" Number N(0), "1: postern-smtpd offers AUTH without TLS (passwords then cross the network in clear)";
     AUTHFAILDELAY "authfaildelay" Number N(1), "seconds a failed login waits per failure so far in its session (1 s, 2 s, 3 s, then the session ends); 0 for none";
+    AUTHCHECK "authcheck" Number N(0), "1: check SPF, DKIM, DMARC and ARC on mail from clients that are neither authenticated nor relay clients (postern-authcheck) and record the results in an Authentication-Results field";
+    AUTHCHECKSPF "authcheckspf" Number N(0), "1 (with authcheck): refuse at MAIL a sender whose SPF record says fail for the client (550 5.7.23; a DNS failure gets 451 4.7.24); 0: record only";
+    AUTHCHECKDMARC "authcheckdmarc" Number N(0), "1 (with authcheck): refuse after DATA a message failing DMARC whose From domain publishes p=reject (550 5.7.1; a DNS failure gets 451); 0: record only";
+    AUTHSERVID "authservid" Line Follows(&ME), "the authserv-id naming this host in the Authentication-Results fields it adds; arriving fields that claim it are removed";
     SMTPGREETING "smtpgreeting" Line Follows(&ME), "the host name postern-smtpd gives in its greeting, EHLO reply and Received lines";
 }
 

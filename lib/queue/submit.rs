@@ -111,17 +111,23 @@ enum Verdict {
 
 impl Submission {
     pub fn start(home: &Home) -> Result<Submission, SubmitError> {
-        use std::process::{Command, Stdio};
         if let Some(s) = Submission::via_daemon(home) {
             return Ok(s);
         }
-        let program = queue_program(home);
+        Submission::start_program(home, &queue_program(home), &[])
+    }
+
+    /// Run `program` as the queue program, with `env` added to its environment
+    /// (postern-smtpd runs postern-authcheck so, which then queues by `start`).
+    pub fn start_program(home: &Home, program: &std::path::Path, env: &[(&str, &str)]) -> Result<Submission, SubmitError> {
+        use std::process::{Command, Stdio};
         let bug = |detail: String| SubmitError { code: exit::BUG, detail };
         let (env_r, env_w) = crate::os::sys::pipe().map_err(|e| bug(format!("pipe: {e}")))?;
         let mut child = Command::new(&program)
             .stdin(Stdio::piped())
             .stdout(Stdio::from(env_r))
             .env("POSTERN_HOME", home.root())
+            .envs(env.iter().copied())
             .spawn()
             .map_err(|e| bug(format!("cannot run {}: {e}", program.display())))?;
         let stdin = child.stdin.take().map(|s| File::from(std::os::fd::OwnedFd::from(s)));
