@@ -32,7 +32,8 @@ use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::Policy as DmarcPolicy;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcOutput, DmarcResult, MessageAuthenticator, SpfOutput, SpfResult,
+    AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcOutput, DmarcResult, MessageAuthenticator, SpfOutput,
+    SpfResult,
 };
 use std::fmt;
 use std::net::IpAddr;
@@ -166,31 +167,33 @@ impl Checker {
     pub fn check(&self, ip: IpAddr, helo: &str, sender: &str, message: &[u8]) -> Report {
         let id = self.policy.authserv_id.as_str();
         let helo_name = if helo.is_empty() { "unknown" } else { helo };
-        let (spf_helo, spf_mf) = self.rt.block_on(async {
-            let h = self.auth.verify_spf(SpfParameters::verify_ehlo(ip, helo_name, id)).await;
-            let identity = mail_from_identity(helo_name, sender);
-            let m = self.auth.verify_spf(SpfParameters::verify_mail_from(ip, helo_name, id, &identity)).await;
-            (h, m)
-        });
+        let identity = mail_from_identity(helo_name, sender);
+        let mf_domain = domain_of(&identity).to_string();
+        // DKIM hashes the message as it travelled: CRLF line ends.
+        let wire = crlf(message);
+        let parsed = AuthenticatedMessage::parse(&wire);
+        // The lookups that do not depend on each other go in parallel: a DNS
+        // server that does not answer costs its timeout once, not per check.
+        let ((spf_helo, spf_mf), (dkim, arc)) = self.rt.block_on(join(
+            join(
+                self.auth.verify_spf(SpfParameters::verify_ehlo(ip, helo_name, id)),
+                self.auth.verify_spf(SpfParameters::verify_mail_from(ip, helo_name, id, &identity)),
+            ),
+            async {
+                match &parsed {
+                    Some(m) => (Some(self.auth.verify_dkim(m).await), Some(self.auth.verify_arc(m).await)),
+                    None => (None, None),
+                }
+            },
+        ));
         let mut summary = format!("spf(helo)={} spf(mailfrom)={}", spf_name(spf_helo.result()), spf_name(spf_mf.result()));
         let ar = AuthenticationResults::new(id)
             .with_spf_ehlo_result(&spf_helo, ip, helo_name)
             .with_spf_mailfrom_result(&spf_mf, ip, sender, helo_name);
-        // DKIM hashes the message as it travelled: CRLF line ends.
-        let wire = crlf(message);
-        let (ar, decision) = match AuthenticatedMessage::parse(&wire) {
-            None => {
-                summary.push_str(" dkim=none dmarc=none arc=none (the header does not parse)");
-                (ar, Decision::Accept)
-            }
-            Some(m) => {
-                let mf_domain = domain_of(&mail_from_identity(helo_name, sender)).to_string();
-                let (dkim, arc, dmarc) = self.rt.block_on(async {
-                    let dkim = self.auth.verify_dkim(&m).await;
-                    let arc = self.auth.verify_arc(&m).await;
-                    let dmarc = self.auth.verify_dmarc(DmarcParameters::new(&m, &dkim, &mf_domain, &spf_mf)).await;
-                    (dkim, arc, dmarc)
-                });
+        let (ar, decision) = match (&parsed, dkim, arc) {
+            (Some(m), Some(dkim), Some(arc)) => {
+                let dkim = dkim_results(m, dkim);
+                let dmarc = self.rt.block_on(self.auth.verify_dmarc(DmarcParameters::new(m, &dkim, &mf_domain, &spf_mf)));
                 if dkim.is_empty() {
                     summary.push_str(" dkim=none");
                 }
@@ -207,6 +210,10 @@ impl Checker {
                 ));
                 let ar = ar.with_dkim_results(&dkim, m.from()).with_arc_result(&arc, ip).with_dmarc_result(&dmarc);
                 (ar, self.dmarc_decision(&dmarc))
+            }
+            _ => {
+                summary.push_str(" dkim=none dmarc=none arc=none (the header does not parse)");
+                (ar, Decision::Accept)
             }
         };
         Report { header: use_lf(&ar.to_header()), summary, decision }
@@ -228,6 +235,62 @@ impl Checker {
             _ => Decision::Accept,
         }
     }
+}
+
+/// mail-auth's DKIM results, corrected: a DKIM-Signature field that does not
+/// parse is a `permerror` (RFC 8601 2.7.1; mail-auth says neutral for some
+/// such fields and nothing for the others), and a body hash mismatch a `fail`.
+fn dkim_results<'x>(m: &'x AuthenticatedMessage<'x>, dkim: Vec<DkimOutput<'x>>) -> Vec<DkimOutput<'x>> {
+    let mut out: Vec<DkimOutput<'x>> = dkim
+        .into_iter()
+        .filter(|d| d.signature().is_some() || !matches!(d.result(), DkimResult::Neutral(_)))
+        .map(|d| body_hash_is_fail(m, d))
+        .collect();
+    for e in &m.errors {
+        if e.name.eq_ignore_ascii_case(b"DKIM-Signature") {
+            out.push(DkimOutput::perm_err(e.header.clone()));
+        }
+    }
+    out
+}
+
+/// A body that does not match its signature's hash is a failed signature (RFC
+/// 6376 section 3.7: PERMFAIL, `fail` in RFC 8601); mail-auth calls it neutral.
+/// (The signature is looked up in the message, which outlives the output.)
+fn body_hash_is_fail<'x>(m: &'x AuthenticatedMessage<'x>, d: DkimOutput<'x>) -> DkimOutput<'x> {
+    let DkimResult::Neutral(e @ mail_auth::Error::Dkim(mail_auth::dkim::DkimError::FailedBodyHashMatch)) = d.result() else {
+        return d;
+    };
+    let Some(sig) = d.signature().and_then(|s| m.dkim_headers.iter().map(|h| &h.header).find(|h| std::ptr::eq(*h, s))) else {
+        return d;
+    };
+    DkimOutput::fail(e.clone()).with_signature(sig)
+}
+
+/// Both futures, polled in turn on the one thread (tokio's join! needs its
+/// macros feature, which nothing else here wants).
+async fn join<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
+    use std::task::Poll;
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        if ra.is_some() && rb.is_some() {
+            Poll::Ready((ra.take().expect("ready"), rb.take().expect("ready")))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// Whose SPF record answers for MAIL FROM: the sender, or postmaster@HELO for
