@@ -26,7 +26,7 @@ fn value(c: u8) -> Option<u32> {
 
 /// The bytes `s` encodes; None for anything malformed.
 pub fn decode(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(s.len() / 4 * 3);

@@ -123,7 +123,7 @@ impl Submission {
         use std::process::{Command, Stdio};
         let bug = |detail: String| SubmitError { code: exit::BUG, detail };
         let (env_r, env_w) = crate::os::sys::pipe().map_err(|e| bug(format!("pipe: {e}")))?;
-        let mut child = Command::new(&program)
+        let mut child = Command::new(program)
             .stdin(Stdio::piped())
             .stdout(Stdio::from(env_r))
             .env("POSTERN_HOME", home.root())

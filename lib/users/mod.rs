@@ -217,7 +217,7 @@ mod tests {
         let mut u = Users::open(&h).unwrap();
         assert!(!u.is_virtual_domain("x"));
         let t = u.lookup("root", "x.example").unwrap();
-        assert!(t.as_ref().map_or(true, |t| t.user != "root" && t.uid != 0), "{t:?}");
+        assert!(t.as_ref().is_none_or(|t| t.user != "root" && t.uid != 0), "{t:?}");
         fs::remove_dir_all(h.root()).unwrap();
     }
 

@@ -396,7 +396,9 @@ fn large_message_is_streamed_byte_exact() {
     let mut msg = b"Subject: big\r\n\r\n".to_vec();
     let mut i = 0u64;
     while msg.len() < 6 << 20 {
-        msg.extend_from_slice(format!(".{i} some text to fill the line up a bit{}", if i % 2 == 0 { "\n" } else { "\r\n" }).as_bytes());
+        msg.extend_from_slice(
+            format!(".{i} some text to fill the line up a bit{}", if i.is_multiple_of(2) { "\n" } else { "\r\n" }).as_bytes(),
+        );
         i += 1;
     }
     fs::write(md.join("new/1700000001.M1P1Q1.big"), &msg).unwrap();

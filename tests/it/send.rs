@@ -219,7 +219,7 @@ fn disk_full_while_delivering_defers_and_resumes() {
     assert!(st.success());
     i.start();
     let mut big = message("too big for the disk", "x");
-    big.extend(std::iter::repeat(b'y').take(32 * 1024));
+    big.extend(std::iter::repeat_n(b'y', 32 * 1024));
     i.send("s@sender.test", &[&i.address("kim")], &big);
     wait_for(20, "a deferral for the full disk", || i.send_log().contains("deferral").then_some(()));
     assert_eq!(i.queued(), 1, "the message stays queued");
