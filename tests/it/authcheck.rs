@@ -52,6 +52,7 @@ fn zone(dkim_txt: &str) -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     z.push(format!("sel._domainkey.good.test. TXT {dkim_txt}"));
+    z.push(format!("sel._domainkey.fwd.test. TXT {dkim_txt}"));
     let includes: Vec<String> = (1..=11).map(|n| format!("include:l{n}.loopy.test")).collect();
     z.push(format!("loopy.test. TXT \"v=spf1 {} -all\"", includes.join(" ")));
     for n in 1..=11 {
@@ -67,6 +68,19 @@ sig=dkim.sign(m,b'sel',sys.argv[2].encode(),k,include_headers=[b'from',b'to',b's
 sys.stdout.buffer.write(sig+m)\n";
     let out = run_with_input(Command::new(DEBIAN_PYTHON).arg("-c").arg(script).arg(key).arg(domain), msg);
     assert!(out.status.success(), "dkimpy: {}", text(&out));
+    out.stdout
+}
+
+/// dkimpy seals `msg` (CRLF) as the forwarder fwd.test would (RFC 8617): its
+/// own Authentication-Results, then ARC-Seal, ARC-Message-Signature and
+/// ARC-Authentication-Results, instance 1.
+fn arc_seal(key: &Path, msg: &[u8]) -> Vec<u8> {
+    let script = "import dkim,sys\nm=sys.stdin.buffer.read()\nk=open(sys.argv[1],'rb').read()\n\
+m=b'Authentication-Results: fwd.test; dkim=pass header.d=good.test\\r\\n'+m\n\
+hs=dkim.arc_sign(m,b'sel',b'fwd.test',k,b'fwd.test',include_headers=[b'from',b'to',b'subject',b'date',b'message-id'])\n\
+sys.stdout.buffer.write(b''.join(hs)+m)\n";
+    let out = run_with_input(Command::new(DEBIAN_PYTHON).arg("-c").arg(script).arg(key), msg);
+    assert!(out.status.success() && out.stdout.starts_with(b"ARC-Seal:"), "dkimpy arc_sign: {}", text(&out));
     out.stdout
 }
 
@@ -165,8 +179,10 @@ fn results_recorded_dkim_by_dkimpy_spf_as_pyspf_sees_it_and_forged_fields_remove
     let forged =
         format!("Authentication-Results: {AUTHSERV}; dkim=pass header.d=good.test\nAuthentication-Results: other.test; spf=pass\n");
     let broken_sig = "DKIM-Signature: v=1; a=rsa-sha256; d=good.test; s=sel; b=!!notbase64; bh=;;; h\n";
+    let sealed = arc_seal(&key, &dkim_sign(&key, "good.test", &crlf(&mail("a@good.test", "sealed", ""))));
     let sends: Vec<(&str, Vec<u8>)> = vec![
         ("a@good.test", signed),
+        ("a@good.test", sealed),
         ("a@good.test", tampered),
         ("a@hard.test", crlf(&mail("a@hard.test", "hard", ""))),
         ("a@soft.test", crlf(&mail("a@soft.test", "soft", ""))),
@@ -187,6 +203,10 @@ fn results_recorded_dkim_by_dkimpy_spf_as_pyspf_sees_it_and_forged_fields_remove
     assert!(ar.contains("smtp.helo=client.helo.test"), "{ar}");
     assert!(ar.contains("dmarc=pass header.from=good.test policy.dmarc=reject"), "{ar}");
     assert!(ar.contains("arc=none"), "{ar}");
+    // ARC sealed by dkimpy for fwd.test verifies; fwd.test's own field stays.
+    let ar = our_ar(by_subject(&got, "sealed"));
+    assert!(ar.contains("arc=pass") && ar.contains("dkim=pass"), "{ar}");
+    assert!(String::from_utf8_lossy(by_subject(&got, "sealed")).contains("Authentication-Results: fwd.test; dkim=pass"));
     let ar = our_ar(by_subject(&got, "tampered"));
     assert!(ar.contains("dkim=fail"), "{ar}");
     // SPF still passes and aligns, so DMARC passes on SPF alone.
