@@ -14,6 +14,7 @@ pub mod config;
 pub mod deliver;
 pub mod dkim;
 pub mod inject;
+pub mod mailauth;
 pub mod maildir;
 pub mod message;
 pub mod net;

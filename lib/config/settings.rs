@@ -97,6 +97,10 @@ settings! {
     AUTHFAILWINDOW "authfailwindow" Number N(600), "seconds over which authfailmax counts failed logins, and how long an address over it is refused";
     TIMEOUTSUBMIT "timeoutsubmit" Number N(300), "seconds a local user has for the rest of a submission after its hello (postern's own users: for each read) before postern-queued drops it";
     CONCURRENCYSUBMIT "concurrencysubmit" Number N(10), "most unfinished submissions to postern-queued at once from one uid (root and postern's own users are not limited); more are refused for now; 0: no limit";
+    AUTHCHECK "authcheck" Number N(0), "1: check SPF, DKIM, DMARC and ARC on mail from clients that are neither authenticated nor relay clients (postern-authcheck) and record the results in an Authentication-Results field";
+    AUTHCHECKSPF "authcheckspf" Number N(0), "1 (with authcheck): refuse at MAIL a sender whose SPF record says fail for the client (550 5.7.23; a DNS failure gets 451 4.7.24); 0: record only";
+    AUTHCHECKDMARC "authcheckdmarc" Number N(0), "1 (with authcheck): refuse after DATA a message failing DMARC whose From domain publishes p=reject (550 5.7.1; a DNS failure gets 451); 0: record only";
+    AUTHSERVID "authservid" Line Follows(&ME), "the authserv-id naming this host in the Authentication-Results fields it adds; arriving fields that claim it are removed";
     SMTPGREETING "smtpgreeting" Line Follows(&ME), "the host name postern-smtpd gives in its greeting, EHLO reply and Received lines";
     POSTMASTER "postmaster" Line Default::None, "the address that receives mail for postmaster (bare, and at every local and virtual domain), and so double bounces (missing: qmail's way, users/assign or ~alias/.qmail-postmaster)";
     MINUID "minuid" Number N(1000), "smallest uid of a Unix user who receives mail by login name; system accounts below it reach people through users/assign or ~alias/.qmail-NAME";

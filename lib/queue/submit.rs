@@ -133,24 +133,27 @@ impl Submission {
 
     /// A submission; `sign` asks the queue to DKIM-sign the message (`SIGN_ENV`).
     pub fn start_with(home: &Home, sign: bool) -> Result<Submission, SubmitError> {
-        use std::process::{Command, Stdio};
         if let Some(s) = Submission::via_daemon(home, sign) {
             return Ok(s);
         }
-        let program = queue_program(home);
+        let env: &[(&str, &str)] = if sign { &[(SIGN_ENV, "sign")] } else { &[] };
+        Submission::start_program(home, &queue_program(home), env)
+    }
+
+    /// Run `program` as the queue program, with `env` added to its environment
+    /// (postern-smtpd runs postern-authcheck so, which then queues by `start`).
+    pub fn start_program(home: &Home, program: &std::path::Path, env: &[(&str, &str)]) -> Result<Submission, SubmitError> {
+        use std::process::{Command, Stdio};
         let bug = |detail: String| SubmitError { code: exit::BUG, detail };
         let (env_r, env_w) = crate::os::sys::pipe().map_err(|e| bug(format!("pipe: {e}")))?;
-        let mut cmd = Command::new(&program);
+        let mut cmd = Command::new(program);
         // Set or removed, never inherited: only this submitter decides.
-        if sign {
-            cmd.env(SIGN_ENV, "sign");
-        } else {
-            cmd.env_remove(SIGN_ENV);
-        }
+        cmd.env_remove(SIGN_ENV);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::from(env_r))
             .env("POSTERN_HOME", home.root())
+            .envs(env.iter().copied())
             .spawn()
             .map_err(|e| bug(format!("cannot run {}: {e}", program.display())))?;
         let stdin = child.stdin.take().map(|s| File::from(std::os::fd::OwnedFd::from(s)));

@@ -206,39 +206,48 @@ fn parse_resolver(line: &str) -> Option<SocketAddr> {
 impl Dns {
     pub fn new(control: &Control) -> Result<Dns, MxError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| MxError::Setup(e.to_string()))?;
-        let path = control.path(&crate::config::settings::DNSRESOLVERS);
-        let lines = control.numbered_lines(&crate::config::settings::DNSRESOLVERS)?;
-        let mut builder = match (!lines.is_empty()).then_some(lines) {
-            Some(lines) => {
-                let mut servers = Vec::new();
-                for (n, line) in lines {
-                    let addr = parse_resolver(&line).ok_or_else(|| ControlError {
-                        path: path.clone(),
-                        line: Some(n),
-                        problem: format!("{line:?} is not IP or IP:PORT"),
-                    })?;
-                    let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-                    for c in &mut ns.connections {
-                        c.port = addr.port();
-                    }
-                    servers.push(ns);
-                }
-                let mut b = TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), Default::default());
-                // Named resolvers are the whole truth (tests, split DNS): no hosts file.
-                b.options_mut().use_hosts_file = ResolveHosts::Never;
-                b
-            }
-            None => TokioResolver::builder_tokio().map_err(|e| MxError::Setup(e.to_string()))?,
-        };
-        let opts: &mut ResolverOpts = builder.options_mut();
-        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        opts.timeout = Duration::from_secs(5);
-        opts.attempts = 2;
-        opts.cache_size = 64;
-        let resolver = builder.build().map_err(|e| MxError::Setup(e.to_string()))?;
+        let resolver = resolver(control, Duration::from_secs(5))?;
         Ok(Dns { rt, resolver })
     }
+}
 
+/// A resolver on `control/dnsresolvers` (else /etc/resolv.conf), each query
+/// waiting `timeout` twice at most. postern-remote's and the arrival checks'
+/// (`mailauth`), so tests aim both at one loopback server.
+pub fn resolver(control: &Control, timeout: Duration) -> Result<TokioResolver, MxError> {
+    let path = control.path(&crate::config::settings::DNSRESOLVERS);
+    let lines = control.numbered_lines(&crate::config::settings::DNSRESOLVERS)?;
+    let mut builder = match (!lines.is_empty()).then_some(lines) {
+        Some(lines) => {
+            let mut servers = Vec::new();
+            for (n, line) in lines {
+                let addr = parse_resolver(&line).ok_or_else(|| ControlError {
+                    path: path.clone(),
+                    line: Some(n),
+                    problem: format!("{line:?} is not IP or IP:PORT"),
+                })?;
+                let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+                for c in &mut ns.connections {
+                    c.port = addr.port();
+                }
+                servers.push(ns);
+            }
+            let mut b = TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), Default::default());
+            // Named resolvers are the whole truth (tests, split DNS): no hosts file.
+            b.options_mut().use_hosts_file = ResolveHosts::Never;
+            b
+        }
+        None => TokioResolver::builder_tokio().map_err(|e| MxError::Setup(e.to_string()))?,
+    };
+    let opts: &mut ResolverOpts = builder.options_mut();
+    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    opts.timeout = timeout;
+    opts.attempts = 2;
+    opts.cache_size = 64;
+    builder.build().map_err(|e| MxError::Setup(e.to_string()))
+}
+
+impl Dns {
     fn lookup(&self, name: &str, rtype: RecordType) -> Result<Option<Vec<RData>>, LookupFailure> {
         let fqdn = format!("{}.", name.trim_end_matches('.'));
         match self.rt.block_on(self.resolver.lookup(fqdn.as_str(), rtype)) {

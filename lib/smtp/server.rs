@@ -98,6 +98,8 @@ pub struct Config {
     /// Added to the wait after each failed login (`authfaildelay`).
     pub auth_fail_delay: Duration,
     pub tls_available: bool,
+    /// The arrival checks (authcheck, authcheckspf, authcheckdmarc, authservid).
+    pub authcheck: crate::mailauth::Policy,
 }
 
 impl Config {
@@ -120,6 +122,7 @@ impl Config {
             auth_fail_delay: Duration::from_secs(c.number(&settings::AUTHFAILDELAY)?),
             tls_available: c.file("servercert.pem").exists(),
             routing: Routing::load(&c)?,
+            authcheck: crate::mailauth::Policy::load(&c)?,
         })
     }
 
@@ -189,6 +192,8 @@ pub struct Smtpd<'a> {
     auth_failures: u32,
     errors: usize,
     mail: Option<Transaction>,
+    /// The arrival checks' resolver, made at the first MAIL that needs it.
+    checker: Option<crate::mailauth::Checker>,
 }
 
 /// What a command handler tells the loop.
@@ -212,6 +217,7 @@ impl<'a> Smtpd<'a> {
             auth_failures: 0,
             errors: 0,
             mail: None,
+            checker: None,
         }
     }
 
@@ -384,9 +390,40 @@ impl<'a> Smtpd<'a> {
             log::line(PROGRAM, &format!("refused sender <{sender}> from {}: badmailfrom", self.client.ip));
             return self.error(553, Status::DENIED, "sender refused by this server's badmailfrom list");
         }
+        if let Some((code, status, text)) = self.spf_refusal(&sender) {
+            self.reply(code, status, &text);
+            return Next::Go;
+        }
         self.mail = Some(Transaction { sender, params, rcpts: Vec::new(), rcpt_dsn: Vec::new(), tried: 0 });
         self.reply(250, Status::SENDER_OK, "sender ok");
         Next::Go
+    }
+
+    /// Are this client's messages checked on arrival (postern-authcheck)? Not
+    /// for authenticated or relay clients: they are ours.
+    fn checks_apply(&self) -> bool {
+        self.cfg.authcheck.enabled && self.auth_user.is_none() && self.client.relayclient.is_none()
+    }
+
+    /// `authcheckspf`: SPF for MAIL FROM, now; the reply when it refuses.
+    fn spf_refusal(&mut self, sender: &Address) -> Option<(u16, Status, String)> {
+        use crate::mailauth::{Checker, Decision};
+        if !self.checks_apply() || !self.cfg.authcheck.spf_refuse {
+            return None;
+        }
+        let ip = self.client.ip.parse().ok()?;
+        if self.checker.is_none() {
+            // Not fatal: postern-authcheck meets the same problem at DATA and says 451.
+            self.checker = Checker::new(self.home).map_err(|e| log::line(PROGRAM, &e.to_string())).ok();
+        }
+        let (decision, why) = self.checker.as_ref()?.spf_at_mail(ip, self.helo.as_deref().unwrap_or(""), sender.as_str());
+        let (code, status, text) = match decision {
+            Decision::Accept => return None,
+            Decision::Refuse(s, t) => (550, s, t),
+            Decision::Defer(s, t) => (451, s, t),
+        };
+        log::line(PROGRAM, &format!("refused sender <{sender}> from {} ({code}): {why}", self.client.ip));
+        Some((code, status, text))
     }
 
     fn rcpt(&mut self, path: String, params: RcptParams) -> Next {
@@ -513,8 +550,17 @@ impl<'a> Smtpd<'a> {
         }
         // DKIM signing only for clients we trust to use our domains' names: a
         // forged From: of ours from outside must not leave with our signature.
+        // The clients checked on arrival are exactly the others.
         let sign = self.auth_user.is_some() || self.client.relayclient.is_some();
-        let mut spool = match Submission::start_with(self.home, sign) {
+        let checked = self.checks_apply();
+        let started = if checked {
+            let helo = self.helo.clone().unwrap_or_default();
+            let env = [("TCPREMOTEIP", self.client.ip.as_str()), ("POSTERN_HELO", helo.as_str())];
+            Submission::start_program(self.home, &self.home.bin("postern-authcheck"), &env)
+        } else {
+            Submission::start_with(self.home, sign)
+        };
+        let mut spool = match started {
             Ok(s) => s,
             Err(e) => {
                 log::line(PROGRAM, &e.to_string());
@@ -587,7 +633,15 @@ impl<'a> Smtpd<'a> {
             }
             Err(e) => {
                 log::line(PROGRAM, &format!("queueing a message from {} failed: {e}", self.client.ip));
+                use crate::mailauth::filter::{DEFERRED, REFUSED};
                 match e.kind() {
+                    // postern-authcheck's verdicts (it logged the reason).
+                    _ if checked && e.code == REFUSED => {
+                        self.reply(550, Status::DENIED, "message refused: it fails the DMARC policy (p=reject) of its From domain")
+                    }
+                    _ if checked && e.code == DEFERRED => {
+                        self.reply(451, Status::SECURITY, "cannot check the DMARC policy of the From domain now (DNS); try again later")
+                    }
                     Kind::Permanent => self.reply(554, Status::REFUSED, exit::describe(e.code)),
                     Kind::Temporary => self.reply(451, Status::MAIL_SYSTEM, &format!("{}; try again later", exit::describe(e.code))),
                 }

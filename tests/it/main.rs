@@ -5,6 +5,7 @@
 mod fixture;
 
 mod admin;
+mod authcheck;
 mod crash;
 mod dkim;
 mod helpers;
