@@ -150,7 +150,7 @@ pub struct RcptDsn {
 impl RcptDsn {
     /// Whether a failure is reported (the default, or FAILURE listed).
     pub fn wants_failure(&self) -> bool {
-        self.notify.map_or(true, |n| n.failure)
+        self.notify.is_none_or(|n| n.failure)
     }
 
     pub fn wants_success(&self) -> bool {
