@@ -27,3 +27,4 @@ mod pop3;
 
 // Remote delivery
 mod remote;
+mod mtasts;
