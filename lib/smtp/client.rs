@@ -12,6 +12,11 @@
 //!
 //! An opportunistic STARTTLS whose handshake fails is retried once on a new
 //! connection to the same host in plain text.
+//!
+//! A delivery by MX first asks for the domain's MTA-STS policy
+//! (lib/smtp/mtasts.rs). An enforced one narrows the hosts to those it lists and
+//! makes TLS required and verified, whatever tlsdestinations says; a testing one
+//! only adds log lines (the `sts_*` methods).
 
 use crate::config::control::{Control, ControlError};
 use crate::config::settings;
@@ -609,9 +614,7 @@ impl Run<'_> {
         let Some(a) = self.sts.as_ref().filter(|a| a.enforce()) else { return e };
         match e {
             RemoteError::TlsRequired(p, why) => RemoteError::StsRefused(p, a.label(), why, Status::TLS_REQUIRED),
-            RemoteError::TlsHandshake(p, why) => {
-                RemoteError::StsRefused(p, a.label(), format!("failed TLS: {why}"), Status::TLS_FAILED)
-            }
+            RemoteError::TlsHandshake(p, why) => RemoteError::StsRefused(p, a.label(), format!("failed TLS: {why}"), Status::TLS_FAILED),
             e => e,
         }
     }
@@ -631,7 +634,9 @@ impl Run<'_> {
         let Some(Stream::Tls(t)) = &c.stream else { return };
         let chain: Vec<_> = t.conn.peer_certificates().unwrap_or_default().iter().map(|c| c.clone().into_owned()).collect();
         if let Err(e) = mtasts::would_verify(self.cfg.tls_ca.as_deref(), &c.peer.host, &chain) {
-            self.sts_testing(|label| format!("{label}: the certificate of {} is not valid for it ({e}); enforce would not deliver", c.peer));
+            self.sts_testing(|label| {
+                format!("{label}: the certificate of {} is not valid for it ({e}); enforce would not deliver", c.peer)
+            });
         }
     }
 

@@ -554,10 +554,7 @@ pub fn would_verify(ca: Option<&Path>, host: &str, chain: &[rustls::pki_types::C
         .build()
         .map_err(|e| e.to_string())?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
-    verifier
-        .verify_server_cert(end, intermediates, &name, &[], rustls::pki_types::UnixTime::now())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    verifier.verify_server_cert(end, intermediates, &name, &[], rustls::pki_types::UnixTime::now()).map(|_| ()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -582,7 +579,8 @@ mod tests {
 
     #[test]
     fn policies_parse() {
-        let p = parse_policy(b"version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.Example.net.\r\nmax_age: 86400\r\n").unwrap();
+        let p =
+            parse_policy(b"version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.Example.net.\r\nmax_age: 86400\r\n").unwrap();
         assert_eq!(p, Policy { mode: Mode::Enforce, mx: vec!["mail.example.com".into(), "*.example.net".into()], max_age: 86400 });
         let p = parse_policy(b"version: STSv1\nmode: testing\nmx: a.test\nmax_age: 99999999999\n").unwrap_err();
         assert!(p.contains("max_age"), "{p}");

@@ -26,5 +26,5 @@ mod auth;
 mod pop3;
 
 // Remote delivery
-mod remote;
 mod mtasts;
+mod remote;

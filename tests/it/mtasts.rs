@@ -299,7 +299,10 @@ fn testing_policies_deliver_and_log_what_enforce_would_refuse() {
     h.control("smtproutes", &format!("::{}\n", wrong.port()));
     let (o, log) = send(&h, "tname.sts.test");
     assert_eq!(o.message.0, 'K', "{o:?}\n{log}");
-    assert!(log.contains("mta-sts testing id=tname1: the certificate of mx.tname.sts.test") && log.contains("enforce would not deliver"), "{log}");
+    assert!(
+        log.contains("mta-sts testing id=tname1: the certificate of mx.tname.sts.test") && log.contains("enforce would not deliver"),
+        "{log}"
+    );
     let sessions = wrong.sessions();
     assert!(sessions[0].tls && sent_mail(&sessions[0]), "{sessions:?}");
 }
