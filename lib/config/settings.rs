@@ -89,7 +89,7 @@ settings! {
     TLSDESTINATIONS "tlsdestinations" List Default::None, "recipient domains that require TLS: `domain` (any certificate) or `domain:verify` (checked with tlsca.pem, else the public roots)";
     MTASTS "mtasts" Number N(1), "1: postern-remote applies the MTA-STS policy (RFC 8461) a recipient domain publishes when delivering by MX (enforce: only its MX hosts, verified TLS, else the message waits); policies are cached in run/sts/; 0: ignore MTA-STS";
     MTASTSPORT "mtastsport" Number N(443), "the HTTPS port postern-remote fetches MTA-STS policies from (RFC 8461 fixes 443; other values are for tests)";
-    TIMEOUTMTASTS "timeoutmtasts" Number N(10), "seconds postern-remote gives the DNS lookups and the HTTPS fetch of one MTA-STS policy";
+    TIMEOUTMTASTS "timeoutmtasts" Number N(10), "seconds postern-remote gives each DNS query for an MTA-STS policy (asked at most twice) and its whole HTTPS fetch";
     DNSRESOLVERS "dnsresolvers" List Default::None, "DNS servers postern-remote asks, `IP` or `IP:PORT` a line (missing: /etc/resolv.conf)";
     MAXRCPT "maxrcpt" Number N(100), "most recipients postern-smtpd accepts in one message; more get 452 4.5.3";
     AUTHPLAINTEXT "authplaintext" Number N(0), "1: postern-smtpd offers AUTH without TLS (passwords then cross the network in clear)";
