@@ -87,6 +87,9 @@ settings! {
     TIMEOUTPOP3 "timeoutpop3" Number N(1200), "seconds postern-popup and postern-pop3d wait for the POP3 client";
     OUTGOINGIP "outgoingip" List Default::None, "per sender domain, the local address(es) and HELO name of outgoing SMTP and the DKIM selectors that sign its mail: `senderdomain:IP[,[IPv6]][:heloname[:selector[,selector]]]`, `:IP[:helo]` for the rest; without selectors, every control/dkim/DOMAIN/*.key signs";
     TLSDESTINATIONS "tlsdestinations" List Default::None, "recipient domains that require TLS: `domain` (any certificate) or `domain:verify` (checked with tlsca.pem, else the public roots)";
+    MTASTS "mtasts" Number N(1), "1: postern-remote applies the MTA-STS policy (RFC 8461) a recipient domain publishes when delivering by MX (enforce: only its MX hosts, verified TLS, else the message waits); policies are cached in run/sts/; 0: ignore MTA-STS";
+    MTASTSPORT "mtastsport" Number N(443), "the HTTPS port postern-remote fetches MTA-STS policies from (RFC 8461 fixes 443; other values are for tests)";
+    TIMEOUTMTASTS "timeoutmtasts" Number N(10), "seconds postern-remote gives each DNS query for an MTA-STS policy (asked at most twice) and its whole HTTPS fetch";
     DNSRESOLVERS "dnsresolvers" List Default::None, "DNS servers postern-remote asks, `IP` or `IP:PORT` a line (missing: /etc/resolv.conf)";
     MAXRCPT "maxrcpt" Number N(100), "most recipients postern-smtpd accepts in one message; more get 452 4.5.3";
     AUTHPLAINTEXT "authplaintext" Number N(0), "1: postern-smtpd offers AUTH without TLS (passwords then cross the network in clear)";

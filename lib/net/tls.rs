@@ -121,9 +121,9 @@ pub fn client_config_any() -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
-/// The client configuration that verifies certificates: against the CAs in
-/// `ca_file` when given (control/tlsca.pem), else the public web roots.
-pub fn client_config_verified(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+/// The CAs verified client connections trust: those in `ca_file` when given
+/// (control/tlsca.pem), else the public web roots.
+pub fn root_store(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -137,6 +137,13 @@ pub fn client_config_verified(ca_file: Option<&std::path::Path>) -> Result<Arc<r
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
+    Ok(roots)
+}
+
+/// The client configuration that verifies certificates: against the CAs in
+/// `ca_file` when given (control/tlsca.pem), else the public web roots.
+pub fn client_config_verified(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let roots = root_store(ca_file)?;
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError { path: ca_file.map(|p| p.to_path_buf()).unwrap_or_default(), problem: e.to_string() })?

@@ -12,12 +12,18 @@
 //!
 //! An opportunistic STARTTLS whose handshake fails is retried once on a new
 //! connection to the same host in plain text.
+//!
+//! A delivery by MX first asks for the domain's MTA-STS policy
+//! (lib/smtp/mtasts.rs). An enforced one narrows the hosts to those it lists and
+//! makes TLS required and verified, whatever tlsdestinations says; a testing one
+//! only adds log lines (the `sts_*` methods).
 
 use crate::config::control::{Control, ControlError};
 use crate::config::settings;
 use crate::error::{Classify, Kind};
 use crate::os::home::Home;
-use crate::smtp::mx::{self, MxError, Peer, Routes};
+use crate::smtp::mtasts;
+use crate::smtp::mx::{self, MxError, Peer, Relay, Routes};
 use crate::smtp::outgoing::{self, Bind, DomainTable, Source, TlsPolicy};
 use crate::smtp::reply::{self as smtpreply, Reply, ReplyError};
 use crate::status::Status;
@@ -93,6 +99,8 @@ pub enum RemoteError {
     Final(Peer, Reply),
     /// No recipient accepted; true when one was refused temporarily.
     NoneAccepted(Peer, bool),
+    /// An enforced MTA-STS policy (its label) refused the host: why, and the status.
+    StsRefused(Peer, String, String, Status),
 }
 
 fn said(r: &Reply) -> String {
@@ -131,6 +139,9 @@ impl fmt::Display for RemoteError {
             Data(p, r) => write!(f, "{p} refused to accept the message (DATA).\n{}", said(r)),
             Final(p, r) => write!(f, "{p} refused the message after DATA.\n{}", said(r)),
             NoneAccepted(p, _) => write!(f, "giving up on {p}: it accepted no recipient"),
+            StsRefused(p, label, why, _) => {
+                write!(f, "the domain's MTA-STS policy ({label}) requires verified TLS with its listed MX hosts, and {p} {why}; will retry")
+            }
         }
     }
 }
@@ -153,6 +164,7 @@ impl RemoteError {
             Needs8Bit(_) => Status::CONVERSION_NEEDED,
             BadSender(_) => Status::BAD_SENDER,
             NoneAccepted(_, temporary) => Status::of_kind(if *temporary { Kind::Temporary } else { Kind::Permanent }),
+            StsRefused(.., s) => *s,
         }
     }
 }
@@ -442,6 +454,8 @@ struct Run<'a> {
     source: Source,
     sender_domain: String,
     policy: TlsPolicy,
+    /// The MTA-STS policy in force (lib/smtp/mtasts.rs), for MX deliveries.
+    sts: Option<mtasts::Active>,
 }
 
 fn sender_domain(sender: &str) -> String {
@@ -472,6 +486,17 @@ pub fn deliver(home: &Home, job: &Job, message: &File) -> Reports {
     };
     let sd = sender_domain(&job.sender);
     let source = cfg.sources.find(&sd).unwrap_or_default();
+    // MTA-STS: only for delivery by MX (an smtproutes relay is the admin's choice).
+    let by_mx = cfg.routes.find(&job.domain).relay == Relay::Mx;
+    let sts = match mtasts::Settings::load(home, &control, cfg.tls_ca.clone()) {
+        Ok(s) if by_mx => mtasts::for_domain(&control, &s, &job.domain, &mut |m| sts_log(&m)),
+        Ok(_) => None,
+        Err(e) => return Reports::failed(&RemoteError::Control(e)),
+    };
+    let mut policy = cfg.tls_policy.find(&job.domain).unwrap_or(TlsPolicy::Opportunistic);
+    if sts.as_ref().is_some_and(|a| a.enforce()) {
+        policy = TlsPolicy::Verify;
+    }
     let run = Run {
         cfg: &cfg,
         job,
@@ -479,25 +504,45 @@ pub fn deliver(home: &Home, job: &Job, message: &File) -> Reports {
         helo: source.helo.clone().unwrap_or_else(|| cfg.helo.clone()),
         source,
         sender_domain: sd,
-        policy: cfg.tls_policy.find(&job.domain).unwrap_or(TlsPolicy::Opportunistic),
+        policy,
+        sts,
     };
-    run.over(&targets)
+    let reports = run.over(&targets);
+    if by_mx {
+        let label = run.sts.as_ref().map(|a| format!("{} ({})", a.label(), a.from)).unwrap_or_else(|| "no mta-sts policy".into());
+        let outcome = match reports.message.0 {
+            b'K' => "delivered",
+            b'Z' => "deferred",
+            _ => "failed",
+        };
+        sts_log(&format!("{}: {label}: {outcome}", job.domain));
+    }
+    reports
+}
+
+fn sts_log(m: &str) {
+    crate::os::log::line("postern-remote", m);
 }
 
 impl Run<'_> {
     fn over(&self, targets: &[Peer]) -> Reports {
         let mut failures: Vec<RemoteError> = Vec::new();
         for t in targets {
+            if let Some(e) = self.sts_skip(t) {
+                failures.push(e);
+                continue;
+            }
             let mut tls = true;
             loop {
                 match self.attempt(t, tls) {
                     Ok(reports) => return reports,
                     Err(Next::Plain(e)) if tls && self.policy == TlsPolicy::Opportunistic => {
+                        self.sts_testing(|label| format!("{label}: {e}; enforce would not send in plain text"));
                         failures.push(e);
                         tls = false;
                     }
                     Err(Next::Plain(e)) | Err(Next::Host(e)) => {
-                        failures.push(e);
+                        failures.push(self.sts_error(e));
                         break;
                     }
                 }
@@ -534,15 +579,65 @@ impl Run<'_> {
             if r.code == 220 {
                 let config = self.tls_config().map_err(Next::Host)?;
                 c.start_tls(config).map_err(Next::Plain)?;
+                self.sts_testing_cert(&c);
                 ext = self.hello(&mut c).map_err(Next::Host)?;
             } else if wants_tls {
                 return Err(Next::Host(RemoteError::TlsRequired(peer, format!("refused STARTTLS.\n{}", said(&r)))));
+            } else {
+                self.sts_testing(|label| format!("{label}: {peer} refused STARTTLS; enforce would not send in plain text"));
             }
         } else if wants_tls {
             let _ = c.command("QUIT", "after QUIT");
             return Err(Next::Host(RemoteError::TlsRequired(peer, "does not offer STARTTLS".into())));
+        } else if tls_allowed {
+            self.sts_testing(|label| format!("{label}: {peer} does not offer STARTTLS; enforce would not send in plain text"));
         }
         Ok(self.transaction(c, &ext))
+    }
+
+    // MTA-STS (lib/smtp/mtasts.rs): what an enforced policy refuses, and what a
+    // testing one only logs.
+
+    /// An enforced policy skips hosts it does not list; a testing one logs them.
+    fn sts_skip(&self, t: &Peer) -> Option<RemoteError> {
+        let a = self.sts.as_ref().filter(|a| !a.policy.allows(&t.host))?;
+        let why = "is not among the MX hosts the policy lists";
+        if a.enforce() {
+            return Some(RemoteError::StsRefused(t.clone(), a.label(), why.into(), Status::TLS_FAILED));
+        }
+        self.sts_testing(|label| format!("{label}: {t} {why}; enforce would skip it"));
+        None
+    }
+
+    /// A TLS failure under an enforced policy, said as the policy's.
+    fn sts_error(&self, e: RemoteError) -> RemoteError {
+        let Some(a) = self.sts.as_ref().filter(|a| a.enforce()) else { return e };
+        match e {
+            RemoteError::TlsRequired(p, why) => RemoteError::StsRefused(p, a.label(), why, Status::TLS_REQUIRED),
+            RemoteError::TlsHandshake(p, why) => RemoteError::StsRefused(p, a.label(), format!("failed TLS: {why}"), Status::TLS_FAILED),
+            e => e,
+        }
+    }
+
+    /// Log a line for a testing policy; `what` gets the policy's label.
+    fn sts_testing(&self, what: impl FnOnce(String) -> String) {
+        if let Some(a) = self.sts.as_ref().filter(|a| a.testing()) {
+            sts_log(&what(a.label()));
+        }
+    }
+
+    /// Under a testing policy, check the certificate the host gave as enforce would.
+    fn sts_testing_cert(&self, c: &Conn) {
+        if !self.sts.as_ref().is_some_and(|a| a.testing()) || self.policy == TlsPolicy::Verify {
+            return;
+        }
+        let Some(Stream::Tls(t)) = &c.stream else { return };
+        let chain: Vec<_> = t.conn.peer_certificates().unwrap_or_default().iter().map(|c| c.clone().into_owned()).collect();
+        if let Err(e) = mtasts::would_verify(self.cfg.tls_ca.as_deref(), &c.peer.host, &chain) {
+            self.sts_testing(|label| {
+                format!("{label}: the certificate of {} is not valid for it ({e}); enforce would not deliver", c.peer)
+            });
+        }
     }
 
     fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, RemoteError> {

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod command;
 pub mod data;
+pub mod mtasts;
 pub mod mx;
 pub mod outgoing;
 pub mod reply;

@@ -26,4 +26,5 @@ mod auth;
 mod pop3;
 
 // Remote delivery
+mod mtasts;
 mod remote;
