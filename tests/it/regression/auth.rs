@@ -221,22 +221,27 @@ fn held_places(i: &Instance, uid: u32) -> usize {
     locks.lines().filter(|l| l.contains("FLOCK") && l.split_whitespace().any(|f| inodes.iter().any(|i| f.ends_with(i.as_str())))).count()
 }
 
+/// As root: a throwaway user, and a started instance with `setting` set, whose
+/// postern-queued socket is up.
+fn queued_with_a_user(tag: &str, setting: &str, value: &str) -> (UnixUser, Instance, PathBuf) {
+    require_root();
+    let user = UnixUser::new(tag, false);
+    let i = Instance::create(&format!("i{tag}"));
+    i.control(setting, &format!("{value}\n"));
+    i.start();
+    let path = i.join("run/queue/submit");
+    wait_for(20, "postern-queued's socket", || path.exists().then_some(()));
+    (user, i, path)
+}
+
 /// One uid gets at most concurrencysubmit unfinished submissions: the next is
 /// refused at once with exit 77, which the client reports, and a freed place is
 /// taken again. Thirty stalled clients used to pin thirty workers.
 #[test]
 #[ignore = "needs root: scripts/test runs it as root"]
 fn issue15_one_uid_gets_at_most_concurrencysubmit_unfinished_submissions() {
-    require_root();
-    let user = format!("p15q{}", std::process::id() % 100000);
-    let _ = std::process::Command::new("userdel").arg(&user).output();
-    run_ok(&["useradd", "-M", "-s", "/bin/sh", &user], b"");
-    let uid = uid_of(&user).unwrap();
-    let i = Instance::create("i15-peruid");
-    i.control("concurrencysubmit", "3\n");
-    i.start();
-    let path = i.join("run/queue/submit");
-    wait_for(20, "postern-queued's socket", || path.exists().then_some(()));
+    let (user, i, path) = queued_with_a_user("15q", "concurrencysubmit", "3");
+    let uid = user.uid;
     // As the user: three stalled submissions, then a fourth, then one after the
     // first of them gave up.
     let script = r#"
@@ -270,7 +275,7 @@ os.write(ew, b"Fs@sender.test\0T" + sys.argv[2].encode() + b"\0\0"); os.close(ew
 print("fifth", answer(s))
 "#;
     let mut child = std::process::Command::new("runuser")
-        .args(["-u", &user, "--", "python3", "-c", script])
+        .args(["-u", &user.name, "--", "python3", "-c", script])
         .arg(&path)
         .arg(i.address("nobody"))
         .stdin(std::process::Stdio::piped())
@@ -289,7 +294,6 @@ print("fifth", answer(s))
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
     let o = child.wait_with_output().unwrap();
-    let _ = std::process::Command::new("userdel").arg(&user).output();
     let out = rest;
     assert!(o.status.success(), "{out}{}", text(&o));
     assert!(out.contains("fourth 77\n"), "the fourth is refused at once: {out}");
@@ -313,16 +317,8 @@ print("fifth", answer(s))
 #[test]
 #[ignore = "needs root: scripts/test runs it as root"]
 fn issue15_a_trickled_submission_meets_its_deadline() {
-    require_root();
-    let user = format!("p15t{}", std::process::id() % 100000);
-    let _ = std::process::Command::new("userdel").arg(&user).output();
-    run_ok(&["useradd", "-M", "-s", "/bin/sh", &user], b"");
-    let uid = uid_of(&user).unwrap();
-    let i = Instance::create("i15-trickle");
-    i.control("timeoutsubmit", "3\n");
-    i.start();
-    let path = i.join("run/queue/submit");
-    wait_for(20, "postern-queued's socket", || path.exists().then_some(()));
+    let (user, i, path) = queued_with_a_user("15t", "timeoutsubmit", "3");
+    let uid = user.uid;
     // A byte every half second for 15 s, then the answer.
     let script = r#"
 import os, socket, sys, time
@@ -343,8 +339,7 @@ s.settimeout(30)
 b = s.recv(1)
 print("answer", b[0] if b else "closed", "after", int(time.time() - start))
 "#;
-    let o = std::process::Command::new("runuser").args(["-u", &user, "--", "python3", "-c", script]).arg(&path).output().unwrap();
-    let _ = std::process::Command::new("userdel").arg(&user).output();
+    let o = std::process::Command::new("runuser").args(["-u", &user.name, "--", "python3", "-c", script]).arg(&path).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(out.starts_with("answer 52 "), "timed out: {out}{}", text(&o));
     // Dropped while still trickling (at about 3 s), not once the trickle ended
