@@ -88,6 +88,8 @@ settings! {
     OUTGOINGIP "outgoingip" List Default::None, "per sender domain, the local address(es) and HELO name of outgoing SMTP and the DKIM selectors that sign its mail: `senderdomain:IP[,[IPv6]][:heloname[:selector[,selector]]]`, `:IP[:helo]` for the rest; without selectors, every control/dkim/DOMAIN/*.key signs";
     TLSDESTINATIONS "tlsdestinations" List Default::None, "recipient domains that require TLS: `domain` (any certificate) or `domain:verify` (checked with tlsca.pem, else the public roots)";
     DNSRESOLVERS "dnsresolvers" List Default::None, "DNS servers postern-remote asks, `IP` or `IP:PORT` a line (missing: /etc/resolv.conf)";
+    DNSSEC "dnssec" Number N(0), "1: postern-remote validates DNSSEC itself and applies DANE (RFC 7672): an MX host with secure TLSA records gets mail only over TLS with a certificate matching them; a bogus answer defers";
+    TRUSTANCHORS "trustanchors" Line Default::None, "with dnssec, a file of DNSKEY records that anchor validation, e.g. for a private signed zone (missing: the root zone's keys built into the resolver)";
     MAXRCPT "maxrcpt" Number N(100), "most recipients postern-smtpd accepts in one message; more get 452 4.5.3";
     AUTHPLAINTEXT "authplaintext" Number N(0), "1: postern-smtpd offers AUTH without TLS (passwords then cross the network in clear)";
     AUTHFAILDELAY "authfaildelay" Number N(1), "seconds a failed login waits per failure so far in its session (1 s, 2 s, 3 s, then the session ends); 0 for none";

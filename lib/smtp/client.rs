@@ -17,10 +17,12 @@ use crate::config::control::{Control, ControlError};
 use crate::config::settings;
 use crate::error::{Classify, Kind};
 use crate::os::home::Home;
+use crate::smtp::dane::{self, HostDane};
 use crate::smtp::mx::{self, MxError, Peer, Routes};
 use crate::smtp::outgoing::{self, Bind, DomainTable, Source, TlsPolicy};
 use crate::smtp::reply::{self as smtpreply, Reply, ReplyError};
 use crate::status::Status;
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -85,6 +87,8 @@ pub enum RemoteError {
     TlsHandshake(Peer, String),
     /// Policy requires TLS and the peer does not offer it or refused it.
     TlsRequired(Peer, String),
+    /// DANE (lib/smtp/dane.rs) skips the host: why.
+    Dane(Peer, String),
     TooBig(Peer, u64, u64),
     Needs8Bit(Peer),
     BadSender(String),
@@ -120,6 +124,7 @@ impl fmt::Display for RemoteError {
             TlsRequired(p, why) => {
                 write!(f, "control/tlsdestinations requires TLS for this domain, and {p} {why}; will retry")
             }
+            Dane(p, why) => write!(f, "skipped {p}: {why}; will retry"),
             TooBig(p, size, limit) => {
                 write!(f, "the message is {size} bytes and {p} accepts at most {limit} bytes (its SIZE)")
             }
@@ -148,7 +153,7 @@ impl RemoteError {
             Timeout(..) | Lost(..) | Io(..) => Status::CONNECTION_DROPPED,
             BadReply(..) => Status::PROTOCOL,
             Greeting(_, r) | Helo(_, r) | Mail(_, _, r) | Data(_, r) | Final(_, r) => r.status_or_class(),
-            TlsRequired(..) => Status::TLS_REQUIRED,
+            TlsRequired(..) | Dane(..) => Status::TLS_REQUIRED,
             TooBig(..) => Status::TOO_BIG,
             Needs8Bit(_) => Status::CONVERSION_NEEDED,
             BadSender(_) => Status::BAD_SENDER,
@@ -442,6 +447,8 @@ struct Run<'a> {
     source: Source,
     sender_domain: String,
     policy: TlsPolicy,
+    /// DANE's decision per MX host that has one (lib/smtp/dane.rs).
+    dane: HashMap<String, HostDane>,
 }
 
 fn sender_domain(sender: &str) -> String {
@@ -466,9 +473,20 @@ pub fn deliver(home: &Home, job: &Job, message: &File) -> Reports {
     if !smtp_safe(&job.sender) {
         return Reports::failed(&RemoteError::BadSender(job.sender.clone()));
     }
-    let targets = match mx::peers(&control, &cfg.routes, &job.domain) {
+    let (targets, mx_secure) = match mx::peers_proven(&control, &cfg.routes, &job.domain) {
         Ok(t) => t,
         Err(e) => return Reports::failed(&RemoteError::Route(e)),
+    };
+    // DANE hook: only MX records that DNSSEC proved lead to TLSA lookups.
+    let dane = if mx_secure {
+        let mut hosts: Vec<&str> = targets.iter().map(|t| t.host.as_str()).collect();
+        hosts.dedup();
+        match dane::lookup(&control, &hosts) {
+            Ok(d) => d,
+            Err(e) => return Reports::failed(&RemoteError::Route(e)),
+        }
+    } else {
+        HashMap::new()
     };
     let sd = sender_domain(&job.sender);
     let source = cfg.sources.find(&sd).unwrap_or_default();
@@ -480,6 +498,7 @@ pub fn deliver(home: &Home, job: &Job, message: &File) -> Reports {
         source,
         sender_domain: sd,
         policy: cfg.tls_policy.find(&job.domain).unwrap_or(TlsPolicy::Opportunistic),
+        dane,
     };
     run.over(&targets)
 }
@@ -492,7 +511,7 @@ impl Run<'_> {
             loop {
                 match self.attempt(t, tls) {
                     Ok(reports) => return reports,
-                    Err(Next::Plain(e)) if tls && self.policy == TlsPolicy::Opportunistic => {
+                    Err(Next::Plain(e)) if tls && self.policy == TlsPolicy::Opportunistic && !self.dane.contains_key(&t.host) => {
                         failures.push(e);
                         tls = false;
                     }
@@ -521,6 +540,10 @@ impl Run<'_> {
             Bind::Address(a) => Some(a),
             Bind::Skip => return Err(Next::Host(RemoteError::NoSource(peer, self.sender_domain.clone()))),
         };
+        let dane = self.dane.get(&t.host);
+        if let Some(HostDane::Failed(why)) = dane {
+            return Err(Next::Host(RemoteError::Dane(peer, why.clone())));
+        }
         let mut c = Conn::connect(self.cfg, t, bind).map_err(Next::Host)?;
         let greeting = c.reply("in its greeting").map_err(Next::Host)?;
         if !greeting.is_ok() {
@@ -528,21 +551,36 @@ impl Run<'_> {
             return Err(Next::Host(RemoteError::Greeting(peer, greeting)));
         }
         let mut ext = self.hello(&mut c).map_err(Next::Host)?;
-        let wants_tls = self.policy != TlsPolicy::Opportunistic;
+        let wants_tls = self.policy != TlsPolicy::Opportunistic || dane.is_some();
+        // DANE's refusals name DANE, not control/tlsdestinations.
+        let required = |why: String| match dane {
+            Some(_) => RemoteError::Dane(peer.clone(), format!("DANE requires TLS (the host has DNSSEC-signed TLSA records) and it {why}")),
+            None => RemoteError::TlsRequired(peer.clone(), why),
+        };
+        let matched = crate::net::dane::Matched::default();
         if ext.starttls && tls_allowed {
             let r = c.command("STARTTLS", "after STARTTLS").map_err(Next::Host)?;
             if r.code == 220 {
-                let config = self.tls_config().map_err(Next::Host)?;
+                let config = match dane {
+                    Some(HostDane::Required(records)) => crate::net::dane::client_config(records.clone(), matched.clone()),
+                    _ => self.tls_config().map_err(Next::Host)?,
+                };
                 c.start_tls(config).map_err(Next::Plain)?;
                 ext = self.hello(&mut c).map_err(Next::Host)?;
             } else if wants_tls {
-                return Err(Next::Host(RemoteError::TlsRequired(peer, format!("refused STARTTLS.\n{}", said(&r)))));
+                return Err(Next::Host(required(format!("refused STARTTLS.\n{}", said(&r)))));
             }
         } else if wants_tls {
             let _ = c.command("QUIT", "after QUIT");
-            return Err(Next::Host(RemoteError::TlsRequired(peer, "does not offer STARTTLS".into())));
+            return Err(Next::Host(required("does not offer STARTTLS".into())));
         }
-        Ok(self.transaction(c, &ext))
+        // For the log: which DANE check the certificate passed.
+        let label = match matched.load(std::sync::atomic::Ordering::Relaxed) {
+            crate::net::dane::DANE_EE => " (TLS, dane)",
+            crate::net::dane::DANE_TA => " (TLS, dane-ta)",
+            _ => "",
+        };
+        Ok(self.transaction(c, &ext, label))
     }
 
     fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, RemoteError> {
@@ -570,7 +608,7 @@ impl Run<'_> {
     }
 
     /// MAIL, RCPTs, DATA; never fails: the reports say what happened.
-    fn transaction(&self, mut c: Conn, ext: &Extensions) -> Reports {
+    fn transaction(&self, mut c: Conn, ext: &Extensions, label: &str) -> Reports {
         let peer = c.peer.clone();
         if let Some(limit) = ext.size.filter(|&l| l > 0 && self.msg.wire_size > l) {
             c.quit();
@@ -637,7 +675,7 @@ impl Run<'_> {
             if !r.is_ok() {
                 return Err((RemoteError::Final(peer.clone(), r), true));
             }
-            Ok(format!("{peer} accepted the message.\n{}", said(&r)))
+            Ok(format!("{peer} accepted the message{label}.\n{}", said(&r)))
         })();
         c.quit();
         match result {
