@@ -4,7 +4,8 @@
 //!
 //! Only with control/dnssec 1, when postern-remote validates DNSSEC itself
 //! (hickory, anchored in the root keys or control/trustanchors). Decisions, per
-//! MX host, only when the domain's MX records were proved secure:
+//! MX host, only when the domain's MX records and the host's addresses were
+//! proved secure:
 //! - `_25._tcp.HOST` TLSA records, all secure, some usable (usage 3 DANE-EE or
 //!   2 DANE-TA, selector 0 or 1, matching 0, 1 or 2): TLS is required and the
 //!   certificate must match one of them (`Required`).
@@ -76,6 +77,13 @@ pub fn lookup(control: &Control, hosts: &[&str]) -> Result<HashMap<String, HostD
 }
 
 fn host_dane(dns: &Dns, host: &str) -> Option<HostDane> {
+    // DANE needs the host's addresses proved too (RFC 7672 section 2.2.2): an
+    // insecure address could lead anywhere. A failed lookup already failed in mx.rs.
+    for rtype in [RecordType::A, RecordType::AAAA] {
+        if let Ok(Some((_, false))) = dns.lookup_proven(host, rtype) {
+            return None;
+        }
+    }
     let name = format!("_25._tcp.{host}");
     let (records, secure) = match dns.lookup_proven(&name, RecordType::TLSA) {
         Ok(Some(r)) => r,
