@@ -12,6 +12,12 @@
 //!
 //! An opportunistic STARTTLS whose handshake fails is retried once on a new
 //! connection to the same host in plain text.
+//!
+//! DANE (lib/smtp/dane.rs, with control/dnssec) can make TLS mandatory per MX
+//! host, with the certificate checked against its TLSA records
+//! (lib/net/dane.rs): no STARTTLS, a failed handshake or a mismatch skips the
+//! host with no plain-text retry, and the delivery report says `(TLS, dane)` or
+//! `(TLS, dane-ta)`.
 
 use crate::config::control::{Control, ControlError};
 use crate::config::settings;
