@@ -135,3 +135,30 @@ fn dane_unsigned_domain_is_opportunistic() {
     assert!(!o.message.1.contains("dane"), "{o:?}");
     assert!(!s.fake.sessions()[0].tls);
 }
+
+#[test]
+fn dane_delivery_is_logged_by_postern_send() {
+    let certs = TempDir::new("certs");
+    make_certs(certs.path(), "mx.logged.test");
+    let recs = domain("logged", Some(&format!("3 1 1 {}", spki_sha256(&certs))));
+    let dns = SignedUnbound::start(&recs.iter().map(String::as_str).collect::<Vec<_>>(), &[], &[]);
+    let fake = FakeSmtp::start(
+        "127.0.0.1",
+        FakeScript { tls: FakeTls::Good, cert_dir: Some(certs.path().to_path_buf()), ..FakeScript::default() },
+    );
+    let a = Instance::create("dane-log");
+    fs::copy(dns.anchor(), a.path().join("control/anchor.key")).unwrap();
+    a.control("dnsresolvers", &format!("127.0.0.1:{}\n", dns.port()))
+        .control("smtproutes", &format!("::{}\n", fake.port()))
+        .control("dnssec", "1\n")
+        .control("trustanchors", &format!("{}\n", a.path().join("control/anchor.key").display()));
+    a.start();
+    a.send(&a.address("alice"), &["u@logged.test"], &message("logged", "b"));
+    let log = wait_for(10, "the delivery in postern-send's log", || {
+        let l = a.send_log();
+        l.contains("to <u@logged.test>: success").then_some(l)
+    });
+    assert!(log.lines().any(|l| l.contains("to <u@logged.test>: success") && l.contains("(TLS, dane)")), "{log}");
+    assert!(fake.sessions()[0].tls);
+    a.wait_empty();
+}
