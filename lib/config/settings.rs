@@ -91,6 +91,8 @@ settings! {
     MTASTSPORT "mtastsport" Number N(443), "the HTTPS port postern-remote fetches MTA-STS policies from (RFC 8461 fixes 443; other values are for tests)";
     TIMEOUTMTASTS "timeoutmtasts" Number N(10), "seconds postern-remote gives each DNS query for an MTA-STS policy (asked at most twice) and its whole HTTPS fetch";
     DNSRESOLVERS "dnsresolvers" List Default::None, "DNS servers postern-remote asks, `IP` or `IP:PORT` a line (missing: /etc/resolv.conf)";
+    DNSSEC "dnssec" Number N(0), "1: postern-remote validates DNSSEC itself and applies DANE (RFC 7672): an MX host with secure TLSA records gets mail only over TLS with a certificate matching them; a bogus answer defers";
+    TRUSTANCHORS "trustanchors" Line Default::None, "with dnssec, a file of DNSKEY records that anchor validation, e.g. for a private signed zone (missing: the root zone's keys built into the resolver)";
     MAXRCPT "maxrcpt" Number N(100), "most recipients postern-smtpd accepts in one message; more get 452 4.5.3";
     AUTHPLAINTEXT "authplaintext" Number N(0), "1: postern-smtpd offers AUTH without TLS (passwords then cross the network in clear)";
     AUTHFAILDELAY "authfaildelay" Number N(1), "seconds a failed login waits per failure so far in its session (1 s, 2 s, 3 s, then the session ends); 0 for none";

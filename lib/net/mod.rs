@@ -1,5 +1,6 @@
 //! The network: postern-listen, sessions on fd 0/1 with timeouts, TLS.
 
+pub mod dane;
 pub mod listen;
 pub mod session;
 pub mod tls;

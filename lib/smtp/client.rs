@@ -17,16 +17,24 @@
 //! (lib/smtp/mtasts.rs). An enforced one narrows the hosts to those it lists and
 //! makes TLS required and verified, whatever tlsdestinations says; a testing one
 //! only adds log lines (the `sts_*` methods).
+//!
+//! DANE (lib/smtp/dane.rs, with control/dnssec) can make TLS mandatory per MX
+//! host, with the certificate checked against its TLSA records
+//! (lib/net/dane.rs): no STARTTLS, a failed handshake or a mismatch skips the
+//! host with no plain-text retry, and the delivery report says `(TLS, dane)` or
+//! `(TLS, dane-ta)`.
 
 use crate::config::control::{Control, ControlError};
 use crate::config::settings;
 use crate::error::{Classify, Kind};
 use crate::os::home::Home;
+use crate::smtp::dane::{self, HostDane};
 use crate::smtp::mtasts;
 use crate::smtp::mx::{self, MxError, Peer, Relay, Routes};
 use crate::smtp::outgoing::{self, Bind, DomainTable, Source, TlsPolicy};
 use crate::smtp::reply::{self as smtpreply, Reply, ReplyError};
 use crate::status::Status;
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -91,6 +99,8 @@ pub enum RemoteError {
     TlsHandshake(Peer, String),
     /// Policy requires TLS and the peer does not offer it or refused it.
     TlsRequired(Peer, String),
+    /// DANE (lib/smtp/dane.rs) skips the host: why.
+    Dane(Peer, String),
     TooBig(Peer, u64, u64),
     Needs8Bit(Peer),
     BadSender(String),
@@ -128,6 +138,7 @@ impl fmt::Display for RemoteError {
             TlsRequired(p, why) => {
                 write!(f, "control/tlsdestinations requires TLS for this domain, and {p} {why}; will retry")
             }
+            Dane(p, why) => write!(f, "skipped {p}: {why}; will retry"),
             TooBig(p, size, limit) => {
                 write!(f, "the message is {size} bytes and {p} accepts at most {limit} bytes (its SIZE)")
             }
@@ -159,7 +170,7 @@ impl RemoteError {
             Timeout(..) | Lost(..) | Io(..) => Status::CONNECTION_DROPPED,
             BadReply(..) => Status::PROTOCOL,
             Greeting(_, r) | Helo(_, r) | Mail(_, _, r) | Data(_, r) | Final(_, r) => r.status_or_class(),
-            TlsRequired(..) => Status::TLS_REQUIRED,
+            TlsRequired(..) | Dane(..) => Status::TLS_REQUIRED,
             TooBig(..) => Status::TOO_BIG,
             Needs8Bit(_) => Status::CONVERSION_NEEDED,
             BadSender(_) => Status::BAD_SENDER,
@@ -456,6 +467,8 @@ struct Run<'a> {
     policy: TlsPolicy,
     /// The MTA-STS policy in force (lib/smtp/mtasts.rs), for MX deliveries.
     sts: Option<mtasts::Active>,
+    /// DANE's decision per MX host that has one (lib/smtp/dane.rs).
+    dane: HashMap<String, HostDane>,
 }
 
 fn sender_domain(sender: &str) -> String {
@@ -480,9 +493,20 @@ pub fn deliver(home: &Home, job: &Job, message: &File) -> Reports {
     if !smtp_safe(&job.sender) {
         return Reports::failed(&RemoteError::BadSender(job.sender.clone()));
     }
-    let targets = match mx::peers(&control, &cfg.routes, &job.domain) {
+    let (targets, mx_secure) = match mx::peers_proven(&control, &cfg.routes, &job.domain) {
         Ok(t) => t,
         Err(e) => return Reports::failed(&RemoteError::Route(e)),
+    };
+    // DANE hook: only MX records that DNSSEC proved lead to TLSA lookups.
+    let dane = if mx_secure {
+        let mut hosts: Vec<&str> = targets.iter().map(|t| t.host.as_str()).collect();
+        hosts.dedup();
+        match dane::lookup(&control, &hosts) {
+            Ok(d) => d,
+            Err(e) => return Reports::failed(&RemoteError::Route(e)),
+        }
+    } else {
+        HashMap::new()
     };
     let sd = sender_domain(&job.sender);
     let source = cfg.sources.find(&sd).unwrap_or_default();
@@ -506,6 +530,7 @@ pub fn deliver(home: &Home, job: &Job, message: &File) -> Reports {
         sender_domain: sd,
         policy,
         sts,
+        dane,
     };
     let reports = run.over(&targets);
     if by_mx {
@@ -536,7 +561,7 @@ impl Run<'_> {
             loop {
                 match self.attempt(t, tls) {
                     Ok(reports) => return reports,
-                    Err(Next::Plain(e)) if tls && self.policy == TlsPolicy::Opportunistic => {
+                    Err(Next::Plain(e)) if tls && self.policy == TlsPolicy::Opportunistic && !self.dane.contains_key(&t.host) => {
                         self.sts_testing(|label| format!("{label}: {e}; enforce would not send in plain text"));
                         failures.push(e);
                         tls = false;
@@ -566,6 +591,10 @@ impl Run<'_> {
             Bind::Address(a) => Some(a),
             Bind::Skip => return Err(Next::Host(RemoteError::NoSource(peer, self.sender_domain.clone()))),
         };
+        let dane = self.dane.get(&t.host);
+        if let Some(HostDane::Failed(why)) = dane {
+            return Err(Next::Host(RemoteError::Dane(peer, why.clone())));
+        }
         let mut c = Conn::connect(self.cfg, t, bind).map_err(Next::Host)?;
         let greeting = c.reply("in its greeting").map_err(Next::Host)?;
         if !greeting.is_ok() {
@@ -573,26 +602,41 @@ impl Run<'_> {
             return Err(Next::Host(RemoteError::Greeting(peer, greeting)));
         }
         let mut ext = self.hello(&mut c).map_err(Next::Host)?;
-        let wants_tls = self.policy != TlsPolicy::Opportunistic;
+        let wants_tls = self.policy != TlsPolicy::Opportunistic || dane.is_some();
+        // DANE's refusals name DANE, not control/tlsdestinations.
+        let required = |why: String| match dane {
+            Some(_) => RemoteError::Dane(peer.clone(), format!("DANE requires TLS (the host has DNSSEC-signed TLSA records) and it {why}")),
+            None => RemoteError::TlsRequired(peer.clone(), why),
+        };
+        let matched = crate::net::dane::Matched::default();
         if ext.starttls && tls_allowed {
             let r = c.command("STARTTLS", "after STARTTLS").map_err(Next::Host)?;
             if r.code == 220 {
-                let config = self.tls_config().map_err(Next::Host)?;
+                let config = match dane {
+                    Some(HostDane::Required(records)) => crate::net::dane::client_config(records.clone(), matched.clone()),
+                    _ => self.tls_config().map_err(Next::Host)?,
+                };
                 c.start_tls(config).map_err(Next::Plain)?;
                 self.sts_testing_cert(&c);
                 ext = self.hello(&mut c).map_err(Next::Host)?;
             } else if wants_tls {
-                return Err(Next::Host(RemoteError::TlsRequired(peer, format!("refused STARTTLS.\n{}", said(&r)))));
+                return Err(Next::Host(required(format!("refused STARTTLS.\n{}", said(&r)))));
             } else {
                 self.sts_testing(|label| format!("{label}: {peer} refused STARTTLS; enforce would not send in plain text"));
             }
         } else if wants_tls {
             let _ = c.command("QUIT", "after QUIT");
-            return Err(Next::Host(RemoteError::TlsRequired(peer, "does not offer STARTTLS".into())));
+            return Err(Next::Host(required("does not offer STARTTLS".into())));
         } else if tls_allowed {
             self.sts_testing(|label| format!("{label}: {peer} does not offer STARTTLS; enforce would not send in plain text"));
         }
-        Ok(self.transaction(c, &ext))
+        // For the log: which DANE check the certificate passed.
+        let label = match matched.load(std::sync::atomic::Ordering::Relaxed) {
+            crate::net::dane::DANE_EE => " (TLS, dane)",
+            crate::net::dane::DANE_TA => " (TLS, dane-ta)",
+            _ => "",
+        };
+        Ok(self.transaction(c, &ext, label))
     }
 
     // MTA-STS (lib/smtp/mtasts.rs): what an enforced policy refuses, and what a
@@ -665,7 +709,7 @@ impl Run<'_> {
     }
 
     /// MAIL, RCPTs, DATA; never fails: the reports say what happened.
-    fn transaction(&self, mut c: Conn, ext: &Extensions) -> Reports {
+    fn transaction(&self, mut c: Conn, ext: &Extensions, label: &str) -> Reports {
         let peer = c.peer.clone();
         if let Some(limit) = ext.size.filter(|&l| l > 0 && self.msg.wire_size > l) {
             c.quit();
@@ -732,7 +776,7 @@ impl Run<'_> {
             if !r.is_ok() {
                 return Err((RemoteError::Final(peer.clone(), r), true));
             }
-            Ok(format!("{peer} accepted the message.\n{}", said(&r)))
+            Ok(format!("{peer} accepted the message{label}.\n{}", said(&r)))
         })();
         c.quit();
         match result {

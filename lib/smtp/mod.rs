@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod command;
+pub mod dane;
 pub mod data;
 pub mod mtasts;
 pub mod mx;

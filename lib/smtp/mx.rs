@@ -27,11 +27,13 @@ use crate::smtp::outgoing::DomainTable;
 use crate::status::Status;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const SMTP_PORT: u16 = 25;
@@ -204,9 +206,11 @@ fn parse_resolver(line: &str) -> Option<SocketAddr> {
 }
 
 impl Dns {
+    /// Validating DNSSEC when control/dnssec says so (DANE, lib/smtp/dane.rs).
     pub fn new(control: &Control) -> Result<Dns, MxError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| MxError::Setup(e.to_string()))?;
-        let resolver = resolver(control, Duration::from_secs(5))?;
+        let anchors = crate::smtp::dane::trust_anchors(control)?;
+        let resolver = build_resolver(control, Duration::from_secs(5), anchors)?;
         Ok(Dns { rt, resolver })
     }
 }
@@ -215,6 +219,11 @@ impl Dns {
 /// waiting `timeout` twice at most. postern-remote's and the arrival checks'
 /// (`mailauth`), so tests aim both at one loopback server.
 pub fn resolver(control: &Control, timeout: Duration) -> Result<TokioResolver, MxError> {
+    build_resolver(control, timeout, None)
+}
+
+/// The same, validating DNSSEC from `anchors` when given.
+fn build_resolver(control: &Control, timeout: Duration, anchors: Option<Arc<TrustAnchors>>) -> Result<TokioResolver, MxError> {
     let path = control.path(&crate::config::settings::DNSRESOLVERS);
     let lines = control.numbered_lines(&crate::config::settings::DNSRESOLVERS)?;
     let mut builder = match (!lines.is_empty()).then_some(lines) {
@@ -244,14 +253,27 @@ pub fn resolver(control: &Control, timeout: Duration) -> Result<TokioResolver, M
     opts.timeout = timeout;
     opts.attempts = 2;
     opts.cache_size = 64;
+    if let Some(a) = anchors {
+        builder = builder.with_trust_anchor(a);
+    }
     builder.build().map_err(|e| MxError::Setup(e.to_string()))
 }
 
 impl Dns {
     fn lookup(&self, name: &str, rtype: RecordType) -> Result<Option<Vec<RData>>, LookupFailure> {
+        Ok(self.lookup_proven(name, rtype)?.map(|(records, _)| records))
+    }
+
+    /// The records, and whether DNSSEC proved every one of them (always false
+    /// when the resolver does not validate). A bogus answer is an error.
+    pub(crate) fn lookup_proven(&self, name: &str, rtype: RecordType) -> Result<Option<(Vec<RData>, bool)>, LookupFailure> {
         let fqdn = format!("{}.", name.trim_end_matches('.'));
         match self.rt.block_on(self.resolver.lookup(fqdn.as_str(), rtype)) {
-            Ok(l) => Ok(Some(l.answers().iter().filter(|r| r.record_type() == rtype).map(|r| r.data.clone()).collect())),
+            Ok(l) => {
+                let records: Vec<_> = l.answers().iter().filter(|r| r.record_type() == rtype).collect();
+                let secure = !records.is_empty() && records.iter().all(|r| r.proof == Proof::Secure);
+                Ok(Some((records.into_iter().map(|r| r.data.clone()).collect(), secure)))
+            }
             Err(NetError::Dns(DnsError::NoRecordsFound(nr))) if nr.response_code == ResponseCode::NXDomain => Err(LookupFailure::NxDomain),
             Err(NetError::Dns(DnsError::NoRecordsFound(_))) => Ok(None),
             Err(e) => Err(LookupFailure::Other(e.to_string())),
@@ -261,7 +283,13 @@ impl Dns {
     /// The MX records of `domain` by preference (equal ones shuffled); None when it
     /// has none. A null MX is an error.
     pub fn mx(&self, domain: &str) -> Result<Option<Vec<String>>, MxError> {
-        let records = match self.lookup(domain, RecordType::MX) {
+        Ok(self.mx_proven(domain)?.map(|(hosts, _)| hosts))
+    }
+
+    /// The same, and whether DNSSEC proved the MX records (RFC 7672 looks for
+    /// TLSA records only then).
+    pub fn mx_proven(&self, domain: &str) -> Result<Option<(Vec<String>, bool)>, MxError> {
+        let (records, secure) = match self.lookup_proven(domain, RecordType::MX) {
             Ok(Some(r)) => r,
             Ok(None) => {
                 self.check_cnames(domain)?;
@@ -289,7 +317,7 @@ impl Dns {
         mxs.retain(|(_, h)| !h.is_empty());
         shuffle(&mut mxs);
         mxs.sort_by_key(|(p, _)| *p);
-        Ok(Some(mxs.into_iter().map(|(_, h)| h).collect()))
+        Ok(Some((mxs.into_iter().map(|(_, h)| h).collect(), secure)))
     }
 
     /// The addresses of a host, IPv4 first; empty when it has none.
@@ -345,7 +373,7 @@ impl Dns {
     }
 }
 
-enum LookupFailure {
+pub(crate) enum LookupFailure {
     NxDomain,
     Other(String),
 }
@@ -366,33 +394,39 @@ fn shuffle<T>(v: &mut [T]) {
 /// Every place to try for `domain`, in order. The resolver is set up only when
 /// DNS is needed (a route to `[IP]` needs none).
 pub fn peers(control: &Control, routes: &Routes, domain: &str) -> Result<Vec<Peer>, MxError> {
+    Ok(peers_proven(control, routes, domain)?.0)
+}
+
+/// The same, and whether they come from MX records that DNSSEC proved (then DANE
+/// applies to the hosts: lib/smtp/dane.rs).
+pub fn peers_proven(control: &Control, routes: &Routes, domain: &str) -> Result<(Vec<Peer>, bool), MxError> {
     let route = routes.find(domain);
     let port = route.port;
     let with = |host: &str, ips: Vec<IpAddr>| ips.into_iter().map(|ip| Peer { host: host.to_string(), ip, port }).collect::<Vec<_>>();
     let hosts = match route.relay {
-        Relay::Ip(ip) => return Ok(vec![Peer { host: ip.to_string(), ip, port }]),
+        Relay::Ip(ip) => return Ok((vec![Peer { host: ip.to_string(), ip, port }], false)),
         Relay::Host(h) => {
             let ips = Dns::new(control)?.addresses(&h)?;
             if ips.is_empty() {
                 return Err(MxError::RelayUnknown(domain.into(), h));
             }
-            return Ok(with(&h, ips));
+            return Ok((with(&h, ips), false));
         }
         Relay::Mx => {
             let dns = Dns::new(control)?;
-            match dns.mx(domain)? {
-                Some(hosts) => (dns, hosts),
+            match dns.mx_proven(domain)? {
+                Some((hosts, secure)) => (dns, hosts, secure),
                 None => {
                     let ips = dns.addresses(domain)?;
                     if ips.is_empty() {
                         return Err(MxError::NoSuchDomain(domain.into()));
                     }
-                    return Ok(with(domain, ips));
+                    return Ok((with(domain, ips), false));
                 }
             }
         }
     };
-    let (dns, hosts) = hosts;
+    let (dns, hosts, secure) = hosts;
     let mut out = Vec::new();
     let mut failure = None;
     for h in &hosts {
@@ -404,7 +438,7 @@ pub fn peers(control: &Control, routes: &Routes, domain: &str) -> Result<Vec<Pee
     if out.is_empty() {
         return Err(failure.unwrap_or(MxError::NoMxAddress(domain.into(), hosts)));
     }
-    Ok(out)
+    Ok((out, secure))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod fixture;
 mod admin;
 mod authcheck;
 mod crash;
+mod dane;
 mod dkim;
 mod helpers;
 mod inject;
