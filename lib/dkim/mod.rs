@@ -200,7 +200,7 @@ pub fn from_domain(message: &[u8]) -> Option<String> {
     let froms: Vec<_> = headers::fields(header).into_iter().filter(|f| f.name.eq_ignore_ascii_case("From")).collect();
     let [from] = froms.as_slice() else { return None };
     let parsed = mail_parser::MessageParser::new().parse_headers(&header[from.range.clone()])?;
-    let mut domains = parsed.from()?.iter().filter_map(|a| a.address()).map(|a| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()));
+    let mut domains = parsed.from()?.iter().filter_map(|a| a.address()).map(|a| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).filter(|d| !d.is_empty()));
     let first = domains.next()??;
     domains.all(|d| d.as_deref() == Some(first.as_str())).then_some(first)
 }
@@ -326,6 +326,9 @@ mod tests {
         assert_eq!(from_domain(b"From: a@x.test\nFrom: b@x.test\n\n"), None);
         assert_eq!(from_domain(b"To: a@x.test\n\n"), None);
         assert_eq!(from_domain(b"From: nobody\n\n"), None);
+        // Found by fuzz/fuzz_targets/auth_headers.rs: an address ending in '@'
+        // has no domain to sign for (it gave Some("")).
+        assert_eq!(from_domain(b"From: \"q\" <qa.tt>se@\n\n"), None);
     }
 
     #[test]
