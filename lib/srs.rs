@@ -175,9 +175,16 @@ impl Srs {
 /// The fields of an SRS local part, before checking.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed<'a> {
-    Srs0 { stamp: &'a str, domain: &'a str, user: &'a str },
+    Srs0 {
+        stamp: &'a str,
+        domain: &'a str,
+        user: &'a str,
+    },
     /// `user` keeps its leading separator (`=HHHH=TT=domain=local`).
-    Srs1 { host: &'a str, user: &'a str },
+    Srs1 {
+        host: &'a str,
+        user: &'a str,
+    },
 }
 
 /// Split an SRS local part into its hash and fields; None if it is not one.
@@ -243,7 +250,8 @@ pub fn secret_path(home: &crate::os::home::Home) -> std::path::PathBuf {
 pub fn load(home: &crate::os::home::Home) -> Result<Option<Srs>, String> {
     use crate::config::{control::Control, settings};
     let path = secret_path(home);
-    let secrets = read_secrets(&path).map_err(|e| format!("cannot read {}: {e}; check its owner and mode (see INSTALL)", path.display()))?;
+    let secrets =
+        read_secrets(&path).map_err(|e| format!("cannot read {}: {e}; check its owner and mode (see INSTALL)", path.display()))?;
     if secrets.is_empty() {
         return Ok(None);
     }
@@ -256,6 +264,78 @@ pub fn load(home: &crate::os::home::Home) -> Result<Option<Srs>, String> {
 /// Seconds since the epoch, for `forward` and `reverse`.
 pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// What the queue (postern-q) does with SRS to an envelope it is given:
+/// recipients that are valid SRS addresses in our domain become the addresses
+/// they stand for (a bounce of one of our forwards, queued here by postern-send
+/// or a local program; smtpd already did this at RCPT), and for a `forward`
+/// the sender becomes SRS when it is neither null, a double bounce nor ours,
+/// and some recipient is remote. A problem is logged, never fatal: the message
+/// is queued as it came (as with DKIM signing). Returns whether it changed.
+pub fn apply(home: &crate::os::home::Home, env: &mut crate::queue::Envelope, forward: bool, log: &mut dyn FnMut(&str)) -> bool {
+    use crate::address::Address;
+    use crate::config::routing::{Route, Routing};
+    let srs_rcpt = env.recipients.iter().any(|r| is_srs(r.local()));
+    if !forward && !srs_rcpt {
+        return false;
+    }
+    if forward && (env.sender.is_null() || env.sender.is_double_bounce() || env.sender.domain().is_none()) && !srs_rcpt {
+        return false;
+    }
+    let srs = match load(home) {
+        Ok(Some(s)) => s,
+        Ok(None) => return false,
+        Err(e) => {
+            log(&format!("{e}; queued without SRS"));
+            return false;
+        }
+    };
+    let now = now();
+    let mut changed = false;
+    for r in env.recipients.iter_mut() {
+        if !(is_srs(r.local()) && r.domain().is_some_and(|d| srs.is_ours(d))) {
+            continue;
+        }
+        match srs.reverse(r.local(), now).map(|b| Address::parse(b.address.as_bytes())) {
+            Ok(Ok(a)) => {
+                *r = a;
+                changed = true;
+            }
+            Ok(Err(e)) => log(&format!("SRS recipient {r}: {e}; left as it is")),
+            Err(e) => log(&format!("{e}; left as it is (it will bounce as unknown)")),
+        }
+    }
+    if !forward || env.sender.is_null() || env.sender.is_double_bounce() || env.sender.domain().is_none() {
+        return changed;
+    }
+    let routing = match Routing::load(&crate::config::control::Control::new(home)) {
+        Ok(r) => r,
+        Err(e) => {
+            log(&format!("{e}; the forward is queued without SRS"));
+            return changed;
+        }
+    };
+    let mut users = crate::users::Users::open(home).ok();
+    let mut is_virtual = |d: &str| users.as_mut().is_some_and(|u| u.is_virtual_domain(d));
+    let ours = |a: &Address, v: &mut dyn FnMut(&str) -> bool| matches!(routing.route(v, a), Route::Local(_));
+    if ours(&env.sender, &mut is_virtual) || env.sender.domain().is_some_and(|d| srs.is_ours(d)) {
+        return changed;
+    }
+    if !env.recipients.iter().any(|r| !ours(r, &mut is_virtual)) {
+        return changed;
+    }
+    match srs.forward(env.sender.as_str(), now).map(|s| Address::parse(s.as_bytes())) {
+        Some(Ok(a)) => {
+            env.sender = a;
+            true
+        }
+        Some(Err(e)) => {
+            log(&format!("the SRS form of {} is not an address ({e}); the forward is queued without SRS", env.sender));
+            changed
+        }
+        None => changed,
+    }
 }
 
 #[cfg(test)]

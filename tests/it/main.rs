@@ -16,6 +16,7 @@ mod privs;
 mod queue;
 mod regression;
 mod send;
+mod srs;
 
 // SMTP receive
 mod listen;
