@@ -66,6 +66,8 @@ fn forwards_leave_with_an_srs_sender_that_passes_spf_and_bounces_come_back() {
     a.dot_file("fwd", ".qmail", "&bob@srsdst.test\n");
     a.dot_file("fwd2", ".qmail", "&bouncer@srsdst.test\n");
     a.dot_file("fwd3", ".qmail", &format!("&{}\n", a.address("keep")));
+    a.adduser("fwd4", "pw");
+    a.dot_file("fwd4", ".qmail", "&nobody@srsdst.test\n");
     a.start();
     a.control("smtproutes", &format!("srsdst.test:[127.0.0.1]:{}\norig.test:[127.0.0.1]:{}\n", b.smtp_port(), peer.port()));
     b.control("smtproutes", &format!("srsfwd.test:[127.0.0.1]:{}\n", a.smtp_port()));
@@ -95,6 +97,15 @@ fn forwards_leave_with_an_srs_sender_that_passes_spf_and_bounces_come_back() {
     assert!(s.lines.iter().any(|l| l.starts_with(&format!("RCPT TO:<{ORIG}>"))), "{:?}", s.lines);
     assert!(String::from_utf8_lossy(&s.data).contains("Subject: bounceme"), "{}", String::from_utf8_lossy(&s.data));
     assert!(a.smtp_log().contains("goes back to <alice@orig.test>"), "{}", a.smtp_log());
+
+    // A's own bounce (B refuses nobody at RCPT) to the SRS sender: the queue
+    // takes the SRS recipient back, so it reaches the original sender too.
+    assert_eq!(smtp(a.smtp_port(), ORIG, &a.address("fwd4"), &mail("refused")).0, 250);
+    let s = wait_for(60, "A's bounce at the original sender's peer", || {
+        peer.sessions().into_iter().find(|s| !s.data.is_empty() && String::from_utf8_lossy(&s.data).contains("Subject: refused"))
+    });
+    assert!(s.lines.iter().any(|l| l.starts_with(&format!("RCPT TO:<{ORIG}>"))), "{:?}", s.lines);
+    assert!(String::from_utf8_lossy(&s.data).contains("nobody@srsdst.test"), "{}", String::from_utf8_lossy(&s.data));
 
     // 3. Forged and altered SRS addresses are refused at RCPT, never bounced.
     let srs_local = rp.trim_start_matches('<').split('@').next().unwrap().to_string();
