@@ -442,4 +442,40 @@ mod tests {
         assert!(s.forward("", T).is_none() && s.forward("nodomain", T).is_none());
         assert!(Srs::new("d", &[""], 21).is_none());
     }
+
+    #[test]
+    fn the_queue_rewrites_forwards_to_other_domains_only_and_takes_srs_recipients_back() {
+        use crate::queue::Envelope;
+        use crate::testing::addr;
+        let d = crate::testing::scratch_dir("srs-apply");
+        std::fs::create_dir_all(d.join("control")).unwrap();
+        std::fs::write(d.join("control/me"), "here.example\n").unwrap();
+        std::fs::write(d.join("control/locals"), "here.example\n").unwrap();
+        let home = crate::os::home::Home::at(&d);
+        let mut logged = Vec::new();
+        let mut run = |sender: &str, rcpts: &[&str], forward: bool| {
+            let mut env = Envelope::new(addr(sender), rcpts.iter().map(|r| addr(r)).collect());
+            let changed = apply(&home, &mut env, forward, &mut |m| logged.push(m.to_string()));
+            (changed, env.sender.to_string(), env.recipients.iter().map(|r| r.to_string()).collect::<Vec<_>>())
+        };
+        // No secret: off.
+        assert!(!run("a@orig.example", &["x@far.example"], true).0);
+        std::fs::write(d.join("control/srssecret"), "new\n\nold\n").unwrap();
+        let (changed, sender, _) = run("a@orig.example", &["x@far.example"], true);
+        assert!(changed && sender.starts_with("SRS0=") && sender.ends_with("=orig.example=a@here.example"), "{sender}");
+        // Not a forward, a null or double-bounce sender, our own sender, or only local recipients: unchanged.
+        assert!(!run("a@orig.example", &["x@far.example"], false).0);
+        assert!(!run("", &["x@far.example"], true).0);
+        assert!(!run("#@[]", &["x@far.example"], true).0);
+        assert!(!run("u@HERE.example", &["x@far.example"], true).0);
+        assert!(!run("a@orig.example", &["u@here.example"], true).0);
+        // An SRS recipient of ours (signed with an old secret) goes back, for any submitter.
+        let old = Srs::new("here.example", &["old"], 21).unwrap().forward("a@orig.example", now()).unwrap();
+        let (changed, _, rcpts) = run("", &[&old, "v@far.example"], false);
+        assert!(changed && rcpts == ["a@orig.example", "v@far.example"], "{rcpts:?}");
+        // A forged one stays (and bounces as unknown), logged.
+        let (changed, _, rcpts) = run("", &["SRS0=AAAA=AA=orig.example=a@here.example"], false);
+        assert!(!changed && rcpts == ["SRS0=AAAA=AA=orig.example=a@here.example"]);
+        assert!(logged.iter().any(|l| l.contains("forged SRS address")), "{logged:?}");
+    }
 }
