@@ -122,3 +122,43 @@ fn forwards_leave_with_an_srs_sender_that_passes_spf_and_bounces_come_back() {
     let (code, text) = smtp(a.smtp_port(), "", &format!("{}@SRSFWD.test", srs_local.to_ascii_lowercase()), b"Subject: again\n\nx\n");
     assert_eq!(code, 250, "{text}");
 }
+
+/// Mail::SRS (Debian libmail-srs-perl), Shevek's own implementation, which
+/// libsrs2 follows: each line of `script` is `forward ADDRESS ALIASDOMAIN` or
+/// `reverse ADDRESS`, with secrets `secrets`; one result a line ("ERR ..." on
+/// failure).
+fn mail_srs(secrets: &[&str], script: &[String]) -> Vec<String> {
+    let perl = "use Mail::SRS; my @s=split(/,/,shift); my $srs=Mail::SRS->new(Secret=>[@s],HashLength=>4,MaxAge=>21);\n\
+for (@ARGV) { my @a=split(/ /); my $r = $a[0] eq 'forward' ? eval { $srs->forward($a[1],$a[2]) } : eval { $srs->reverse($a[1]) };\n\
+print defined($r) ? \"$r\\n\" : \"ERR $@\"; }";
+    let out = std::process::Command::new("perl").arg("-e").arg(perl).arg(secrets.join(",")).args(script).output().unwrap();
+    assert!(out.status.success(), "perl Mail::SRS (apt-get install libmail-srs-perl): {}", text(&out));
+    stdout(&out).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn our_addresses_are_mail_srs_addresses_both_ways() {
+    use postern::srs::Srs;
+    let ours = Srs::new("fwd.example", &["new", "old"], 21).unwrap();
+    let now = postern::srs::now();
+    let srs0 = ours.forward("Alice@orig.test", now).unwrap();
+    // What Mail::SRS makes of the same sender, and what it takes back from ours.
+    let theirs = mail_srs(
+        &["new", "old"],
+        &[format!("forward Alice@orig.test fwd.example"), format!("reverse {srs0}"), format!("forward {srs0} b.example")],
+    );
+    // (Across midnight UTC the day stamps differ; then ours is made again.)
+    let srs0_now = if theirs[0] == srs0 { srs0.clone() } else { ours.forward("Alice@orig.test", postern::srs::now()).unwrap() };
+    assert_eq!(theirs[0], srs0_now);
+    assert_eq!(theirs[1], "Alice@orig.test");
+    // Their SRS1 of our SRS0 is ours too, and we take it back.
+    assert_eq!(Some(theirs[2].clone()), Srs::new("b.example", &["new", "old"], 21).unwrap().forward(&srs0, now));
+    let local = &theirs[2][..theirs[2].rfind('@').unwrap()];
+    assert_eq!(Srs::new("b.example", &["new"], 21).unwrap().reverse(local, now).unwrap().address, srs0);
+    // An old secret of theirs checks here; a forged hash does not check there.
+    let old_only = mail_srs(&["old"], &[format!("forward u@orig.test fwd.example")]);
+    let l = &old_only[0][..old_only[0].rfind('@').unwrap()];
+    assert_eq!(ours.reverse(l, now).unwrap().address, "u@orig.test");
+    let forged = format!("SRS0=AAAA{}", &srs0[9..]);
+    assert!(mail_srs(&["new"], &[format!("reverse {forged}")])[0].starts_with("ERR"));
+}
