@@ -145,7 +145,7 @@ fn our_addresses_are_mail_srs_addresses_both_ways() {
     // What Mail::SRS makes of the same sender, and what it takes back from ours.
     let theirs = mail_srs(
         &["new", "old"],
-        &[format!("forward Alice@orig.test fwd.example"), format!("reverse {srs0}"), format!("forward {srs0} b.example")],
+        &["forward Alice@orig.test fwd.example".to_string(), format!("reverse {srs0}"), format!("forward {srs0} b.example")],
     );
     // (Across midnight UTC the day stamps differ; then ours is made again.)
     let srs0_now = if theirs[0] == srs0 { srs0.clone() } else { ours.forward("Alice@orig.test", postern::srs::now()).unwrap() };
@@ -156,7 +156,7 @@ fn our_addresses_are_mail_srs_addresses_both_ways() {
     let local = &theirs[2][..theirs[2].rfind('@').unwrap()];
     assert_eq!(Srs::new("b.example", &["new"], 21).unwrap().reverse(local, now).unwrap().address, srs0);
     // An old secret of theirs checks here; a forged hash does not check there.
-    let old_only = mail_srs(&["old"], &[format!("forward u@orig.test fwd.example")]);
+    let old_only = mail_srs(&["old"], &["forward u@orig.test fwd.example".to_string()]);
     let l = &old_only[0][..old_only[0].rfind('@').unwrap()];
     assert_eq!(ours.reverse(l, now).unwrap().address, "u@orig.test");
     let forged = format!("SRS0=AAAA{}", &srs0[9..]);
