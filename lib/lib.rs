@@ -24,6 +24,7 @@ pub mod proto;
 pub mod queue;
 pub mod send;
 pub mod smtp;
+pub mod srs;
 pub mod users;
 
 #[cfg(test)]

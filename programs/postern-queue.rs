@@ -3,7 +3,8 @@
 //! Message on fd 0, envelope on fd 1 (`F`sender NUL, `T`recipient NUL ..., NUL).
 //! Exits 0 only once both are durable; otherwise one of qmail-queue's exit codes
 //! (11-40 permanent, the rest temporary). With POSTERN_DKIM=sign in the
-//! environment it DKIM-signs the message first (lib/dkim). Runs as postern-q: setuid in a system
+//! environment it DKIM-signs the message first (lib/dkim); with POSTERN_SRS=forward
+//! it rewrites a forward's sender with SRS (lib/srs). Runs as postern-q: setuid in a system
 //! install; if started as root it becomes postern-q itself. postern-queued does
 //! the same job for clients that reach its socket (lib/queue/daemon.rs).
 
@@ -17,7 +18,7 @@ const PROGRAM: &str = "postern-queue";
 
 fn main() {
     let uid = sys::real_uid();
-    let sign = postern::queue::submit::sign_requested();
+    let ask = postern::queue::submit::requested();
     if let Err(e) = privs::drop_to(Service::Queue) {
         log::line(PROGRAM, &e.to_string());
         std::process::exit(exit::HOME);
@@ -30,5 +31,5 @@ fn main() {
         log::line(PROGRAM, "the message must be on fd 0 and the envelope on fd 1");
         std::process::exit(exit::READ);
     };
-    std::process::exit(queue_one(&home, &mut std::fs::File::from(message), &mut std::fs::File::from(envelope), uid, sign));
+    std::process::exit(queue_one(&home, &mut std::fs::File::from(message), &mut std::fs::File::from(envelope), uid, ask));
 }

@@ -83,6 +83,8 @@ settings! {
     SMTPROUTES "smtproutes" List Default::None, "static routes: `domain:relay[:port]`; an empty relay means use MX";
     BADMAILFROM "badmailfrom" List Default::None, "envelope senders refused by postern-smtpd; `@domain` refuses a whole domain";
     BOUNCEMAXBYTES "bouncemaxbytes" Number N(50000), "most bytes of the original message quoted in a bounce";
+    SRSDOMAIN "srsdomain" Line Follows(&ME), "the domain of SRS senders (forwards to other domains, when control/srssecret exists); bounces to SRS addresses in it are checked and sent back";
+    SRSMAXAGE "srsmaxage" Number N(21), "days an SRS address stays valid for bounces";
     HELOHOST "helohost" Line Follows(&ME), "the name postern-remote gives in HELO/EHLO";
     TIMEOUTPOP3 "timeoutpop3" Number N(1200), "seconds postern-popup and postern-pop3d wait for the POP3 client";
     OUTGOINGIP "outgoingip" List Default::None, "per sender domain, the local address(es) and HELO name of outgoing SMTP and the DKIM selectors that sign its mail: `senderdomain:IP[,[IPv6]][:heloname[:selector[,selector]]]`, `:IP[:helo]` for the rest; without selectors, every control/dkim/DOMAIN/*.key signs";

@@ -382,7 +382,9 @@ pub fn deliver(home: &Home, p: &Params, message: &mut File) -> Result<Delivered,
     Ok(report)
 }
 
-/// Queue one copy of the message with `dtline` prepended to all `targets`.
+/// Queue one copy of the message with `dtline` prepended to all `targets`,
+/// asking the queue to rewrite the sender with SRS when it goes elsewhere
+/// (postern-q holds the secret; we run as the recipient).
 pub fn forward(home: &Home, message: &mut File, dtline: &str, sender: &str, targets: &[String]) -> Result<(), LocalError> {
     let defaulthost = || Control::new(home).text(&settings::ENVNOATHOST).map_err(LocalError::Control);
     let mut host: Option<String> = None;
@@ -401,7 +403,8 @@ pub fn forward(home: &Home, message: &mut File, dtline: &str, sender: &str, targ
     let sender = Address::parse(sender.as_bytes()).map_err(|e| LocalError::ForwardAddress(sender.to_string(), e))?;
     message.seek(SeekFrom::Start(0)).map_err(LocalError::Message)?;
     let mut reader = dtline.as_bytes().chain(&mut *message);
-    queue::submit(home, &mut reader, &Envelope::new(sender, recipients)).map_err(LocalError::Forward)
+    queue::submit::submit_asking(home, &mut reader, &Envelope::new(sender, recipients), queue::submit::Ask::Forward)
+        .map_err(LocalError::Forward)
 }
 
 #[cfg(test)]

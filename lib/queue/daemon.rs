@@ -6,8 +6,8 @@
 //! `run/queue/submit` (mode 0666: anyone may queue, as anyone may run the setuid
 //! postern-queue), and for each connection forks a worker that takes two
 //! descriptors sent with one byte (SCM_RIGHTS), the message and the envelope
-//! (the byte is `Q`, or `S` to ask for DKIM signing, as POSTERN_DKIM=sign does
-//! for postern-queue),
+//! (the byte is `Q`, `S` to ask for DKIM signing, as POSTERN_DKIM=sign does
+//! for postern-queue, or `F` for a forward, as POSTERN_SRS=forward does),
 //! and does exactly what postern-queue does with its fd 0 and fd 1
 //! (`queue::queue_one`). The worker answers with one byte, postern-queue's exit
 //! code, only after the message is durable, and exits. No answer (a worker
@@ -40,7 +40,7 @@
 //! so nothing depends on this daemon being up.
 
 use super::store::{queue_one, DEATH_SECONDS};
-use super::submit::{daemon_socket, exit};
+use super::submit::{daemon_socket, exit, Ask};
 use crate::config::control::Control;
 use crate::config::settings::{CONCURRENCYSUBMIT, TIMEOUTSUBMIT};
 use crate::os::home::Home;
@@ -152,7 +152,7 @@ fn set_accept_timeout(listener: &UnixListener, t: Duration) -> io::Result<()> {
 /// One message, in a worker.
 fn work(home: &Home, policy: &Policy, mut stream: UnixStream) {
     let code = match receive(&stream) {
-        Ok((uid, sign, message, envelope)) => submission(home, policy, uid, sign, &message, &envelope),
+        Ok((uid, ask, message, envelope)) => submission(home, policy, uid, ask, &message, &envelope),
         Err(e) => {
             crate::os::log::line(PROGRAM, &format!("bad request: {e}"));
             exit::READ
@@ -163,7 +163,7 @@ fn work(home: &Home, policy: &Policy, mut stream: UnixStream) {
 
 /// Queue what uid sends on `message` and `envelope`, within the policy: the
 /// exit code to answer.
-fn submission(home: &Home, policy: &Policy, uid: u32, sign: bool, message: &File, envelope: &File) -> i32 {
+fn submission(home: &Home, policy: &Policy, uid: u32, ask: Ask, message: &File, envelope: &File) -> i32 {
     let _place = match (policy.per_uid, policy.exempt.contains(&uid)) {
         (0, _) | (_, true) => None,
         (n, false) => {
@@ -191,7 +191,7 @@ fn submission(home: &Home, policy: &Policy, uid: u32, sign: bool, message: &File
     nix::unistd::alarm::set(DEATH_SECONDS);
     // A read that timed out ends the write like any read error: the file in
     // queue/tmp is removed and nothing is queued (queue_one logs it, uid and all).
-    let code = queue_one(home, &mut message, &mut envelope, uid, sign);
+    let code = queue_one(home, &mut message, &mut envelope, uid, ask);
     nix::unistd::alarm::cancel();
     if stalled.get() {
         exit::TIMEOUT
@@ -255,16 +255,18 @@ impl Read for Patient<'_> {
     }
 }
 
-/// Who asked, whether to sign, and the two descriptors.
-fn receive(stream: &UnixStream) -> io::Result<(u32, bool, File, File)> {
+/// Who asked, what, and the two descriptors.
+fn receive(stream: &UnixStream) -> io::Result<(u32, Ask, File, File)> {
     let uid = crate::os::sys::peer_uid(stream)?;
     stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
     let mut fds = VecDeque::new();
     let mut byte = [0u8; 1];
     let n = crate::os::sys::recv_with_fds(stream, &mut byte, &mut fds)?;
     match (n, fds.pop_front(), fds.pop_front(), fds.is_empty()) {
-        (1, Some(m), Some(e), true) if matches!(byte[0], b'Q' | b'S') => Ok((uid, byte[0] == b'S', File::from(m), File::from(e))),
-        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "expected one byte 'Q' or 'S' with two descriptors")),
+        (1, Some(m), Some(e), true) if Ask::from_byte(byte[0]).is_some() => {
+            Ok((uid, Ask::from_byte(byte[0]).unwrap_or(Ask::Plain), File::from(m), File::from(e)))
+        }
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "expected one byte 'Q', 'S' or 'F' with two descriptors")),
     }
 }
 

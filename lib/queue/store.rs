@@ -3,6 +3,7 @@
 //! free/ for reuse, and cleaning up. mod.rs writes the protocol down.
 
 use super::format::{trailer, Envelope, Id, QueueError, MAX_ENVELOPE, TRAILER_LEN};
+use super::submit::Ask;
 use crate::os::fs::{each_chunk, ChunkError};
 use crate::os::home::Home;
 use crate::os::time::now;
@@ -262,8 +263,11 @@ impl Queue {
 /// With `sign`, the message is read into memory and DKIM-signed (lib/dkim) before
 /// anything is written: the signature fields go after the Received line, then the
 /// message, through the same write and fsync steps as any other.
-pub fn queue_one(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, uid: u32, sign: bool) -> i32 {
+pub fn queue_one(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, uid: u32, ask: Ask) -> i32 {
     let queue = Queue::new(home);
+    let sign = ask == Ask::Sign;
+    let mut srs = SrsEnvelope { home, inner: envelope, forward: ask == Ask::Forward, out: None };
+    let envelope: &mut dyn Read = &mut srs;
     let received = format!(
         "Received: (postern-queue {} invoked by uid {uid}); {}\n",
         std::process::id(),
@@ -291,6 +295,33 @@ pub fn queue_one(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, u
             crate::os::log::line("postern-queue", &e.to_string());
             e.exit_code()
         }
+    }
+}
+
+/// The envelope as postern-q stores it: read whole once the message is in (the
+/// client sends it last), and rewritten by `srs::apply` (SRS senders of
+/// forwards, SRS recipients taken back). An envelope that does not parse is
+/// passed on as it came, for the queue to refuse with its own error.
+struct SrsEnvelope<'a> {
+    home: &'a Home,
+    inner: &'a mut dyn Read,
+    forward: bool,
+    out: Option<io::Cursor<Vec<u8>>>,
+}
+
+impl Read for SrsEnvelope<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.out.is_none() {
+            let mut bytes = Vec::new();
+            (&mut *self.inner).take(MAX_ENVELOPE as u64 + 1).read_to_end(&mut bytes)?;
+            if let Ok(mut env) = Envelope::parse(&bytes) {
+                if crate::srs::apply(self.home, &mut env, self.forward, &mut |m| crate::os::log::line("postern-queue", m)) {
+                    bytes = env.encode();
+                }
+            }
+            self.out = Some(io::Cursor::new(bytes));
+        }
+        self.out.as_mut().map_or(Ok(0), |c| c.read(buf))
     }
 }
 

@@ -57,9 +57,59 @@ pub mod exit {
 /// postern-queued's clients say the same with their hello byte: `S`, not `Q`.
 pub const SIGN_ENV: &str = "POSTERN_DKIM";
 
-/// Whether the queue program was asked to sign (its environment).
-pub fn sign_requested() -> bool {
-    std::env::var_os(SIGN_ENV).is_some_and(|v| v == "sign")
+/// Set to `forward` when the submitter is a forward (postern-local's `&address`,
+/// postern-forward, condredirect): the queue rewrites the envelope sender with
+/// SRS (lib/srs) when it must, so only postern-q (and smtpd, which checks
+/// bounces) read control/srssecret. postern-queued's hello byte: `F`.
+pub const SRS_ENV: &str = "POSTERN_SRS";
+
+/// What a submitter asks of the queue besides storing the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    Plain,
+    /// DKIM-sign it (`SIGN_ENV`).
+    Sign,
+    /// A forward: SRS-rewrite the sender when needed (`SRS_ENV`).
+    Forward,
+}
+
+impl Ask {
+    /// postern-queued's hello byte.
+    pub fn byte(self) -> u8 {
+        match self {
+            Ask::Plain => b'Q',
+            Ask::Sign => b'S',
+            Ask::Forward => b'F',
+        }
+    }
+
+    pub fn from_byte(b: u8) -> Option<Ask> {
+        match b {
+            b'Q' => Some(Ask::Plain),
+            b'S' => Some(Ask::Sign),
+            b'F' => Some(Ask::Forward),
+            _ => None,
+        }
+    }
+
+    fn env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Ask::Plain => &[],
+            Ask::Sign => &[(SIGN_ENV, "sign")],
+            Ask::Forward => &[(SRS_ENV, "forward")],
+        }
+    }
+}
+
+/// What the queue program was asked (its environment).
+pub fn requested() -> Ask {
+    if std::env::var_os(SIGN_ENV).is_some_and(|v| v == "sign") {
+        Ask::Sign
+    } else if std::env::var_os(SRS_ENV).is_some_and(|v| v == "forward") {
+        Ask::Forward
+    } else {
+        Ask::Plain
+    }
 }
 
 /// The socket of postern-queued (see `daemon`).
@@ -133,11 +183,15 @@ impl Submission {
 
     /// A submission; `sign` asks the queue to DKIM-sign the message (`SIGN_ENV`).
     pub fn start_with(home: &Home, sign: bool) -> Result<Submission, SubmitError> {
-        if let Some(s) = Submission::via_daemon(home, sign) {
+        Submission::start_asking(home, if sign { Ask::Sign } else { Ask::Plain })
+    }
+
+    /// A submission asking the queue for `ask`.
+    pub fn start_asking(home: &Home, ask: Ask) -> Result<Submission, SubmitError> {
+        if let Some(s) = Submission::via_daemon(home, ask) {
             return Ok(s);
         }
-        let env: &[(&str, &str)] = if sign { &[(SIGN_ENV, "sign")] } else { &[] };
-        Submission::start_program(home, &queue_program(home), env)
+        Submission::start_program(home, &queue_program(home), ask.env())
     }
 
     /// Run `program` as the queue program, with `env` added to its environment
@@ -148,7 +202,7 @@ impl Submission {
         let (env_r, env_w) = crate::os::sys::pipe().map_err(|e| bug(format!("pipe: {e}")))?;
         let mut cmd = Command::new(program);
         // Set or removed, never inherited: only this submitter decides.
-        cmd.env_remove(SIGN_ENV);
+        cmd.env_remove(SIGN_ENV).env_remove(SRS_ENV);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::from(env_r))
@@ -162,7 +216,7 @@ impl Submission {
 
     /// postern-queued's socket, when it answers and no other queue program is
     /// asked for: the same fd 0 and fd 1, passed as two pipes, and no program start.
-    fn via_daemon(home: &Home, sign: bool) -> Option<Submission> {
+    fn via_daemon(home: &Home, ask: Ask) -> Option<Submission> {
         use std::os::fd::AsFd;
         if queue_override().is_some() {
             return None;
@@ -170,7 +224,7 @@ impl Submission {
         let sock = std::os::unix::net::UnixStream::connect(daemon_socket(home)).ok()?;
         let (msg_r, msg_w) = crate::os::sys::pipe().ok()?;
         let (env_r, env_w) = crate::os::sys::pipe().ok()?;
-        crate::os::sys::send_with_fds(&sock, if sign { b"S" } else { b"Q" }, &[msg_r.as_fd(), env_r.as_fd()]).ok()?;
+        crate::os::sys::send_with_fds(&sock, &[ask.byte()], &[msg_r.as_fd(), env_r.as_fd()]).ok()?;
         Some(Submission {
             verdict: Verdict::Daemon(sock),
             stdin: Some(File::from(msg_w)),
@@ -235,7 +289,12 @@ pub fn submit(home: &Home, message: &mut dyn Read, envelope: &Envelope) -> Resul
 
 /// `submit`, asking the queue to DKIM-sign the message when `sign` is true.
 pub fn submit_with(home: &Home, message: &mut dyn Read, envelope: &Envelope, sign: bool) -> Result<(), SubmitError> {
-    let mut sub = Submission::start_with(home, sign)?;
+    submit_asking(home, message, envelope, if sign { Ask::Sign } else { Ask::Plain })
+}
+
+/// `submit`, asking the queue for `ask`.
+pub fn submit_asking(home: &Home, message: &mut dyn Read, envelope: &Envelope, ask: Ask) -> Result<(), SubmitError> {
+    let mut sub = Submission::start_asking(home, ask)?;
     // Writing never fails here: a queue program that gave up says why in its exit code.
     let copied = crate::os::fs::each_chunk(message, |chunk| -> Result<(), std::convert::Infallible> {
         sub.write(chunk);

@@ -194,6 +194,8 @@ pub struct Smtpd<'a> {
     mail: Option<Transaction>,
     /// The arrival checks' resolver, made at the first MAIL that needs it.
     checker: Option<crate::mailauth::Checker>,
+    /// SRS (control/srssecret), read at the first SRS recipient; None inside: off.
+    srs: Option<Option<crate::srs::Srs>>,
 }
 
 /// What a command handler tells the loop.
@@ -218,6 +220,7 @@ impl<'a> Smtpd<'a> {
             errors: 0,
             mail: None,
             checker: None,
+            srs: None,
         }
     }
 
@@ -445,7 +448,12 @@ impl<'a> Smtpd<'a> {
         if !path.is_ascii() && !utf8 {
             return self.error(553, Status::NEEDS_UTF8, "non-ASCII address without SMTPUTF8");
         }
-        let (code, status, text) = self.check_recipient(&rcpt);
+        let (rcpt, srs_ok) = match self.srs_recipient(rcpt) {
+            Ok(r) => r,
+            Err((code, status, text)) => return self.error(code, status, &text),
+        };
+        let (code, status, text) =
+            if srs_ok { (250, Status::RECIPIENT_OK, "recipient ok (a bounce of our forward)".into()) } else { self.check_recipient(&rcpt) };
         // Refused recipients count as errors (address harvesting).
         if code >= 500 {
             return self.error(code, status, &text);
@@ -458,6 +466,44 @@ impl<'a> Smtpd<'a> {
         }
         self.reply(code, status, &text);
         Next::Go
+    }
+
+    /// A bounce to one of our SRS addresses (srsdomain, SRS0=/SRS1=, any case):
+    /// checked here, so a forged or expired one is refused (never accepted and
+    /// bounced), and a valid one becomes the address it stands for, accepted
+    /// as mail to us even when that address is elsewhere. (rcpt, true) then;
+    /// (rcpt, false) for any other address.
+    fn srs_recipient(&mut self, rcpt: Address) -> Result<(Address, bool), (u16, Status, String)> {
+        let Some(domain) = rcpt.domain() else { return Ok((rcpt, false)) };
+        if !crate::srs::is_srs(rcpt.local()) {
+            return Ok((rcpt, false));
+        }
+        if self.srs.is_none() {
+            match crate::srs::load(self.home) {
+                Ok(s) => self.srs = Some(s),
+                Err(e) => {
+                    log::line(PROGRAM, &format!("checking <{rcpt}>: {e}"));
+                    return Err((451, Status::MAIL_SYSTEM, "cannot check this SRS address now; try again later".into()));
+                }
+            }
+        }
+        let Some(Some(srs)) = self.srs.as_ref() else { return Ok((rcpt, false)) };
+        if !srs.is_ours(domain) {
+            return Ok((rcpt, false));
+        }
+        match srs.reverse(rcpt.local(), crate::srs::now()) {
+            Ok(r) => match Address::parse(r.address.as_bytes()) {
+                Ok(a) => {
+                    log::line(PROGRAM, &format!("SRS <{rcpt}> from {} goes back to <{a}>", self.client.ip));
+                    Ok((a, true))
+                }
+                Err(e) => Err((553, Status::BAD_DESTINATION_SYNTAX, format!("<{rcpt}>: its SRS address is not valid: {e}"))),
+            },
+            Err(e) => {
+                log::line(PROGRAM, &format!("refused SRS recipient from {}: {e}", self.client.ip));
+                Err((550, Status::DENIED, format!("<{rcpt}>: {e}; this server takes back only its own recent forwards")))
+            }
+        }
     }
 
     /// Relay control and the local recipient check (no backscatter: unknown local

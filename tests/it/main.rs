@@ -17,6 +17,7 @@ mod privs;
 mod queue;
 mod regression;
 mod send;
+mod srs;
 
 // SMTP receive
 mod listen;
