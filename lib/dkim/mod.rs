@@ -200,7 +200,11 @@ pub fn from_domain(message: &[u8]) -> Option<String> {
     let froms: Vec<_> = headers::fields(header).into_iter().filter(|f| f.name.eq_ignore_ascii_case("From")).collect();
     let [from] = froms.as_slice() else { return None };
     let parsed = mail_parser::MessageParser::new().parse_headers(&header[from.range.clone()])?;
-    let mut domains = parsed.from()?.iter().filter_map(|a| a.address()).map(|a| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).filter(|d| !d.is_empty()));
+    let mut domains = parsed
+        .from()?
+        .iter()
+        .filter_map(|a| a.address())
+        .map(|a| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).filter(|d| !d.is_empty()));
     let first = domains.next()??;
     domains.all(|d| d.as_deref() == Some(first.as_str())).then_some(first)
 }
