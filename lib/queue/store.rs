@@ -71,6 +71,18 @@ impl Queue {
     /// `message` is read to its end first, then `envelope` (qmail-queue's order).
     /// Returns the new id. On error nothing is left in new/.
     pub fn write(&self, message: &mut dyn Read, envelope: &mut dyn Read, received: &[u8]) -> Result<Id, QueueError> {
+        self.write_with(message, envelope, received, &mut |_| {})
+    }
+
+    /// `write`, with `rewrite` given the parsed envelope before it is stored
+    /// (SRS: `queue_one`), so the envelope is read and parsed once.
+    pub fn write_with(
+        &self,
+        message: &mut dyn Read,
+        envelope: &mut dyn Read,
+        received: &[u8],
+        rewrite: &mut dyn FnMut(&mut Envelope),
+    ) -> Result<Id, QueueError> {
         let id = Id::generate();
         let tmp = self.tmp().join(&id);
         let (mut f, reused) = match self.reuse(&tmp) {
@@ -86,7 +98,7 @@ impl Queue {
                 (f, false)
             }
         };
-        let r = self.write_file(&mut f, &tmp, message, envelope, received, reused);
+        let r = Queue::write_file(&mut f, &tmp, message, envelope, received, reused, rewrite);
         match r {
             Ok(()) => {}
             Err(e) => {
@@ -164,13 +176,13 @@ impl Queue {
     }
 
     fn write_file(
-        &self,
         f: &mut File,
         path: &Path,
         message: &mut dyn Read,
         envelope: &mut dyn Read,
         received: &[u8],
         reused: bool,
+        rewrite: &mut dyn FnMut(&mut Envelope),
     ) -> Result<(), QueueError> {
         // Permissions are set explicitly: the umask of whoever ran us is not ours.
         let _ = f.set_permissions(fs::Permissions::from_mode(0o660));
@@ -187,7 +199,8 @@ impl Queue {
         if env.len() > MAX_ENVELOPE {
             return Err(QueueError::Envelope(format!("longer than {MAX_ENVELOPE} bytes")));
         }
-        let parsed = Envelope::parse(&env)?;
+        let mut parsed = Envelope::parse(&env)?;
+        rewrite(&mut parsed);
         let env = parsed.encode();
         w.write_all(&env).map_err(werr)?;
         w.write_all(&trailer(len, now())).map_err(werr)?;
@@ -266,8 +279,10 @@ impl Queue {
 pub fn queue_one(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, uid: u32, ask: Ask) -> i32 {
     let queue = Queue::new(home);
     let sign = ask == Ask::Sign;
-    let mut srs = SrsEnvelope { home, inner: envelope, forward: ask == Ask::Forward, out: None };
-    let envelope: &mut dyn Read = &mut srs;
+    // SRS senders of forwards, SRS recipients taken back (lib/srs).
+    let mut srs = |env: &mut Envelope| {
+        crate::srs::apply(home, env, ask == Ask::Forward, &mut |m| crate::os::log::line("postern-queue", m));
+    };
     let received = format!(
         "Received: (postern-queue {} invoked by uid {uid}); {}\n",
         std::process::id(),
@@ -279,12 +294,12 @@ pub fn queue_one(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, u
             Ok(_) => {
                 let mut prefix = received.into_bytes();
                 prefix.extend(signatures(home, &whole));
-                queue.write(&mut &whole[..], envelope, &prefix)
+                queue.write_with(&mut &whole[..], envelope, &prefix, &mut srs)
             }
             Err(e) => Err(QueueError::Read(format!("message: {e}"))),
         }
     } else {
-        queue.write(message, envelope, received.as_bytes())
+        queue.write_with(message, envelope, received.as_bytes(), &mut srs)
     };
     match result {
         Ok(_id) => {
@@ -295,33 +310,6 @@ pub fn queue_one(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, u
             crate::os::log::line("postern-queue", &e.to_string());
             e.exit_code()
         }
-    }
-}
-
-/// The envelope as postern-q stores it: read whole once the message is in (the
-/// client sends it last), and rewritten by `srs::apply` (SRS senders of
-/// forwards, SRS recipients taken back). An envelope that does not parse is
-/// passed on as it came, for the queue to refuse with its own error.
-struct SrsEnvelope<'a> {
-    home: &'a Home,
-    inner: &'a mut dyn Read,
-    forward: bool,
-    out: Option<io::Cursor<Vec<u8>>>,
-}
-
-impl Read for SrsEnvelope<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.out.is_none() {
-            let mut bytes = Vec::new();
-            (&mut *self.inner).take(MAX_ENVELOPE as u64 + 1).read_to_end(&mut bytes)?;
-            if let Ok(mut env) = Envelope::parse(&bytes) {
-                if crate::srs::apply(self.home, &mut env, self.forward, &mut |m| crate::os::log::line("postern-queue", m)) {
-                    bytes = env.encode();
-                }
-            }
-            self.out = Some(io::Cursor::new(bytes));
-        }
-        self.out.as_mut().map_or(Ok(0), |c| c.read(buf))
     }
 }
 
