@@ -25,6 +25,7 @@ pub mod queue;
 pub mod send;
 pub mod smtp;
 pub mod srs;
+pub mod stats;
 pub mod users;
 
 #[cfg(test)]

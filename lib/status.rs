@@ -29,6 +29,14 @@ impl Status {
         self.class
     }
 
+    pub const fn subject(self) -> u16 {
+        self.subject
+    }
+
+    pub const fn detail(self) -> u16 {
+        self.detail
+    }
+
     /// Temporary (4) or permanent (5); None for success (2).
     pub fn kind(self) -> Option<Kind> {
         match self.class {

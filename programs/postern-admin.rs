@@ -81,6 +81,18 @@ fn cli() -> Command {
                 .subcommand(Command::new("count").about("number of queued messages (first line), then details"))
                 .subcommand(Command::new("flush").about("ask postern-send to retry every deferred delivery now")),
         )
+        .subcommand(
+            Command::new("stats")
+                .about("counters (messages accepted, refused, delivered, deferred, bounced) and the queue's state")
+                .arg(Arg::new("prometheus").long("prometheus").action(ArgAction::SetTrue).help("in Prometheus's text format"))
+                .arg(
+                    Arg::new("output")
+                        .long("output")
+                        .value_name("FILE")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("write to FILE (atomically, for node_exporter's textfile collector) instead of stdout"),
+                ),
+        )
         .subcommand(Command::new("showctl").about("every setting, its value and where it comes from, then each sender domain"))
         .subcommand(
             Command::new("dkim")
@@ -209,6 +221,15 @@ fn main() {
         ("queue", Some(("flush", _))) => {
             listing::flush(&home).unwrap_or_else(|e| fail(e));
             outln!("postern-send will retry every deferred delivery now");
+        }
+        ("stats", _) => {
+            use postern::stats::report;
+            let r = report::gather(&home).unwrap_or_else(|e| fail(e));
+            let text = if sub.get_flag("prometheus") { report::format_prometheus(&r) } else { report::format_text(&r) };
+            match sub.get_one::<PathBuf>("output") {
+                Some(p) => report::write_file(p, &text).unwrap_or_else(|e| fail(e)),
+                None => out::print(text),
+            }
         }
         ("showctl", _) => {
             outln!("home: {}", home.root().display());

@@ -202,6 +202,83 @@ pub fn map_file(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     unsafe { memmap2::Mmap::map(f) }
 }
 
+/// A file shared between processes as an array of 64-bit counters, each
+/// changed and read only by atomic operations (lib/stats: many postern-smtpd
+/// sessions add to one file at once while postern-admin reads it).
+pub struct SharedWords {
+    map: SharedMap,
+}
+
+enum SharedMap {
+    Write(memmap2::MmapMut),
+    Read(memmap2::Mmap),
+}
+
+impl SharedWords {
+    /// Map the first `words` * 8 bytes of `f`, which must be at least that long
+    /// (the caller extends it first); `f` must be open for writing if
+    /// `writable`, and a read-only map is only ever loaded from.
+    pub fn map(f: &std::fs::File, words: usize, writable: bool) -> std::io::Result<SharedWords> {
+        if f.metadata()?.len() < (words * 8) as u64 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the file is shorter than its counters"));
+        }
+        let opts = {
+            let mut o = memmap2::MmapOptions::new();
+            o.len(words * 8);
+            o
+        };
+        // SAFETY: a shared mapping of a file that is only ever grown (set_len
+        // to at least this size; our programs never truncate it, and another
+        // program truncating it would end us with SIGBUS, not corrupt memory).
+        // Every access goes through `word`, as an atomic, so writers in other
+        // processes never race with a plain read or write.
+        let map = unsafe {
+            if writable {
+                SharedMap::Write(opts.map_mut(f)?)
+            } else {
+                SharedMap::Read(opts.map(f)?)
+            }
+        };
+        Ok(SharedWords { map })
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes().len() / 8
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.map {
+            SharedMap::Write(m) => m,
+            SharedMap::Read(m) => m,
+        }
+    }
+
+    /// Word `i` to load from (panics past the end).
+    pub fn load(&self, i: usize) -> u64 {
+        self.word(i).load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Word `i` to change: only on a writable map (panics otherwise).
+    pub fn word_mut(&self, i: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(matches!(self.map, SharedMap::Write(_)), "counter {i} changed through a read-only map");
+        self.word(i)
+    }
+
+    fn word(&self, i: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(i < self.len(), "counter {i} past the end ({})", self.len());
+        // SAFETY: the mapping is page-aligned, so every 8-byte offset is
+        // aligned for AtomicU64, which has u64's size; `i` is in bounds; the
+        // reference lives no longer than the mapping (borrowed from self). A
+        // read-only map is only loaded from (`load`), a plain read on x86-64
+        // and arm64; `word_mut` refuses it.
+        unsafe { &*(self.bytes().as_ptr().add(i * 8) as *const std::sync::atomic::AtomicU64) }
+    }
+}
+
 /// Read from a Unix stream socket, collecting descriptors sent with SCM_RIGHTS
 /// (in order) into `files`. Ok(0) is end of input.
 pub fn recv_with_fds(

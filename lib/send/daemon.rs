@@ -96,6 +96,8 @@ struct Daemon {
     remote_answers: Option<File>,
     /// Finished files handed to `Queue::retire`; picks its free/ slot.
     retired: usize,
+    /// Counters for postern-admin stats (lib/stats).
+    stats: crate::stats::SendStats,
 }
 
 /// postern-send: serve until stopped. Err: why it could not go on.
@@ -124,7 +126,8 @@ pub fn run(home: Home, cfg: Config, spawners: Spawners) -> Result<(), String> {
         format!("cannot open the trigger {}: {e}; create it with mkfifo (scripts/install does)", queue.trigger_path().display())
     })?;
     let sched = Scheduler::new(cfg.policy.clone(), true, spawners.remote.is_some());
-    let mut d = Daemon { home, queue, cfg, sched, spawners, remote_answers, retired: 0 };
+    let stats = crate::stats::SendStats::open(&home);
+    let mut d = Daemon { home, queue, cfg, sched, spawners, remote_answers, retired: 0, stats };
     d.recover().map_err(|e| format!("cannot read the queue {}: {e}", d.queue.root().display()))?;
     log::line(PROGRAM, &format!("started, {} message(s) in the queue", d.sched.queued()));
     let (mut lbuf, mut rbuf) = (Vec::new(), Vec::new());
@@ -304,6 +307,10 @@ impl Daemon {
                 Ok(None) => break,
                 Ok(Some((answer, n))) => {
                     used += n;
+                    let domain = self.sched.flight_domain(chan, answer.slot);
+                    for o in &answer.outcomes {
+                        self.stats.delivery(domain, o.status);
+                    }
                     self.sched.answer(now(), chan, answer);
                     self.act();
                 }
@@ -361,6 +368,7 @@ impl Daemon {
             Action::Bounce(b) => {
                 let result = self.bounce(&b);
                 if result.is_ok() {
+                    self.stats.bounce();
                     log::line(PROGRAM, &format!("bounce {}: {} recipient(s) reported to <{}>", b.id, b.failures.len(), b.to));
                 }
                 self.sched.bounced(now(), &b.id, result);

@@ -363,6 +363,15 @@ impl Scheduler {
         ch.slots.get(slot as usize).and_then(|s| s.as_ref()).map(|f| f.indexes.len())
     }
 
+    /// The remote domain the request in `slot` went to (None: local, or no such request).
+    pub fn flight_domain(&self, chan: Chan, slot: u16) -> Option<&str> {
+        let ch = match chan {
+            Chan::Local => &self.local,
+            Chan::Remote => &self.remote,
+        };
+        ch.slots.get(slot as usize)?.as_ref()?.domain.as_deref()
+    }
+
     /// Stop starting deliveries; `finished` once the running ones have answered.
     pub fn stop(&mut self) {
         self.stopping = true;

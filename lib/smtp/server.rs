@@ -226,6 +226,7 @@ impl<'a> Smtpd<'a> {
 
     /// A reply with its enhanced status.
     fn reply(&mut self, code: u16, status: Status, text: &str) {
+        crate::stats::smtpd_reply(self.home, code, status);
         self.net.write(&reply::format(code, Some(status), text));
     }
 
@@ -675,6 +676,7 @@ impl<'a> Smtpd<'a> {
                         self.client.ip
                     ),
                 );
+                crate::stats::smtpd_accepted(self.home, reader.bytes as u64);
                 self.reply(250, Status::OK, "ok: queued");
             }
             Err(e) => {
