@@ -8,6 +8,7 @@ mod admin;
 mod authcheck;
 mod crash;
 mod dane;
+mod deb;
 mod dkim;
 mod helpers;
 mod inject;
@@ -18,6 +19,7 @@ mod queue;
 mod regression;
 mod send;
 mod srs;
+mod stats;
 
 // SMTP receive
 mod listen;
