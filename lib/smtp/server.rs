@@ -676,7 +676,7 @@ impl<'a> Smtpd<'a> {
                         self.client.ip
                     ),
                 );
-                crate::stats::smtpd_accepted(self.home, reader.bytes as u64);
+                crate::stats::smtpd_accepted(self.home, reader.bytes);
                 self.reply(250, Status::OK, "ok: queued");
             }
             Err(e) => {

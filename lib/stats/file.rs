@@ -27,7 +27,7 @@ impl CounterFile {
                 std::fs::create_dir_all(dir)?;
             }
         }
-        let f = OpenOptions::new().read(true).write(true).create(true).mode(0o644).open(path)?;
+        let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644).open(path)?;
         if f.metadata()?.len() < (words * 8) as u64 {
             // Concurrent openers may both grow it: same size, zeros, harmless.
             f.set_len((words * 8) as u64)?;
