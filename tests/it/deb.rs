@@ -174,7 +174,8 @@ fn deb_installs_upgrades_keeps_config_serves_mlmmj_and_purges_all_but_mail() {
     root.ok("POSTERN_HOME=/var/postern /var/postern/bin/postern-admin domain add v.test >/dev/null && \
          POSTERN_HOME=/var/postern /var/postern/bin/postern-admin user add amy@v.test --password pw >/dev/null && \
          echo 'Subject: kept' > /var/postern/mail/v.test/amy/Maildir/new/1.kept");
-    root.ok("echo edited.test > /var/postern/control/me && echo 7 > /var/postern/control/concurrencyremote");
+    root.ok("echo edited.test > /var/postern/control/me && echo 7 > /var/postern/control/concurrencyremote && \
+         echo '# edited' >> /etc/cron.d/postern");
 
     // Upgrade to a rebuilt package: the edits stay, the programs are the new ones.
     let upgrade = root.apt_install("/tmp/postern-2.deb");
@@ -182,6 +183,7 @@ fn deb_installs_upgrades_keeps_config_serves_mlmmj_and_purges_all_but_mail() {
     assert_eq!(root.ok("dpkg-query -W -f '${Version}' postern"), "0.1.0-2");
     assert_eq!(std::fs::read_to_string(root.file("/var/postern/control/me")).unwrap(), "edited.test\n");
     assert_eq!(std::fs::read_to_string(root.file("/var/postern/control/concurrencyremote")).unwrap(), "7\n");
+    assert!(std::fs::read_to_string(root.file("/etc/cron.d/postern")).unwrap().ends_with("# edited\n"), "the conffile keeps its edit");
     assert_eq!(root.ok("stat -c '%a %U' /var/postern/bin/postern-queue"), "6711 postern-q\n");
     assert_eq!(root.ok("cmp /usr/lib/postern/bin/postern-send /var/postern/bin/postern-send && echo same"), "same\n");
 
