@@ -108,28 +108,28 @@ pub const SEND_WORDS: usize = OTHER_DOMAINS + 3;
 
 /// A delivery's result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Result3 {
+pub enum DeliveryResult {
     Delivered = 0,
     Deferred = 1,
     Failed = 2,
 }
 
-impl Result3 {
-    pub const ALL: [Result3; 3] = [Result3::Delivered, Result3::Deferred, Result3::Failed];
+impl DeliveryResult {
+    pub const ALL: [DeliveryResult; 3] = [DeliveryResult::Delivered, DeliveryResult::Deferred, DeliveryResult::Failed];
 
-    pub fn of(status: Status) -> Result3 {
+    pub fn of(status: Status) -> DeliveryResult {
         match status.class() {
-            2 => Result3::Delivered,
-            4 => Result3::Deferred,
-            _ => Result3::Failed,
+            2 => DeliveryResult::Delivered,
+            4 => DeliveryResult::Deferred,
+            _ => DeliveryResult::Failed,
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            Result3::Delivered => "delivered",
-            Result3::Deferred => "deferred",
-            Result3::Failed => "failed",
+            DeliveryResult::Delivered => "delivered",
+            DeliveryResult::Deferred => "deferred",
+            DeliveryResult::Failed => "failed",
         }
     }
 }
@@ -155,7 +155,7 @@ impl SendStats {
 
     /// One recipient's result; `domain` for remote deliveries.
     pub fn delivery(&mut self, domain: Option<&str>, status: Status) {
-        let r = Result3::of(status) as usize;
+        let r = DeliveryResult::of(status) as usize;
         let base = domain.map(|d| self.entry(&d.to_ascii_lowercase()).map(|e| e + 1 + NAME_WORDS).unwrap_or(OTHER_DOMAINS));
         let Some(f) = &self.file else { return };
         let channel = if domain.is_some() { 3 } else { 0 };

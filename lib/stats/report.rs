@@ -2,7 +2,7 @@
 //! the Prometheus text exposition format (version 0.0.4) for node_exporter's
 //! textfile collector or any scraper that reads a file.
 
-use super::counters::{self, Result3, SendCounts, SmtpdCounts};
+use super::counters::{self, DeliveryResult, SendCounts, SmtpdCounts};
 use crate::os::home::Home;
 use crate::queue::listing::{self, ListingError};
 use crate::status::Status;
@@ -189,9 +189,13 @@ pub fn format_prometheus(r: &Report) -> String {
         f.sample("postern_smtp_refusals_total", &[("status", &name), ("reason", reason(*st))], *n);
     }
     let send = r.send.clone().unwrap_or_default();
-    f.head("postern_deliveries_total", "counter", "Delivery results per recipient, by channel (local, remote) and result.");
+    f.head(
+        "postern_deliveries_total",
+        "counter",
+        "Results of delivery attempts, one per recipient and attempt, by channel (local, remote) and result.",
+    );
     for (ci, channel) in ["local", "remote"].iter().enumerate() {
-        for res in Result3::ALL {
+        for res in DeliveryResult::ALL {
             f.sample("postern_deliveries_total", &[("channel", channel), ("result", res.name())], send.results[ci][res as usize]);
         }
     }
@@ -200,11 +204,11 @@ pub fn format_prometheus(r: &Report) -> String {
     f.head(
         "postern_remote_deliveries_total",
         "counter",
-        "Remote delivery results per recipient, by destination domain (domains past the first 256 are \"(other)\").",
+        "Results of remote delivery attempts, one per recipient and attempt, by destination domain (domains past the first 256 are \"(other)\").",
     );
     let others = [("(other)".to_string(), send.other_domains)];
     for (d, n) in send.domains.iter().chain(others.iter().filter(|o| o.1 != [0; 3])) {
-        for res in Result3::ALL {
+        for res in DeliveryResult::ALL {
             f.sample("postern_remote_deliveries_total", &[("domain", d), ("result", res.name())], n[res as usize]);
         }
     }
