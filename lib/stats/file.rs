@@ -28,10 +28,11 @@ impl CounterFile {
             }
         }
         let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644).open(path)?;
-        if f.metadata()?.len() < (words * 8) as u64 {
-            // Concurrent openers may both grow it: same size, zeros, harmless.
-            f.set_len((words * 8) as u64)?;
-        }
+        // Blocks for every word now, not holes: a store into a hole of a mapped
+        // file on a full disk is SIGBUS, which would kill the counting program.
+        // Growing touches no data, so concurrent openers do no harm.
+        use std::os::fd::AsRawFd;
+        nix::fcntl::posix_fallocate(f.as_raw_fd(), 0, (words * 8) as libc::off_t).map_err(io::Error::from)?;
         let words = SharedWords::map(&f, words, true)?;
         // Zero (new) becomes MAGIC; whoever comes second sees MAGIC already.
         let _ = words.word_mut(0).compare_exchange(0, MAGIC, std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Acquire);

@@ -219,6 +219,34 @@ fn a_damaged_counter_file_is_named_and_mail_still_flows() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn a_full_disk_under_the_counters_stops_the_counting_not_the_mail() {
+    require_root();
+    let i = Instance::create("statsfull");
+    let dir = i.path().join("run/stats");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    let _full = Tmpfs::mount(&dir, "64k");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+        while f.write_all(&[1u8; 4096]).is_ok() {}
+    }
+    i.start();
+    i.adduser("bob", "pw");
+    let mut c = Client::smtp(i.smtp_port());
+    c.expect("EHLO client.test", 250);
+    c.expect("MAIL FROM:<someone@sender.test>", 250);
+    c.expect(&format!("RCPT TO:<{}>", i.address("bob")), 250);
+    c.expect("DATA", 354);
+    c.send(b"Subject: disk full\r\n\r\nhello\r\n.\r\n");
+    assert_eq!(c.reply().0, 250, "smtpd survives counting on a full disk");
+    i.wait_mail(&i.maildir("bob"), 1);
+    assert!(i.smtp_log().contains("not counting for postern-admin stats"), "{}", i.smtp_log());
+    assert!(i.send_log().contains("not counting for postern-admin stats"), "{}", i.send_log());
+}
+
+#[test]
 fn parser_rejects_what_prometheus_would() {
     for bad in [
         "# TYPE a_total counter\na_total 1\n",
