@@ -404,3 +404,26 @@ fn install_makes_a_certificate_and_serves_the_client_ports() {
         assert!(init.contains(line), "init script lacks {line:?}");
     }
 }
+
+/// Without a certificate the implicit-TLS ports serve nothing, and the log says
+/// which file is missing; STARTTLS is then not offered and 587 still wants AUTH.
+#[test]
+fn implicit_tls_without_a_certificate_is_a_clear_error() {
+    let i = Instance::create_with_client_ports("ports-nocert");
+    fs::remove_file(i.cert()).unwrap();
+    fs::remove_file(i.path().join("control/serverkey.pem")).unwrap();
+    i.start();
+    let missing = format!("no certificate {}", i.cert().display());
+    for (port, log) in [(i.smtps_port(), "smtps"), (i.pop3s_port(), "pop3s")] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(15))).unwrap();
+        let mut heard = Vec::new();
+        let _ = s.read_to_end(&mut heard);
+        assert!(heard.is_empty(), "{log}: {heard:?}");
+        wait_for(10, "the log line", || i.log(log).contains(&missing).then_some(()));
+    }
+    let mut c = Client::smtp(i.submission_port());
+    assert!(!c.expect("EHLO client.test", 250).contains("STARTTLS"));
+    let t = c.expect("MAIL FROM:<a@x.test>", 530);
+    assert!(t.starts_with("5.7.0 "), "{t}");
+}
