@@ -137,6 +137,8 @@ impl Status {
     pub const DENIED: Status = Status::new(5, 7, 1);
     pub const TLS_REQUIRED: Status = Status::new(4, 7, 4);
     pub const TLS_FAILED: Status = Status::new(4, 7, 5);
+    /// RFC 4954: AUTH needed first (the submission port).
+    pub const AUTH_REQUIRED: Status = Status::new(5, 7, 0);
     pub const AUTH_FAILED: Status = Status::new(5, 7, 8);
     pub const ENCRYPTION_REQUIRED: Status = Status::new(5, 7, 11);
 }

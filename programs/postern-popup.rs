@@ -4,10 +4,12 @@
 //! Runs as postern-d on a connection on fd 0/1 (from postern-listen or tcpserver).
 //! A login goes to AUTHPROG by the checkpassword interface; see lib/pop3/login.rs.
 //! After STLS this process becomes the TLS relay and a fresh popup runs behind it
-//! (lib/net/tlsrelay.rs).
+//! (lib/net/tlsrelay.rs). With POSTERN_TLS=implicit (port 995, lib/net/implicit.rs)
+//! it becomes that relay at once, before the greeting.
 
 use postern::config::control::Control;
 use postern::config::settings::{AUTHFAILDELAY, TIMEOUTPOP3};
+use postern::net::implicit::{self, PortMode};
 use postern::net::session::{FdPair, Session};
 use postern::os::home::Home;
 use postern::os::log;
@@ -45,6 +47,19 @@ fn main() {
         log::line(ME, &format!("{e}; using the default, {} seconds", AUTHFAILDELAY.default_number()));
         AUTHFAILDELAY.default_number()
     });
+    // Behind the relay: "tls" after STLS, "implicit" on an implicit-TLS port.
+    let inner = std::env::var(INNER_ENV).ok();
+    if inner.is_none() {
+        let fail = |e: &dyn std::fmt::Display| -> ! {
+            log::line(ME, &e.to_string());
+            std::process::exit(111)
+        };
+        if PortMode::from_env().unwrap_or_else(|e| fail(&e)).implicit_tls {
+            let config = implicit::server_config(&home).unwrap_or_else(|e| fail(&e));
+            let Ok(fds) = net.into_plain() else { fail(&"cannot relay TLS on this connection") };
+            std::process::exit(relay(config, fds, &args, timeout, "implicit"));
+        }
+    }
     let tls = postern::net::tls::server_config(&home).unwrap_or_else(|e| {
         log::line(ME, &format!("{e}; STLS is not offered until it is fixed"));
         None
@@ -53,7 +68,8 @@ fn main() {
         hostname: args[1].to_string_lossy().into_owned(),
         child: args[2..].to_vec(),
         tls: tls.clone(),
-        secure: std::env::var_os(INNER_ENV).is_some_and(|v| v == "tls"),
+        secure: inner.is_some(),
+        greet: inner.as_deref() != Some("tls"),
         fail_delay: Duration::from_secs(fail_delay),
         max_failures: 3,
         remote: std::env::var("TCPREMOTEIP").unwrap_or_else(|_| "unknown".into()),
@@ -67,7 +83,7 @@ fn main() {
                 log::line(ME, "STLS on a session that is not plain");
                 std::process::exit(111);
             };
-            std::process::exit(relay(config, fds, &args, timeout));
+            std::process::exit(relay(config, fds, &args, timeout, "tls"));
         }
         Outcome::Served(code) => std::process::exit(code.unwrap_or(0)),
         Outcome::Dropped(why) => log::line(ME, &format!("{} left before logging in: {why}", popup.remote)),
@@ -75,13 +91,14 @@ fn main() {
     }
 }
 
-/// Run a fresh popup on one end of a socket pair and relay TLS to it.
-fn relay(config: std::sync::Arc<rustls::ServerConfig>, fds: FdPair, args: &[std::ffi::OsString], timeout: Duration) -> i32 {
+/// Run a fresh popup (`role` in its INNER_ENV) on one end of a socket pair
+/// and relay TLS to it.
+fn relay(config: std::sync::Arc<rustls::ServerConfig>, fds: FdPair, args: &[std::ffi::OsString], timeout: Duration, role: &str) -> i32 {
     let started = std::os::unix::net::UnixStream::pair().and_then(|(outer, inner)| {
         let exe = std::env::current_exe()?;
         let child = Command::new(exe)
             .args(&args[1..])
-            .env(INNER_ENV, "tls")
+            .env(INNER_ENV, role)
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(inner.try_clone()?)))
             .stdout(Stdio::from(std::os::fd::OwnedFd::from(inner)))
             .spawn()?;

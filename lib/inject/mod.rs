@@ -201,6 +201,22 @@ fn header_addresses(header: &[u8]) -> Vec<String> {
     out
 }
 
+/// The `Date:` and `Message-ID: <unixtime.pid.random@IDHOST>` fields that the
+/// header section `header` (LF lines) lacks, in that order: what postern-inject
+/// adds, and postern-smtpd on a submission port (smtp::submission).
+pub fn date_and_message_id(header: &[u8], idhost: &str, now: SystemTime) -> Vec<u8> {
+    let mut out = Vec::new();
+    if !headers::has(header, "Date") {
+        out.extend_from_slice(format!("Date: {}\n", crate::message::date::rfc2822(now)).as_bytes());
+    }
+    if !headers::has(header, "Message-ID") {
+        let secs = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let rnd: String = crate::os::random::bytes(4).iter().map(|b| format!("{b:02x}")).collect();
+        out.extend_from_slice(format!("Message-ID: <{secs}.{}.{rnd}@{idhost}>\n", std::process::id()).as_bytes());
+    }
+    out
+}
+
 /// Complete the headers of `input` (any line ends) as the module docs describe.
 pub fn complete(input: &[u8], id: &Identity, now: SystemTime) -> Completed {
     let msg = headers::crlf_to_lf(input);
@@ -212,14 +228,7 @@ pub fn complete(input: &[u8], id: &Identity, now: SystemTime) -> Completed {
     if !out.is_empty() && out.last() != Some(&b'\n') {
         out.push(b'\n');
     }
-    if !headers::has(header, "Date") {
-        out.extend_from_slice(format!("Date: {}\n", crate::message::date::rfc2822(now)).as_bytes());
-    }
-    if !headers::has(header, "Message-ID") {
-        let secs = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let rnd: String = crate::os::random::bytes(4).iter().map(|b| format!("{b:02x}")).collect();
-        out.extend_from_slice(format!("Message-ID: <{secs}.{}.{rnd}@{}>\n", std::process::id(), id.idhost).as_bytes());
-    }
+    out.extend_from_slice(&date_and_message_id(header, &id.idhost, now));
     if !headers::has(header, "From") {
         let addr = format!("{}@{}", id.login, id.from_host);
         let from = if id.full_name.is_empty() { addr } else { format!("{} <{addr}>", display_name(&id.full_name)) };

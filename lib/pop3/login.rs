@@ -21,7 +21,8 @@ use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Set in the environment of the popup that runs behind the TLS relay.
+/// Set in the environment of the popup that runs behind the TLS relay: `tls`
+/// after STLS, `implicit` on an implicit-TLS port.
 pub const INNER_ENV: &str = "POSTERN_POPUP_INNER";
 
 /// How an AUTH exchange ended.
@@ -37,8 +38,11 @@ pub struct Popup {
     pub child: Vec<OsString>,
     /// Offered by STLS when set (and not already in TLS).
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Running behind the TLS relay: no greeting, no second STLS.
+    /// Running behind the TLS relay: no second STLS.
     pub secure: bool,
+    /// Send the greeting: not after STLS (the client had it before), but on a
+    /// plain port and behind the relay of an implicit-TLS port (995).
+    pub greet: bool,
     /// Added to the wait after each failed login (`authfaildelay`).
     pub fail_delay: Duration,
     pub max_failures: u32,
@@ -81,7 +85,7 @@ impl Popup {
     }
 
     fn session(&self, net: &mut Session, log: &mut dyn FnMut(&str)) -> Result<Outcome, NetError> {
-        if !self.secure {
+        if self.greet {
             net.write(format!("+OK {} POP3 server ready\r\n", self.hostname).as_bytes());
         }
         let mut lines = LineReader::new(pop3::MAX_SASL);

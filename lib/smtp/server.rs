@@ -14,6 +14,7 @@ use crate::config::control::{Control, ControlError};
 use crate::config::routing::{Route, Routing};
 use crate::config::settings;
 use crate::error::{Classify, Kind};
+use crate::net::implicit::{self, PortError, PortMode};
 use crate::net::session::{NetError, Session};
 use crate::os::home::Home;
 use crate::os::log;
@@ -26,6 +27,7 @@ use crate::queue::{Envelope, Submission};
 use crate::smtp::command::{self, Command, MailParams, RcptParams, MAX_COMMAND_LINE};
 use crate::smtp::data::{DataReader, DataStatus};
 use crate::smtp::reply;
+use crate::smtp::submission::HeaderCompleter;
 use crate::status::Status;
 use crate::users::Users;
 use std::fmt;
@@ -194,6 +196,9 @@ pub struct Smtpd<'a> {
     mail: Option<Transaction>,
     /// The arrival checks' resolver, made at the first MAIL that needs it.
     checker: Option<crate::mailauth::Checker>,
+    /// On a submission port (smtp::submission): control/idhost, for the
+    /// Message-IDs added.
+    submission: Option<String>,
     /// SRS (control/srssecret), read at the first SRS recipient; None inside: off.
     srs: Option<Option<crate::srs::Srs>>,
 }
@@ -221,7 +226,15 @@ impl<'a> Smtpd<'a> {
             mail: None,
             checker: None,
             srs: None,
+            submission: None,
         }
+    }
+
+    /// Serve a submission port (RFC 6409): AUTH before MAIL, and missing Date
+    /// and Message-ID added, with `idhost` in the Message-IDs.
+    pub fn submission(mut self, idhost: String) -> Smtpd<'a> {
+        self.submission = Some(idhost);
+        self
     }
 
     /// A reply with its enhanced status.
@@ -376,6 +389,14 @@ impl<'a> Smtpd<'a> {
     fn mail_from(&mut self, path: String, params: MailParams) -> Next {
         if self.mail.is_some() {
             return self.error(503, Status::INVALID_COMMAND, "nested MAIL command; send RSET first");
+        }
+        if self.submission.is_some() && self.auth_user.is_none() {
+            let text = if self.auth_offered() {
+                "authentication required: this is the submission port; send AUTH first"
+            } else {
+                "authentication required: this is the submission port; send STARTTLS, then AUTH"
+            };
+            return self.error(530, Status::AUTH_REQUIRED, text);
         }
         let sender = match Address::parse(path.as_bytes()) {
             Ok(a) => a,
@@ -620,6 +641,8 @@ impl<'a> Smtpd<'a> {
         let mut reader = DataReader::default();
         let mut hops = Hops::default();
         let mut out = Vec::with_capacity(65536);
+        let mut completer = self.submission.as_ref().map(|idhost| HeaderCompleter::new(idhost, std::time::SystemTime::now()));
+        let mut completed = Vec::new();
         let limit = if self.cfg.databytes > 0 { self.cfg.databytes } else { u64::MAX };
         let deadline = Instant::now() + self.cfg.data_timeout;
         let status = loop {
@@ -628,7 +651,14 @@ impl<'a> Smtpd<'a> {
             self.lines.consume(used);
             hops.scan(&out);
             if reader.bytes <= limit {
-                spool.write(&out);
+                match completer.as_mut() {
+                    Some(c) => {
+                        completed.clear();
+                        c.feed(&out, &mut completed);
+                        spool.write(&completed);
+                    }
+                    None => spool.write(&out),
+                }
             }
             if status != DataStatus::NeedMore {
                 break status;
@@ -661,6 +691,11 @@ impl<'a> Smtpd<'a> {
             spool.abort();
             self.reply(554, Status::LOOP, &format!("too many Received lines ({}); the message is looping", hops.count));
             return Ok(Next::Go);
+        }
+        if let Some(c) = completer.as_mut() {
+            completed.clear();
+            c.finish(&mut completed);
+            spool.write(&completed);
         }
         let dsn = MessageDsn { ret: t.params.ret, envid: t.params.envid.clone() };
         let envelope = Envelope { sender: t.sender.clone(), recipients: t.rcpts.clone(), dsn, rcpt_dsn: t.rcpt_dsn.clone() };
@@ -872,18 +907,42 @@ pub fn session_main() -> i32 {
     };
     let home = Home::from_env();
     let client = Client::from_env();
-    let cfg = match Config::load(&home) {
+    let mode = match PortMode::from_env() {
+        Ok(m) => m,
+        Err(e) => {
+            log::line(PROGRAM, &e.to_string());
+            return crate::error::EXIT_TEMP;
+        }
+    };
+    // The submission port's Message-IDs name control/idhost.
+    let loaded = Config::load(&home).and_then(|c| {
+        let idhost = if mode.submission { Some(Control::new(&home).text(&settings::IDHOST)?) } else { None };
+        Ok((c, idhost))
+    });
+    let (cfg, idhost) = match loaded {
         Ok(c) => c,
         Err(e) => {
             // Say why to the client too: it will retry, and the admin sees the log.
             log::line(PROGRAM, &e.to_string());
-            net.write(&reply::format(421, Some(Status::MAIL_SYSTEM), "server configuration error; try again later"));
+            if !mode.implicit_tls {
+                net.write(&reply::format(421, Some(Status::MAIL_SYSTEM), "server configuration error; try again later"));
+            }
             net.close();
             return crate::error::EXIT_TEMP;
         }
     };
     net.set_timeout(cfg.timeout);
+    if mode.implicit_tls {
+        // RFC 8314: port 465 starts with the handshake, bounded like a command line.
+        if let Err(e) = implicit::start(&mut net, &home, Instant::now() + cfg.line_timeout) {
+            log::line(PROGRAM, &format!("{}: {e}", client.ip));
+            return if matches!(e, PortError::Handshake(_)) { 1 } else { crate::error::EXIT_TEMP };
+        }
+    }
     let mut smtpd = Smtpd::new(&home, &cfg, &client, net);
+    if let Some(idhost) = idhost {
+        smtpd = smtpd.submission(idhost);
+    }
     match smtpd.run() {
         Ok(End::Quit) => 0,
         Ok(End::Dropped(why)) => {

@@ -14,6 +14,7 @@ mod helpers;
 mod inject;
 mod install;
 mod local;
+mod ports;
 mod privs;
 mod queue;
 mod regression;
