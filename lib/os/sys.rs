@@ -515,3 +515,19 @@ pub fn default_term_signals() {
         let _ = unsafe { signal(s, SigHandler::SigDfl) };
     }
 }
+
+/// flock(2) on any descriptor (a directory too): `op` is LOCK_SH, LOCK_EX or
+/// LOCK_UN. Blocks; a signal's EINTR is retried.
+pub fn flock(fd: &impl AsFd, op: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock takes a descriptor number the borrow keeps open and an
+        // operation; it touches no memory of ours.
+        if unsafe { libc::flock(fd.as_fd().as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
