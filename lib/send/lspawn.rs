@@ -18,7 +18,6 @@
 
 use crate::deliver::local::Params;
 use crate::os::home::Home;
-use crate::os::sys::ChildFds;
 use crate::send::spawn::{Outcome, Request};
 use crate::send::spawner::{Running, Starter};
 use crate::status::Status;
@@ -31,6 +30,8 @@ pub struct LocalStarter {
     /// itself.
     pub as_root: bool,
     pub default_delivery: String,
+    /// Resident delivery workers, one kind per recipient uid and gid.
+    workers: crate::send::lworker::Pool,
 }
 
 impl LocalStarter {
@@ -38,7 +39,7 @@ impl LocalStarter {
         // Every line of control/defaultdelivery, like qmail's aliasempty.
         let c = crate::config::control::Control::new(&home);
         let default_delivery = c.list(&crate::config::settings::DEFAULTDELIVERY)?.join("\n");
-        Ok(LocalStarter { home, as_root: crate::os::privs::is_root(), default_delivery })
+        Ok(LocalStarter { home, as_root: crate::os::privs::is_root(), default_delivery, workers: Default::default() })
     }
 }
 
@@ -67,37 +68,45 @@ impl Starter for LocalStarter {
             sender: req.sender.as_str().to_string(),
             default_delivery: self.default_delivery.clone(),
         };
-        // The queue file on fd 0 (in place of our request socket) and the
-        // answer pipe on fds 1 and 2; we close our copy of the file once forked.
-        let fds = ChildFds::new().put(file, &[0]).put(w, &[1, 2]);
-        let (home, as_root, size, id) = (self.home.clone(), self.as_root, req.size, req.id.clone());
-        let pid = crate::os::sys::fork_run(fds, move || {
-            crate::os::sys::set_process_name(c"postern-local");
-            if let Err(e) = become_delivery(&home, as_root, target.uid, target.gid) {
-                crate::deliver::local::say(&format!("{} {e}", Status::MAIL_SYSTEM));
-                return crate::error::EXIT_TEMP;
-            }
-            // Now the recipient: copy the message out and close the queue file
-            // (fd 0 stays closed; deliveries hand programs the copy).
-            let copied = crate::os::sys::take_fd(0).and_then(|q| crate::message::file::copy_prefix(&std::fs::File::from(q), size));
-            match copied {
-                Ok(message) => crate::deliver::local::run(&home, &params, message),
-                Err(e) => {
-                    crate::deliver::local::say(&format!("{} cannot copy message {id}: {e}", Status::MAIL_SYSTEM));
-                    crate::error::EXIT_TEMP
-                }
-            }
-        })
-        .map_err(|e| Outcome::temporary(format!("cannot fork a delivery: {e}")))?;
+        let job = crate::send::lworker::Job { params, size: req.size, id: req.id.to_string() };
+        let (home, as_root, ids) = (self.home.clone(), self.as_root, (target.uid, target.gid));
+        let pid = self
+            .workers
+            .run(&self.home, ids, &job, file, w, move || become_delivery(&home, as_root, ids.0, ids.1))
+            .map_err(|e| Outcome::temporary(format!("cannot start a delivery: {e}")))?;
         Ok(Running { pid, output: r })
+    }
+
+    fn watch(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        self.workers.busy_fds()
+    }
+
+    fn finished(&mut self) -> Vec<(nix::unistd::Pid, i32)> {
+        self.workers.finished()
+    }
+
+    fn exited(&mut self, pid: nix::unistd::Pid, status: nix::sys::wait::WaitStatus) -> nix::sys::wait::WaitStatus {
+        self.workers.exited(pid, status)
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.workers.next_deadline()
+    }
+
+    fn tick(&mut self, now: std::time::Instant) {
+        self.workers.retire_idle(now)
+    }
+
+    fn stop(&mut self) {
+        self.workers.close_all()
     }
 }
 
-/// In the forked child, its descriptors set up (the queue file on fd 0, the
-/// answer pipe on fds 1 and 2, no signal blocked: lspawn blocks SIGCHLD for its
-/// signalfd, and a mask survives exec into program deliveries): postern-local's
-/// environment, and the recipient's ids (root only: an unprivileged instance
-/// delivers as itself).
+/// In a new worker, its descriptors set up (its socket on fd 0, /dev/null on
+/// fds 1 and 2, no signal blocked: lspawn blocks SIGCHLD for its signalfd, and
+/// a mask survives exec into program deliveries): postern-local's environment,
+/// and the recipient's ids (root only: an unprivileged instance delivers as
+/// itself).
 fn become_delivery(home: &Home, as_root: bool, uid: u32, gid: u32) -> Result<(), String> {
     let keep: [(&str, std::ffi::OsString); 2] = [
         ("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", home.root().join("bin").display()).into()),
