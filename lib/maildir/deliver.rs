@@ -103,9 +103,7 @@ pub fn deliver(maildir: &Path, prefix: &[u8], message: &mut File) -> Result<Path
     // The link is the commit point; new/ must reach the disk before we say
     // done. Deliveries into this Maildir at the same time share one fsync of
     // new/ (`os::groupsync`; its lock file sits beside tmp/ and new/).
-    crate::os::groupsync::GroupSync::open(&newdir, &maildir.join(SYNC_LOCK))
-        .and_then(|g| g.sync())
-        .map_err(|e| io_err(&newdir, e))?;
+    crate::os::groupsync::GroupSync::open(&newdir, &maildir.join(SYNC_LOCK)).and_then(|g| g.sync()).map_err(|e| io_err(&newdir, e))?;
     Ok(dst)
 }
 
