@@ -189,11 +189,7 @@ impl Pool {
         let home = home.clone();
         let pid = crate::os::sys::fork_run(fds, move || {
             crate::os::sys::set_process_name(c"postern-local");
-            if let Err(e) = become_user() {
-                crate::os::log::line("postern-local", &format!("{} {e}", crate::status::Status::MAIL_SYSTEM));
-                return crate::error::EXIT_TEMP;
-            }
-            serve(&home)
+            serve(&home, become_user().err())
         })?;
         crate::os::sys::set_nonblocking(&ours, true)?;
         Ok(Worker { pid, sock: ours, ids, busy: false, since: Instant::now() })
@@ -272,8 +268,10 @@ fn read_code(sock: &OwnedFd) -> Option<i32> {
     }
 }
 
-/// The worker: take jobs from the socket on fd 0 until lspawn closes it.
-fn serve(home: &Home) -> i32 {
+/// The worker: take jobs from the socket on fd 0 until lspawn closes it. A
+/// worker that could not become the user (`unusable`) says why as the answer
+/// to its first job and leaves.
+fn serve(home: &Home, unusable: Option<String>) -> i32 {
     let Ok(sock) = crate::os::sys::take_fd(0) else {
         return crate::error::EXIT_TEMP;
     };
@@ -299,6 +297,11 @@ fn serve(home: &Home) -> i32 {
             return crate::error::EXIT_TEMP;
         }
         drop(out);
+        if let Some(e) = &unusable {
+            crate::deliver::local::say(&format!("{} {e}", crate::status::Status::MAIL_SYSTEM));
+            let _ = nix::unistd::write(&sock, &crate::error::EXIT_TEMP.to_be_bytes());
+            return crate::error::EXIT_TEMP;
+        }
         // As a forked delivery: the message copied out and the queue file
         // closed before the recipient's instructions are read.
         let code = match crate::message::file::copy_prefix(&File::from(queue_file), job.size) {
