@@ -1,11 +1,13 @@
 //! Starting one local delivery (postern-lspawn's job, as root in a system install).
 //!
 //! For each request: find the recipient's user (users cdb, users/assign, the
-//! password database) and fork a child that becomes that user and makes the
-//! delivery postern-local would make (`local::run`). The message comes with the
-//! request as a descriptor of its queue file (see `spawn`): this process opens
-//! nothing in the queue, reads none of the file, and parses only the spawn
-//! protocol and the users database. The child, once it is the recipient, copies
+//! password database) and hand the delivery to a resident worker, a forked
+//! child that became that user (`lworker`: one per uid and gid while busy,
+//! reused, leaving when idle), which makes the delivery postern-local would
+//! make (`local::run`). The message comes with the request as a descriptor of
+//! its queue file (see `spawn`): this process opens nothing in the queue,
+//! reads none of the file, and parses only the spawn protocol and the users
+//! database. The worker, already the recipient, copies
 //! the message (the file's first `size` bytes, with positioned reads) into a
 //! memory file and closes the queue file before it reads anything the recipient
 //! controls: the delivery sees exactly the message, seekable, and never the
@@ -13,8 +15,10 @@
 //!
 //! Why a fork and not an exec of postern-local: a program start costs about as
 //! much CPU as the rest of a delivery on the test machines, and lspawn is small
-//! and single-threaded, so its child is a clean copy. The child gives up root
-//! (groups, gid, then uid) first, and it calls itself postern-local in ps.
+//! and single-threaded, so its child is a clean copy; and why a resident one:
+//! the fork itself, with its exit and page faults, cost as much again. The
+//! worker gives up root (groups, gid, then uid) first, and it calls itself
+//! postern-local in ps.
 
 use crate::deliver::local::Params;
 use crate::os::home::Home;

@@ -1,7 +1,8 @@
 //! A spawner's loop (postern-lspawn, postern-rspawn): read requests on fd 0,
 //! start a delivery for each, write its answer on fd 1 when it ends.
-//! Single-threaded: one poll over fd 0, every delivery's output and a signalfd
-//! for SIGCHLD. What starting a delivery means is the `Starter`'s business.
+//! Single-threaded: one poll over fd 0, every delivery's output, the starter's
+//! resident workers (lspawn's) and a signalfd for SIGCHLD. What starting a
+//! delivery means is the `Starter`'s business.
 
 use super::spawn::{encode_answer, from_report, parse_request, Answer, Outcome, Request, MAX_SLOTS, MAX_TEXT};
 use crate::error::Kind;
