@@ -9,6 +9,7 @@ mod authcheck;
 mod crash;
 mod dane;
 mod dkim;
+mod groupsync;
 mod helpers;
 mod inject;
 mod install;
