@@ -3,8 +3,9 @@
 //! Reads spawn requests on fd 0, a Unix socket, each with its queue file attached,
 //! and writes results on fd 1 (lib/send/spawn.rs). Runs as root in a system
 //! install because it must become each recipient; it opens nothing in the queue
-//! and parses only the spawn protocol and the users database. Each delivery child
-//! reads the message from the file it was handed once it is the recipient.
+//! and parses only the spawn protocol and the users database. Each delivery goes
+//! to a resident worker that became the recipient (lib/send/lworker.rs), which
+//! reads the message from the file it was handed.
 
 use postern::os::home::Home;
 use postern::os::log;

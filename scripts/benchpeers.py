@@ -12,19 +12,29 @@ instances under one temporary directory, on 127.0.0.1 and high ports:
 Mail in the peers' Maildirs belongs to nobody:nogroup, so no user is created.
 Both are stopped at the end, also on errors and Ctrl-C.
 
-Workloads, postern and peer alternating (order swapped on every other run):
+Workloads, postern and peer alternating (order swapped on every other run), each
+row after one discarded warm-up run per server, then `runs` runs (default 5):
   1. SMTP -> Maildir with Postfix's smtp-source: 5,000 x 2 KiB with 1, 10 and 50
      sessions, 1,000 x 100 KiB with 10; messages/s from the start until all are
-     in new/ (counted with inotify);
-  2. latency at light load: one message every 50 ms for 20 s, from the final 250
-     to the file in new/ (p50, p99);
+     in new/ (counted with inotify); then 10 sessions with postern's arrival
+     checks on (authcheck 1, DNS from a loopback unbound), beside the plain row;
+  2. latency at light load: one message every 50 ms for 20 s, from DATA end (the
+     final dot sent) to the file in new/ (p50, p99);
   3. memory: peak RSS and PSS of all the suite's processes during the 10- and
      50-session runs, and of one idle SMTP session after EHLO;
-  4. POP3 with Python's poplib: login+STAT+UIDL of 10,000 messages (first and
+  4. relay: smtp-source's 10 sessions in, relayed to Postfix's smtp-sink (postern
+     through an [IP] smtproute, Postfix through a transport map), at most 10
+     deliveries at once for both; messages/s until smtp-sink has them all; then
+     postern signing each with an RSA DKIM key;
+  5. POP3 with Python's poplib: login+STAT+UIDL of 10,000 messages (first and
      second login), RETR of all 10,000, 10 concurrent clients on 1,000 each;
-  5. reference rows: small-file create+write 2 KiB+fsync+close per second with 1
-     and 8 writers in the temporary directory, and fork+exec of /bin/true per
-     second.
+  6. the machine's own limits from the same run: durable creates per second
+     (create + write 2 KiB + fsync + close + fsync of the directory, 1 and 8
+     writers in one directory), forks per second (fork + exit, and fork + exec).
+
+Each row prints its median with the spread (min-max) of the runs beside it, the
+ratio of the medians, the goal (issue 14) and the verdict: met when the median
+ratio meets the goal and postern's slowest run still beats the peer's fastest.
 
 Root is required (apt-get installs postfix, dovecot-core and dovecot-pop3d when
 missing; the postern instance runs as a system install would).
@@ -269,7 +279,11 @@ class Postern:
     """A fresh scripts/instance (as root: privilege separation on) with a virtual user,
     its SMTP listener allowing 100 sessions (the instance's default is 10)."""
 
-    def __init__(self, base, tag, users=("u",), smtp=True, start=True):
+    def __init__(self, base, tag, users=("u",), smtp=True, start=True, relay=None, control=None, dkim=False):
+        """relay: (sink port, concurrency) to relay everything from 127.0.0.1 to
+        smtp-sink through an [IP] smtproute; control: extra control files;
+        dkim: an RSA key for sender.test (the sender smtp-source writes), so a
+        relay client's messages are signed."""
         self.dir = os.path.join(base, f"postern-{tag}")
         self.smtp_port, self.pop3_port = free_port(), free_port()
         run([INSTANCE, "create", self.dir, "--domain", DOMAIN, "--smtp-port", str(self.smtp_port),
@@ -285,13 +299,23 @@ class Postern:
         with open(virtual, "w") as f:
             f.write("".join(":".join([l[0], pw_hash()] + l[2:]) + "\n" for l in lines))
         run([self.bin + "postern-admin", "rebuild"], env=dict(os.environ, POSTERN_HOME=self.dir))
+        files = dict(control or {})
+        if relay:
+            files["smtproutes"] = f":[127.0.0.1]:{relay[0]}\n"
+            files["concurrencyremote"] = f"{relay[1]}\n"
+        for name, value in files.items():
+            with open(os.path.join(self.dir, "control", name), "w") as f:
+                f.write(value)
+        if dkim:
+            run([self.bin + "postern-admin", "dkim", "keygen", "sender.test", "--type", "rsa", "--selector", "bench"],
+                env=dict(os.environ, POSTERN_HOME=self.dir))
         self.listen = None
         if smtp:
             # registered as the instance's smtp service, so `instance start` leaves it be
             # and `instance stop` stops it.
             rules = os.path.join(self.dir, "control", "tcp.smtp")
             with open(rules, "w") as f:
-                f.write(":allow\n")
+                f.write(':allow,RELAYCLIENT=""\n' if relay else ":allow\n")
             run([self.bin + "postern-listen", "-X", rules, rules + ".cdb"])
             os.chmod(rules + ".cdb", 0o644)
             self.listen = subprocess.Popen(
@@ -362,12 +386,15 @@ error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
 virtual   unix  -       n       n       -       -       virtual
+smtp      unix  -       -       n       -       -       smtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
-    def __init__(self, base):
+    def __init__(self, base, sink_port=None, relay_concurrency=10):
+        """sink_port: relay mail for sink.test to smtp-sink on 127.0.0.1 (the
+        relay row), at most relay_concurrency deliveries at once."""
         self.top = os.path.join(base, "postfix")
         self.conf = os.path.join(self.top, "etc")
         self.mail = os.path.join(self.top, "mail")
@@ -413,6 +440,12 @@ maillog_file = {self.top}/postfix.log
 maillog_file_prefixes = {self.top}
 smtputf8_enable = no
 """
+        if sink_port:
+            with open(os.path.join(self.conf, "transport"), "w") as f:
+                f.write(f"sink.test smtp:[127.0.0.1]:{sink_port}\n")
+            main += (f"transport_maps = texthash:{self.conf}/transport\n"
+                     f"smtp_destination_concurrency_limit = {relay_concurrency}\n"
+                     f"initial_destination_concurrency = {relay_concurrency}\n")
         with open(os.path.join(self.conf, "main.cf"), "w") as f:
             f.write(main)
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
@@ -582,8 +615,8 @@ def smtp_source(port, new, n, sessions, size, pids):
 
 
 def smtp_send(port, rcpt, data, after=None):
-    """One SMTP transaction; returns the time of the final 250 and what after(t250)
-    returned, called before QUIT."""
+    """One SMTP transaction; returns the time the message's final dot was sent
+    (DATA end) and what after(t) returned, called after the 250, before QUIT."""
     s = socket.create_connection(("127.0.0.1", port), 10)
     f = s.makefile("rb")
 
@@ -608,8 +641,11 @@ def smtp_send(port, rcpt, data, after=None):
         cmd(b"MAIL FROM:<bench@sender.test>\r\n")
         cmd(f"RCPT TO:<{rcpt}>\r\n".encode())
         cmd(b"DATA\r\n", b"354")
-        cmd(data.replace(b"\n", b"\r\n") + b".\r\n")
+        s.sendall(data.replace(b"\n", b"\r\n") + b".\r\n")
         t = time.monotonic()
+        r = reply()
+        if not r.startswith(b"2"):
+            raise OSError(f"end of DATA -> {r!r}")
         r = after(t) if after else None
         try:
             s.sendall(b"QUIT\r\n")
@@ -622,7 +658,8 @@ def smtp_send(port, rcpt, data, after=None):
 
 
 def latency(port, new, secs=20.0, every=0.05):
-    """ms from the final 250 to the file in new/, one message every 50 ms."""
+    """ms from DATA end (the final dot sent) to the file in new/, one message
+    every 50 ms; (p50, p99, messages)."""
     out = []
     data = message(0)
     with NewFiles(new) as nf:
@@ -630,16 +667,94 @@ def latency(port, new, secs=20.0, every=0.05):
         k = 0
         while time.monotonic() - start < secs:
             k += 1
-            t250, t = smtp_send(port, f"u@{DOMAIN}", data, lambda t250: nf.wait(k, t250 + 30))
+            tend, t = smtp_send(port, f"u@{DOMAIN}", data, lambda tend: nf.wait(k, tend + 30))
             if t is None:
                 die("a latency message was not delivered in 30 s")
-            out.append((t - t250) * 1000)
+            out.append((t - tend) * 1000)
             nxt = start + k * every
             d = nxt - time.monotonic()
             if d > 0:
                 time.sleep(d)
     out.sort()
     return out[len(out) // 2], out[min(len(out) - 1, int(len(out) * 0.99))], len(out)
+
+
+class Sink:
+    """Postfix's smtp-sink on 127.0.0.1 (as nobody), counting the messages it
+    accepted (its -c counters, read from its output)."""
+
+    def __init__(self, base):
+        self.port = free_port()
+        self.out = open(os.path.join(base, "sink.out"), "w+b")
+        self.proc = subprocess.Popen(["/usr/sbin/smtp-sink", "-u", "nobody", "-c", f"127.0.0.1:{self.port}", "1024"],
+                                     stdin=subprocess.DEVNULL, stdout=self.out, stderr=subprocess.STDOUT)
+        wait_port(self.port, "smtp-sink")
+
+    def count(self):
+        self.out.seek(max(0, os.fstat(self.out.fileno()).st_size - 200))
+        tail = self.out.read().decode(errors="replace")
+        k = tail.rfind("mesg=")
+        if k < 0:
+            return 0
+        digits = "".join(c for c in tail[k + 5:k + 20].split()[0] if c.isdigit())
+        return int(digits or 0)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait()
+        self.out.close()
+
+
+def relay(port, sink, n, sessions):
+    """messages/s from the start of smtp-source (n x 2 KiB for sink@sink.test)
+    until smtp-sink has accepted all n."""
+    base = sink.count()
+    t0 = time.monotonic()
+    src = subprocess.Popen([SOURCE, "-s", str(sessions), "-m", str(n), "-l", "2048", "-f", "bench@sender.test",
+                            "-t", "sink@sink.test", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while sink.count() - base < n:
+        if time.monotonic() - t0 > 600:
+            die(f"only {sink.count() - base} of {n} relayed in 600 s")
+        time.sleep(0.005)
+    t1 = time.monotonic()
+    err = src.communicate()[1]
+    if src.returncode != 0:
+        die(f"smtp-source failed: {err.decode(errors='replace')[:300]}")
+    return n / (t1 - t0)
+
+
+def unbound(d):
+    """unbound on 127.0.0.1 serving sender.test's SPF and DMARC records (the
+    arrival checks' DNS); (process, port), or None without unbound."""
+    if not os.access("/usr/sbin/unbound", os.X_OK):
+        return None
+    port = free_port()
+    conf = os.path.join(d, "unbound.conf")
+    with open(conf, "w") as f:
+        f.write(f"""server:
+  interface: 127.0.0.1@{port}
+  port: {port}
+  do-daemonize: no
+  use-syslog: no
+  logfile: ""
+  chroot: ""
+  username: ""
+  pidfile: ""
+  directory: "{d}"
+  do-ip6: no
+  module-config: "iterator"
+  local-zone: "." refuse
+  local-zone: "test." static
+  local-data: 'sender.test. TXT "v=spf1 ip4:127.0.0.1 -all"'
+  local-data: '_dmarc.sender.test. TXT "v=DMARC1; p=none"'
+remote-control:
+  control-enable: no
+""")
+    p = subprocess.Popen(["/usr/sbin/unbound", "-d", "-c", conf], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(0.5)
+    return p, port
 
 
 def idle_session(port, smtpd_pids):
@@ -716,117 +831,127 @@ def pop_concurrent(port, users):
     return got, time.monotonic() - t
 
 
-def fsync_rate(dir, writers, secs=3.0):
-    """create + write 2 KiB + fsync + close per second, `writers` threads."""
-    data = b"x" * 2048
-    counts = [0] * writers
-    stop = time.monotonic() + secs
-
-    def w(k):
-        d = os.path.join(dir, f"w{k}")
-        os.makedirs(d)
-        i = 0
-        while time.monotonic() < stop:
-            fd = os.open(os.path.join(d, str(i)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-            os.close(fd)
-            i += 1
-        counts[k] = i
-
-    t = time.monotonic()
-    ths = [threading.Thread(target=w, args=(k,)) for k in range(writers)]
-    for th in ths:
-        th.start()
-    for th in ths:
-        th.join()
-    rate = sum(counts) / (time.monotonic() - t)
-    for k in range(writers):
-        shutil.rmtree(os.path.join(dir, f"w{k}"), ignore_errors=True)
-    return rate
-
-
-FORK_C = r"""
+LIMITS_C = r"""
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+/* limits durable DIR WORKERS SECS: create + write 2 KiB + fsync + close + fsync DIR, in one shared DIR
+   limits fork WORKERS SECS: fork + _exit + waitpid;  limits forkexec WORKERS SECS: fork + exec /bin/true + waitpid */
 int main(int argc, char **argv) {
-  int workers = atoi(argv[1]); double secs = atof(argv[2]);
-  int fds[2]; if (pipe(fds)) return 1;
+  int durable = strcmp(argv[1], "durable") == 0, ex = strcmp(argv[1], "forkexec") == 0;
+  const char *dir = durable ? argv[2] : 0;
+  int workers = atoi(argv[durable ? 3 : 2]); double secs = atof(argv[durable ? 4 : 3]);
+  long *cnt = mmap(0, sizeof(long) * workers, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  char buf[2048]; memset(buf, 'x', sizeof buf);
   double t0 = now();
   for (int w = 0; w < workers; w++) if (fork() == 0) {
-    long n = 0;
+    long n = 0; char path[4096]; int dfd = durable ? open(dir, O_RDONLY | O_DIRECTORY) : -1;
     while (now() - t0 < secs) {
-      pid_t p = fork();
-      if (p == 0) { execl("/bin/true", "true", (char *)0); _exit(127); }
-      int st; waitpid(p, &st, 0); n++;
+      if (durable) {
+        snprintf(path, sizeof path, "%s/w%d.%ld", dir, w, n);
+        int fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600);
+        if (fd < 0 || write(fd, buf, sizeof buf) != sizeof buf || fsync(fd) || close(fd) || fsync(dfd)) _exit(1);
+      } else {
+        pid_t p = fork();
+        if (p == 0) { if (ex) execl("/bin/true", "true", (char *)0); _exit(ex ? 127 : 0); }
+        int st; waitpid(p, &st, 0);
+      }
+      n++;
     }
-    if (write(fds[1], &n, sizeof n) != sizeof n) _exit(1);
-    _exit(0);
+    cnt[w] = n; _exit(0);
   }
-  long total = 0, n;
-  for (int w = 0; w < workers; w++) { if (read(fds[0], &n, sizeof n) == sizeof n) total += n; wait(NULL); }
+  long total = 0; int st;
+  for (int w = 0; w < workers; w++) { wait(&st); if (!WIFEXITED(st) || WEXITSTATUS(st)) return 1; }
+  for (int w = 0; w < workers; w++) total += cnt[w];
   printf("%.0f\n", total / (now() - t0));
   return 0;
 }
 """
 
 
-def fork_exec_rate(tmp, workers, secs=3.0):
+def limits(tmp):
+    """The machine's own limits, measured in the same temporary directory: rows of
+    (what, rate). Durable creates as a mail queue makes them (a new file, its data
+    and its directory entry on disk), forks as a delivery costs one."""
     cc = shutil.which("cc") or shutil.which("gcc")
-    if cc:
-        src, exe = os.path.join(tmp, "forkrate.c"), os.path.join(tmp, "forkrate")
-        with open(src, "w") as f:
-            f.write(FORK_C)
-        if subprocess.run([cc, "-O2", "-o", exe, src], capture_output=True).returncode == 0:
-            return float(run([exe, str(workers), str(secs)]).stdout.strip()), "C fork+execl"
-    # no compiler: Python's os.fork (a bigger parent, so slower)
-    n, t0 = 0, time.monotonic()
-    while time.monotonic() - t0 < secs:
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.execv("/bin/true", ["true"])
-            finally:
-                os._exit(127)
-        os.waitpid(pid, 0)
-        n += 1
-    return n / (time.monotonic() - t0), "Python os.fork+execv, 1 worker"
+    if not cc:
+        return [("reference: no C compiler, limits not measured", "-")]
+    src, exe = os.path.join(tmp, "limits.c"), os.path.join(tmp, "limits")
+    with open(src, "w") as f:
+        f.write(LIMITS_C)
+    run([cc, "-O2", "-o", exe, src])
+    out = []
+    for w in (1, 8):
+        d = os.path.join(tmp, f"durable{w}")
+        os.makedirs(d)
+        rate = float(run([exe, "durable", d, str(w), "3"]).stdout)
+        out.append((f"reference: durable creates (create + write 2 KiB + fsync + close + fsync dir), {w} writer{'s' if w > 1 else ''} (per s)", rate))
+        discard(d)
+    for mode, what in (("fork", "fork + exit + wait"), ("forkexec", "fork + exec /bin/true + wait")):
+        for w in (1, os.cpu_count() or 1):
+            out.append((f"reference: {what}, {w} worker{'s' if w > 1 else ''} (per s)", float(run([exe, mode, str(w), "3"]).stdout)))
+    return out
 
 
 # ---------------------------------------------------------------- the table
 
 class Table:
+    """Each row: postern's and the peer's median over the runs with the spread
+    (min-max) beside it, the ratio of the medians (postern / peer), the goal
+    and the verdict. A row meets its goal when the median ratio meets it AND
+    postern's slowest run still beats the peer's fastest (for "lower is
+    better": postern's highest value is below the peer's lowest)."""
+
+    HEAD = ("workload", "postern: median (min-max)", "peer: median (min-max)", "ratio", "goal", "verdict")
+
     def __init__(self):
         self.rows = []
 
-    def add(self, workload, postern, peer, unit, fmt="{:,.0f}", higher_better=True):
-        ratio = ""
-        if postern is not None and peer:
-            ratio = f"{postern / peer:.2f}x"
-        f = lambda v: "-" if v is None else fmt.format(v) + (f" {unit}" if unit else "")
-        self.rows.append((workload + ("" if higher_better is None else (" (higher is better)" if higher_better else " (lower is better)")),
-                          f(postern), f(peer), ratio))
-        print(f"  {self.rows[-1][0]}: postern {self.rows[-1][1]}, peer {self.rows[-1][2]}, {ratio}", file=sys.stderr, flush=True)
+    def add(self, workload, mine, peer, unit, fmt="{:,.0f}", higher_better=True, goal=None):
+        mine = [v for v in (mine if isinstance(mine, list) else [mine]) if v is not None]
+        peer = [v for v in (peer if isinstance(peer, list) else [peer]) if v is not None]
+        u = f" {unit}" if unit else ""
+
+        def cell(vs):
+            if not vs:
+                return "-"
+            m = fmt.format(statistics.median(vs)) + u
+            return m if len(vs) == 1 else f"{m} ({fmt.format(min(vs))}-{fmt.format(max(vs))})"
+
+        ratio = goal_s = verdict = ""
+        if mine and peer and statistics.median(peer):
+            r = statistics.median(mine) / statistics.median(peer)
+            ratio = f"{r:.2f}x"
+            if goal is not None:
+                if higher_better:
+                    goal_s = f">= {goal:.2f}x"
+                    ok = r >= goal and min(mine) > max(peer)
+                else:
+                    goal_s = f"<= {goal:.2f}x"
+                    ok = r <= goal and max(mine) < min(peer)
+                verdict = "met" if ok else "NOT met"
+        name = workload + ("" if higher_better is None else (" (higher is better)" if higher_better else " (lower is better)"))
+        self.rows.append((name, cell(mine), cell(peer), ratio, goal_s, verdict))
+        print(f"  {name}: postern {self.rows[-1][1]}, peer {self.rows[-1][2]}, {ratio} {goal_s} {verdict}", file=sys.stderr, flush=True)
 
     def ref(self, workload, value):
-        self.rows.append((workload, value, "", ""))
+        self.rows.append((workload, value, "", "", "", ""))
         print(f"  {workload}: {value}", file=sys.stderr, flush=True)
 
     def text(self):
-        head = ("workload", "postern", "peer", "ratio")
-        w = [max(len(r[i]) for r in self.rows + [head]) for i in range(4)]
-        lines = [f"{head[0]:<{w[0]}} | {head[1]:>{w[1]}} | {head[2]:>{w[2]}} | {head[3]:>{w[3]}}",
-                 "-" * (sum(w) + 9)]
-        lines += [f"{r[0]:<{w[0]}} | {r[1]:>{w[1]}} | {r[2]:>{w[2]}} | {r[3]:>{w[3]}}" for r in self.rows]
-        return "\n".join(lines)
+        w = [max(len(r[i]) for r in self.rows + [self.HEAD]) for i in range(6)]
+        fmt = lambda r: " | ".join([f"{r[0]:<{w[0]}}"] + [f"{r[i]:>{w[i]}}" for i in range(1, 6)])
+        return "\n".join([fmt(self.HEAD), "-" * (sum(w) + 15)] + [fmt(r) for r in self.rows])
 
     def markdown(self):
-        lines = ["| workload | postern | peer | ratio |", "|---|---:|---:|---:|"]
-        lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in self.rows]
+        lines = ["| " + " | ".join(self.HEAD) + " |", "|---|---:|---:|---:|---|---|"]
+        lines += [f"| {' | '.join(r)} |" for r in self.rows]
         return "\n".join(lines)
 
 
@@ -859,7 +984,22 @@ def kib(v):
     return v / 1024
 
 
-def main(quick=False, runs=2, markdown=None):
+def alternate(runs, warm, fns):
+    """Run each of fns (who -> callable(count) -> (value, extra)) `runs` times,
+    alternating and swapping the order on every other run, after one discarded
+    warm-up run each (`warm` messages); {who: [(value, extra)]}."""
+    for who, f in fns.items():
+        v, _ = f(warm)
+        log(f"{who}: warm-up {v:,.1f} (discarded)")
+    res = {who: [] for who in fns}
+    names = list(fns)
+    for r in range(runs):
+        for who in (names if r % 2 == 0 else names[::-1]):
+            res[who].append(fns[who](None))
+    return res
+
+
+def main(quick=False, runs=5, markdown=None):
     if os.geteuid() != 0:
         die("--vs-peers needs root (it installs Postfix and Dovecot and runs private instances of them)")
     ensure_packages()
@@ -871,8 +1011,9 @@ def main(quick=False, runs=2, markdown=None):
     load0 = loadavg()
     print(f"machine: {machine_line}")
     print(f"date: {date}")
-    print(f"peers: Postfix {versions} (virtual -> Maildir), Dovecot {dv} (POP3); "
-          f"{runs} alternating run(s) per SMTP row, median; {'--quick: counts / 5' if quick else 'full counts'}", flush=True)
+    print(f"peers: Postfix {versions} (virtual -> Maildir; relay to smtp-sink), Dovecot {dv} (POP3); "
+          f"one discarded warm-up run per server and row, then {runs} alternating run(s), median (min-max); "
+          f"{'--quick: counts / 5' if quick else 'full counts'}", flush=True)
     def term(*_):
         raise SystemExit("bench --vs-peers: terminated")
     signal.signal(signal.SIGTERM, term)  # so the finally below stops the servers
@@ -881,11 +1022,13 @@ def main(quick=False, runs=2, markdown=None):
     os.mkdir(TRASH[0])
     os.chmod(base, 0o755)
     table = Table()
-    postfix = dovecot = None
+    postfix = dovecot = sink = dns = None
     live = []
+    relay_conc = 10
     try:
-        postfix = Postfix(base)
-        log(f"Postfix private instance on 127.0.0.1:{postfix.port} (config {postfix.conf})")
+        sink = Sink(base)
+        postfix = Postfix(base, sink.port, relay_conc)
+        log(f"Postfix private instance on 127.0.0.1:{postfix.port} (config {postfix.conf}); smtp-sink on {sink.port}")
 
         # 3b. one idle SMTP session (each server fresh, nothing else going on)
         pst = Postern(base, "idle")
@@ -895,52 +1038,106 @@ def main(quick=False, runs=2, markdown=None):
         peer = idle_session(postfix.port, postfix.smtpd_pids)
         idle = (mine, peer)
 
-        # 1 + 3a. SMTP -> Maildir, alternating
+        def postern_smtp(tag, sessions, size, n, **opts):
+            def f(count):
+                pst = Postern(base, f"{tag}-{len(os.listdir(TRASH[0]))}", **opts)
+                live.append(pst)
+                try:
+                    return smtp_source(pst.smtp_port, os.path.join(pst.maildir(), "new"), count or n, sessions, size, pst.pids)
+                finally:
+                    pst.close(); live.remove(pst)
+            return f
+
+        def postfix_smtp(sessions, size, n):
+            def f(count):
+                postfix.empty_new()
+                return smtp_source(postfix.port, os.path.join(postfix.maildir(), "new"), count or n, sessions, size, postfix.pids)
+            return f
+
+        # 1 + 3a. SMTP -> Maildir
         rows = [(5000 // div, 2048, 1), (5000 // div, 2048, 10), (5000 // div, 2048, 50), (1000 // div, 102400, 10)]
         for (n, size, sessions) in rows:
-            res = {"postern": [], "peer": []}
-            mem = {"postern": (0, 0, 0), "peer": (0, 0, 0)}
-            for r in range(runs):
-                order = ("postern", "peer") if r % 2 == 0 else ("peer", "postern")
-                for who in order:
-                    if who == "postern":
-                        pst = Postern(base, f"smtp{sessions}-{size}-{r}")
-                        live.append(pst)
-                        try:
-                            rate, m = smtp_source(pst.smtp_port, os.path.join(pst.maildir(), "new"), n, sessions, size, pst.pids)
-                        finally:
-                            pst.close(); live.remove(pst)
-                    else:
-                        postfix.empty_new()
-                        rate, m = smtp_source(postfix.port, os.path.join(postfix.maildir(), "new"), n, sessions, size, postfix.pids)
-                    res[who].append(rate)
-                    mem[who] = tuple(max(a, b) for a, b in zip(mem[who], m))
+            res = alternate(runs, max(50, n // 5), {"postern": postern_smtp(f"smtp{sessions}-{size}", sessions, size, n),
+                                                    "peer": postfix_smtp(sessions, size, n)})
+            for who in res:
+                for rate, m in res[who]:
                     log(f"{who}: {n} x {size // 1024} KiB, {sessions} sessions: {rate:.0f} msg/s, peak RSS {m[0] // 1024} MiB PSS {m[1] // 1024} MiB in {m[2]} processes")
             table.add(f"SMTP -> Maildir, {n:,} x {size // 1024} KiB, {sessions} session{'s' if sessions > 1 else ''}",
-                      statistics.median(res["postern"]), statistics.median(res["peer"]), "msg/s")
+                      [r for r, _ in res["postern"]], [r for r, _ in res["peer"]], "msg/s", goal=1.5)
             if size == 2048 and sessions in (10, 50):
-                table.add(f"memory, all processes, peak during {sessions} sessions: RSS", kib(mem["postern"][0]), kib(mem["peer"][0]),
-                          "MiB", "{:,.1f}", False)
-                table.add(f"memory, all processes, peak during {sessions} sessions: PSS "
-                          f"({mem['postern'][2]} vs {mem['peer'][2]} processes)", kib(mem["postern"][1]), kib(mem["peer"][1]),
-                          "MiB", "{:,.1f}", False)
+                mem = {who: [m for _, m in res[who]] for who in res}
+                procs = {who: max(m[2] for m in mem[who]) for who in mem}
+                table.add(f"memory, all processes, peak during {sessions} sessions: RSS",
+                          [kib(m[0]) for m in mem["postern"]], [kib(m[0]) for m in mem["peer"]], "MiB", "{:,.1f}", False, 0.2)
+                table.add(f"memory, all processes, peak during {sessions} sessions: PSS ({procs['postern']} vs {procs['peer']} processes)",
+                          [kib(m[1]) for m in mem["postern"]], [kib(m[1]) for m in mem["peer"]], "MiB", "{:,.1f}", False, 0.2)
         if idle[0] and idle[1]:
             table.add("memory, one idle SMTP session after EHLO: smtpd RSS", kib(idle[0][0]), kib(idle[1][0]), "MiB", "{:,.1f}", False)
             table.add("memory, one idle SMTP session after EHLO: smtpd PSS", kib(idle[0][1]), kib(idle[1][1]), "MiB", "{:,.1f}", False)
 
-        # 2. latency at light load
+        # Like with like: postern's arrival checks (SPF, DKIM, DMARC, ARC against a
+        # loopback unbound) beside the plain 10-session row; Postfix checks nothing.
+        n = 5000 // div
+        dnsdir = os.path.join(base, "dns")
+        os.makedirs(dnsdir)
+        dns = unbound(dnsdir)
+        if dns:
+            ctl = {"authcheck": "1\n", "dnsresolvers": f"127.0.0.1:{dns[1]}\n"}
+            res = alternate(runs, max(50, n // 5), {"postern": postern_smtp("authcheck", 10, 2048, n, control=ctl),
+                                                    "peer": postfix_smtp(10, 2048, n)})
+            table.add(f"SMTP -> Maildir, {n:,} x 2 KiB, 10 sessions, postern's arrival checks on (authcheck 1; Postfix checks nothing)",
+                      [r for r, _ in res["postern"]], [r for r, _ in res["peer"]], "msg/s")
+        else:
+            table.ref("SMTP -> Maildir with the arrival checks: not run (no /usr/sbin/unbound)", "-")
+
+        # 2. latency at light load, from DATA end to the file in new/
         secs = 20.0 / div
-        pst = Postern(base, "latency")
-        live.append(pst)
-        try:
-            lm = latency(pst.smtp_port, os.path.join(pst.maildir(), "new"), secs)
-        finally:
-            pst.close(); live.remove(pst)
-        postfix.empty_new()
-        lp = latency(postfix.port, os.path.join(postfix.maildir(), "new"), secs)
-        log(f"latency: postern p50 {lm[0]:.1f} p99 {lm[1]:.1f} ms ({lm[2]} msgs); Postfix p50 {lp[0]:.1f} p99 {lp[1]:.1f} ms ({lp[2]} msgs)")
-        table.add(f"latency, 1 msg / 50 ms for {secs:.0f} s, 250 -> file in new/: p50", lm[0], lp[0], "ms", "{:,.1f}", False)
-        table.add(f"latency, 1 msg / 50 ms for {secs:.0f} s, 250 -> file in new/: p99", lm[1], lp[1], "ms", "{:,.1f}", False)
+
+        def lat_postern(_count):
+            pst = Postern(base, f"latency-{len(os.listdir(TRASH[0]))}")
+            live.append(pst)
+            try:
+                lm = latency(pst.smtp_port, os.path.join(pst.maildir(), "new"), secs)
+            finally:
+                pst.close(); live.remove(pst)
+            return lm[0], lm
+
+        def lat_postfix(_count):
+            postfix.empty_new()
+            lp = latency(postfix.port, os.path.join(postfix.maildir(), "new"), secs)
+            return lp[0], lp
+
+        res = alternate(runs, 0, {"postern": lat_postern, "peer": lat_postfix})
+        for who in res:
+            for _, l in res[who]:
+                log(f"latency {who}: p50 {l[0]:.1f} ms, p99 {l[1]:.1f} ms ({l[2]} msgs)")
+        for k, q in ((0, "p50"), (1, "p99")):
+            table.add(f"latency, 1 msg / 50 ms for {secs:.0f} s, DATA end -> file in new/: {q}",
+                      [l[k] for _, l in res["postern"]], [l[k] for _, l in res["peer"]], "ms", "{:,.1f}", False, 1.0)
+
+        # Relay: an [IP] smtproute to smtp-sink against Postfix's transport to it,
+        # smtp-source's 10 sessions in, at most 10 deliveries out for both.
+        n = 5000 // div
+
+        def relay_postern(tag, **opts):
+            def f(count):
+                pst = Postern(base, f"{tag}-{len(os.listdir(TRASH[0]))}", relay=(sink.port, relay_conc), **opts)
+                live.append(pst)
+                try:
+                    return relay(pst.smtp_port, sink, count or n, 10), None
+                finally:
+                    pst.close(); live.remove(pst)
+            return f
+
+        def relay_postfix(count):
+            return relay(postfix.port, sink, count or n, 10), None
+
+        res = alternate(runs, max(50, n // 5), {"postern": relay_postern("relay"), "peer": relay_postfix})
+        table.add(f"relay to smtp-sink, {n:,} x 2 KiB, 10 sessions in, concurrency {relay_conc} out",
+                  [r for r, _ in res["postern"]], [r for r, _ in res["peer"]], "msg/s", goal=1.5)
+        res = alternate(runs, max(50, n // 5), {"postern": relay_postern("relay-dkim", dkim=True), "peer": relay_postfix})
+        table.add(f"the same, postern signing with DKIM (rsa-sha256, 2048 bits; Postfix does not sign)",
+                  [r for r, _ in res["postern"]], [r for r, _ in res["peer"]], "msg/s")
         postfix.close()
         postfix = None
 
@@ -977,26 +1174,20 @@ def main(quick=False, runs=2, markdown=None):
                 die(f"{who} POP3 clients got {got} of {10 * small} messages")
             r[who, "conc"] = got / dt
         table.add(f"POP3 login+STAT+UIDL, {big:,} msgs, first login", r["postern", "first"] * 1000, r["peer", "first"] * 1000,
-                  "ms", "{:,.0f}", False)
+                  "ms", "{:,.0f}", False, 1 / 1.2)
         table.add(f"POP3 login+STAT+UIDL, {big:,} msgs, second login", r["postern", "second"] * 1000, r["peer", "second"] * 1000,
-                  "ms", "{:,.0f}", False)
-        table.add(f"POP3 RETR all {big:,} x 2 KiB, 1 poplib client", r["postern", "retr"], r["peer", "retr"], "msg/s")
-        table.add(f"POP3 RETR all, 10 clients x {small:,} x 2 KiB each", r["postern", "conc"], r["peer", "conc"], "msg/s")
+                  "ms", "{:,.0f}", False, 1 / 1.2)
+        table.add(f"POP3 RETR all {big:,} x 2 KiB, 1 poplib client", r["postern", "retr"], r["peer", "retr"], "msg/s", goal=1.2)
+        table.add(f"POP3 RETR all, 10 clients x {small:,} x 2 KiB each", r["postern", "conc"], r["peer", "conc"], "msg/s", goal=1.2)
         dovecot.close()
         dovecot = None
         pst.close(); live.remove(pst)
 
-        # 5. the machine's own limits
+        # 5. the machine's own limits, in the same directory
         lim = os.path.join(base, "limits")
         os.makedirs(lim)
-        for w in (1, 8):
-            table.ref(f"reference: create + write 2 KiB + fsync + close, {w} writer{'s' if w > 1 else ''} (files/s)",
-                      f"{fsync_rate(lim, w):,.0f}")
-        for w in (1, os.cpu_count() or 1):
-            rate, how = fork_exec_rate(lim, w)
-            table.ref(f"reference: fork + exec /bin/true, {w} worker{'s' if w > 1 else ''} (per s, {how})", f"{rate:,.0f}")
-            if not how.startswith("C"):
-                break
+        for what, rate in limits(lim):
+            table.ref(what, rate if isinstance(rate, str) else f"{rate:,.0f}")
     finally:
         for p in list(live):
             p.close()
@@ -1004,6 +1195,11 @@ def main(quick=False, runs=2, markdown=None):
             postfix.close()
         if dovecot:
             dovecot.close()
+        if sink:
+            sink.close()
+        if dns:
+            dns[0].terminate()
+            dns[0].wait()
         shutil.rmtree(base, ignore_errors=True)
 
     load = f"load average {load0} at the start, {loadavg()} at the end"
@@ -1014,7 +1210,8 @@ def main(quick=False, runs=2, markdown=None):
     if markdown:
         with open(markdown, "w") as f:
             f.write(f"Measured {date} on {machine_line} ({load}); Postfix {versions}, Dovecot {dv}; "
-                    f"SMTP rows are medians of {runs} alternating run(s){', --quick' if quick else ''}; "
-                    f"ratio = postern / peer.\n\n")
+                    f"one discarded warm-up run per server and row, then {runs} alternating run(s): "
+                    f"median (min-max){', --quick' if quick else ''}; ratio = postern / peer; a goal is met when the "
+                    f"median ratio meets it and postern's slowest run beats the peer's fastest.\n\n")
             f.write(table.markdown() + "\n")
         print(f"\nMarkdown written to {markdown}")

@@ -143,7 +143,7 @@ impl Classify for LocalError {
 }
 
 /// qmail-local's arguments.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
     pub user: String,
     pub homedir: PathBuf,

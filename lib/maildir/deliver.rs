@@ -1,4 +1,5 @@
-//! Delivery into a Maildir: write tmp/NAME, fsync it, link it into new/, fsync new/.
+//! Delivery into a Maildir: write tmp/NAME, fsync it, link it into new/, fsync new/
+//! (shared with concurrent deliveries: `os::groupsync`).
 //!
 //! The name is unique without locks (secs.MusecPpidQcount.host), so deliveries on
 //! several hosts into one shared tree never collide. A crash before the fsync of
@@ -13,6 +14,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+/// The group-commit lock file of a Maildir's new/, in the Maildir itself
+/// (mailbox servers list folders, which are directories, and skip files).
+pub const SYNC_LOCK: &str = ".postern-newsync";
 
 #[derive(Debug)]
 pub enum MaildirError {
@@ -95,8 +100,10 @@ pub fn deliver(maildir: &Path, prefix: &[u8], message: &mut File) -> Result<Path
     // tmp/ holds nothing after success (the link is in new/) or after failure.
     let _ = fs::remove_file(&tmp);
     r?;
-    // The link is the commit point; new/ must reach the disk before we say done.
-    crate::os::fs::sync_dir(&newdir).map_err(|e| io_err(&newdir, e))?;
+    // The link is the commit point; new/ must reach the disk before we say
+    // done. Deliveries into this Maildir at the same time share one fsync of
+    // new/ (`os::groupsync`; its lock file sits beside tmp/ and new/).
+    crate::os::groupsync::GroupSync::open(&newdir, &maildir.join(SYNC_LOCK)).and_then(|g| g.sync()).map_err(|e| io_err(&newdir, e))?;
     Ok(dst)
 }
 

@@ -2,6 +2,7 @@
 //! privileges, where an installation lives, and log lines.
 
 pub mod fs;
+pub mod groupsync;
 pub mod home;
 pub mod log;
 pub mod out;

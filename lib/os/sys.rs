@@ -592,3 +592,35 @@ pub fn default_term_signals() {
         let _ = unsafe { signal(s, SigHandler::SigDfl) };
     }
 }
+
+/// flock(2) on any descriptor (a directory too): `op` is LOCK_SH, LOCK_EX or
+/// LOCK_UN. Blocks; a signal's EINTR is retried.
+pub fn flock(fd: &impl AsFd, op: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock takes a descriptor number the borrow keeps open and an
+        // operation; it touches no memory of ours.
+        if unsafe { libc::flock(fd.as_fd().as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Put `fd` on each of `at` (fds 1 and 2 of a resident delivery worker,
+/// for one delivery's answer pipe and then /dev/null again), not closed on
+/// exec, so the delivery's programs write there too.
+pub fn put_stdio(fd: &impl AsFd, at: &[RawFd]) -> io::Result<()> {
+    assert!(at.iter().all(|n| (1..=2).contains(n)), "only fds 1 and 2 are replaced");
+    let from = fd.as_fd().as_raw_fd();
+    place(&at.iter().map(|&to| (from, to)).collect::<Vec<_>>())
+}
+
+/// A connected pair of Unix sequenced-packet sockets (each send arrives as one
+/// message), closed on exec.
+pub fn seqpacket_pair() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(std::io::Error::from)
+}

@@ -51,6 +51,10 @@ impl Queue {
     pub fn free(&self) -> PathBuf {
         self.root.join("free")
     }
+    /// The group-commit lock file of new/ (`os::groupsync`), postern-q's.
+    pub fn new_sync_lock(&self) -> PathBuf {
+        self.root.join("lock").join("newsync")
+    }
     pub fn trigger_path(&self) -> PathBuf {
         self.root.join("lock").join("trigger")
     }
@@ -112,7 +116,10 @@ impl Queue {
             return Err(QueueError::Write(dst, e));
         }
         // The rename is the commit point; it must be on disk before we say 0.
-        crate::os::fs::sync_dir(&self.new_dir()).map_err(|e| QueueError::Write(self.new_dir(), e))?;
+        // Writers at the same time share one fsync of new/ (`os::groupsync`).
+        crate::os::groupsync::GroupSync::open(&self.new_dir(), &self.new_sync_lock())
+            .and_then(|g| g.sync())
+            .map_err(|e| QueueError::Write(self.new_dir(), e))?;
         Ok(id)
     }
 

@@ -1,11 +1,13 @@
 //! Starting one local delivery (postern-lspawn's job, as root in a system install).
 //!
 //! For each request: find the recipient's user (users cdb, users/assign, the
-//! password database) and fork a child that becomes that user and makes the
-//! delivery postern-local would make (`local::run`). The message comes with the
-//! request as a descriptor of its queue file (see `spawn`): this process opens
-//! nothing in the queue, reads none of the file, and parses only the spawn
-//! protocol and the users database. The child, once it is the recipient, copies
+//! password database) and hand the delivery to a resident worker, a forked
+//! child that became that user (`lworker`: one per uid and gid while busy,
+//! reused, leaving when idle), which makes the delivery postern-local would
+//! make (`local::run`). The message comes with the request as a descriptor of
+//! its queue file (see `spawn`): this process opens nothing in the queue,
+//! reads none of the file, and parses only the spawn protocol and the users
+//! database. The worker, already the recipient, copies
 //! the message (the file's first `size` bytes, with positioned reads) into a
 //! memory file and closes the queue file before it reads anything the recipient
 //! controls: the delivery sees exactly the message, seekable, and never the
@@ -13,12 +15,13 @@
 //!
 //! Why a fork and not an exec of postern-local: a program start costs about as
 //! much CPU as the rest of a delivery on the test machines, and lspawn is small
-//! and single-threaded, so its child is a clean copy. The child gives up root
-//! (groups, gid, then uid) first, and it calls itself postern-local in ps.
+//! and single-threaded, so its child is a clean copy; and why a resident one:
+//! the fork itself, with its exit and page faults, cost as much again. The
+//! worker gives up root (groups, gid, then uid) first, and it calls itself
+//! postern-local in ps.
 
 use crate::deliver::local::Params;
 use crate::os::home::Home;
-use crate::os::sys::ChildFds;
 use crate::send::spawn::{Outcome, Request};
 use crate::send::spawner::{Running, Starter};
 use crate::status::Status;
@@ -31,6 +34,8 @@ pub struct LocalStarter {
     /// itself.
     pub as_root: bool,
     pub default_delivery: String,
+    /// Resident delivery workers, one kind per recipient uid and gid.
+    workers: crate::send::lworker::Pool,
 }
 
 impl LocalStarter {
@@ -38,7 +43,7 @@ impl LocalStarter {
         // Every line of control/defaultdelivery, like qmail's aliasempty.
         let c = crate::config::control::Control::new(&home);
         let default_delivery = c.list(&crate::config::settings::DEFAULTDELIVERY)?.join("\n");
-        Ok(LocalStarter { home, as_root: crate::os::privs::is_root(), default_delivery })
+        Ok(LocalStarter { home, as_root: crate::os::privs::is_root(), default_delivery, workers: Default::default() })
     }
 }
 
@@ -67,37 +72,45 @@ impl Starter for LocalStarter {
             sender: req.sender.as_str().to_string(),
             default_delivery: self.default_delivery.clone(),
         };
-        // The queue file on fd 0 (in place of our request socket) and the
-        // answer pipe on fds 1 and 2; we close our copy of the file once forked.
-        let fds = ChildFds::new().put(file, &[0]).put(w, &[1, 2]);
-        let (home, as_root, size, id) = (self.home.clone(), self.as_root, req.size, req.id.clone());
-        let pid = crate::os::sys::fork_run(fds, move || {
-            crate::os::sys::set_process_name(c"postern-local");
-            if let Err(e) = become_delivery(&home, as_root, target.uid, target.gid) {
-                crate::deliver::local::say(&format!("{} {e}", Status::MAIL_SYSTEM));
-                return crate::error::EXIT_TEMP;
-            }
-            // Now the recipient: copy the message out and close the queue file
-            // (fd 0 stays closed; deliveries hand programs the copy).
-            let copied = crate::os::sys::take_fd(0).and_then(|q| crate::message::file::copy_prefix(&std::fs::File::from(q), size));
-            match copied {
-                Ok(message) => crate::deliver::local::run(&home, &params, message),
-                Err(e) => {
-                    crate::deliver::local::say(&format!("{} cannot copy message {id}: {e}", Status::MAIL_SYSTEM));
-                    crate::error::EXIT_TEMP
-                }
-            }
-        })
-        .map_err(|e| Outcome::temporary(format!("cannot fork a delivery: {e}")))?;
+        let job = crate::send::lworker::Job { params, size: req.size, id: req.id.to_string() };
+        let (home, as_root, ids) = (self.home.clone(), self.as_root, (target.uid, target.gid));
+        let pid = self
+            .workers
+            .run(&self.home, ids, &job, file, w, move || become_delivery(&home, as_root, ids.0, ids.1))
+            .map_err(|e| Outcome::temporary(format!("cannot start a delivery: {e}")))?;
         Ok(Running { pid, output: r })
+    }
+
+    fn watch(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        self.workers.busy_fds()
+    }
+
+    fn finished(&mut self) -> Vec<(nix::unistd::Pid, i32)> {
+        self.workers.finished()
+    }
+
+    fn exited(&mut self, pid: nix::unistd::Pid, status: nix::sys::wait::WaitStatus) -> nix::sys::wait::WaitStatus {
+        self.workers.exited(pid, status)
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.workers.next_deadline()
+    }
+
+    fn tick(&mut self, now: std::time::Instant) {
+        self.workers.retire_idle(now)
+    }
+
+    fn stop(&mut self) {
+        self.workers.close_all()
     }
 }
 
-/// In the forked child, its descriptors set up (the queue file on fd 0, the
-/// answer pipe on fds 1 and 2, no signal blocked: lspawn blocks SIGCHLD for its
-/// signalfd, and a mask survives exec into program deliveries): postern-local's
-/// environment, and the recipient's ids (root only: an unprivileged instance
-/// delivers as itself).
+/// In a new worker, its descriptors set up (its socket on fd 0, /dev/null on
+/// fds 1 and 2, no signal blocked: lspawn blocks SIGCHLD for its signalfd, and
+/// a mask survives exec into program deliveries): postern-local's environment,
+/// and the recipient's ids (root only: an unprivileged instance delivers as
+/// itself).
 fn become_delivery(home: &Home, as_root: bool, uid: u32, gid: u32) -> Result<(), String> {
     let keep: [(&str, std::ffi::OsString); 2] = [
         ("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", home.root().join("bin").display()).into()),

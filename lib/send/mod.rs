@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod dsn;
 pub mod lspawn;
+pub mod lworker;
 pub mod rspawn;
 pub mod scheduler;
 pub mod spawn;

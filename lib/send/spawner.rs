@@ -1,7 +1,8 @@
 //! A spawner's loop (postern-lspawn, postern-rspawn): read requests on fd 0,
 //! start a delivery for each, write its answer on fd 1 when it ends.
-//! Single-threaded: one poll over fd 0, every delivery's output and a signalfd
-//! for SIGCHLD. What starting a delivery means is the `Starter`'s business.
+//! Single-threaded: one poll over fd 0, every delivery's output, the starter's
+//! resident workers (lspawn's) and a signalfd for SIGCHLD. What starting a
+//! delivery means is the `Starter`'s business.
 
 use super::spawn::{encode_answer, from_report, parse_request, Answer, Outcome, Request, MAX_SLOTS, MAX_TEXT};
 use crate::error::Kind;
@@ -40,6 +41,33 @@ pub trait Starter {
         let text = crate::os::log::one_line(output);
         from_report(kind, if text.is_empty() { &why } else { &text }).for_all(count)
     }
+
+    /// Descriptors of resident workers to poll (lspawn's `lworker::Pool`);
+    /// when one is ready, `finished` says which deliveries ended.
+    fn watch(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        Vec::new()
+    }
+
+    /// Deliveries run by resident workers that ended: (the pid `start`
+    /// returned, exit code).
+    fn finished(&mut self) -> Vec<(Pid, i32)> {
+        Vec::new()
+    }
+
+    /// A child was reaped; the status to report for the delivery it stood for.
+    fn exited(&mut self, _pid: Pid, status: WaitStatus) -> WaitStatus {
+        status
+    }
+
+    /// When `tick` next has something to do (idle workers to let go).
+    fn deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    fn tick(&mut self, _now: std::time::Instant) {}
+
+    /// The loop ends: let resident workers go and wait for them.
+    fn stop(&mut self) {}
 }
 
 /// qmail's delivery exit codes: 0 delivered, 100 permanent, anything else
@@ -97,7 +125,17 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
             for k in &slot_keys {
                 fds.push(PollFd::new(slots[k].output.as_fd(), PollFlags::POLLIN));
             }
-            match poll(&mut fds, PollTimeout::NONE) {
+            for w in starter.watch() {
+                fds.push(PollFd::new(w, PollFlags::POLLIN));
+            }
+            let timeout = match starter.deadline() {
+                None => PollTimeout::NONE,
+                Some(t) => {
+                    let ms = t.saturating_duration_since(std::time::Instant::now()).as_millis().min(60_000) as u16 + 1;
+                    PollTimeout::from(ms)
+                }
+            };
+            match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
@@ -115,6 +153,16 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
             let s = slots.get_mut(&k).expect("slot");
             drain(s);
         }
+        // Workers' answers before reaping: a worker that answered and then died
+        // keeps its answer.
+        for (pid, code) in starter.finished() {
+            if let Some(k) = by_pid.remove(&pid.as_raw()) {
+                if let Some(s) = slots.get_mut(&k) {
+                    s.status = Some(WaitStatus::Exited(pid, code));
+                }
+            }
+        }
+        starter.tick(std::time::Instant::now());
         if sig_ready {
             while let Ok(Some(_)) = sfd.read_signal() {}
             loop {
@@ -122,6 +170,7 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
                     Ok(st) => {
                         if let Some(pid) = st.pid() {
+                            let st = starter.exited(pid, st);
                             if let Some(k) = by_pid.remove(&pid.as_raw()) {
                                 if let Some(s) = slots.get_mut(&k) {
                                     s.status = Some(st);
@@ -214,6 +263,7 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
             }
         }
     }
+    starter.stop();
     Ok(())
 }
 
