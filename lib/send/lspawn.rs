@@ -66,6 +66,7 @@ impl Starter for LocalStarter {
             domain: domain.to_string(),
             sender: req.sender.as_str().to_string(),
             default_delivery: self.default_delivery.clone(),
+            alias: target.alias,
         };
         // The queue file on fd 0 (in place of our request socket) and the
         // answer pipe on fds 1 and 2; we close our copy of the file once forked.

@@ -52,6 +52,7 @@
 //! Keys are lower-cased. The file is replaced atomically (config::cdb::build), so a
 //! reader sees the old or the new database, never a half-written one.
 
+pub mod aliases;
 pub mod edit;
 pub mod lookup;
 pub mod password;
@@ -92,6 +93,16 @@ pub enum UsersError {
     DomainInUse(String, usize),
     /// The postern-v service user (for root's default uid/gid) is missing.
     Service(crate::os::privs::PrivError),
+    /// A line of the aliases file does not parse (line 0: the whole file).
+    Aliases {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
+    /// The aliases file may be changed by someone it must not trust.
+    Unsafe(PathBuf, String),
+    /// The alias user (postern-a) is missing.
+    AliasUser(crate::os::privs::PrivError),
 }
 
 impl fmt::Display for UsersError {
@@ -115,6 +126,12 @@ impl fmt::Display for UsersError {
                 write!(f, "virtual domain {d} still has {n} user(s); delete them with `postern-admin user del` first")
             }
             UsersError::Service(e) => write!(f, "{e} (or give --uid and --gid)"),
+            UsersError::Aliases { path, line: 0, problem } => write!(f, "{}: {problem}; fix it and run newaliases", path.display()),
+            UsersError::Aliases { path, line, problem } => {
+                write!(f, "{} line {line}: {problem}; fix the line and run newaliases", path.display())
+            }
+            UsersError::Unsafe(p, why) => write!(f, "aliases file {} {why}, then run newaliases", p.display()),
+            UsersError::AliasUser(e) => write!(f, "{e} (alias deliveries run as postern-a)"),
         }
     }
 }
@@ -127,7 +144,10 @@ impl Classify for UsersError {
             | UsersError::Io(..)
             | UsersError::Syntax { .. }
             | UsersError::Passwd(..)
-            | UsersError::Service(_) => Kind::Temporary,
+            | UsersError::Service(_)
+            | UsersError::Aliases { .. }
+            | UsersError::Unsafe(..)
+            | UsersError::AliasUser(_) => Kind::Temporary,
             UsersError::BadAddress(..)
             | UsersError::NotVirtualDomain(_)
             | UsersError::Exists(_)
