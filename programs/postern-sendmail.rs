@@ -104,7 +104,7 @@ fn main() {
         Mode::Verify => verify(&home, &req.recipients),
         Mode::NewAliases => match postern::users::aliases::compile(&home) {
             Ok((path, n)) => {
-                eprintln!("{PROGRAM}: {}: {n} aliases", path.display());
+                postern::os::out::print(format!("{}: {n} aliases\n", path.display()));
                 std::process::exit(EXIT_OK)
             }
             Err(e) => fail(e),
