@@ -19,12 +19,20 @@ use std::path::Path;
 pub type Verdict = Result<String, String>;
 
 fn describe(lines: &[Line], home: &Path) -> String {
-    let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { home.join(p.strip_prefix("./").unwrap_or(p)) };
+    // Relative lines are relative to the home; keep a Maildir's final slash.
+    let abs = |p: &Path| {
+        let s = p.display().to_string();
+        if p.is_absolute() {
+            s
+        } else {
+            format!("{}/{}", home.display(), s.strip_prefix("./").unwrap_or(&s))
+        }
+    };
     lines
         .iter()
         .map(|l| match l {
-            Line::Maildir(p) => format!("Maildir {}", abs(p).display()),
-            Line::Mbox(p) => format!("mbox {}", abs(p).display()),
+            Line::Maildir(p) => format!("Maildir {}", abs(p)),
+            Line::Mbox(p) => format!("mbox {}", abs(p)),
             Line::Program(c) => format!("program |{c}"),
             Line::Forward(a) => format!("forward to {a}"),
         })

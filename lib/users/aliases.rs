@@ -13,9 +13,11 @@
 //!
 //! # Where aliases apply
 //! For addresses of the local domains (control/locals, and virtualdomains that
-//! map to them), not virtual domains: `Users::lookup` asks here first, before
-//! users/assign and the Unix users, as sendmail and Postfix do. So smtpd accepts
-//! RCPT to an alias, and postern-lspawn delivers it.
+//! map to them): `Users::lookup` asks here first, before users/assign and the
+//! Unix users, as sendmail and Postfix do. A domain that is both in locals and
+//! a virtual domain asks here when no virtual user takes the address; other
+//! virtual domains never do. So smtpd accepts RCPT to an alias, and
+//! postern-lspawn delivers it.
 //!
 //! # Who may write what
 //! Alias deliveries run as the service user postern-a (the instance's owner in an

@@ -60,13 +60,23 @@ pub struct Users {
     minuid: Option<u32>,
     /// users/aliases.cdb, opened at the first lookup at a local domain.
     aliases: Option<Option<Db>>,
+    /// control/locals (lower case), read when a virtual domain needs it.
+    locals: Option<Vec<String>>,
 }
 
 impl Users {
     /// Opens $POSTERN_HOME/users/cdb (missing file = no entries). Cheap; callers
     /// reopen to see rebuilds.
     pub fn open(home: &Home) -> Result<Users, UsersError> {
-        Ok(Users { db: Db::open(&cdb_path(home)).map_err(UsersError::Cdb)?, home: home.clone(), minuid: None, aliases: None })
+        Ok(Users { db: Db::open(&cdb_path(home)).map_err(UsersError::Cdb)?, home: home.clone(), minuid: None, aliases: None, locals: None })
+    }
+
+    fn is_local_domain(&mut self, domain: &str) -> Result<bool, UsersError> {
+        if self.locals.is_none() {
+            let l = Control::new(&self.home).list(&settings::LOCALS).map_err(UsersError::Control)?;
+            self.locals = Some(l.into_iter().map(|d| d.to_ascii_lowercase()).collect());
+        }
+        Ok(self.locals.as_ref().is_some_and(|l| l.iter().any(|d| d.eq_ignore_ascii_case(domain))))
     }
 
     fn minuid(&mut self) -> Result<u32, UsersError> {
@@ -87,7 +97,13 @@ impl Users {
     /// local part, `domain` its domain.
     pub fn lookup(&mut self, local: &str, domain: &str) -> Result<Option<LocalUser>, UsersError> {
         if self.is_virtual_domain(domain) {
-            return Ok(self.lookup_virtual(local, domain));
+            if let Some(t) = self.lookup_virtual(local, domain) {
+                return Ok(Some(t));
+            }
+            // A local domain that also hosts virtual users (install's --domain,
+            // then `domain add`): root, postmaster, abuse... still reach the
+            // aliases when no virtual user takes them.
+            return if self.is_local_domain(domain)? { self.lookup_alias(local) } else { Ok(None) };
         }
         if let Some(t) = self.lookup_alias(local)? {
             return Ok(Some(t));

@@ -24,13 +24,15 @@
 //! # Lookup order (`Users::lookup`)
 //! 1. A virtual domain: the virtual user local@domain, else the longest prefix of
 //!    local ending before a '-' (alice-foo-bar: alice-foo, then alice), the rest
-//!    being the extension. Nothing else is tried for a virtual domain.
-//! 2. users/assign: an exact entry, else the longest wildcard prefix.
-//! 3. The password database, as qmail-getpw: the whole local part, then shorter
+//!    being the extension. Nothing else is tried for a virtual domain, except
+//!    the aliases when the domain is also in control/locals.
+//! 2. The aliases (users/aliases.cdb, see `aliases`): the whole local part.
+//! 3. users/assign: an exact entry, else the longest wildcard prefix.
+//! 4. The password database, as qmail-getpw: the whole local part, then shorter
 //!    prefixes ending before a '-' (so `alice-list` works); a user with uid 0 or
 //!    below control/minuid (default 1000: system accounts such as postgres), or
 //!    whose home directory it does not own, gets no mail by login name.
-//! 4. The Unix user `alias` with the whole local part as extension
+//! 5. The Unix user `alias` with the whole local part as extension
 //!    (~alias/.qmail-LOCAL).
 //!
 //! # Keys in users/cdb
