@@ -82,7 +82,7 @@ fn main() {
                 )),
             },
             _ => {
-                refuse(&format!("unknown option -{flag}{attached}; see the list of supported options in postern-sendmail's documentation"))
+                refuse(&format!("unknown option -{flag}{attached}; the options postern-sendmail takes are in its manual page (man postern-sendmail)"))
             }
         }
     }

@@ -119,7 +119,7 @@ pub fn expand(items: &[Item], me: u32) -> Result<Vec<Line>, AliasError> {
 fn expand_into(items: &[Item], me: u32, trust_here: &Trust, depth: usize, out: &mut Vec<Line>) -> Result<(), AliasError> {
     for item in items {
         if let (Trust::AddressesOnly(who), false) = (trust_here, matches!(item, Item::Address(_))) {
-            return Err(AliasError::Restricted { path: PathBuf::new(), who: who.clone(), value: format!("{item:?}") });
+            return Err(AliasError::Restricted { path: PathBuf::new(), who: who.clone(), value: item.encode() });
         }
         match item {
             Item::Include(path) => {

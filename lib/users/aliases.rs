@@ -74,7 +74,8 @@ impl Item {
             return Ok(Item::Include(PathBuf::from(p)));
         }
         let a = value.strip_prefix('<').and_then(|v| v.strip_suffix('>')).unwrap_or(value);
-        if a.is_empty() || a.contains(char::is_whitespace) {
+        // "</x>" would read back as a file: only real addresses here.
+        if a.is_empty() || a.contains(char::is_whitespace) || a.starts_with(['/', '|', ':', '\\']) {
             return Err(format!("{a:?} is not an address (a comma missing?)"));
         }
         Address::parse(a.as_bytes()).map_err(|e| format!("{a:?} is not an address: {e}"))?;
@@ -285,6 +286,7 @@ mod tests {
             ("  x\n", "continuation"),
             ("a: \\b\nb: c\n", "bypassing"),
             ("a b: c\n", "not a local part"),
+            ("a: </etc/x>\n", "not an address"),
         ];
         // A multi-byte character across the length of ":include:" (fuzzing's find).
         assert!(p("a: \u{e9}\u{e9}\u{e9}\u{e9}\u{e9}x\n").is_ok());

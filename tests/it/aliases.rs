@@ -90,7 +90,11 @@ fn include_files_follow_who_may_write_them() {
     fs::set_permissions(&lists, fs::Permissions::from_mode(0o755)).unwrap();
     write_mode(&lists.join("gw"), &format!("{}\n", i.address("bob")), 0o664);
     let h = u.home.display();
-    write_mode(&i.join("aliases"), &format!("useraddrs: :include:{h}/addrs\nuserprog: :include:{h}/prog\ngroupw: :include:{dir}/lists/gw\n"), 0o644);
+    write_mode(
+        &i.join("aliases"),
+        &format!("useraddrs: :include:{h}/addrs\nuserprog: :include:{h}/prog\ngroupw: :include:{dir}/lists/gw\n"),
+        0o644,
+    );
     newaliases(&i);
     i.start();
 
@@ -136,8 +140,16 @@ fn newaliases_refuses_an_unsafe_or_broken_file_and_keeps_the_last_good_one() {
         assert!(out.status.success() && stdout(&out).ends_with(": 1 aliases\n"), "{flag}: {}", text(&out));
     }
     let cases = [
-        (format!("first: {}\nsecond: a b\n", i.address("bob")), 0o644, format!("{} line 2: second: \"a b\" is not an address", src.display())),
-        ("first: x@y.example\n".to_string(), 0o664, format!("aliases file {} is writable by group or others; chmod go-w {}", src.display(), src.display())),
+        (
+            format!("first: {}\nsecond: a b\n", i.address("bob")),
+            0o644,
+            format!("{} line 2: second: \"a b\" is not an address", src.display()),
+        ),
+        (
+            "first: x@y.example\n".to_string(),
+            0o664,
+            format!("aliases file {} is writable by group or others; chmod go-w {}", src.display(), src.display()),
+        ),
         ("first: a\nfirst: b\n".to_string(), 0o644, "first is already an alias on line 1".to_string()),
     ];
     for (text_, mode, want) in cases {
@@ -150,4 +162,19 @@ fn newaliases_refuses_an_unsafe_or_broken_file_and_keeps_the_last_good_one() {
     // The database of the last good file still answers.
     let out = i.run("postern-sendmail", &["-bv", "first@localhost"], b"");
     assert!(stdout(&out).contains(&format!("alias first (as postern-a): forward to {}", i.address("bob"))), "{}", text(&out));
+}
+
+#[test]
+fn aliases_that_name_each_other_bounce_as_a_loop() {
+    let i = Instance::create("alloop");
+    let bob = i.adduser("bob", "pw");
+    write_mode(&i.join("aliases"), "ping: pong@localhost\npong: ping@localhost\n", 0o644);
+    newaliases(&i);
+    i.start();
+    i.send(&i.address("bob"), &["ping@localhost"], &message("round and round", "x"));
+    // The second visit to ping finds its own Delivered-To line: bounced to bob.
+    let got = i.wait_mail(&bob, 1);
+    let m = String::from_utf8_lossy(&got[0]);
+    assert!(m.contains("looping") && m.contains("Delivered-To: ping@localhost"), "{m}");
+    i.wait_empty();
 }

@@ -16,6 +16,7 @@ fn install_sets_owners_and_modes_and_mail_flows() {
     let home = tmp.path().join("postern");
     let out = Command::new(repo().join("scripts/install"))
         .args(["--home", home.to_str().unwrap(), "--domain", "inst.test", "--postmaster", "lee@inst.test", "--no-sendmail", "--no-service"])
+        .args(["--aliases", tmp.path().join("aliases").to_str().unwrap(), "--mandir", tmp.path().join("man").to_str().unwrap()])
         .env("POSTERN_BUILD", bin_dir())
         .output()
         .unwrap();
@@ -121,7 +122,10 @@ fn install_admin_makes_roots_mail_arrive_and_keeps_an_edited_aliases_file() {
     let mut start = Command::new(home.join("bin/postern-start")).env("POSTERN_HOME", &home).stderr(Stdio::piped()).spawn().unwrap();
     // cron mails root by its bare name; a bounce of a bounce goes to postmaster.
     for (rcpt, subject) in [("root", "cron for root"), ("postern-q", "to a service user"), ("webmaster", "edited alias")] {
-        let out = run_with_input(Command::new(home.join("bin/postern-sendmail")).env("POSTERN_HOME", &home).args(["-oi", rcpt]), &message(subject, "x"));
+        let out = run_with_input(
+            Command::new(home.join("bin/postern-sendmail")).env("POSTERN_HOME", &home).args(["-oi", rcpt]),
+            &message(subject, "x"),
+        );
         assert!(out.status.success(), "{}", text(&out));
     }
     let md = home.join("mail/adm.test/lee/Maildir");

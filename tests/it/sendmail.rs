@@ -92,11 +92,17 @@ fn bv_says_what_would_happen_to_each_kind_of_recipient() {
         "{}",
         text(&out2)
     );
-    assert!(lines[2].starts_with(&format!("team@{}... undeliverable: local: team@{}: no mailbox here by that name", i.domain, i.domain)), "{s}");
+    assert!(
+        lines[2].starts_with(&format!("team@{}... undeliverable: local: team@{}: no mailbox here by that name", i.domain, i.domain)),
+        "{s}"
+    );
     assert_eq!(lines[3], "x@routed.example... deliverable: remote: x@routed.example by smtproutes to [127.0.0.1], port 2999", "{s}");
     assert_eq!(lines[4], "y@mx.example... deliverable: remote: y@mx.example to mx.example's MX hosts, port 25 (postern-remote)", "{s}");
     assert_eq!(lines[5], "nobody@localhost... undeliverable: local: nobody@localhost: no mailbox here by that name", "{s}");
-    assert!(lines[6].starts_with(&format!("{nodot}... undeliverable: ")) && lines[6].contains("no .qmail file for the extension \"nodot\""), "{s}");
+    assert!(
+        lines[6].starts_with(&format!("{nodot}... undeliverable: ")) && lines[6].contains("no .qmail file for the extension \"nodot\""),
+        "{s}"
+    );
     // Verifying sends nothing.
     assert_eq!(i.queued(), 0);
 }
@@ -107,7 +113,11 @@ fn dsn_options_are_kept_in_the_queued_envelope() {
     let i = Instance::create("smdsn");
     i.adduser("bob", "pw");
     let bob = i.address("bob");
-    let out = i.run("postern-sendmail", &["-oi", "-N", "success,failure", "-R", "hdrs", "-V", "batch 7+x", &bob, "carol@elsewhere.example"], &message("dsn", "x"));
+    let out = i.run(
+        "postern-sendmail",
+        &["-oi", "-N", "success,failure", "-R", "hdrs", "-V", "batch 7+x", &bob, "carol@elsewhere.example"],
+        &message("dsn", "x"),
+    );
     assert!(out.status.success(), "{}", text(&out));
     let files = queued_files(&i);
     assert_eq!(files.len(), 1);
@@ -140,8 +150,34 @@ fn options_sendmail_accepts_and_ignores_are_not_fatal() {
     // What cron, mailx, git send-email, PHP's mail(), mutt and Debian's
     // maintainer scripts pass.
     let args = [
-        "-oi", "-oem", "-odb", "-O", "DeliveryMode=b", "-L", "cron", "-v", "-U", "-m", "-n", "-G", "-B", "8BITMIME", "-X", "/dev/null", "-h", "20",
-        "-C", "/etc/mail/sendmail.cf", "-pesmtp:host", "-d0.1", "-Am", "-F", "Cron Daemon", "-f", "root", &bob,
+        "-oi",
+        "-oem",
+        "-odb",
+        "-O",
+        "DeliveryMode=b",
+        "-L",
+        "cron",
+        "-v",
+        "-U",
+        "-m",
+        "-n",
+        "-G",
+        "-B",
+        "8BITMIME",
+        "-X",
+        "/dev/null",
+        "-h",
+        "20",
+        "-C",
+        "/etc/mail/sendmail.cf",
+        "-pesmtp:host",
+        "-d0.1",
+        "-Am",
+        "-F",
+        "Cron Daemon",
+        "-f",
+        "root",
+        &bob,
     ];
     let out = i.run("postern-sendmail", &args, &message("ignored options", "x"));
     assert!(out.status.success(), "{}", text(&out));
@@ -190,7 +226,8 @@ fn manual_pages_render_without_warnings_and_name_every_admin_command() {
             assert!(rendered.lines().any(|l| l.trim_start().starts_with(&entry)), "postern-admin.8 describes {entry}");
         }
     }
-    let sendmail = stdout(&Command::new("man").args(["-l"]).arg(repo().join("doc/postern-sendmail.8")).env("MANWIDTH", "200").output().unwrap());
+    let sendmail =
+        stdout(&Command::new("man").args(["-l"]).arg(repo().join("doc/postern-sendmail.8")).env("MANWIDTH", "200").output().unwrap());
     for opt in ["-bs", "-bv", "-bi", "-I", "-N dsn", "-R ret", "-V envid", "-O option=value", "-L tag", "newaliases"] {
         assert!(sendmail.contains(opt), "postern-sendmail.8 describes {opt}");
     }
