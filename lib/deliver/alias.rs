@@ -84,11 +84,12 @@ pub fn trust(path: &Path, me: u32) -> Result<Trust, AliasError> {
     let mut p: Option<&Path> = Some(&real);
     while let Some(cur) = p {
         let m = fs::metadata(cur).map_err(|e| inc(format!("cannot check {}: {e}", cur.display())))?;
-        if m.mode() & 0o022 != 0 && !(m.is_dir() && m.mode() & 0o1000 != 0 && cur != real) {
-            return Err(inc(format!("is not used: {} is writable by group or others; chmod go-w it", cur.display())));
-        }
         // A sticky directory (/tmp) lets others add names, not replace ours: the
         // file's own owner is what counts there.
+        let sticky_dir = m.is_dir() && m.mode() & 0o1000 != 0;
+        if m.mode() & 0o022 != 0 && !sticky_dir {
+            return Err(inc(format!("is not used: {} is writable by group or others; chmod go-w it", cur.display())));
+        }
         if m.uid() != 0 && m.uid() != me && verdict == Trust::Full {
             let name =
                 nix::unistd::User::from_uid(m.uid().into()).ok().flatten().map(|u| u.name).unwrap_or_else(|| format!("uid {}", m.uid()));
