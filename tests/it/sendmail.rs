@@ -232,3 +232,30 @@ fn manual_pages_render_without_warnings_and_name_every_admin_command() {
         assert!(sendmail.contains(opt), "postern-sendmail.8 describes {opt}");
     }
 }
+
+/// -bv works for every user, not only root: an ordinary user sees aliases and
+/// routes, and is told plainly when a home it cannot read hides the details.
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn bv_works_for_an_ordinary_user() {
+    require_root();
+    let i = Instance::create("smbvu");
+    i.adduser("bob", "pw");
+    fs::write(i.join("aliases"), format!("team: {}\n", i.address("bob"))).unwrap();
+    assert!(i.run("newaliases", &[], b"").status.success());
+    let bob = i.address("bob");
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--", "env"])
+        .arg(format!("POSTERN_HOME={}", i.path().display()))
+        .arg(i.join("bin/postern-sendmail"))
+        .args(["-bv", "team@localhost", &bob])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let s = stdout(&out);
+    assert!(
+        s.contains(&format!("team@localhost... deliverable: local: team@localhost: alias team (as postern-a): forward to {bob}\n")),
+        "{s}"
+    );
+    assert!(s.contains(&format!("{bob}... deliverable: local: {bob}: user {bob}")) && s.contains("cannot be checked by you"), "{s}");
+}
