@@ -9,6 +9,7 @@
 //! The helper programs (forward, preline, condredirect, bouncesaying, except,
 //! vacation) live in the submodules `helpers` and `vacation`.
 
+use super::alias::AliasError;
 use super::program::{program_kind, run_program};
 use crate::address::{Address, AddressError};
 use crate::config::control::{Control, ControlError};
@@ -58,6 +59,8 @@ pub enum LocalError {
     ForwardOnly(PathBuf),
     ForwardAddress(String, AddressError),
     Forward(SubmitError),
+    /// An alias's instructions (users/aliases.cdb, :include: files).
+    Alias(AliasError),
 }
 
 impl fmt::Display for LocalError {
@@ -94,6 +97,7 @@ impl fmt::Display for LocalError {
             }
             ForwardAddress(a, e) => write!(f, "cannot forward to {a:?}: {e}; fix the dot file"),
             Forward(e) => write!(f, "forwarding failed: {e}"),
+            Alias(e) => e.fmt(f),
         }
     }
 }
@@ -114,6 +118,7 @@ impl LocalError {
             ForwardOnly(_) => Status::SECURITY,
             ForwardAddress(..) => Status::BAD_DESTINATION_SYNTAX,
             Forward(e) => Status::REFUSED.as_kind(e.kind()),
+            Alias(e) => e.status(),
             Message(_) | Timeout { .. } | Spawn(..) => Status::MAIL_SYSTEM,
         }
     }
@@ -137,6 +142,7 @@ impl Classify for LocalError {
             Maildir(_, e) => e.kind(),
             Mbox(_, e) => e.kind(),
             Control(e) => e.kind(),
+            Alias(e) => e.kind(),
             _ => Kind::Temporary,
         }
     }
@@ -153,6 +159,9 @@ pub struct Params {
     pub domain: String,
     pub sender: String,
     pub default_delivery: String,
+    /// LOCAL is an alias (users/aliases.cdb): its values are the instructions,
+    /// not a dot file. Never set by postern-local's command line.
+    pub alias: bool,
 }
 
 impl Params {
@@ -174,6 +183,7 @@ impl Params {
             domain: s[5].clone(),
             sender: s[6].clone(),
             default_delivery: s[7].clone(),
+            alias: false,
         };
         if !p.homedir.is_absolute() {
             return Err(LocalError::Usage(format!("home directory {:?} is not absolute", s[1])));
@@ -324,9 +334,13 @@ pub fn deliver(home: &Home, p: &Params, message: &mut File) -> Result<Delivered,
     if meta.mode() & 0o1000 != 0 {
         return Err(LocalError::Home(p.homedir.clone(), "is sticky: the user is editing a .qmail file".into()));
     }
-    let found = dotqmail::find(&p.homedir, &p.dash, &p.ext).map_err(LocalError::DotQmail)?;
+    let found = if p.alias { None } else { dotqmail::find(&p.homedir, &p.dash, &p.ext).map_err(LocalError::DotQmail)? };
     let path = found.as_ref().map(|f| f.path.clone());
     let (lines, default, forward_only, source) = match found {
+        None if p.alias => {
+            let lines = super::alias::instructions(home, &p.local).map_err(LocalError::Alias)?;
+            (lines, None, false, format!("the alias {}", p.local.to_ascii_lowercase()))
+        }
         None if !p.dash.is_empty() || !p.ext.is_empty() => return Err(LocalError::NoMailbox),
         None => (dotqmail::parse_default(&p.default_delivery), None, false, "the default delivery".to_string()),
         Some(f) if f.contents.is_empty() => {
@@ -421,6 +435,7 @@ mod tests {
             domain: "mail.example.org".into(),
             sender: "s@x.example".into(),
             default_delivery: "./Maildir/".into(),
+            alias: false,
         }
     }
 

@@ -29,6 +29,7 @@
 //! ($QMAILSUSER or login)@($QMAILSHOST or the From host).
 
 pub mod options;
+pub mod verify;
 
 use crate::address::{Address, AddressError};
 use crate::config::control::{Control, ControlError};
@@ -36,6 +37,7 @@ use crate::config::settings;
 use crate::error::{Classify, Kind};
 use crate::message::headers;
 use crate::os::home::Home;
+use crate::queue::dsnparams::{self, Notify, RcptDsn, Ret};
 use crate::queue::{Envelope, SubmitError};
 use std::fmt;
 use std::io::{self, BufRead};
@@ -54,6 +56,10 @@ pub enum InjectError {
     },
     NoRecipients,
     Submit(SubmitError),
+    /// An option's value is unusable (-N, -R, -V): the option and why.
+    BadOption(String, String),
+    /// The users databases cannot be read (-bv).
+    Users(crate::users::UsersError),
 }
 
 impl fmt::Display for InjectError {
@@ -66,6 +72,8 @@ impl fmt::Display for InjectError {
                 f.write_str("no recipients: give them as arguments, or use -t to take them from the To, Cc and Bcc headers")
             }
             InjectError::Submit(e) => write!(f, "cannot queue the message: {e}"),
+            InjectError::BadOption(o, why) => write!(f, "bad option {o}: {why}"),
+            InjectError::Users(e) => e.fmt(f),
         }
     }
 }
@@ -73,8 +81,9 @@ impl fmt::Display for InjectError {
 impl Classify for InjectError {
     fn kind(&self) -> Kind {
         match self {
-            InjectError::Address { .. } | InjectError::NoRecipients => Kind::Permanent,
+            InjectError::Address { .. } | InjectError::NoRecipients | InjectError::BadOption(..) => Kind::Permanent,
             InjectError::Submit(e) => e.kind(),
+            InjectError::Users(e) => e.kind(),
             _ => Kind::Temporary,
         }
     }
@@ -271,6 +280,40 @@ pub struct Request {
     pub recipients: Vec<String>,
     /// Take recipients from the headers as well (-t, or -h).
     pub from_headers: bool,
+    /// sendmail's DSN options: -N (NOTIFY, for every recipient), -R (RET), -V
+    /// (ENVID, kept as xtext), as smtpd's MAIL and RCPT parameters are.
+    pub notify: Option<Notify>,
+    pub ret: Option<Ret>,
+    pub envid: Option<String>,
+}
+
+impl Request {
+    /// -N never, or a comma list of success, failure, delay.
+    pub fn set_notify(&mut self, v: &str) -> Result<(), InjectError> {
+        let n = Notify::parse(v)
+            .ok_or_else(|| InjectError::BadOption(format!("-N {v}"), "give never, or a comma list of success, failure and delay".into()))?;
+        self.notify = Some(n);
+        Ok(())
+    }
+
+    /// -R full or hdrs.
+    pub fn set_ret(&mut self, v: &str) -> Result<(), InjectError> {
+        self.ret = Some(Ret::parse(v).ok_or_else(|| InjectError::BadOption(format!("-R {v}"), "give full or hdrs".into()))?);
+        Ok(())
+    }
+
+    /// -V: any printable ASCII, up to 100 characters once encoded as xtext.
+    pub fn set_envid(&mut self, v: &str) -> Result<(), InjectError> {
+        let x = dsnparams::encode_xtext(v);
+        if !dsnparams::valid_xtext(&x, dsnparams::MAX_ENVID) {
+            return Err(InjectError::BadOption(
+                format!("-V {v:?}"),
+                "an envelope id is printable ASCII, at most 100 characters as xtext".into(),
+            ));
+        }
+        self.envid = Some(x);
+        Ok(())
+    }
 }
 
 fn parse_address(what: &str, value: &str) -> Result<Address, InjectError> {
@@ -307,7 +350,13 @@ pub fn prepare(home: &Home, req: &Request, input: &[u8], now: SystemTime) -> Res
     if recipients.is_empty() {
         return Err(InjectError::NoRecipients);
     }
-    Ok((Envelope::new(sender, recipients), done.message))
+    let mut envelope = Envelope::new(sender, recipients);
+    envelope.dsn.ret = req.ret;
+    envelope.dsn.envid = req.envid.clone();
+    if req.notify.is_some() {
+        envelope.rcpt_dsn = vec![RcptDsn { notify: req.notify, orcpt: None }; envelope.recipients.len()];
+    }
+    Ok((envelope, done.message))
 }
 
 /// The whole of local injection: complete, then queue via postern::queue::submit

@@ -61,6 +61,10 @@ impl Home {
     pub fn bin(&self, program: &str) -> PathBuf {
         self.root.join("bin").join(program)
     }
+    /// The home of alias deliveries (postern-a's; programs run there).
+    pub fn alias(&self) -> PathBuf {
+        self.root.join("alias")
+    }
     /// Where virtual mailboxes live unless control/virtualhome says otherwise.
     pub fn mail(&self) -> PathBuf {
         self.root.join("mail")

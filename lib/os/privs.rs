@@ -23,10 +23,13 @@ pub enum Service {
     Log,
     /// postern-v: owner of virtual mailboxes.
     Virtual,
+    /// postern-a: runs the deliveries of /etc/aliases (programs, files, includes).
+    Alias,
 }
 
 impl Service {
-    pub const ALL: [Service; 6] = [Service::Daemon, Service::Queue, Service::Send, Service::Remote, Service::Log, Service::Virtual];
+    pub const ALL: [Service; 7] =
+        [Service::Daemon, Service::Queue, Service::Send, Service::Remote, Service::Log, Service::Virtual, Service::Alias];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +39,7 @@ impl Service {
             Service::Remote => "postern-r",
             Service::Log => "postern-l",
             Service::Virtual => "postern-v",
+            Service::Alias => "postern-a",
         }
     }
 

@@ -103,6 +103,19 @@ pub fn valid_xtext(s: &str, max: usize) -> bool {
 }
 
 /// The decoded form of valid xtext (`+2B` is `+`).
+/// RFC 3461 xtext: '+', '=' and anything outside '!'..'~' as +XX.
+pub fn encode_xtext(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
 pub fn decode_xtext(s: &str) -> String {
     let mut out = String::new();
     let mut i = 0;
@@ -177,6 +190,8 @@ mod tests {
     fn xtext() {
         assert!(valid_xtext("abc+2Bdef", 100));
         assert_eq!(decode_xtext("a+2Bb+3Dc"), "a+b=c");
+        assert_eq!(encode_xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+        assert!(valid_xtext(&encode_xtext("id 1+2"), 100) && !valid_xtext(&encode_xtext("caf\u{e9}"), 100));
         for bad in ["", "a=b", "a b", "a+", "a+2", "a+2b", "a+0D+0Ax", "a+7F", "\u{e9}"] {
             assert!(!valid_xtext(bad, 100), "{bad:?}");
         }

@@ -71,6 +71,7 @@ impl Starter for LocalStarter {
             domain: domain.to_string(),
             sender: req.sender.as_str().to_string(),
             default_delivery: self.default_delivery.clone(),
+            alias: target.alias,
         };
         let job = crate::send::lworker::Job { params, size: req.size, id: req.id.to_string() };
         let (home, as_root, ids) = (self.home.clone(), self.as_root, (target.uid, target.gid));

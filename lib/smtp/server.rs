@@ -149,6 +149,8 @@ pub struct Client {
     /// RELAYCLIENT from listen's rules (or tcpserver's): may relay; the value is
     /// appended to each recipient, as in qmail.
     pub relayclient: Option<String>,
+    /// `sendmail -bs`: a local user's session on stdin and stdout (this uid).
+    pub local_uid: Option<u32>,
 }
 
 impl Client {
@@ -158,6 +160,7 @@ impl Client {
             ip: var("TCPREMOTEIP").unwrap_or_else(|| "unknown".into()),
             host: var("TCPREMOTEHOST").filter(|h| !h.is_empty()),
             relayclient: var("RELAYCLIENT"),
+            local_uid: None,
         }
     }
 }
@@ -578,6 +581,13 @@ impl<'a> Smtpd<'a> {
         };
         let suffix = format!("{}{}", if self.net.is_tls() { "S" } else { "" }, if self.auth_user.is_some() { "A" } else { "" });
         let helo = sanitize(self.helo.as_deref().unwrap_or("unknown"));
+        if let Some(uid) = self.client.local_uid {
+            return format!(
+                "Received: from {helo} (uid {uid})\n\tby {} (postern-sendmail -bs) with {proto};\n\t{}\n",
+                self.cfg.greeting,
+                crate::message::date::rfc2822(std::time::SystemTime::now())
+            );
+        }
         let host = self.client.host.as_deref().map(sanitize).unwrap_or_else(|| "unknown".into());
         format!(
             "Received: from {helo} ({host} [{}])\n\tby {} (postern-smtpd) with {proto}{suffix};\n\t{}\n",
@@ -898,15 +908,13 @@ pub fn session_main() -> i32 {
         log::line(PROGRAM, &e.to_string());
         return crate::error::EXIT_TEMP;
     }
-    let mut net = match Session::stdio(Duration::from_secs(10)) {
+    let net = match Session::stdio(Duration::from_secs(10)) {
         Ok(s) => s,
         Err(e) => {
             log::line(PROGRAM, &format!("the connection must be on fds 0 and 1: {e}"));
             return crate::error::EXIT_TEMP;
         }
     };
-    let home = Home::from_env();
-    let client = Client::from_env();
     let mode = match PortMode::from_env() {
         Ok(m) => m,
         Err(e) => {
@@ -914,8 +922,34 @@ pub fn session_main() -> i32 {
             return crate::error::EXIT_TEMP;
         }
     };
+    serve(net, Client::from_env(), mode, |_| {})
+}
+
+/// `sendmail -bs`: one SMTP session with the calling user on stdin and stdout,
+/// as that user (no network, no privilege change). A local user may send
+/// anywhere, as with `sendmail` itself (relaying, DKIM signing), and is not
+/// offered STARTTLS or AUTH, which need the server's key and postern-auth.
+pub fn local_session_main() -> i32 {
+    let net = match Session::stdio(Duration::from_secs(10)) {
+        Ok(s) => s,
+        Err(e) => {
+            log::line("postern-sendmail", &format!("-bs needs standard input and output: {e}"));
+            return crate::error::EXIT_TEMP;
+        }
+    };
+    let uid = crate::os::sys::real_uid();
+    let client = Client { ip: "127.0.0.1".into(), host: None, relayclient: Some(String::new()), local_uid: Some(uid) };
+    serve(net, client, PortMode::default(), |cfg| {
+        cfg.tls_available = false;
+        cfg.auth_plaintext = false;
+    })
+}
+
+fn serve(mut net: Session, client: Client, mode: PortMode, adjust: impl FnOnce(&mut Config)) -> i32 {
+    let home = Home::from_env();
     // The submission port's Message-IDs name control/idhost.
-    let loaded = Config::load(&home).and_then(|c| {
+    let loaded = Config::load(&home).and_then(|mut c| {
+        adjust(&mut c);
         let idhost = if mode.submission { Some(Control::new(&home).text(&settings::IDHOST)?) } else { None };
         Ok((c, idhost))
     });

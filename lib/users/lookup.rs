@@ -18,6 +18,9 @@ pub struct LocalUser {
     pub home: PathBuf,
     pub dash: String,
     pub ext: String,
+    /// An alias of users/aliases.cdb: the local part (lower case) names it, and
+    /// its values are the delivery instructions (`deliver::alias`).
+    pub alias: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,13 +58,25 @@ pub struct Users {
     /// control/minuid (Unix users below it get no mail by login name), read at
     /// the first lookup that needs it.
     minuid: Option<u32>,
+    /// users/aliases.cdb, opened at the first lookup at a local domain.
+    aliases: Option<Option<Db>>,
+    /// control/locals (lower case), read when a virtual domain needs it.
+    locals: Option<Vec<String>>,
 }
 
 impl Users {
     /// Opens $POSTERN_HOME/users/cdb (missing file = no entries). Cheap; callers
     /// reopen to see rebuilds.
     pub fn open(home: &Home) -> Result<Users, UsersError> {
-        Ok(Users { db: Db::open(&cdb_path(home)).map_err(UsersError::Cdb)?, home: home.clone(), minuid: None })
+        Ok(Users { db: Db::open(&cdb_path(home)).map_err(UsersError::Cdb)?, home: home.clone(), minuid: None, aliases: None, locals: None })
+    }
+
+    fn is_local_domain(&mut self, domain: &str) -> Result<bool, UsersError> {
+        if self.locals.is_none() {
+            let l = Control::new(&self.home).list(&settings::LOCALS).map_err(UsersError::Control)?;
+            self.locals = Some(l.into_iter().map(|d| d.to_ascii_lowercase()).collect());
+        }
+        Ok(self.locals.as_ref().is_some_and(|l| l.iter().any(|d| d.eq_ignore_ascii_case(domain))))
     }
 
     fn minuid(&mut self) -> Result<u32, UsersError> {
@@ -82,7 +97,16 @@ impl Users {
     /// local part, `domain` its domain.
     pub fn lookup(&mut self, local: &str, domain: &str) -> Result<Option<LocalUser>, UsersError> {
         if self.is_virtual_domain(domain) {
-            return Ok(self.lookup_virtual(local, domain));
+            if let Some(t) = self.lookup_virtual(local, domain) {
+                return Ok(Some(t));
+            }
+            // A local domain that also hosts virtual users (install's --domain,
+            // then `domain add`): root, postmaster, abuse... still reach the
+            // aliases when no virtual user takes them.
+            return if self.is_local_domain(domain)? { self.lookup_alias(local) } else { Ok(None) };
+        }
+        if let Some(t) = self.lookup_alias(local)? {
+            return Ok(Some(t));
         }
         if let Some(t) = self.lookup_assign(local) {
             return Ok(Some(t));
@@ -99,6 +123,7 @@ impl Users {
                 home: pw.dir,
                 dash: "-".into(),
                 ext: local.to_string(),
+                alias: false,
             })),
             _ => Ok(None),
         }
@@ -114,11 +139,38 @@ impl Users {
             if let Some(v) = self.virtual_record(&address) {
                 let ext = if end < local.len() { local[end + 1..].to_string() } else { String::new() };
                 let dash = if end < local.len() { "-" } else { "" };
-                return Some(LocalUser { user: v.address, uid: v.uid, gid: v.gid, home: v.home, dash: dash.into(), ext });
+                return Some(LocalUser { user: v.address, uid: v.uid, gid: v.gid, home: v.home, dash: dash.into(), ext, alias: false });
             }
             cut = lower[..end].rfind('-');
         }
         None
+    }
+
+    /// An alias of users/aliases.cdb (see `aliases`): delivered as postern-a in
+    /// `$POSTERN_HOME/alias` (as ourselves when not root: an unprivileged
+    /// instance, or smtpd, which only asks whether it exists).
+    fn lookup_alias(&mut self, local: &str) -> Result<Option<LocalUser>, UsersError> {
+        if self.aliases.is_none() {
+            self.aliases = Some(Db::open(&super::aliases::cdb_path(&self.home)).map_err(UsersError::Cdb)?);
+        }
+        let Some(Some(db)) = self.aliases.as_mut() else { return Ok(None) };
+        if db.get(local.to_ascii_lowercase().as_bytes()).is_none() {
+            return Ok(None);
+        }
+        let (uid, gid) = if crate::os::privs::is_root() {
+            crate::os::privs::Service::Alias.ids().map_err(UsersError::AliasUser)?
+        } else {
+            (crate::os::sys::effective_uid(), nix::unistd::getegid().as_raw())
+        };
+        Ok(Some(LocalUser {
+            user: crate::os::privs::Service::Alias.name().into(),
+            uid,
+            gid,
+            home: self.home.alias(),
+            dash: String::new(),
+            ext: String::new(),
+            alias: true,
+        }))
     }
 
     fn lookup_assign(&mut self, local: &str) -> Option<LocalUser> {
@@ -186,6 +238,7 @@ pub fn decode_assign(v: &[u8], rest: &str) -> Option<LocalUser> {
         home: PathBuf::from(f[3]),
         dash: f[4].to_string(),
         ext: format!("{}{rest}", f[5]),
+        alias: false,
     })
 }
 
@@ -215,6 +268,7 @@ fn unix_user(local: &str, minuid: u32) -> Result<Option<LocalUser>, UsersError> 
                         home: pw.dir,
                         dash: dash.into(),
                         ext: ext.into(),
+                        alias: false,
                     }));
                 }
             }

@@ -24,13 +24,15 @@
 //! # Lookup order (`Users::lookup`)
 //! 1. A virtual domain: the virtual user local@domain, else the longest prefix of
 //!    local ending before a '-' (alice-foo-bar: alice-foo, then alice), the rest
-//!    being the extension. Nothing else is tried for a virtual domain.
-//! 2. users/assign: an exact entry, else the longest wildcard prefix.
-//! 3. The password database, as qmail-getpw: the whole local part, then shorter
+//!    being the extension. Nothing else is tried for a virtual domain, except
+//!    the aliases when the domain is also in control/locals.
+//! 2. The aliases (users/aliases.cdb, see `aliases`): the whole local part.
+//! 3. users/assign: an exact entry, else the longest wildcard prefix.
+//! 4. The password database, as qmail-getpw: the whole local part, then shorter
 //!    prefixes ending before a '-' (so `alice-list` works); a user with uid 0 or
 //!    below control/minuid (default 1000: system accounts such as postgres), or
 //!    whose home directory it does not own, gets no mail by login name.
-//! 4. The Unix user `alias` with the whole local part as extension
+//! 5. The Unix user `alias` with the whole local part as extension
 //!    (~alias/.qmail-LOCAL).
 //!
 //! # Keys in users/cdb
@@ -52,6 +54,7 @@
 //! Keys are lower-cased. The file is replaced atomically (config::cdb::build), so a
 //! reader sees the old or the new database, never a half-written one.
 
+pub mod aliases;
 pub mod edit;
 pub mod lookup;
 pub mod password;
@@ -92,6 +95,16 @@ pub enum UsersError {
     DomainInUse(String, usize),
     /// The postern-v service user (for root's default uid/gid) is missing.
     Service(crate::os::privs::PrivError),
+    /// A line of the aliases file does not parse (line 0: the whole file).
+    Aliases {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
+    /// The aliases file may be changed by someone it must not trust.
+    Unsafe(PathBuf, String),
+    /// The alias user (postern-a) is missing.
+    AliasUser(crate::os::privs::PrivError),
 }
 
 impl fmt::Display for UsersError {
@@ -115,6 +128,12 @@ impl fmt::Display for UsersError {
                 write!(f, "virtual domain {d} still has {n} user(s); delete them with `postern-admin user del` first")
             }
             UsersError::Service(e) => write!(f, "{e} (or give --uid and --gid)"),
+            UsersError::Aliases { path, line: 0, problem } => write!(f, "{}: {problem}; fix it and run newaliases", path.display()),
+            UsersError::Aliases { path, line, problem } => {
+                write!(f, "{} line {line}: {problem}; fix the line and run newaliases", path.display())
+            }
+            UsersError::Unsafe(p, why) => write!(f, "aliases file {} {why}, then run newaliases", p.display()),
+            UsersError::AliasUser(e) => write!(f, "{e} (alias deliveries run as postern-a)"),
         }
     }
 }
@@ -127,7 +146,10 @@ impl Classify for UsersError {
             | UsersError::Io(..)
             | UsersError::Syntax { .. }
             | UsersError::Passwd(..)
-            | UsersError::Service(_) => Kind::Temporary,
+            | UsersError::Service(_)
+            | UsersError::Aliases { .. }
+            | UsersError::Unsafe(..)
+            | UsersError::AliasUser(_) => Kind::Temporary,
             UsersError::BadAddress(..)
             | UsersError::NotVirtualDomain(_)
             | UsersError::Exists(_)

@@ -115,7 +115,8 @@ fn sendmail_refusals() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no recipients"), "{}", text(&o));
     let o = run_as_tester(&home, "postern-sendmail", &["-t"], b"Subject: nobody\n\nx\n");
     assert_eq!(o.status.code(), Some(100), "{}", text(&o));
-    let o = run_as_tester(&home, "postern-sendmail", &["-bs"], b"");
+    // Sendmail's daemon mode: postern's daemons are other programs.
+    let o = run_as_tester(&home, "postern-sendmail", &["-bd"], b"");
     assert_eq!(o.status.code(), Some(100), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not supported"), "{}", text(&o));
     let o = run_as_tester(&home, "postern-sendmail", &["bad\u{1}addr@x.example"], b"x\n");

@@ -5,6 +5,7 @@
 mod fixture;
 
 mod admin;
+mod aliases;
 mod authcheck;
 mod crash;
 mod dane;
@@ -21,6 +22,7 @@ mod privs;
 mod queue;
 mod regression;
 mod send;
+mod sendmail;
 mod srs;
 mod stats;
 
