@@ -60,7 +60,8 @@ pub fn encode_job(j: &Job) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     let p = &j.params;
     let size = j.size.to_string();
-    let fields: [&[u8]; 10] = [
+    let alias: &[u8] = if p.alias { b"1" } else { b"0" };
+    let fields: [&[u8]; 11] = [
         p.user.as_bytes(),
         p.homedir.as_os_str().as_bytes(),
         p.local.as_bytes(),
@@ -71,6 +72,7 @@ pub fn encode_job(j: &Job) -> Vec<u8> {
         p.default_delivery.as_bytes(),
         size.as_bytes(),
         j.id.as_bytes(),
+        alias,
     ];
     let mut out = Vec::new();
     for f in fields {
@@ -84,13 +86,13 @@ pub fn encode_job(j: &Job) -> Vec<u8> {
 /// always at hand: the socket keeps message boundaries).
 pub fn parse_job(mut b: &[u8]) -> Option<Job> {
     use std::os::unix::ffi::OsStrExt;
-    let mut fields: Vec<&[u8]> = Vec::with_capacity(10);
+    let mut fields: Vec<&[u8]> = Vec::with_capacity(11);
     while !b.is_empty() {
         let len = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
         fields.push(b.get(4..4 + len)?);
         b = &b[4 + len..];
     }
-    let [user, home, local, dash, ext, domain, sender, dd, size, id] = fields.as_slice() else {
+    let [user, home, local, dash, ext, domain, sender, dd, size, id, alias] = fields.as_slice() else {
         return None;
     };
     let s = |f: &[u8]| String::from_utf8(f.to_vec()).ok();
@@ -104,6 +106,11 @@ pub fn parse_job(mut b: &[u8]) -> Option<Job> {
             domain: s(domain)?,
             sender: s(sender)?,
             default_delivery: s(dd)?,
+            alias: match *alias {
+                b"1" => true,
+                b"0" => false,
+                _ => return None,
+            },
         },
         size: s(size)?.parse().ok()?,
         id: s(id)?,
@@ -335,6 +342,7 @@ mod tests {
                 domain: "x.test".into(),
                 sender: "a@b.test".into(),
                 default_delivery: "./Maildir/\n|echo hi".into(),
+                alias: true,
             },
             size: 2048,
             id: "1796079288.874324.30475".into(),
