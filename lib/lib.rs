@@ -26,6 +26,7 @@ pub mod send;
 pub mod smtp;
 pub mod srs;
 pub mod users;
+pub mod version;
 
 #[cfg(test)]
 mod testing;

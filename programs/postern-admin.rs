@@ -138,6 +138,7 @@ fn password(m: &ArgMatches) -> Option<String> {
 }
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     let m = match cli().try_get_matches() {
         Ok(m) => m,
         Err(e) => {

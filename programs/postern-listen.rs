@@ -32,6 +32,7 @@ fn builtin_session(opts: &listen::Options) -> Option<listen::Builtin> {
 }
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     if let Err(e) = postern::os::sys::drop_inherited_fds() {
         postern::os::log::line(PROGRAM, &format!("cannot let go of inherited descriptors: {e}"));
     }

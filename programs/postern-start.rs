@@ -20,6 +20,7 @@ fn die(msg: &str) -> ! {
 }
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     if let Err(e) = postern::os::sys::drop_inherited_fds() {
         log::line(PROGRAM, &format!("cannot let go of inherited descriptors: {e}"));
     }
