@@ -157,6 +157,17 @@ impl Control {
         Ok(v.first().and_then(|n| n.parse().ok()).expect("value() checked the number and defaults are numbers"))
     }
 
+    /// A Number setting that must lie in `range`: outside it, an error naming
+    /// the line and the value.
+    pub fn number_in(&self, s: &Setting, range: std::ops::RangeInclusive<u64>) -> Result<u64, ControlError> {
+        let v = self.number(s)?;
+        if range.contains(&v) {
+            return Ok(v);
+        }
+        let line = self.own(s)?.and_then(|l| l.first().map(|(n, _)| *n));
+        Err(ControlError { path: self.path(s), line, problem: format!("{v} is out of range {}..{}", range.start(), range.end()) })
+    }
+
     pub fn list(&self, s: &Setting) -> Result<Vec<String>, ControlError> {
         assert_eq!(s.kind, Kind::List, "{} is read as a {:?}", s.name, s.kind);
         Ok(self.value(s)?.0)

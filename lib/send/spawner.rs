@@ -40,6 +40,12 @@ pub trait Starter {
         let text = crate::os::log::one_line(output);
         from_report(kind, if text.is_empty() { &why } else { &text }).for_all(count)
     }
+
+    /// SIGHUP: reread what the starter read at start; Err says why the old
+    /// settings stay. Ok(None): nothing to reread.
+    fn reload(&mut self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 /// qmail's delivery exit codes: 0 delivered, 100 permanent, anything else
@@ -68,6 +74,7 @@ struct Slot {
 pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
+    mask.add(Signal::SIGHUP);
     mask.thread_block().map_err(io::Error::from)?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)?;
     let input = File::from(crate::os::sys::take_fd(0)?);
@@ -116,7 +123,17 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
             drain(s);
         }
         if sig_ready {
-            while let Ok(Some(_)) = sfd.read_signal() {}
+            let mut hup = false;
+            while let Ok(Some(info)) = sfd.read_signal() {
+                hup |= info.ssi_signo == Signal::SIGHUP as u32;
+            }
+            if hup {
+                match starter.reload() {
+                    Ok(Some(what)) => crate::os::log::line(program, &format!("reread {what}")),
+                    Ok(None) => {}
+                    Err(e) => crate::os::log::line(program, &format!("{e}; keeping the previous settings")),
+                }
+            }
             loop {
                 match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
