@@ -13,6 +13,7 @@ mod helpers;
 mod inject;
 mod install;
 mod local;
+mod ops;
 mod privs;
 mod queue;
 mod regression;
