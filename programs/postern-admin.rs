@@ -81,7 +81,8 @@ fn cli() -> Command {
                 .subcommand(Command::new("count").about("number of queued messages (first line), then details"))
                 .subcommand(Command::new("flush").about("ask postern-send to retry every deferred delivery now")),
         )
-        .subcommand(Command::new("showctl").about("every setting, its value and where it comes from, then each sender domain"))
+        .subcommand(Command::new("showctl").about("every setting, its value and where it comes from (ERROR marks what the programs refuse), then each sender domain"))
+        .subcommand(Command::new("check").about("check every control file, database, key, certificate, owner and mode; exit 111 if anything needs fixing"))
         .subcommand(
             Command::new("dkim")
                 .about("DKIM keys (control/dkim/DOMAIN/SELECTOR.key) and their DNS records")
@@ -213,8 +214,19 @@ fn main() {
         }
         ("showctl", _) => {
             outln!("home: {}", home.root().display());
-            out::print(control::format(&control::effective(&home)));
+            out::print(control::format(&postern::config::check::effective(&home)));
             out::print(postern::dkim::keygen::sender_domains(&control::Control::new(&home)));
+        }
+        ("check", _) => {
+            let problems = postern::config::check::check(&home);
+            for p in &problems {
+                outln!("{p}");
+            }
+            if !problems.is_empty() {
+                eprintln!("{PROGRAM}: {} problem(s) in {}", problems.len(), home.root().display());
+                std::process::exit(postern::error::EXIT_TEMP);
+            }
+            outln!("{}: no problems found", home.root().display());
         }
         ("dkim", Some(("keygen", a))) => {
             let domain = a.get_one::<String>("domain").unwrap();

@@ -186,7 +186,8 @@ pub struct Effective {
     /// The value(s); empty when there is none.
     pub values: Vec<String>,
     pub source: Source,
-    /// Set when the file exists but cannot be used; `values` is then empty.
+    /// Set when the file exists but cannot be used: `values` is then empty
+    /// when it cannot even be read as its kind, else what the readers refuse.
     pub error: Option<ControlError>,
 }
 
@@ -208,9 +209,12 @@ pub fn format(items: &[Effective]) -> String {
     let mut out = String::new();
     for e in items {
         let name = e.setting.name;
-        if let Some(err) = &e.error {
-            out.push_str(&format!("{name}: ERROR {err}\n"));
-            continue;
+        match &e.error {
+            Some(err) if e.values.is_empty() => {
+                out.push_str(&format!("{name}: ERROR {err}\n"));
+                continue;
+            }
+            _ => {}
         }
         match e.values.as_slice() {
             [] => out.push_str(&format!("{name}: (none) [{}]\n", e.source)),
@@ -221,6 +225,10 @@ pub fn format(items: &[Effective]) -> String {
                     out.push_str(&format!("  {v}\n"));
                 }
             }
+        }
+        // Read, but refused by the programs that use it (see check.rs).
+        if let Some(err) = &e.error {
+            out.push_str(&format!("  ERROR {err}\n"));
         }
     }
     out
