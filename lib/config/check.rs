@@ -66,8 +66,14 @@ pub fn check(home: &Home) -> Vec<Problem> {
 }
 
 /// Settings that are 0 or 1.
-const SWITCHES: &[&Setting] =
-    &[&settings::AUTHPLAINTEXT, &settings::MTASTS, &settings::DNSSEC, &settings::AUTHCHECK, &settings::AUTHCHECKSPF, &settings::AUTHCHECKDMARC];
+const SWITCHES: &[&Setting] = &[
+    &settings::AUTHPLAINTEXT,
+    &settings::MTASTS,
+    &settings::DNSSEC,
+    &settings::AUTHCHECK,
+    &settings::AUTHCHECKSPF,
+    &settings::AUTHCHECKDMARC,
+];
 
 /// What the programs would refuse in the control files: each registered
 /// setting read as its kind, then each through the parsers of its readers.

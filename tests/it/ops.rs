@@ -287,3 +287,68 @@ fn every_program_answers_version() {
         assert_eq!(stdout(&out), format!("{p} (postern) {}\n", env!("CARGO_PKG_VERSION")), "{p}");
     }
 }
+
+/// Copy the files of `from` over `to` (a corpus case over an instance).
+fn overlay(from: &Path, to: &Path) {
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            fs::create_dir_all(&target).unwrap();
+            overlay(&e.path(), &target);
+        } else if e.file_name() != "expect" {
+            fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+fn check(i: &Instance) -> Output {
+    i.run("postern-admin", &["check"], b"")
+}
+
+#[test]
+fn check_finds_nothing_in_a_fresh_instance_and_names_each_broken_file_of_the_corpus() {
+    let corpus = repo().join("tests/it/check-corpus");
+    let mut cases: Vec<PathBuf> = fs::read_dir(&corpus).unwrap().flatten().map(|e| e.path()).collect();
+    cases.sort();
+    assert!(cases.len() >= 15, "the corpus is there: {}", corpus.display());
+    for case in cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let i = Instance::create("check");
+        let out = check(&i);
+        assert_eq!(code(&out), Some(0), "{name}: a fresh instance is clean: {}", text(&out));
+        assert!(stdout(&out).contains("no problems found"));
+        overlay(&case, i.path());
+        let out = check(&i);
+        let said = stdout(&out);
+        assert_eq!(code(&out), Some(111), "{name}: {}", text(&out));
+        let home = i.path().display().to_string();
+        for want in fs::read_to_string(case.join("expect")).unwrap().lines() {
+            let want = want.replace("$HOME", &home);
+            assert!(said.contains(&want), "{name}: check must say\n  {want}\nit said:\n{said}");
+        }
+        assert!(String::from_utf8_lossy(&out.stderr).contains("problem(s) in"), "{name}: {}", text(&out));
+    }
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn check_names_wrong_owners_and_modes_of_a_system_install() {
+    require_root();
+    let i = Instance::create("check-modes");
+    assert_eq!(code(&check(&i)), Some(0), "{}", text(&check(&i)));
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(i.join("bin/postern-queue"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(i.join("queue/new"), fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(i.join("control/serverkey.pem"), fs::Permissions::from_mode(0o644)).unwrap();
+    let out = check(&i);
+    let said = stdout(&out);
+    assert_eq!(code(&out), Some(111), "{}", text(&out));
+    let p = |s: &str| i.join(s).display().to_string();
+    for want in [
+        format!("{}: postern-q:postern mode 0755; should be postern-q:postern mode 6711", p("bin/postern-queue")),
+        format!("{}: postern-q:postern mode 0777; should be postern-q:postern mode 2770", p("queue/new")),
+        format!("{}: the private key is readable by everyone", p("control/serverkey.pem")),
+    ] {
+        assert!(said.contains(&want), "check must say\n  {want}\nit said:\n{said}");
+    }
+}
