@@ -147,6 +147,10 @@ pub struct Client {
     /// RELAYCLIENT from listen's rules (or tcpserver's): may relay; the value is
     /// appended to each recipient, as in qmail.
     pub relayclient: Option<String>,
+    /// DATABYTES from the rules: this client's size limit, over control/databytes.
+    pub databytes: Option<String>,
+    /// TCPREMOTEINFO (tcpserver's ident answer, or a rule's): in the Received line.
+    pub info: Option<String>,
 }
 
 impl Client {
@@ -156,6 +160,24 @@ impl Client {
             ip: var("TCPREMOTEIP").unwrap_or_else(|| "unknown".into()),
             host: var("TCPREMOTEHOST").filter(|h| !h.is_empty()),
             relayclient: var("RELAYCLIENT"),
+            databytes: var("DATABYTES"),
+            info: var("TCPREMOTEINFO").filter(|i| !i.is_empty()),
+        }
+    }
+
+    /// What the rules set for this client over the control files, as
+    /// qmail-smtpd reads them: DATABYTES (0: no limit). Err: a value that is
+    /// not a number, for the log; the control file's limit stays.
+    pub fn apply(&self, cfg: &mut Config) -> Result<(), String> {
+        let Some(d) = &self.databytes else { return Ok(()) };
+        match d.trim().parse::<u64>() {
+            Ok(n) => {
+                cfg.databytes = n;
+                Ok(())
+            }
+            Err(_) => {
+                Err(format!("DATABYTES {d:?} from the access rules for {} is not a whole number; control/databytes applies", self.ip))
+            }
         }
     }
 }
@@ -557,8 +579,9 @@ impl<'a> Smtpd<'a> {
         let suffix = format!("{}{}", if self.net.is_tls() { "S" } else { "" }, if self.auth_user.is_some() { "A" } else { "" });
         let helo = sanitize(self.helo.as_deref().unwrap_or("unknown"));
         let host = self.client.host.as_deref().map(sanitize).unwrap_or_else(|| "unknown".into());
+        let ident = self.client.info.as_deref().map(|i| format!(" ident={}", sanitize(i))).unwrap_or_default();
         format!(
-            "Received: from {helo} ({host} [{}])\n\tby {} (postern-smtpd) with {proto}{suffix};\n\t{}\n",
+            "Received: from {helo} ({host} [{}]{ident})\n\tby {} (postern-smtpd) with {proto}{suffix};\n\t{}\n",
             self.client.ip,
             self.cfg.greeting,
             crate::message::date::rfc2822(std::time::SystemTime::now())
@@ -870,7 +893,7 @@ pub fn session_main() -> i32 {
     };
     let home = Home::from_env();
     let client = Client::from_env();
-    let cfg = match Config::load(&home) {
+    let mut cfg = match Config::load(&home) {
         Ok(c) => c,
         Err(e) => {
             // Say why to the client too: it will retry, and the admin sees the log.
@@ -880,6 +903,9 @@ pub fn session_main() -> i32 {
             return crate::error::EXIT_TEMP;
         }
     };
+    if let Err(e) = client.apply(&mut cfg) {
+        log::line(PROGRAM, &e);
+    }
     net.set_timeout(cfg.timeout);
     let mut smtpd = Smtpd::new(&home, &cfg, &client, net);
     match smtpd.run() {

@@ -238,7 +238,7 @@ fn postern_start_says_ready_only_when_up_and_names_a_refused_setting() {
     let sock = UnixDatagram::bind(&path).unwrap();
     // As systemd's own: postern-send (postern-s in a root instance) says it.
     fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let mut start = home.cmd("postern-start").env("NOTIFY_SOCKET", &path).stderr(Stdio::piped()).spawn().unwrap();
+    let start = home.cmd("postern-start").env("NOTIFY_SOCKET", &path).stderr(Stdio::piped()).spawn().unwrap();
     let got = notice(&sock, 20);
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(start.id() as i32), nix::sys::signal::Signal::SIGTERM);
     let out = start.wait_with_output().unwrap();
@@ -351,4 +351,58 @@ fn check_names_wrong_owners_and_modes_of_a_system_install() {
     ] {
         assert!(said.contains(&want), "check must say\n  {want}\nit said:\n{said}");
     }
+}
+
+/// Python's smtplib against `port`: the SIZE the server offers, then the
+/// replies to a small and to a big message (code, or 250 when accepted).
+const SIZES: &str = r#"
+import smtplib, sys
+port, rcpt = int(sys.argv[1]), sys.argv[2]
+s = smtplib.SMTP("127.0.0.1", port)
+s.ehlo("client.test")
+print(s.esmtp_features.get("size", "none"))
+for n in (100, 5000):
+    msg = "Subject: %d bytes\r\n\r\n" % n + "x" * n + "\r\n"
+    try:
+        s.sendmail("sender@client.test", [rcpt], msg)
+        print(250)
+    except smtplib.SMTPResponseException as e:
+        print(e.smtp_code)
+    except smtplib.SMTPRecipientsRefused as e:
+        print(list(e.recipients.values())[0][0])
+s.quit()
+"#;
+
+#[test]
+fn smtpd_takes_databytes_and_tcpremoteinfo_from_the_rules() {
+    let i = Instance::create("rulesvars");
+    i.control("tcp.smtp", "127.0.0.1:allow,DATABYTES=\"1000\",TCPREMOTEINFO=\"ident-user\"\n:allow\n");
+    let md = i.adduser("joe", "pw");
+    i.start();
+    let rcpt = i.address("joe");
+    let port = i.smtp_port().to_string();
+    let got = python(SIZES, &[&port, &rcpt]);
+    assert_eq!(got.lines().collect::<Vec<_>>(), ["1000", "250", "552"], "DATABYTES from the rule is the limit");
+    let mail = i.wait_mail(&md, 1);
+    let first = String::from_utf8_lossy(&mail[0]);
+    assert!(first.contains("Received: from client.test (unknown [127.0.0.1] ident=ident-user)"), "{first}");
+
+    // A value that is no number: logged, and control/databytes applies.
+    i.control("tcp.smtp", "127.0.0.1:allow,DATABYTES=\"lots\"\n:allow\n");
+    i.control("databytes", "3000\n");
+    let out = i.run(
+        "postern-listen",
+        &["-X", &i.join("control/tcp.smtp").display().to_string(), &i.join("control/tcp.smtp.cdb").display().to_string()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let got = python(SIZES, &[&port, &rcpt]);
+    assert_eq!(got.lines().collect::<Vec<_>>(), ["3000", "250", "552"]);
+    assert!(
+        i.smtp_log().contains("DATABYTES \"lots\" from the access rules for 127.0.0.1 is not a whole number; control/databytes applies"),
+        "{}",
+        i.smtp_log()
+    );
+    let mail = i.wait_mail(&md, 2);
+    assert!(mail.iter().all(|m| !String::from_utf8_lossy(m).contains("5000 bytes")), "the big ones were refused");
 }
