@@ -4,7 +4,7 @@
 //!
 //! - every registered setting, with the parsers of the programs that read it
 //!   (ranges, addresses, routes, resolvers, sources, TLS policies, trust
-//!   anchors, defaultdelivery's forwards);
+//!   anchors, defaultdelivery's forwards, a checkpassword program that runs);
 //! - users/assign, users/virtual, users/vdomains, and users/cdb not older
 //!   than them; control/tcp.smtp and its cdb likewise;
 //! - DKIM keys that parse, readable by nobody but their owner;
@@ -106,7 +106,20 @@ pub fn setting_errors(home: &Home) -> Vec<ControlError> {
     add(resolvers(&c));
     add(trust_anchors(&c));
     add(default_delivery(&c));
+    add(foreign_checkpassword(&c));
     out
+}
+
+/// control/checkpassword names a program that can run.
+fn foreign_checkpassword(c: &Control) -> Result<(), ControlError> {
+    let Some(line) = c.optional(&settings::CHECKPASSWORD)? else { return Ok(()) };
+    let program = line.split_whitespace().next().unwrap_or_default();
+    let runnable = fs::metadata(program).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0);
+    if !runnable {
+        let problem = format!("{program:?} is not an executable file");
+        return Err(ControlError { path: c.path(&settings::CHECKPASSWORD), line: None, problem });
+    }
+    Ok(())
 }
 
 /// showctl's listing: every setting, with what its readers refuse marked.

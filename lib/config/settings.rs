@@ -110,6 +110,7 @@ settings! {
     AUTHSERVID "authservid" Line Follows(&ME), "the authserv-id naming this host in the Authentication-Results fields it adds; arriving fields that claim it are removed";
     SMTPGREETING "smtpgreeting" Line Follows(&ME), "the host name postern-smtpd gives in its greeting, EHLO reply and Received lines";
     POSTMASTER "postmaster" Line Default::None, "the address that receives mail for postmaster (bare, and at every local and virtual domain), and so double bounces (missing: qmail's way, users/assign or ~alias/.qmail-postmaster)";
+    CHECKPASSWORD "checkpassword" Line Default::None, "a checkpassword program (and its arguments) that checks passwords in postern-auth's place, e.g. /usr/sbin/checkpassword-pam -s pop3; postern-auth still admits the client (authfailmax, authconcurrency), finds the account (users/cdb, then the password database) and becomes it; missing: postern-auth checks the hashes itself";
     MINUID "minuid" Number N(1000), "smallest uid of a Unix user who receives mail by login name; system accounts below it reach people through users/assign or ~alias/.qmail-NAME";
 }
 

@@ -406,3 +406,81 @@ fn smtpd_takes_databytes_and_tcpremoteinfo_from_the_rules() {
     let mail = i.wait_mail(&md, 2);
     assert!(mail.iter().all(|m| !String::from_utf8_lossy(m).contains("5000 bytes")), "the big ones were refused");
 }
+
+/// A checkpassword program of another suite, as small as the protocol allows:
+/// login NUL password NUL timestamp NUL on fd 3; exit 1 for a wrong login,
+/// else exec the rest of its arguments. It knows one password per login and
+/// writes each login it is asked about to the file named in its argv[1].
+const FOREIGN_CHECKPASSWORD: &str = r#"#!/usr/bin/python3
+import os, sys
+data = b""
+while True:
+    chunk = os.read(3, 512)
+    if not chunk:
+        break
+    data += chunk
+os.close(3)
+login, password = data.split(b"\0")[:2]
+with open(sys.argv[1], "a") as f:
+    f.write(login.decode() + " uid=%d\n" % os.getuid())
+if password == b"from-" + login.split(b"@")[0]:
+    os.execvp(sys.argv[2], sys.argv[2:])
+sys.exit(1)
+"#;
+
+const POP3_LOGIN: &str = r#"
+import poplib, sys
+p = poplib.POP3("127.0.0.1", int(sys.argv[1]))
+try:
+    p.user(sys.argv[2]); p.pass_(sys.argv[3])
+    print("in", p.stat()[0])
+    p.quit()
+except poplib.error_proto as e:
+    print("refused", e)
+"#;
+
+#[test]
+fn a_foreign_checkpassword_checks_the_password_and_postern_auth_still_becomes_the_user() {
+    let i = Instance::create("foreign");
+    let md = i.adduser("joe", "postern-password");
+    let prog = i.join("foreign-checkpassword");
+    fs::write(&prog, FOREIGN_CHECKPASSWORD).unwrap();
+    fs::set_permissions(&prog, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let asked = i.join("asked.log");
+    i.control("checkpassword", &format!("{} {}\n", prog.display(), asked.display()));
+    assert_eq!(code(&i.run("postern-admin", &["check"], b"")), Some(0), "check accepts it");
+    i.start();
+    i.deliver("joe", &[message("for joe", "hello")]);
+    let port = i.pop3_port().to_string();
+    let joe = i.address("joe");
+    assert_eq!(python(POP3_LOGIN, &[&port, &joe, "from-joe"]).trim(), "in 1", "the foreign program's password opens joe's mailbox");
+    assert!(python(POP3_LOGIN, &[&port, &joe, "postern-password"]).starts_with("refused"), "postern's own hash is not asked");
+    // The foreign program accepts a name postern has no account for: refused.
+    let ghost = i.address("ghost");
+    assert!(python(POP3_LOGIN, &[&port, &ghost, "from-ghost"]).starts_with("refused"));
+    wait_for(10, "the refusal in the log", || i.pop3_log().contains("postern has no such account").then_some(()));
+    let log = fs::read_to_string(&asked).unwrap();
+    assert_eq!(log.lines().filter(|l| l.starts_with(&joe)).count(), 2, "{log}");
+    // It ran as postern-auth's uid (root in a system install), and joe's
+    // mailbox was read as joe's owner: pop3d runs after postern-auth's switch.
+    let owner = std::os::unix::fs::MetadataExt::uid(&fs::metadata(&md).unwrap());
+    assert!(log.lines().all(|l| l.ends_with(&format!("uid={}", nix::unistd::getuid()))), "{log}");
+    let cur = md.join("cur");
+    assert_eq!(fs::read_dir(&cur).unwrap().count(), 1, "the message moved to cur/ by pop3d");
+    let moved = fs::read_dir(&cur).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&fs::metadata(moved).unwrap()), owner);
+
+    // SMTP AUTH (swaks, over STARTTLS) goes through the same postern-auth.
+    let swaks = |pw: &str| {
+        let server = format!("127.0.0.1:{}", i.smtp_port());
+        Command::new("swaks")
+            .args(["--server", &server, "--tls", "--auth", "PLAIN", "--auth-user", &joe, "--auth-password", pw])
+            .args(["--from", &joe, "--to", &joe, "--quit-after", "AUTH"])
+            .output()
+            .unwrap()
+    };
+    let out = swaks("from-joe");
+    assert!(out.status.success() && stdout(&out).contains("<~  235 "), "{}", text(&out));
+    let out = swaks("postern-password");
+    assert!(!out.status.success() && stdout(&out).contains("<~* 535 "), "{}", text(&out));
+}
