@@ -121,7 +121,7 @@ fn ready_port(log: &Path) -> u16 {
     let text = fs::read_to_string(log).unwrap();
     let line = text.lines().rev().find(|l| l.contains("postern-listen: ready on")).unwrap_or_else(|| panic!("no ready line in {text}"));
     let after = line.split("ready on ").nth(1).unwrap();
-    let port = after.split(|c: char| c == ' ').next().unwrap().rsplit(':').next().unwrap();
+    let port = after.split(' ').next().unwrap().rsplit(':').next().unwrap();
     port.parse().unwrap()
 }
 
