@@ -11,7 +11,7 @@
 //! - the server certificate and key, when there is one;
 //! - in a system install (the queue belongs to postern-q), the owners and
 //!   modes scripts/install sets on the queue, the setuid programs and the
-//!   secrets.
+//!   secrets, and that there is a server certificate.
 //!
 //! `setting_errors` is also what showctl uses to mark values that do not parse.
 
@@ -316,6 +316,13 @@ const EXPECT: &[Expect] = &[
 ];
 
 fn owners_and_modes(home: &Home, found: &mut Found) {
+    let cert = home.control_file("servercert.pem");
+    if !cert.exists() {
+        found.add(format!(
+            "{} is missing: STARTTLS and STLS are not offered and AUTH is refused; put the certificate chain (and key, or the key in serverkey.pem, group postern-d, mode 640) there",
+            cert.display()
+        ));
+    }
     let uid = |n: &str| nix::unistd::User::from_name(n).ok().flatten().map(|u| u.uid.as_raw());
     let gid = |n: &str| nix::unistd::Group::from_name(n).ok().flatten().map(|g| g.gid.as_raw());
     for e in EXPECT {

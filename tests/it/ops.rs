@@ -340,6 +340,7 @@ fn check_names_wrong_owners_and_modes_of_a_system_install() {
     fs::set_permissions(i.join("bin/postern-queue"), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(i.join("queue/new"), fs::Permissions::from_mode(0o777)).unwrap();
     fs::set_permissions(i.join("control/serverkey.pem"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::rename(i.join("control/servercert.pem"), i.join("control/servercert.pem.old")).unwrap();
     let out = check(&i);
     let said = stdout(&out);
     assert_eq!(code(&out), Some(111), "{}", text(&out));
@@ -348,6 +349,7 @@ fn check_names_wrong_owners_and_modes_of_a_system_install() {
         format!("{}: postern-q:postern mode 0755; should be postern-q:postern mode 6711", p("bin/postern-queue")),
         format!("{}: postern-q:postern mode 0777; should be postern-q:postern mode 2770", p("queue/new")),
         format!("{}: the private key is readable by everyone", p("control/serverkey.pem")),
+        format!("{} is missing: STARTTLS and STLS are not offered and AUTH is refused", p("control/servercert.pem")),
     ] {
         assert!(said.contains(&want), "check must say\n  {want}\nit said:\n{said}");
     }
