@@ -3,7 +3,7 @@
 //! postern-queued (optional). If one of the first three exits, the others are
 //! told to stop and postern-start exits 111, so a supervisor restarts the whole
 //! set; SIGTERM stops all and exits 0; SIGHUP goes to postern-send and
-//! postern-lspawn, SIGALRM to postern-send. Settings they would refuse are
+//! postern-lspawn and restarts postern-queued, SIGALRM goes to postern-send. Settings they would refuse are
 //! reported before anything starts.
 //! Everything logs to stderr. The rules are lib/send/supervisor.rs's.
 
@@ -38,7 +38,7 @@ fn main() {
     }
     let started = supervisor::start_all(&home).unwrap_or_else(|e| die(&e));
     let mut sup = Supervisor::new(started.pids.iter().map(|(c, _)| *c).collect());
-    let pid_of = |c| started.pids.iter().find(|(k, _)| *k == c).map(|(_, p)| *p);
+    let mut pids = started.pids;
     loop {
         let Ok(Some(info)) = sfd.read_signal() else { continue };
         // Exits first: a child reaped here is no longer signalled below, as its
@@ -48,7 +48,7 @@ fn main() {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(st) => {
-                    if let Some((child, _)) = started.pids.iter().find(|(_, p)| Some(*p) == st.pid()) {
+                    if let Some((child, _)) = pids.iter().find(|(_, p)| Some(*p) == st.pid()) {
                         exits.push((*child, Ending::from_wait(&st)));
                     }
                 }
@@ -65,8 +65,8 @@ fn main() {
         for event in events {
             for action in sup.handle(event) {
                 let signal = |c, s| {
-                    if let Some(p) = pid_of(c) {
-                        let _ = kill(p, s);
+                    if let Some((_, p)) = pids.iter().find(|(k, _)| *k == c) {
+                        let _ = kill(*p, s);
                     }
                 };
                 match action {
@@ -74,6 +74,14 @@ fn main() {
                     Action::Term(c) => signal(c, Signal::SIGTERM),
                     Action::Hup(c) => signal(c, Signal::SIGHUP),
                     Action::Alrm(c) => signal(c, Signal::SIGALRM),
+                    Action::Start(c) => match supervisor::start_queued(&home) {
+                        Ok(pid) => {
+                            pids.retain(|(k, _)| *k != c);
+                            pids.push((c, pid));
+                            sup.started(c);
+                        }
+                        Err(e) => log::line(PROGRAM, &e),
+                    },
                     Action::Exit(code) => std::process::exit(code),
                 }
             }

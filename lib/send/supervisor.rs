@@ -12,8 +12,10 @@
 //!   deliveries and exits, and lspawn and rspawn see the end of their input and
 //!   exit after their children. postern-start exits 0 once all three are gone.
 //! - HUP and ALRM go to send (reread the settings; retry everything now).
-//! - HUP also goes to lspawn, which rereads `defaultdelivery`; what only a
-//!   restart rereads is logged (`RESTART_ONLY`).
+//! - HUP also goes to lspawn, which rereads `defaultdelivery`; postern-queued
+//!   reads its settings only at start, so it is told to stop and started
+//!   again once it has gone (it removes its socket as it stops; clients run
+//!   postern-queue meanwhile).
 //! - send, lspawn or rspawn ending on its own stops the rest, and postern-start
 //!   exits 111 once they are gone, so a supervisor (systemd, the init script)
 //!   restarts the whole set. The log blames the one that ended first: a
@@ -105,9 +107,6 @@ pub fn order_exits(exits: &mut [(Child, Ending)]) {
     exits.sort_by_key(|(_, e)| e.clean());
 }
 
-/// Settings that a reload (SIGHUP) does not reread, and who reads them at start.
-pub const RESTART_ONLY: &str = "timeoutsubmit and concurrencysubmit (postern-queued) need a restart";
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     Log(String),
@@ -115,6 +114,8 @@ pub enum Action {
     Term(Child),
     Hup(Child),
     Alrm(Child),
+    /// Start this child again (postern-queued, after a reload).
+    Start(Child),
     Exit(i32),
 }
 
@@ -124,15 +125,24 @@ pub struct Supervisor {
     status: i32,
     /// A spawner ended cleanly while send ran: the cause is told with send's exit.
     blame_pending: Option<Child>,
+    /// queued was told to stop by a reload: start it again once it has gone.
+    restart_queued: bool,
 }
 
 impl Supervisor {
     pub fn new(running: Vec<Child>) -> Supervisor {
-        Supervisor { running, stopping: false, status: 0, blame_pending: None }
+        Supervisor { running, stopping: false, status: 0, blame_pending: None, restart_queued: false }
     }
 
     fn alive(&self, c: Child) -> bool {
         self.running.contains(&c)
+    }
+
+    /// `Action::Start` was carried out: the child runs again.
+    pub fn started(&mut self, c: Child) {
+        if !self.running.contains(&c) {
+            self.running.push(c);
+        }
     }
 
     fn stop_all(&mut self, out: &mut Vec<Action>) {
@@ -150,23 +160,33 @@ impl Supervisor {
         match event {
             Event::Stop if !self.stopping => self.stop_all(&mut out),
             Event::Stop => {}
+            Event::Reload if self.stopping => {}
             Event::Reload => {
                 for c in [Child::Send, Child::LocalSpawner] {
                     if self.alive(c) {
                         out.push(Action::Hup(c));
                     }
                 }
+                let mut what = "reload: postern-send rereads the control files, postern-lspawn defaultdelivery".to_string();
+                if self.alive(Child::QueueDaemon) && !self.restart_queued {
+                    self.restart_queued = true;
+                    out.push(Action::Term(Child::QueueDaemon));
+                    what.push_str(", postern-queued restarts (timeoutsubmit, concurrencysubmit)");
+                }
                 if !out.is_empty() {
-                    out.push(Action::Log(format!(
-                        "reload: postern-send rereads the control files, postern-lspawn defaultdelivery; {RESTART_ONLY}"
-                    )));
+                    out.push(Action::Log(what));
                 }
             }
             Event::Flush if self.alive(Child::Send) => out.push(Action::Alrm(Child::Send)),
             Event::Flush => {}
             Event::Exited(c, how) => {
                 self.running.retain(|&r| r != c);
-                if !c.essential() {
+                if c == Child::QueueDaemon && self.restart_queued {
+                    self.restart_queued = false;
+                    if !self.stopping {
+                        out.push(Action::Start(Child::QueueDaemon));
+                    }
+                } else if !c.essential() {
                     if !self.stopping {
                         out.push(Action::Log(format!("{} exited ({how}); clients run postern-queue instead", c.program())));
                     }
@@ -254,14 +274,21 @@ pub fn start_all(home: &Home) -> Result<Started, String> {
     // postern-queued saves SMTP and injection a program start per message. It is
     // optional: without it clients run postern-queue.
     if bin(Child::QueueDaemon).exists() {
-        match Command::new(bin(Child::QueueDaemon)).env("POSTERN_HOME", home.root()).stdin(Stdio::null()).spawn() {
-            Ok(c) => pids.push((Child::QueueDaemon, Pid::from_raw(c.id() as i32))),
-            Err(e) => {
-                crate::os::log::line("postern-start", &format!("{}; clients run postern-queue instead", cannot(Child::QueueDaemon, e)))
-            }
+        match start_queued(home) {
+            Ok(pid) => pids.push((Child::QueueDaemon, pid)),
+            Err(e) => crate::os::log::line("postern-start", &e),
         }
     }
     Ok(Started { pids })
+}
+
+/// Start postern-queued (it becomes postern-q itself). Err: why not, for the log.
+pub fn start_queued(home: &Home) -> Result<Pid, String> {
+    let bin = home.bin(Child::QueueDaemon.program());
+    match Command::new(&bin).env("POSTERN_HOME", home.root()).stdin(Stdio::null()).spawn() {
+        Ok(c) => Ok(Pid::from_raw(c.id() as i32)),
+        Err(e) => Err(format!("cannot run {}: {e}; clients run postern-queue instead", bin.display())),
+    }
 }
 
 /// As root, run `cmd` as the service user.
@@ -319,11 +346,28 @@ mod tests {
     }
 
     #[test]
-    fn hup_goes_to_send_and_lspawn_and_says_what_needs_a_restart_and_alrm_to_send() {
+    fn hup_goes_to_send_and_lspawn_restarts_queued_and_alrm_goes_to_send() {
         let mut s = all();
         let a = s.handle(Event::Reload);
-        assert_eq!(a[..2], [Action::Hup(Child::Send), Action::Hup(Child::LocalSpawner)]);
-        assert!(matches!(&a[2], Action::Log(l) if l.contains("defaultdelivery") && l.contains("timeoutsubmit")), "{a:?}");
+        assert_eq!(a[..3], [Action::Hup(Child::Send), Action::Hup(Child::LocalSpawner), Action::Term(Child::QueueDaemon)]);
+        assert!(matches!(&a[3], Action::Log(l) if l.contains("defaultdelivery") && l.contains("postern-queued restarts")), "{a:?}");
+        assert_eq!(
+            s.handle(Event::Reload)[..2],
+            [Action::Hup(Child::Send), Action::Hup(Child::LocalSpawner)],
+            "queued is stopping already"
+        );
+        assert_eq!(
+            s.handle(Event::Exited(Child::QueueDaemon, OK)),
+            vec![Action::Start(Child::QueueDaemon)],
+            "started again, nothing logged"
+        );
+        s.started(Child::QueueDaemon);
+        assert_eq!(s.handle(Event::Stop), vec![Action::Term(Child::Send), Action::Term(Child::QueueDaemon)], "it runs again");
+        let mut s = all();
+        s.handle(Event::Reload);
+        s.handle(Event::Stop);
+        assert_eq!(s.handle(Event::Exited(Child::QueueDaemon, OK)), vec![], "not started again while stopping");
+        let mut s = all();
         assert_eq!(s.handle(Event::Flush), vec![Action::Alrm(Child::Send)]);
         s.handle(Event::Stop);
         s.handle(Event::Exited(Child::Send, OK));

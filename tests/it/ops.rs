@@ -173,13 +173,22 @@ fn the_init_script_waits_for_each_program_reports_failures_and_logs_to_rotated_f
     assert!(c.ask("EHLO client.test").starts_with("250"));
     assert!(run("status").status.success());
 
-    // Reload reaches send and lspawn and says what needs a restart.
+    // Reload reaches send and lspawn, and restarts postern-queued (which reads
+    // its settings only at start); mail still goes in through it after.
+    let bin = home.join("bin");
+    let queued = wait_for(10, "postern-queued", || <[i32; 1]>::try_from(pids_of(&bin, "postern-queued")).ok());
     assert!(run("reload").status.success());
     let send_log = logs.join("send.log");
     wait_for(10, "the reload in the log", || {
         fs::read_to_string(&send_log).unwrap().contains("postern-lspawn: reread defaultdelivery").then_some(())
     });
-    assert!(fs::read_to_string(&send_log).unwrap().contains("need a restart"));
+    assert!(fs::read_to_string(&send_log).unwrap().contains("postern-queued restarts (timeoutsubmit, concurrencysubmit)"));
+    wait_for(10, "a new postern-queued", || pids_of(&bin, "postern-queued").iter().any(|p| *p != queued[0]).then_some(()));
+    let out = run_with_input(
+        Command::new(home.join("bin/postern-sendmail")).env("POSTERN_HOME", &home).args(["-oi", "pm@init.test"]),
+        &message("after the reload", "x"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
 
     // logrotate takes the installed configuration, rotates, and the daemons
     // go on writing into the emptied file.
