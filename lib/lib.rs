@@ -27,6 +27,7 @@ pub mod smtp;
 pub mod srs;
 pub mod stats;
 pub mod users;
+pub mod version;
 
 #[cfg(test)]
 mod testing;

@@ -93,7 +93,8 @@ fn cli() -> Command {
                         .help("write to FILE (atomically, for node_exporter's textfile collector) instead of stdout"),
                 ),
         )
-        .subcommand(Command::new("showctl").about("every setting, its value and where it comes from, then each sender domain"))
+        .subcommand(Command::new("showctl").about("every setting, its value and where it comes from (ERROR marks what the programs refuse), then each sender domain"))
+        .subcommand(Command::new("check").about("check every control file, database, key, certificate, owner and mode; exit 111 if anything needs fixing"))
         .subcommand(
             Command::new("dkim")
                 .about("DKIM keys (control/dkim/DOMAIN/SELECTOR.key) and their DNS records")
@@ -150,6 +151,7 @@ fn password(m: &ArgMatches) -> Option<String> {
 }
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     let m = match cli().try_get_matches() {
         Ok(m) => m,
         Err(e) => {
@@ -233,8 +235,19 @@ fn main() {
         }
         ("showctl", _) => {
             outln!("home: {}", home.root().display());
-            out::print(control::format(&control::effective(&home)));
+            out::print(control::format(&postern::config::check::effective(&home)));
             out::print(postern::dkim::keygen::sender_domains(&control::Control::new(&home)));
+        }
+        ("check", _) => {
+            let problems = postern::config::check::check(&home);
+            for p in &problems {
+                outln!("{p}");
+            }
+            if !problems.is_empty() {
+                eprintln!("{PROGRAM}: {} problem(s) in {}", problems.len(), home.root().display());
+                std::process::exit(postern::error::EXIT_TEMP);
+            }
+            outln!("{}: no problems found", home.root().display());
         }
         ("dkim", Some(("keygen", a))) => {
             let domain = a.get_one::<String>("domain").unwrap();

@@ -24,6 +24,7 @@ use std::os::unix::process::CommandExt;
 const ME: &str = "postern-auth";
 
 fn main() {
+    postern::version::exit_if_asked(ME);
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if args.is_empty() {
         log::line(ME, "usage: postern-auth PROG [ARG...] with the login on fd 3");

@@ -18,6 +18,7 @@ use postern::queue::submit::exit;
 const PROGRAM: &str = "postern-authcheck";
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     if let Err(e) = privs::drop_to(Service::Daemon) {
         log::line(PROGRAM, &e.to_string());
         std::process::exit(exit::HOME);

@@ -7,6 +7,7 @@ use postern::deliver::helpers::{self, HelperError};
 const PROGRAM: &str = "postern-bouncesaying";
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let Some(text) = args.first().map(|a| a.to_string_lossy().into_owned()) else {
         helpers::fail(PROGRAM, &HelperError::Usage("usage: postern-bouncesaying TEXT [PROGRAM [ARG...]]"));

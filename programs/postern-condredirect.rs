@@ -8,6 +8,7 @@ use postern::os::home::Home;
 const PROGRAM: &str = "postern-condredirect";
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     if args.len() < 2 {
         helpers::fail(PROGRAM, &HelperError::Usage("usage: postern-condredirect NEWADDRESS PROGRAM [ARG...]"));

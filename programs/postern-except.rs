@@ -6,6 +6,7 @@ use postern::deliver::helpers::{self, HelperError};
 const PROGRAM: &str = "postern-except";
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     if args.is_empty() {
         helpers::fail(PROGRAM, &HelperError::Usage("usage: postern-except PROGRAM [ARG...]"));

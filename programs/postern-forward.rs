@@ -7,6 +7,7 @@ use postern::os::home::Home;
 const PROGRAM: &str = "postern-forward";
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     let targets: Vec<String> = std::env::args().skip(1).collect();
     let home = Home::from_env();
     match helpers::message().and_then(|mut m| helpers::forward(&home, &mut m, &targets)) {

@@ -18,6 +18,7 @@ fn usage(why: &str) -> ! {
 }
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     let mut req = Request::default();
     let (mut only_args, mut only_headers, mut print) = (false, false, false);
     let mut opts = inject::options::ShortOptions::new(std::env::args().skip(1).collect());

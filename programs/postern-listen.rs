@@ -32,6 +32,7 @@ fn builtin_session(opts: &listen::Options) -> Option<listen::Builtin> {
 }
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     if let Err(e) = postern::os::sys::drop_inherited_fds() {
         postern::os::log::line(PROGRAM, &format!("cannot let go of inherited descriptors: {e}"));
     }
@@ -59,6 +60,9 @@ fn main() {
     let builtin = builtin_session(&opts);
     let how = if builtin.is_some() { " (postern-smtpd built in: forked, not exec'd)" } else { "" };
     log::line(PROGRAM, &format!("ready on {}:{port}{how}", opts.host));
+    if let Err(e) = postern::os::notify::ready(&format!("listening on {}:{port}", opts.host)) {
+        log::line(PROGRAM, &format!("cannot tell systemd we are up (NOTIFY_SOCKET): {e}"));
+    }
     if let Err(e) = listen::serve(listener, &opts, builtin) {
         fail(&e, 111);
     }

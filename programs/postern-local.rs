@@ -12,6 +12,7 @@ use postern::error::Classify;
 use postern::os::home::Home;
 
 fn main() {
+    postern::version::exit_if_asked("postern-local");
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let started = Params::from_args(&args).and_then(|p| Ok((p, postern::os::sys::take_fd(0).map_err(LocalError::Message)?)));
     let (params, stdin) = match started {

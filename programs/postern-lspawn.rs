@@ -14,6 +14,7 @@ use postern::send::lspawn::LocalStarter;
 const PROGRAM: &str = "postern-lspawn";
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     let home = Home::from_env();
     let mut starter = match LocalStarter::new(home) {
         Ok(s) => s,

@@ -20,6 +20,7 @@ use std::time::Duration;
 const ME: &str = "postern-pop3d";
 
 fn main() {
+    postern::version::exit_if_asked(ME);
     let user = std::env::var("USER").unwrap_or_default();
     let mut logf = |m: &str| log::line(ME, &format!("{user}: {m}"));
     let timeout = Control::new(&Home::from_env()).seconds(&TIMEOUTPOP3).unwrap_or_else(|e| {

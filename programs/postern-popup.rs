@@ -20,6 +20,7 @@ use std::time::Duration;
 const ME: &str = "postern-popup";
 
 fn main() {
+    postern::version::exit_if_asked(ME);
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut net = match Session::stdio(Duration::from_secs(60)) {
         Ok(s) => s,

@@ -7,6 +7,7 @@ use postern::deliver::helpers;
 const PROGRAM: &str = "postern-preline";
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let result = helpers::preline_args(&args)
         .and_then(|(flags, argv)| Ok((flags, argv, postern::os::sys::take_fd(0).map_err(helpers::HelperError::Message)?)))

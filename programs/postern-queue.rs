@@ -17,6 +17,7 @@ use postern::{os::log, os::sys};
 const PROGRAM: &str = "postern-queue";
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     let uid = sys::real_uid();
     let ask = postern::queue::submit::requested();
     if let Err(e) = privs::drop_to(Service::Queue) {

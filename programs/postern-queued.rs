@@ -11,6 +11,7 @@ use postern::{os::log, os::sys, queue::daemon as queued};
 const PROGRAM: &str = "postern-queued";
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     if let Err(e) = sys::drop_inherited_fds() {
         log::line(PROGRAM, &format!("cannot let go of inherited descriptors: {e}"));
     }

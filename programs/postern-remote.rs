@@ -17,6 +17,7 @@ use postern::status::Status;
 use std::io::Write;
 
 fn main() {
+    postern::version::exit_if_asked("postern-remote");
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {
         eprintln!("usage: postern-remote HOST SENDER RECIPIENT [RECIPIENT...]");

@@ -11,6 +11,7 @@ use postern::send::rspawn::RemoteStarter;
 const PROGRAM: &str = "postern-rspawn";
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     // postern-start already made us postern-r; run by hand as root, we do it.
     if let Err(e) = postern::os::privs::drop_to(postern::os::privs::Service::Remote) {
         log::line(PROGRAM, &e.to_string());

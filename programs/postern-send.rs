@@ -19,6 +19,7 @@ fn die(msg: &str) -> ! {
 }
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     // postern-start already made us postern-s; run by hand as root, we do it.
     if let Err(e) = postern::os::privs::drop_to(postern::os::privs::Service::Send) {
         die(&e.to_string());

@@ -34,6 +34,7 @@ fn refuse(why: &str) -> ! {
 }
 
 fn main() {
+    postern::version::exit_if_asked(PROGRAM);
     let mut req = Request::default();
     let mut dot_ends = true;
     let invoked_as = std::env::args().next().unwrap_or_default();

@@ -10,5 +10,6 @@
 //! serves the postern-smtpd next to it.
 
 fn main() {
+    postern::version::exit_if_asked("postern-smtpd");
     std::process::exit(postern::smtp::server::session_main());
 }

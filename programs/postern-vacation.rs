@@ -11,6 +11,7 @@ use postern::message::file::seekable;
 use postern::os::home::Home;
 
 fn main() {
+    postern::version::exit_if_asked("postern-vacation");
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let home = Home::from_env();
     let result = vacation::parse_args(&args).and_then(|o| {

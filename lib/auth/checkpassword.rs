@@ -127,6 +127,37 @@ pub fn spawn(cmd: &mut Command, request: &[u8]) -> io::Result<std::process::Chil
     Ok(child)
 }
 
+/// Ask a foreign checkpassword program (control/checkpassword: the program and
+/// its arguments, split at blanks) whether login and password are right: it
+/// runs with the request on fd 3 and `/bin/true` as the program to run on
+/// success, so only its verdict counts; whatever uid it switched to ends with
+/// it. Ok(false): it said no (exit 1).
+pub fn ask_foreign(command_line: &str, login: &[u8], password: &[u8]) -> Result<bool, CheckError> {
+    let mut words = command_line.split_whitespace();
+    let program = PathBuf::from(words.next().unwrap_or_default());
+    let Some(req) = encode(login, password, b"") else { return Ok(false) };
+    let mut cmd = Command::new(&program);
+    cmd.args(words).arg("/bin/true").env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    // Programs that log or limit by address (vchkpw, checkpassword-pam) see the client.
+    if let Some(ip) = std::env::var_os("TCPREMOTEIP") {
+        cmd.env("TCPREMOTEIP", ip);
+    }
+    // Setuid root (postern-auth in a system install) leaves the real uid the
+    // caller's: the program gets root whole, as under tcpserver in qmail.
+    if crate::os::privs::is_root() {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(0).gid(0);
+    }
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    let mut child = spawn(&mut cmd, &req).map_err(|e| CheckError::Spawn(program.clone(), e))?;
+    let st = child.wait().map_err(|e| CheckError::Spawn(program.clone(), e))?;
+    match st.code() {
+        Some(0) => Ok(true),
+        Some(EXIT_BAD) => Ok(false),
+        c => Err(CheckError::Exit(program, c)),
+    }
+}
+
 /// Ask `postern-auth /bin/true` of `home` whether login and password are right
 /// (for SMTP AUTH). Ok(false) is a wrong login; Err a temporary failure.
 pub fn check(home: &Home, login: &str, password: &str) -> Result<bool, CheckError> {

@@ -64,6 +64,8 @@ pub struct Limits {
     /// Failed logins per address and window; 0: no limit.
     pub fail_max: u64,
     pub fail_window: u64,
+    /// control/checkpassword: a foreign program that checks the password.
+    pub foreign: Option<String>,
 }
 
 impl Limits {
@@ -78,6 +80,7 @@ impl Limits {
             wait: Duration::from_secs(c.number(&AUTHWAIT).map_err(cfg)?),
             fail_max: c.number(&AUTHFAILMAX).map_err(cfg)?,
             fail_window: c.number(&AUTHFAILWINDOW).map_err(cfg)?.max(1),
+            foreign: c.optional(&crate::config::settings::CHECKPASSWORD).map_err(cfg)?,
         })
     }
 
@@ -135,7 +138,10 @@ pub fn verify_limited(
         limits.admit(ip, key)?;
     }
     let place = limits.place()?;
-    let found = super::verify::verify(home, login, password);
+    let found = match &limits.foreign {
+        None => super::verify::verify(home, login, password),
+        Some(program) => foreign(home, program, login, password, log),
+    };
     drop(place);
     if let (Ok(None), Some((ip, key))) = (&found, &client) {
         match limits.failed(key) {
@@ -148,6 +154,28 @@ pub fn verify_limited(
         }
     }
     found
+}
+
+/// The password checked by a foreign checkpassword program, the account
+/// found by postern (see `verify::account`).
+fn foreign(
+    home: &Home,
+    program: &str,
+    login: &[u8],
+    password: &[u8],
+    log: &mut dyn FnMut(&str),
+) -> Result<Option<super::verify::Account>, CheckError> {
+    if !super::checkpassword::ask_foreign(program, login, password)? {
+        return Ok(None);
+    }
+    let account = super::verify::account(home, login)?;
+    if account.is_none() {
+        log(&format!(
+            "{program} accepted {:?}, but postern has no such account (users/cdb, the password database) to become; refused",
+            String::from_utf8_lossy(login)
+        ));
+    }
+    Ok(account)
 }
 
 /// One address's entry.

@@ -55,6 +55,31 @@ pub fn verify(home: &Home, login: &[u8], password: &[u8]) -> Result<Option<Accou
     }
 }
 
+/// The account `login` names, without checking a password: for a foreign
+/// checkpassword program that did the check (control/checkpassword). Virtual
+/// users by address, Unix users by login name; uid 0 never.
+pub fn account(home: &Home, login: &[u8]) -> Result<Option<Account>, CheckError> {
+    let Ok(l) = std::str::from_utf8(login) else { return Ok(None) };
+    if l.is_empty() || l.chars().any(|c| c.is_control() || c == '/') {
+        return Ok(None);
+    }
+    let found = if l.contains('@') {
+        let mut users = crate::users::Users::open(home).map_err(|e| CheckError::Database(e.to_string()))?;
+        users.virtual_user(l).map(|v| Account { name: v.address, uid: v.uid, gid: v.gid, home: v.home, shell: None })
+    } else {
+        let pw = nix::unistd::User::from_name(l)
+            .map_err(|e| CheckError::Database(format!("cannot look up {l:?} in the password database: {e}")))?;
+        pw.map(|pw| Account {
+            name: pw.name,
+            uid: pw.uid.as_raw(),
+            gid: pw.gid.as_raw(),
+            home: pw.dir,
+            shell: Some(pw.shell.to_string_lossy().into_owned()),
+        })
+    };
+    Ok(found.filter(|a| a.uid != 0))
+}
+
 /// A user that exists, and whether the password matched.
 struct Lookup {
     account: Account,

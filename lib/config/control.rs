@@ -157,6 +157,17 @@ impl Control {
         Ok(v.first().and_then(|n| n.parse().ok()).expect("value() checked the number and defaults are numbers"))
     }
 
+    /// A Number setting that must lie in `range`: outside it, an error naming
+    /// the line and the value.
+    pub fn number_in(&self, s: &Setting, range: std::ops::RangeInclusive<u64>) -> Result<u64, ControlError> {
+        let v = self.number(s)?;
+        if range.contains(&v) {
+            return Ok(v);
+        }
+        let line = self.own(s)?.and_then(|l| l.first().map(|(n, _)| *n));
+        Err(ControlError { path: self.path(s), line, problem: format!("{v} is out of range {}..{}", range.start(), range.end()) })
+    }
+
     pub fn list(&self, s: &Setting) -> Result<Vec<String>, ControlError> {
         assert_eq!(s.kind, Kind::List, "{} is read as a {:?}", s.name, s.kind);
         Ok(self.value(s)?.0)
@@ -175,7 +186,8 @@ pub struct Effective {
     /// The value(s); empty when there is none.
     pub values: Vec<String>,
     pub source: Source,
-    /// Set when the file exists but cannot be used; `values` is then empty.
+    /// Set when the file exists but cannot be used: `values` is then empty
+    /// when it cannot even be read as its kind, else what the readers refuse.
     pub error: Option<ControlError>,
 }
 
@@ -197,9 +209,12 @@ pub fn format(items: &[Effective]) -> String {
     let mut out = String::new();
     for e in items {
         let name = e.setting.name;
-        if let Some(err) = &e.error {
-            out.push_str(&format!("{name}: ERROR {err}\n"));
-            continue;
+        match &e.error {
+            Some(err) if e.values.is_empty() => {
+                out.push_str(&format!("{name}: ERROR {err}\n"));
+                continue;
+            }
+            _ => {}
         }
         match e.values.as_slice() {
             [] => out.push_str(&format!("{name}: (none) [{}]\n", e.source)),
@@ -210,6 +225,10 @@ pub fn format(items: &[Effective]) -> String {
                     out.push_str(&format!("  {v}\n"));
                 }
             }
+        }
+        // Read, but refused by the programs that use it (see check.rs).
+        if let Some(err) = &e.error {
+            out.push_str(&format!("  ERROR {err}\n"));
         }
     }
     out

@@ -2,6 +2,7 @@
 //! and postern-listen's access rules.
 
 pub mod cdb;
+pub mod check;
 pub mod control;
 pub mod routing;
 pub mod rules;

@@ -111,6 +111,7 @@ settings! {
     SMTPGREETING "smtpgreeting" Line Follows(&ME), "the host name postern-smtpd gives in its greeting, EHLO reply and Received lines";
     POSTMASTER "postmaster" Line Default::None, "the address that receives mail for postmaster (bare, and at every local and virtual domain), and so double bounces (missing: qmail's way, users/assign or ~alias/.qmail-postmaster)";
     ALIASFILE "aliasfile" Line Text("/etc/aliases"), "the aliases file (aliases(5)) that newaliases compiles into users/aliases.cdb, for the local domains";
+    CHECKPASSWORD "checkpassword" Line Default::None, "a checkpassword program (and its arguments) that checks passwords in postern-auth's place, e.g. /usr/sbin/checkpassword-pam -s pop3; postern-auth still admits the client (authfailmax, authconcurrency), finds the account (users/cdb, then the password database) and becomes it; missing: postern-auth checks the hashes itself";
     MINUID "minuid" Number N(1000), "smallest uid of a Unix user who receives mail by login name; system accounts below it reach people through users/assign or ~alias/.qmail-NAME";
 }
 

@@ -5,6 +5,7 @@ pub mod fs;
 pub mod groupsync;
 pub mod home;
 pub mod log;
+pub mod notify;
 pub mod out;
 pub mod privs;
 pub mod random;

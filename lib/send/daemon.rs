@@ -45,14 +45,7 @@ pub struct Config {
 impl Config {
     pub fn load(home: &Home) -> Result<Config, ControlError> {
         let c = Control::new(home);
-        let limit = |s: &Setting| -> Result<usize, ControlError> {
-            let v = c.number(s)?;
-            if v == 0 || v > super::spawn::MAX_SLOTS as u64 {
-                let problem = format!("{v} is out of range 1..{}", super::spawn::MAX_SLOTS);
-                return Err(ControlError { path: c.path(s), line: None, problem });
-            }
-            Ok(v as usize)
-        };
+        let limit = |s: &Setting| -> Result<usize, ControlError> { Ok(c.number_in(s, 1..=super::spawn::MAX_SLOTS as u64)? as usize) };
         let address = |s: &Setting, local: String, host: &Setting| -> Result<Address, ControlError> {
             let text = if local.contains('@') { local } else { format!("{local}@{}", c.text(host)?) };
             Address::parse(text.as_bytes()).map_err(|e| ControlError { path: c.path(s), line: None, problem: e.to_string() })
@@ -130,6 +123,10 @@ pub fn run(home: Home, cfg: Config, spawners: Spawners) -> Result<(), String> {
     let mut d = Daemon { home, queue, cfg, sched, spawners, remote_answers, retired: 0, stats };
     d.recover().map_err(|e| format!("cannot read the queue {}: {e}", d.queue.root().display()))?;
     log::line(PROGRAM, &format!("started, {} message(s) in the queue", d.sched.queued()));
+    // Up: systemd's start of postern.service (NotifyAccess=all) ends here.
+    if let Err(e) = crate::os::notify::ready("delivering") {
+        log::line(PROGRAM, &format!("cannot tell systemd we are up (NOTIFY_SOCKET): {e}"));
+    }
     let (mut lbuf, mut rbuf) = (Vec::new(), Vec::new());
     loop {
         d.dispatch();

@@ -48,6 +48,12 @@ impl LocalStarter {
 }
 
 impl Starter for LocalStarter {
+    fn reload(&mut self) -> Result<Option<String>, String> {
+        let fresh = LocalStarter::new(self.home.clone()).map_err(|e| e.to_string())?;
+        self.default_delivery = fresh.default_delivery;
+        Ok(Some("defaultdelivery".into()))
+    }
+
     fn start(&mut self, req: &Request, file: OwnedFd) -> Result<Running, Outcome> {
         let [recipient] = req.recipients.as_slice() else {
             return Err(Outcome::temporary(format!("local deliveries take one recipient, not {}", req.recipients.len())));

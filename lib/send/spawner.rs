@@ -68,6 +68,11 @@ pub trait Starter {
 
     /// The loop ends: let resident workers go and wait for them.
     fn stop(&mut self) {}
+    /// SIGHUP: reread what the starter read at start; Err says why the old
+    /// settings stay. Ok(None): nothing to reread.
+    fn reload(&mut self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 /// qmail's delivery exit codes: 0 delivered, 100 permanent, anything else
@@ -96,6 +101,7 @@ struct Slot {
 pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
+    mask.add(Signal::SIGHUP);
     mask.thread_block().map_err(io::Error::from)?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)?;
     let input = File::from(crate::os::sys::take_fd(0)?);
@@ -164,7 +170,17 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
         }
         starter.tick(std::time::Instant::now());
         if sig_ready {
-            while let Ok(Some(_)) = sfd.read_signal() {}
+            let mut hup = false;
+            while let Ok(Some(info)) = sfd.read_signal() {
+                hup |= info.ssi_signo == Signal::SIGHUP as u32;
+            }
+            if hup {
+                match starter.reload() {
+                    Ok(Some(what)) => crate::os::log::line(program, &format!("reread {what}")),
+                    Ok(None) => {}
+                    Err(e) => crate::os::log::line(program, &format!("{e}; keeping the previous settings")),
+                }
+            }
             loop {
                 match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::StillAlive) | Err(_) => break,

@@ -198,7 +198,7 @@ pub struct Dns {
     resolver: TokioResolver,
 }
 
-fn parse_resolver(line: &str) -> Option<SocketAddr> {
+pub fn parse_resolver(line: &str) -> Option<SocketAddr> {
     if let Ok(ip) = line.parse::<IpAddr>() {
         return Some(SocketAddr::new(ip, 53));
     }

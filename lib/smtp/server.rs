@@ -151,6 +151,10 @@ pub struct Client {
     pub relayclient: Option<String>,
     /// `sendmail -bs`: a local user's session on stdin and stdout (this uid).
     pub local_uid: Option<u32>,
+    /// DATABYTES from the rules: this client's size limit, over control/databytes.
+    pub databytes: Option<String>,
+    /// TCPREMOTEINFO (tcpserver's ident answer, or a rule's): in the Received line.
+    pub info: Option<String>,
 }
 
 impl Client {
@@ -161,6 +165,24 @@ impl Client {
             host: var("TCPREMOTEHOST").filter(|h| !h.is_empty()),
             relayclient: var("RELAYCLIENT"),
             local_uid: None,
+            databytes: var("DATABYTES"),
+            info: var("TCPREMOTEINFO").filter(|i| !i.is_empty()),
+        }
+    }
+
+    /// What the rules set for this client over the control files, as
+    /// qmail-smtpd reads them: DATABYTES (0: no limit). Err: a value that is
+    /// not a number, for the log; the control file's limit stays.
+    pub fn apply(&self, cfg: &mut Config) -> Result<(), String> {
+        let Some(d) = &self.databytes else { return Ok(()) };
+        match d.trim().parse::<u64>() {
+            Ok(n) => {
+                cfg.databytes = n;
+                Ok(())
+            }
+            Err(_) => {
+                Err(format!("DATABYTES {d:?} from the access rules for {} is not a whole number; control/databytes applies", self.ip))
+            }
         }
     }
 }
@@ -589,8 +611,9 @@ impl<'a> Smtpd<'a> {
             );
         }
         let host = self.client.host.as_deref().map(sanitize).unwrap_or_else(|| "unknown".into());
+        let ident = self.client.info.as_deref().map(|i| format!(" ident={}", sanitize(i))).unwrap_or_default();
         format!(
-            "Received: from {helo} ({host} [{}])\n\tby {} (postern-smtpd) with {proto}{suffix};\n\t{}\n",
+            "Received: from {helo} ({host} [{}]{ident})\n\tby {} (postern-smtpd) with {proto}{suffix};\n\t{}\n",
             self.client.ip,
             self.cfg.greeting,
             crate::message::date::rfc2822(std::time::SystemTime::now())
@@ -938,7 +961,14 @@ pub fn local_session_main() -> i32 {
         }
     };
     let uid = crate::os::sys::real_uid();
-    let client = Client { ip: "127.0.0.1".into(), host: None, relayclient: Some(String::new()), local_uid: Some(uid) };
+    let client = Client {
+        ip: "127.0.0.1".into(),
+        host: None,
+        relayclient: Some(String::new()),
+        local_uid: Some(uid),
+        databytes: None,
+        info: None,
+    };
     serve(net, client, PortMode::default(), |cfg| {
         cfg.tls_available = false;
         cfg.auth_plaintext = false;
@@ -953,7 +983,7 @@ fn serve(mut net: Session, client: Client, mode: PortMode, adjust: impl FnOnce(&
         let idhost = if mode.submission { Some(Control::new(&home).text(&settings::IDHOST)?) } else { None };
         Ok((c, idhost))
     });
-    let (cfg, idhost) = match loaded {
+    let (mut cfg, idhost) = match loaded {
         Ok(c) => c,
         Err(e) => {
             // Say why to the client too: it will retry, and the admin sees the log.
@@ -965,6 +995,9 @@ fn serve(mut net: Session, client: Client, mode: PortMode, adjust: impl FnOnce(&
             return crate::error::EXIT_TEMP;
         }
     };
+    if let Err(e) = client.apply(&mut cfg) {
+        log::line(PROGRAM, &e);
+    }
     net.set_timeout(cfg.timeout);
     if mode.implicit_tls {
         // RFC 8314: port 465 starts with the handshake, bounded like a command line.

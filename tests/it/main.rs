@@ -17,6 +17,7 @@ mod inject;
 mod install;
 mod local;
 mod lworker;
+mod ops;
 mod ports;
 mod privs;
 mod queue;

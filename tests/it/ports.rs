@@ -319,10 +319,12 @@ fn install_makes_a_certificate_and_serves_the_client_ports() {
     let tmp = TempDir::new("install-ports");
     let home = tmp.path().join("postern");
     let root = tmp.path().join("root");
+    // Units go in only where systemd's directory exists.
+    fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
     let install = || {
         let out = Command::new(repo().join("scripts/install"))
             .args(["--home", home.to_str().unwrap(), "--domain", "ports-inst.test", "--postmaster", "lee@ports-inst.test", "--no-sendmail"])
-            .args(["--service-root", root.to_str().unwrap()])
+            .args(["--root", root.to_str().unwrap()])
             .env("POSTERN_BUILD", bin_dir())
             .output()
             .unwrap();
@@ -384,22 +386,30 @@ fn install_makes_a_certificate_and_serves_the_client_ports() {
     // The units and the init script name the ports and the modes.
     let unit = |name: &str| fs::read_to_string(root.join("etc/systemd/system").join(format!("{name}.service"))).unwrap();
     let sub = unit("postern-submission");
-    assert!(sub.contains(" :: 587 ") && sub.contains("Environment=POSTERN_SUBMISSION=1\n") && !sub.contains("POSTERN_TLS"), "{sub}");
+    assert!(sub.contains(" SUBMISSION_PORT=587 ") && sub.contains("Environment=POSTERN_SUBMISSION=1\n") && !sub.contains("POSTERN_TLS"), "{sub}");
     let smtps = unit("postern-smtps");
-    assert!(smtps.contains(" :: 465 ") && smtps.contains("POSTERN_SUBMISSION=1\n") && smtps.contains("POSTERN_TLS=implicit\n"), "{smtps}");
+    assert!(smtps.contains(" SMTPS_PORT=465 ") && smtps.contains("POSTERN_SUBMISSION=1\n") && smtps.contains("POSTERN_TLS=implicit\n"), "{smtps}");
     let pop3s = unit("postern-pop3s");
     assert!(
-        pop3s.contains(" :: 995 ") && pop3s.contains("POSTERN_TLS=implicit\n") && pop3s.contains("postern-popup ports-inst.test "),
+        pop3s.contains(" POP3S_PORT=995 ") && pop3s.contains("POSTERN_TLS=implicit\n") && pop3s.contains("postern-popup ports-inst.test "),
         "{pop3s}"
     );
+    // /etc/default/postern names the ports, as the units' defaults do.
+    let default = fs::read_to_string(root.join("etc/default/postern")).unwrap();
+    for v in ["SUBMISSION_PORT=587\n", "SMTPS_PORT=465\n", "POP3S_PORT=995\n"] {
+        assert!(default.contains(v), "/etc/default/postern lacks {v:?}");
+    }
     for u in [&sub, &smtps, &pop3s] {
         assert!(u.contains(&format!("{}/bin/postern-listen", home.display())) && !u.contains("/var/postern"), "{u}");
     }
     let init = fs::read_to_string(root.join("etc/init.d/postern")).unwrap();
     for line in [
-        "start_one submission env POSTERN_SUBMISSION=1 \"$B/postern-listen\" -u postern-d -c 100 -C 10 :: 587 ",
-        "start_one smtps env POSTERN_SUBMISSION=1 POSTERN_TLS=implicit \"$B/postern-listen\" -u postern-d -c 100 -C 10 :: 465 ",
-        "start_one pop3s env POSTERN_TLS=implicit \"$B/postern-listen\" -u postern-d -c 100 -C 20 :: 995 ",
+        "start_one submission 'postern-listen: ready' env POSTERN_SUBMISSION=1 \"$B/postern-listen\" -u postern-d $SUBMISSION_LIMITS \"$SUBMISSION_ADDRESS\" \"$SUBMISSION_PORT\" ",
+        "start_one smtps 'postern-listen: ready' env POSTERN_SUBMISSION=1 POSTERN_TLS=implicit \"$B/postern-listen\" -u postern-d $SMTPS_LIMITS ",
+        "start_one pop3s 'postern-listen: ready' env POSTERN_TLS=implicit \"$B/postern-listen\" -u postern-d $POP3S_LIMITS ",
+        "SUBMISSION_ADDRESS=:: SUBMISSION_PORT=587 ",
+        "SMTPS_ADDRESS=:: SMTPS_PORT=465 ",
+        "POP3S_ADDRESS=:: POP3S_PORT=995 ",
     ] {
         assert!(init.contains(line), "init script lacks {line:?}");
     }

@@ -205,13 +205,20 @@ fn issue15_text_before_the_354_is_refused_and_the_session_closed() {
     assert!(c.closed());
 }
 
-/// The -c and -C of the `postern-listen ... postern-smtpd` line of an install file.
+/// The -c and -C of the `postern-listen ... postern-smtpd` line of an install
+/// file, or of its SMTP_LIMITS (the setting in /etc/default/postern, and the
+/// defaults the unit and the init script have without it).
 fn smtp_limits(file: &str) -> (usize, usize) {
     let text = fs::read_to_string(repo().join(file)).unwrap();
     let line = text
         .lines()
-        .find(|l| l.contains("postern-listen") && l.contains("postern-smtpd") && l.contains(" -c "))
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .find_map(|l| match l.split_once("SMTP_LIMITS=") {
+            Some((_, rest)) => Some(rest.trim_start_matches('"').split('"').next().unwrap_or("").to_string()),
+            None => (l.contains("postern-listen") && l.contains("postern-smtpd") && l.contains(" -c ")).then(|| l.to_string()),
+        })
         .unwrap_or_else(|| panic!("{file}: no SMTP listener"));
+    let line = line.as_str();
     let words: Vec<&str> = line.split_whitespace().collect();
     let opt = |o: &str| {
         words
@@ -230,7 +237,7 @@ fn smtp_limits(file: &str) -> (usize, usize) {
 /// keep -C as high as -c: all their clients come from 127.0.0.1.
 #[test]
 fn issue15_installs_limit_smtp_connections_per_address_well_below_the_total() {
-    for file in ["scripts/postern-smtp.service", "scripts/postern.init"] {
+    for file in ["scripts/postern.default", "scripts/postern-smtp.service", "scripts/postern.init"] {
         let (total, per_address) = smtp_limits(file);
         assert!(per_address * 10 <= total, "{file}: -C {per_address} of -c {total}");
     }
