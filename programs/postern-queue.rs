@@ -31,5 +31,6 @@ fn main() {
         log::line(PROGRAM, "the message must be on fd 0 and the envelope on fd 1");
         std::process::exit(exit::READ);
     };
-    std::process::exit(queue_one(&home, &mut std::fs::File::from(message), &mut std::fs::File::from(envelope), uid, ask));
+    let queued = queue_one(&home, &mut std::fs::File::from(message), &mut std::fs::File::from(envelope), uid, ask);
+    std::process::exit(queued.err().unwrap_or(0));
 }

@@ -3,8 +3,10 @@
 //! Recipients come from the arguments; with -t also from the To/Cc/Bcc headers
 //! (arguments are added to them, as Postfix does). -f/-r set the envelope sender,
 //! -F the full name for an added From. Without -i/-oi a line holding only "." ends
-//! the message (sendmail's tradition). -bp lists the queue (like `mailq`), -q asks
-//! postern-send to retry everything now. Options sendmail uses for its own
+//! the message (sendmail's tradition). -bp lists the queue (like `mailq`), for
+//! every user, without message contents; -q (and -qR, -qS, -q with an interval)
+//! asks postern-send to retry everything now, through postern-queued, so no
+//! write access to the queue is needed (`queue::listing::mailq`, `retry`). Options sendmail uses for its own
 //! delivery modes (-o*, -v, -N, -R, -B, -U, -odb, ...) are accepted and ignored.
 //! Exit 0 queued, 100 permanent failure, 111 temporary.
 
@@ -61,15 +63,16 @@ fn main() {
     req.recipients = opts.rest();
     let home = Home::from_env();
     match mode {
-        Mode::List => match listing::queue_listing(&home) {
-            Ok(items) => {
-                postern::os::out::print(listing::format_listing(&items));
+        Mode::List => match listing::mailq(&home) {
+            Ok(text) => {
+                postern::os::out::print(text);
                 std::process::exit(EXIT_OK);
             }
             Err(e) => fail(e),
         },
-        Mode::Flush => match listing::flush(&home) {
-            Ok(()) => std::process::exit(EXIT_OK),
+        Mode::Flush => match listing::retry(&home) {
+            Ok(said) if said.starts_with("ok") => std::process::exit(EXIT_OK),
+            Ok(said) => fail(listing::ListingError::Refused(said.trim_end().to_string())),
             Err(e) => fail(e),
         },
         Mode::Deliver => {}

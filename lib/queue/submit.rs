@@ -243,7 +243,13 @@ impl Submission {
     }
 
     /// The message is complete: hand over the envelope and wait for the verdict.
-    pub fn commit(mut self, envelope: &Envelope) -> Result<(), SubmitError> {
+    pub fn commit(self, envelope: &Envelope) -> Result<(), SubmitError> {
+        self.commit_id(envelope).map(|_| ())
+    }
+
+    /// `commit`, with the new message's queue id when the queue said it
+    /// (postern-queued does; a queue program's exit code cannot).
+    pub fn commit_id(mut self, envelope: &Envelope) -> Result<Option<super::Id>, SubmitError> {
         drop(self.stdin.take());
         if let Some(mut w) = self.envelope.take() {
             let _ = w.write_all(&envelope.encode());
@@ -258,22 +264,23 @@ impl Submission {
         let _ = self.wait();
     }
 
-    fn wait(&mut self) -> Result<(), SubmitError> {
+    fn wait(&mut self) -> Result<Option<super::Id>, SubmitError> {
         let child = match &mut self.verdict {
-            Verdict::Program(child) => child,
             Verdict::Daemon(sock) => {
-                let mut code = [0u8; 1];
-                return match sock.read(&mut code) {
-                    Ok(1) if code[0] == 0 => Ok(()),
-                    Ok(1) => Err(SubmitError { code: code[0] as i32, detail: String::new() }),
+                // The code byte, then (after 0) the id, then the worker closes.
+                let mut answer = Vec::new();
+                return match sock.take(1 + 64).read_to_end(&mut answer) {
+                    Ok(_) if answer.first() == Some(&0) => Ok(std::str::from_utf8(&answer[1..]).ok().and_then(super::Id::parse)),
+                    Ok(_) if !answer.is_empty() => Err(SubmitError { code: answer[0] as i32, detail: String::new() }),
                     Ok(_) => Err(SubmitError { code: exit::BUG, detail: "postern-queued's worker ended without an answer".into() }),
                     Err(e) => Err(SubmitError { code: exit::BUG, detail: format!("reading postern-queued's answer: {e}") }),
                 };
             }
+            Verdict::Program(child) => child,
         };
         let status = child.wait().map_err(|e| SubmitError { code: exit::BUG, detail: format!("wait for the queue program: {e}") })?;
         match status.code() {
-            Some(0) => Ok(()),
+            Some(0) => Ok(None),
             Some(code) => Err(SubmitError { code, detail: String::new() }),
             None => Err(SubmitError { code: exit::BUG, detail: "the queue program was killed by a signal".into() }),
         }
@@ -305,4 +312,15 @@ pub fn submit_asking(home: &Home, message: &mut dyn Read, envelope: &Envelope, a
         return Err(SubmitError { code: exit::READ, detail: format!("reading the message: {e}") });
     }
     sub.commit(envelope)
+}
+
+/// A request without a message to postern-queued (`L`: the listing; `K`: a
+/// retry of everything): its answer, or None when the daemon does not answer.
+pub fn ask_daemon(home: &Home, byte: u8) -> Option<String> {
+    let mut sock = std::os::unix::net::UnixStream::connect(daemon_socket(home)).ok()?;
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(60))).ok()?;
+    sock.write_all(&[byte]).ok()?;
+    let mut answer = Vec::new();
+    sock.read_to_end(&mut answer).ok()?;
+    Some(String::from_utf8_lossy(&answer).into_owned())
 }

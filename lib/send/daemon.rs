@@ -3,7 +3,8 @@
 //! retirements), in one single-threaded poll loop.
 //!
 //! It wakes on the queue's trigger FIFO (any byte: look in new/; 'F': retry
-//! everything now), on the spawners' answers, on the scheduler's next due time,
+//! everything now; the administrator's requests, `queue::control`), on the
+//! spawners' answers, on the scheduler's next due time,
 //! and on signals: TERM stops after the running deliveries, HUP rereads the
 //! control files, ALRM retries everything.
 
@@ -96,6 +97,8 @@ struct Daemon {
     remote_answers: Option<File>,
     /// Finished files handed to `Queue::retire`; picks its free/ slot.
     retired: usize,
+    /// The trigger's bytes: a request may be cut between two reads.
+    requests: crate::queue::control::Reader,
 }
 
 /// postern-send: serve until stopped. Err: why it could not go on.
@@ -124,7 +127,7 @@ pub fn run(home: Home, cfg: Config, spawners: Spawners) -> Result<(), String> {
         format!("cannot open the trigger {}: {e}; create it with mkfifo (scripts/install does)", queue.trigger_path().display())
     })?;
     let sched = Scheduler::new(cfg.policy.clone(), true, spawners.remote.is_some());
-    let mut d = Daemon { home, queue, cfg, sched, spawners, remote_answers, retired: 0 };
+    let mut d = Daemon { home, queue, cfg, sched, spawners, remote_answers, retired: 0, requests: Default::default() };
     d.recover().map_err(|e| format!("cannot read the queue {}: {e}", d.queue.root().display()))?;
     log::line(PROGRAM, &format!("started, {} message(s) in the queue", d.sched.queued()));
     let (mut lbuf, mut rbuf) = (Vec::new(), Vec::new());
@@ -259,19 +262,47 @@ impl Daemon {
 
     fn triggered(&mut self, trigger: &mut File) {
         let mut buf = [0u8; 512];
-        let mut flush = false;
+        let mut wake = crate::queue::control::Wake::default();
         while let Ok(n) = trigger.read(&mut buf) {
             if n == 0 {
                 break;
             }
-            flush |= buf[..n].contains(&b'F');
+            self.requests.feed(&buf[..n], &mut wake);
         }
         if let Err(e) = self.take_new() {
-            log::line(PROGRAM, &format!("cannot read {}: {e}", self.queue.new_dir().display()));
+            log::warn(PROGRAM, &format!("cannot read {}: {e}", self.queue.new_dir().display()));
         }
-        if flush {
+        if wake.flush {
             self.sched.flush(now());
             self.act();
+        }
+        for bad in wake.bad {
+            log::warn(PROGRAM, &format!("ignored a request on the trigger that does not parse: {bad:?}"));
+        }
+        for r in wake.requests {
+            self.request(r);
+            self.act();
+        }
+    }
+
+    /// An administrator's request (`queue::control`).
+    fn request(&mut self, r: crate::queue::control::Request) {
+        use crate::queue::control::Request;
+        match r {
+            Request::Hold(id) if self.queue.hold().join(&id).exists() => log::line(PROGRAM, &format!("hold {id}: held already")),
+            Request::Hold(id) => self.sched.hold(now(), &id),
+            Request::Delete { id, bounce } => {
+                // A held message comes back to be deleted (and bounced) here.
+                let held = self.queue.hold().join(&id);
+                if held.exists() {
+                    match std::fs::rename(&held, self.queue.mess().join(&id)) {
+                        Ok(()) => self.load(id.clone()),
+                        Err(e) => return log::warn(PROGRAM, &format!("delete {id}: cannot take it from {}: {e}", held.display())),
+                    }
+                }
+                self.sched.delete(now(), &id, bounce)
+            }
+            Request::Requeue(id) => self.sched.requeue(now(), &id),
         }
     }
 
@@ -366,6 +397,7 @@ impl Daemon {
                 self.sched.bounced(now(), &b.id, result);
             }
             Action::Retire { id } => {
+                crate::queue::info::remove(self.queue.root(), &id);
                 self.retired += 1;
                 let path = self.queue.mess().join(&id);
                 if let Err(e) = self.queue.retire(&path, self.retired) {
@@ -374,6 +406,36 @@ impl Daemon {
             }
             Action::Quarantine { id, why } => self.quarantine(&id, &why),
             Action::Load { id } => self.load(id),
+            Action::Hold { id } => self.hold(id),
+            Action::Info { id, tried } => {
+                // Only what listings show: a missing info/ (an old install) costs nothing else.
+                let _ = crate::queue::info::write(self.queue.root(), &id, &tried);
+            }
+        }
+    }
+
+    /// Move a message the scheduler let go of to hold/, durably (else a crash
+    /// would deliver it). Its mtime says since when it is held: `release` does
+    /// not count that time against queuelifetime.
+    fn hold(&mut self, id: Id) {
+        let (from, to) = (self.queue.mess().join(&id), self.queue.hold().join(&id));
+        // UTIME_NOW needs only write access: the file is postern-q's.
+        let now_ts = nix::sys::time::TimeSpec::UTIME_NOW;
+        let moved = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&from)
+            .and_then(|f| nix::sys::stat::futimens(std::os::fd::AsRawFd::as_raw_fd(&f), &now_ts, &now_ts).map_err(io::Error::from))
+            .and_then(|()| std::fs::rename(&from, &to))
+            .and_then(|()| crate::os::fs::sync_dir(&self.queue.hold()));
+        match moved {
+            Ok(()) => log::line(PROGRAM, &format!("hold {id}: moved to {}", to.display())),
+            Err(e) => {
+                log::warn(PROGRAM, &format!("hold {id}: cannot move it to {}: {e}; it stays in the queue", to.display()));
+                if from.exists() {
+                    self.load(id);
+                }
+            }
         }
     }
 

@@ -10,3 +10,4 @@ pub mod mx;
 pub mod outgoing;
 pub mod reply;
 pub mod server;
+pub mod sessionlog;

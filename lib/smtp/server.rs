@@ -196,6 +196,7 @@ pub struct Smtpd<'a> {
     checker: Option<crate::mailauth::Checker>,
     /// SRS (control/srssecret), read at the first SRS recipient; None inside: off.
     srs: Option<Option<crate::srs::Srs>>,
+    log: super::sessionlog::SessionLog,
 }
 
 /// What a command handler tells the loop.
@@ -221,7 +222,13 @@ impl<'a> Smtpd<'a> {
             mail: None,
             checker: None,
             srs: None,
+            log: Default::default(),
         }
+    }
+
+    /// The client as the log names it (`sessionlog::who`).
+    fn who(&self) -> String {
+        super::sessionlog::who(&self.client.ip, self.helo.as_deref(), self.net.tls_info(), self.auth_user.as_deref())
     }
 
     /// A reply with its enhanced status.
@@ -266,6 +273,13 @@ impl<'a> Smtpd<'a> {
             self.reply(421, Status::CONNECTION_DROPPED, "timeout; closing connection");
         }
         self.net.close();
+        let how = match &r {
+            Ok(End::Quit) => "quit".to_string(),
+            Ok(End::Dropped(why)) => format!("dropped: {why}"),
+            Err(SmtpdError::Net(NetError::Closed)) => "the client closed the connection".to_string(),
+            Err(e) => e.to_string(),
+        };
+        log::line(PROGRAM, &self.log.ended(&self.who(), &how));
         r
     }
 
@@ -598,6 +612,7 @@ impl<'a> Smtpd<'a> {
         // forged From: of ours from outside must not leave with our signature.
         // The clients checked on arrival are exactly the others.
         let sign = self.auth_user.is_some() || self.client.relayclient.is_some();
+        let began = Instant::now();
         let checked = self.checks_apply();
         let started = if checked {
             let helo = self.helo.clone().unwrap_or_default();
@@ -663,19 +678,14 @@ impl<'a> Smtpd<'a> {
         }
         let dsn = MessageDsn { ret: t.params.ret, envid: t.params.envid.clone() };
         let envelope = Envelope { sender: t.sender.clone(), recipients: t.rcpts.clone(), dsn, rcpt_dsn: t.rcpt_dsn.clone() };
-        match spool.commit(&envelope) {
-            Ok(()) => {
-                log::line(
-                    PROGRAM,
-                    &format!(
-                        "accepted {} bytes from <{}> for {} recipient(s) from {}",
-                        reader.bytes,
-                        t.sender,
-                        t.rcpts.len(),
-                        self.client.ip
-                    ),
-                );
-                self.reply(250, Status::OK, "ok: queued");
+        match spool.commit_id(&envelope) {
+            Ok(id) => {
+                let who = self.who();
+                log::line(PROGRAM, &self.log.accepted(&who, id.as_ref(), &t.sender, &t.rcpts, reader.bytes, began.elapsed()));
+                match id {
+                    Some(id) => self.reply(250, Status::OK, &format!("ok: queued as {id}")),
+                    None => self.reply(250, Status::OK, "ok: queued"),
+                }
             }
             Err(e) => {
                 log::line(PROGRAM, &format!("queueing a message from {} failed: {e}", self.client.ip));
@@ -882,17 +892,10 @@ pub fn session_main() -> i32 {
     };
     net.set_timeout(cfg.timeout);
     let mut smtpd = Smtpd::new(&home, &cfg, &client, net);
+    // run() logs the session's line, however it ended.
     match smtpd.run() {
         Ok(End::Quit) => 0,
-        Ok(End::Dropped(why)) => {
-            log::line(PROGRAM, &format!("dropped {}: {why}", client.ip));
-            1
-        }
-        Err(SmtpdError::Net(NetError::Closed)) => 1,
-        Err(e) => {
-            log::line(PROGRAM, &format!("session with {} ended: {e}", client.ip));
-            1
-        }
+        _ => 1,
     }
 }
 
