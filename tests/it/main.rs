@@ -15,6 +15,7 @@ mod install;
 mod local;
 mod privs;
 mod queue;
+mod queue_admin;
 mod regression;
 mod send;
 mod srs;
