@@ -134,7 +134,7 @@ pub fn serve(home: &Home, listener: UnixListener) -> io::Result<()> {
             0
         });
         if let Err(e) = forked {
-            crate::os::log::line(PROGRAM, &format!("cannot fork a worker: {e}"));
+            crate::os::log::error(PROGRAM, &format!("cannot fork a worker: {e}"));
         }
     }
 }
@@ -225,7 +225,7 @@ fn submission(home: &Home, policy: &Policy, uid: u32, ask: Ask, message: &File, 
                     return Err(exit::BUSY);
                 }
                 Err(e) => {
-                    crate::os::log::line(PROGRAM, &format!("cannot count the submissions of uid {uid}: {e}"));
+                    crate::os::log::error(PROGRAM, &format!("cannot count the submissions of uid {uid}: {e}"));
                     return Err(exit::QUEUE_DIR);
                 }
             }

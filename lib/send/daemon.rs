@@ -166,11 +166,11 @@ pub fn run(home: Home, cfg: Config, spawners: Spawners) -> Result<(), String> {
             d.triggered(&mut trigger);
         }
         if local && !d.read_answers(Chan::Local, &mut lbuf)? {
-            log::line(PROGRAM, "postern-lspawn went away; stopping");
+            log::error(PROGRAM, "postern-lspawn went away; stopping");
             break;
         }
         if remote && !d.read_answers(Chan::Remote, &mut rbuf)? {
-            log::line(PROGRAM, "postern-rspawn went away; stopping");
+            log::error(PROGRAM, "postern-rspawn went away; stopping");
             break;
         }
     }
@@ -252,7 +252,7 @@ impl Daemon {
                     self.cfg = c;
                     log::line(PROGRAM, "control files reread");
                 }
-                Err(e) => log::line(PROGRAM, &format!("{e}; keeping the previous settings")),
+                Err(e) => log::error(PROGRAM, &format!("{e}; keeping the previous settings")),
             },
             Some(Signal::SIGALRM) => self.sched.flush(now()),
             _ => {}
@@ -386,7 +386,7 @@ impl Daemon {
                 if let Err(e) = QueueFile::open(&self.queue.mess().join(&id), true).and_then(|mut f| f.mark_done(&recipients)) {
                     // Not fatal: the recipients stay 'T' on disk and get a duplicate
                     // delivery after a restart, never a loss.
-                    log::line(PROGRAM, &format!("{e}; a restart may deliver these recipients again"));
+                    log::warn(PROGRAM, &format!("{e}; a restart may deliver these recipients again"));
                 }
             }
             Action::Bounce(b) => {
@@ -401,7 +401,7 @@ impl Daemon {
                 self.retired += 1;
                 let path = self.queue.mess().join(&id);
                 if let Err(e) = self.queue.retire(&path, self.retired) {
-                    log::line(PROGRAM, &format!("cannot remove {}: {e}", path.display()));
+                    log::warn(PROGRAM, &format!("cannot remove {}: {e}", path.display()));
                 }
             }
             Action::Quarantine { id, why } => self.quarantine(&id, &why),
@@ -468,8 +468,8 @@ impl Daemon {
         let bad = self.queue.bad();
         let _ = std::fs::create_dir_all(&bad);
         match std::fs::rename(self.queue.mess().join(id), bad.join(id)) {
-            Ok(()) => log::line(PROGRAM, &format!("{why}; moved it to {} for a person to look at", bad.join(id).display())),
-            Err(e) => log::line(PROGRAM, &format!("{why}; could not move it aside: {e}")),
+            Ok(()) => log::error(PROGRAM, &format!("{why}; moved it to {} for a person to look at", bad.join(id).display())),
+            Err(e) => log::error(PROGRAM, &format!("{why}; could not move it aside: {e}")),
         }
     }
 }

@@ -172,7 +172,7 @@ pub fn start_all(home: &Home) -> Result<Started, String> {
         match Command::new(bin(Child::QueueDaemon)).env("POSTERN_HOME", home.root()).stdin(Stdio::null()).spawn() {
             Ok(c) => pids.push((Child::QueueDaemon, Pid::from_raw(c.id() as i32))),
             Err(e) => {
-                crate::os::log::line("postern-start", &format!("{}; clients run postern-queue instead", cannot(Child::QueueDaemon, e)))
+                crate::os::log::warn("postern-start", &format!("{}; clients run postern-queue instead", cannot(Child::QueueDaemon, e)))
             }
         }
     }

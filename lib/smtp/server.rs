@@ -688,7 +688,7 @@ impl<'a> Smtpd<'a> {
                 }
             }
             Err(e) => {
-                log::line(PROGRAM, &format!("queueing a message from {} failed: {e}", self.client.ip));
+                log::warn(PROGRAM, &format!("queueing a message from {} failed: {e}", self.client.ip));
                 use crate::mailauth::filter::{DEFERRED, REFUSED};
                 match e.kind() {
                     // postern-authcheck's verdicts (it logged the reason).
@@ -796,7 +796,7 @@ impl<'a> Smtpd<'a> {
     /// A wrong login: wait longer each time, hang up after a few.
     fn failed_login(&mut self, login: &str) -> Next {
         self.auth_failures += 1;
-        log::line(PROGRAM, &format!("failed login for {login} from {} ({} so far)", self.client.ip, self.auth_failures));
+        log::warn(PROGRAM, &format!("failed login for {login} from {} ({} so far)", self.client.ip, self.auth_failures));
         let _ = self.net.flush();
         std::thread::sleep(self.cfg.auth_fail_delay * self.auth_failures);
         if self.auth_failures >= MAX_AUTH_FAILURES {
