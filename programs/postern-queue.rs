@@ -32,5 +32,8 @@ fn main() {
         std::process::exit(exit::READ);
     };
     let queued = queue_one(&home, &mut std::fs::File::from(message), &mut std::fs::File::from(envelope), uid, ask);
+    if let Ok(id) = &queued {
+        postern::queue::submit::tell_id(id);
+    }
     std::process::exit(queued.err().unwrap_or(0));
 }

@@ -151,6 +151,35 @@ fn queue_surgery_on_a_running_instance() {
 }
 
 #[test]
+fn the_reply_names_the_queue_id_whichever_way_the_message_is_queued() {
+    let i = Instance::create("qadmin-id");
+    let md = i.adduser("alice", "x");
+    i.start();
+    let to = i.address("alice");
+    let taken = |id: &str| i.send_log().contains(&format!("new {id} from <s@sender.test>"));
+    // Through postern-queued.
+    let id = smtp_send(&i, "s@sender.test", &to, "by the daemon", "x");
+    wait_for(20, "postern-send to take it", || taken(&id).then_some(()));
+    // Through postern-authcheck (the arrival checks), which hands it on.
+    i.control("authcheck", "1\n");
+    let id2 = smtp_send(&i, "s@sender.test", &to, "checked", "x");
+    wait_for(20, "postern-send to take it", || taken(&id2).then_some(()));
+    assert!(i.smtp_log().contains("postern-authcheck: accepted"), "{}", i.smtp_log());
+    i.control("authcheck", "0\n");
+    // Through postern-queue, with postern-queued gone.
+    let daemon = i.pids("postern-queued");
+    assert!(!daemon.is_empty());
+    for pid in daemon {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+    wait_for(20, "postern-queued's socket gone", || (!i.join("run/queue/submit").exists()).then_some(()));
+    let id3 = smtp_send(&i, "s@sender.test", &to, "by the program", "x");
+    wait_for(20, "postern-send to take it", || taken(&id3).then_some(()));
+    i.wait_mail(&md, 3);
+    assert!(id != id2 && id2 != id3);
+}
+
+#[test]
 fn requests_about_messages_postern_send_does_not_have_say_so() {
     let i = Instance::started("qadmin-none");
     for (args, code, says) in [
