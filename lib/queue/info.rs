@@ -49,8 +49,8 @@ pub fn parse(bytes: &[u8]) -> Vec<Tried> {
                 attempts: f.next()?.parse().ok()?,
                 last_try: f.next()?.parse().ok()?,
                 next_try: f.next()?.parse().ok()?,
-                status: f.next()?.to_string(),
-                text: f.next().unwrap_or("").to_string(),
+                status: f.next().filter(|s| s.bytes().all(|b| b.is_ascii_graphic()))?.to_string(),
+                text: f.next().unwrap_or("").chars().map(|c| if c.is_control() { ' ' } else { c }).collect(),
             })
         })
         .collect()
