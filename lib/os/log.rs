@@ -2,8 +2,9 @@
 //! concurrent processes sharing a log never interleave.
 //!
 //! A line is `TIMESTAMP PROGRAM: MESSAGE`, the timestamp RFC 3339 in UTC to the
-//! microsecond (`2026-11-30T23:05:01.123456Z`). Under systemd (JOURNAL_STREAM
-//! is set: stderr is the journal) each line starts with its syslog priority,
+//! microsecond (`2026-11-30T23:05:01.123456Z`). Under systemd (stderr is the
+//! stream JOURNAL_STREAM names, so not a pipe a child's parent reads) each
+//! line starts with its syslog priority,
 //! `<3>` error, `<4>` warning, `<6>` information, which journald takes off and
 //! keeps as the entry's priority (SyslogLevelPrefix, on by default).
 
@@ -40,9 +41,22 @@ pub fn error(program: &str, message: &str) {
 
 /// `line` with a priority.
 pub fn at(priority: Priority, program: &str, message: &str) {
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let buf = format_line(priority, journal, SystemTime::now(), program, message);
+    let buf = format_line(priority, to_journal(), SystemTime::now(), program, message);
     let _ = std::io::stderr().lock().write_all(buf.as_bytes());
+}
+
+/// Whether stderr is the journal: JOURNAL_STREAM is `DEVICE:INODE` of the
+/// stream systemd connected, and a child whose stderr went elsewhere inherits
+/// the variable, so the descriptor is checked (as sd_journal_stream_fd's
+/// documentation asks). Decided once per process.
+fn to_journal() -> bool {
+    static JOURNAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *JOURNAL.get_or_init(|| {
+        let Some(v) = std::env::var_os("JOURNAL_STREAM") else { return false };
+        let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else { return false };
+        let Ok(st) = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&std::io::stderr())) else { return false };
+        dev.parse::<u64>().ok() == Some(st.st_dev as u64) && ino.parse::<u64>().ok() == Some(st.st_ino as u64)
+    })
 }
 
 /// One log line, newline included.
