@@ -281,7 +281,8 @@ fn main() {
         }
         ("log", _) => {
             let id = queue_admin::parse_id(sub.get_one::<String>("id").unwrap()).unwrap_or_else(|e| fail(e));
-            let files: Vec<PathBuf> = sub.get_many::<PathBuf>("file").map(|f| f.cloned().collect()).unwrap_or_else(|| queue_admin::log_files(&home));
+            let files: Vec<PathBuf> =
+                sub.get_many::<PathBuf>("file").map(|f| f.cloned().collect()).unwrap_or_else(|| queue_admin::log_files(&home));
             let lines = queue_admin::log_story(&id, &files).unwrap_or_else(|e| fail(e));
             if lines.is_empty() {
                 usage_error(&format!("no log line names {id} (looked in {})", queue_admin::sources(&files)));

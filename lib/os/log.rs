@@ -55,7 +55,7 @@ fn to_journal() -> bool {
         let Some(v) = std::env::var_os("JOURNAL_STREAM") else { return false };
         let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else { return false };
         let Ok(st) = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&std::io::stderr())) else { return false };
-        dev.parse::<u64>().ok() == Some(st.st_dev as u64) && ino.parse::<u64>().ok() == Some(st.st_ino as u64)
+        dev == st.st_dev.to_string() && ino == st.st_ino.to_string()
     })
 }
 

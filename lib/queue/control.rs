@@ -64,11 +64,9 @@ impl Reader {
                         None => wake.bad.push(crate::os::log::show(&line)),
                     }
                 }
-                Some(p) => {
-                    if p.len() < MAX_REQUEST {
-                        p.push(b);
-                    }
-                }
+                Some(p) if p.len() < MAX_REQUEST => p.push(b),
+                // Too long to be a request: the rest of it is dropped.
+                Some(_) => {}
                 None if b == b'=' => self.partial = Some(Vec::new()),
                 None if b == b'F' => wake.flush = true,
                 None => {}

@@ -79,16 +79,7 @@ impl Queued {
 pub fn read_one(q: &Queue, dir: &'static str, id: &Id) -> Option<(Queued, Option<QueueFile>)> {
     let path = q.root().join(dir).join(id);
     let now = crate::os::time::now();
-    let mut item = Queued {
-        id: id.clone(),
-        dir,
-        birth: 0,
-        age: 0,
-        sender: String::new(),
-        size: 0,
-        recipients: Vec::new(),
-        problem: None,
-    };
+    let mut item = Queued { id: id.clone(), dir, birth: 0, age: 0, sender: String::new(), size: 0, recipients: Vec::new(), problem: None };
     match QueueFile::open(&path, false) {
         Ok(f) => {
             let tried = info::read(q.root(), id);
@@ -220,7 +211,13 @@ pub fn json_message(m: &Queued) -> String {
         .recipients
         .iter()
         .map(|r| {
-            let state = if r.done { "done" } else if m.dir == "hold" { "held" } else { "pending" };
+            let state = if r.done {
+                "done"
+            } else if m.dir == "hold" {
+                "held"
+            } else {
+                "pending"
+            };
             let mut o = format!("{{\"address\":{},\"state\":\"{state}\"", json_str(&r.address));
             match &r.tried {
                 Some(t) => o.push_str(&format!(

@@ -65,7 +65,17 @@ impl Queue {
 
     /// Create the directories and the trigger (install and instance create).
     pub fn create_dirs(&self) -> io::Result<()> {
-        for d in [self.root.clone(), self.tmp(), self.new_dir(), self.mess(), self.free(), self.bad(), self.hold(), self.info(), self.root.join("lock")] {
+        for d in [
+            self.root.clone(),
+            self.tmp(),
+            self.new_dir(),
+            self.mess(),
+            self.free(),
+            self.bad(),
+            self.hold(),
+            self.info(),
+            self.root.join("lock"),
+        ] {
             fs::create_dir_all(&d)?;
         }
         let t = self.trigger_path();

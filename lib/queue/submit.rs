@@ -227,8 +227,8 @@ impl Submission {
         // Set or removed, never inherited: only this submitter decides.
         cmd.env_remove(SIGN_ENV).env_remove(SRS_ENV).env(IDFD_ENV, IDFD.to_string());
         cmd.stdin(Stdio::piped()).stdout(Stdio::from(env_r)).env("POSTERN_HOME", home.root()).envs(env.iter().copied());
-        let mut child = crate::os::sys::spawn_with_fds(&mut cmd, &[(id_w, IDFD)])
-            .map_err(|e| bug(format!("cannot run {}: {e}", program.display())))?;
+        let mut child =
+            crate::os::sys::spawn_with_fds(&mut cmd, &[(id_w, IDFD)]).map_err(|e| bug(format!("cannot run {}: {e}", program.display())))?;
         let stdin = child.stdin.take().map(|s| File::from(std::os::fd::OwnedFd::from(s)));
         Ok(Submission {
             verdict: Verdict::Program(child),

@@ -66,7 +66,10 @@ fn queue_surgery_on_a_running_instance() {
     assert!(accepted.contains("from 127.0.0.1 helo=client.test") && accepted.contains(&format!("<{sender}> -> <far@elsewhere.example>")));
     assert!(accepted.contains(" bytes in "), "{accepted}");
     wait_for(20, "the connection line", || {
-        i.smtp_log().lines().any(|l| l.contains("connection from 127.0.0.1 helo=client.test") && l.contains(&format!("[{id}]"))).then_some(())
+        i.smtp_log()
+            .lines()
+            .any(|l| l.contains("connection from 127.0.0.1 helo=client.test") && l.contains(&format!("[{id}]")))
+            .then_some(())
     });
 
     // Every log line: an RFC 3339 timestamp, the program, the event.
@@ -85,7 +88,10 @@ fn queue_surgery_on_a_running_instance() {
     assert!(list.contains(&format!("{id} (active)")) && list.contains("pending <far@elsewhere.example>"), "{list}");
     assert!(list.contains("next try 20") && list.contains(": 4."), "{list}");
     let j = admin(&i, &["queue", "list", "--json"]);
-    assert_eq!(json(&j, "d[0]['id'], d[0]['recipients'][0]['state'], d[0]['recipients'][0]['attempts']"), format!("('{id}', 'pending', 1)"));
+    assert_eq!(
+        json(&j, "d[0]['id'], d[0]['recipients'][0]['state'], d[0]['recipients'][0]['attempts']"),
+        format!("('{id}', 'pending', 1)")
+    );
     assert_eq!(json(&j, "d[0]['recipients'][0]['status'][0], d[0]['recipients'][0]['next_try'] > d[0]['arrival']"), "('4', True)");
 
     // show: envelope and header; the body only with --body.
@@ -208,7 +214,7 @@ s.quit()
     });
     for kind in [format!("accepted {id} "), "connection ".to_string()] {
         let line = log.lines().find(|l| l.contains(&kind) && l.contains(&id)).unwrap_or_else(|| panic!("{kind} in {log}"));
-        assert!(line.contains(&want) && line.contains(&format!(" auth={user}:")), "{line}");
+        assert!(line.contains(want) && line.contains(&format!(" auth={user}:")), "{line}");
     }
     let accepted = log.lines().find(|l| l.contains(&format!("accepted {id} "))).unwrap();
     assert!(accepted.contains(&format!("<{user}> -> <far@elsewhere.example>: ")), "{accepted}");
