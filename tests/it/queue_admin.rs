@@ -284,3 +284,30 @@ fn mailq_and_sendmail_q_work_for_an_ordinary_user_without_queue_access() {
     assert_eq!(i.send_log().matches(&asked).count(), 1, "a second retry within the minute:\n{}", i.send_log());
     fs::remove_file(mailq).unwrap();
 }
+
+/// Under systemd the journal takes each line's priority from a `<N>` prefix;
+/// a program whose stderr is not the journal's stream (a pipe to its parent)
+/// writes none, even with JOURNAL_STREAM inherited.
+#[test]
+fn log_lines_carry_their_priority_only_to_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let home = Home::new("qadmin-journal");
+    let dir = TempDir::new("qadmin-journal-log");
+    let run = |stream_of: Option<&Path>, log: &Path| {
+        let err = fs::File::create(log).unwrap();
+        let m = fs::metadata(stream_of.unwrap_or(log)).unwrap();
+        let mut c = home.cmd("postern-queue");
+        c.env("JOURNAL_STREAM", format!("{}:{}", m.dev(), m.ino())).stdin(std::process::Stdio::null()).stderr(err);
+        // An envelope that does not parse: a warning, exit 91.
+        let (r, w) = postern::os::sys::pipe().unwrap();
+        c.stdout(std::process::Stdio::from(r));
+        let mut child = c.spawn().unwrap();
+        drop(std::io::Write::write_all(&mut fs::File::from(w), b"Xbad\0\0"));
+        assert_eq!(child.wait().unwrap().code(), Some(91));
+        fs::read_to_string(log).unwrap()
+    };
+    let journal = run(None, &dir.path().join("journal"));
+    assert!(journal.starts_with("<4>20") && journal.contains("Z postern-queue: envelope format error"), "{journal}");
+    let other = run(Some(&dir.path().join("journal")), &dir.path().join("pipe"));
+    assert!(other.starts_with("20") && other.contains("Z postern-queue: envelope format error"), "{other}");
+}
