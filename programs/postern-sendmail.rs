@@ -72,7 +72,7 @@ fn main() {
         },
         Mode::Flush => match listing::retry(&home) {
             Ok(said) if said.starts_with("ok") => std::process::exit(EXIT_OK),
-            Ok(said) => fail(listing::ListingError::Refused(said.trim_end().to_string())),
+            Ok(said) => fail(listing::ListingError::Refused(format!("postern-queued answered: {}", said.trim_end()))),
             Err(e) => fail(e),
         },
         Mode::Deliver => {}

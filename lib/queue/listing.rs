@@ -29,7 +29,7 @@ impl fmt::Display for ListingError {
                 write!(f, "postern-send is not running (nobody reads {}); the queue will be tried when it starts", p.display())
             }
             ListingError::Trigger(p, e) => write!(f, "cannot write to the trigger {}: {e}", p.display()),
-            ListingError::Refused(said) => write!(f, "postern-queued answered: {said}"),
+            ListingError::Refused(said) => f.write_str(said),
         }
     }
 }
@@ -293,11 +293,22 @@ pub fn send_running(home: &Home) -> bool {
 /// (root, or the owner of an instance).
 pub fn mailq(home: &Home) -> Result<String, ListingError> {
     match super::submit::ask_daemon(home, b'L') {
-        Some(answer) if answer.starts_with("error: ") => return Err(ListingError::Refused(answer.trim_end().to_string())),
+        Some(answer) if answer.starts_with("error: ") => {
+            return Err(ListingError::Refused(format!("postern-queued answered: {}", answer.trim_end())))
+        }
         Some(answer) => return Ok(answer),
         None => {}
     }
-    queue_listing(home).map(|items| format_listing(&items))
+    queue_listing(home).map(|items| format_listing(&items)).map_err(|e| match e {
+        ListingError::QueueDir(_, ref io) if io.kind() == io::ErrorKind::PermissionDenied => no_daemon(home, e),
+        e => e,
+    })
+}
+
+/// Neither postern-queued nor the queue itself is open to us.
+fn no_daemon(home: &Home, e: ListingError) -> ListingError {
+    let sock = super::submit::daemon_socket(home);
+    ListingError::Refused(format!("postern-queued does not answer on {} (is postern running?), and {e}", sock.display()))
 }
 
 /// `sendmail -q` for any user: postern-queued asks postern-send (at most once
@@ -307,5 +318,8 @@ pub fn retry(home: &Home) -> Result<String, ListingError> {
     if let Some(answer) = super::submit::ask_daemon(home, b'K') {
         return Ok(answer);
     }
-    flush(home).map(|()| "ok: postern-send will retry every deferred delivery now\n".into())
+    flush(home).map(|()| "ok: postern-send will retry every deferred delivery now\n".into()).map_err(|e| match e {
+        ListingError::Trigger(_, ref io) if io.kind() == io::ErrorKind::PermissionDenied => no_daemon(home, e),
+        e => e,
+    })
 }

@@ -282,6 +282,17 @@ fn mailq_and_sendmail_q_work_for_an_ordinary_user_without_queue_access() {
     assert!(o.status.success(), "{}", text(&o));
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(i.send_log().matches(&asked).count(), 1, "a second retry within the minute:\n{}", i.send_log());
+    // Without postern-queued the user is told why, not just "permission denied".
+    for pid in i.pids("postern-queued") {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+    wait_for(20, "postern-queued's socket gone", || (!i.join("run/queue/submit").exists()).then_some(()));
+    let sendmail = i.path().join("bin/postern-sendmail");
+    for args in [&[][..], &["-q"][..]] {
+        let o = as_user(if args.is_empty() { &mailq } else { &sendmail }, args);
+        assert_eq!(o.status.code(), Some(111), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("postern-queued does not answer"), "{args:?}: {}", text(&o));
+    }
     fs::remove_file(mailq).unwrap();
 }
 
