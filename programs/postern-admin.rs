@@ -9,6 +9,7 @@ use postern::error::{Classify, EXIT_OK, EXIT_PERM};
 use postern::os::home::Home;
 use postern::os::out;
 use postern::outln;
+use postern::queue::admin as queue_admin;
 use postern::queue::listing;
 use postern::users;
 use std::fmt::Display;
@@ -29,6 +30,35 @@ fn password_args(cmd: Command, required: bool) -> Command {
 
 fn address(help: &'static str) -> Arg {
     Arg::new("address").required(true).value_name("ADDRESS").help(help)
+}
+
+fn json() -> Arg {
+    Arg::new("json").long("json").action(ArgAction::SetTrue).help("JSON, for scripts")
+}
+
+fn ids(many: bool) -> Arg {
+    let a = Arg::new("id").required(true).value_name("ID").help("a queue id, as `queue list` shows it");
+    if many {
+        a.num_args(1..)
+    } else {
+        a
+    }
+}
+
+/// Each ID of a queue command, done by `act`; every failure is reported, the
+/// exit code is the worst.
+fn each_id(a: &ArgMatches, act: impl Fn(&queue_admin::Id) -> Result<String, queue_admin::AdminError>) {
+    let mut worst = EXIT_OK;
+    for s in a.get_many::<String>("id").into_iter().flatten() {
+        match queue_admin::parse_id(s).and_then(|id| act(&id)) {
+            Ok(done) => outln!("{done}"),
+            Err(e) => {
+                eprintln!("{PROGRAM}: {e}");
+                worst = worst.max(e.kind().exit_code());
+            }
+        }
+    }
+    std::process::exit(worst);
 }
 
 fn cli() -> Command {
@@ -75,9 +105,27 @@ fn cli() -> Command {
         .subcommand(Command::new("rebuild").about("compile users/assign, users/virtual and users/vdomains into users/cdb, with the names of the dot-qmail files in each home (run it after changing them)"))
         .subcommand(
             Command::new("queue")
-                .about("look at the queue")
+                .about("look at the queue and act on its messages")
                 .subcommand_required(true)
-                .subcommand(Command::new("list").about("every queued message with its recipients"))
+                .subcommand(
+                    Command::new("list").about("every queued message, its recipients, their last result and next try").arg(json()),
+                )
+                .subcommand(
+                    Command::new("show")
+                        .about("one message: envelope, each recipient's state, attempts, last result, next try, and the header")
+                        .arg(ids(false))
+                        .arg(json())
+                        .arg(Arg::new("body").long("body").action(ArgAction::SetTrue).help("the body too")),
+                )
+                .subcommand(
+                    Command::new("delete")
+                        .about("remove messages from the queue, silently")
+                        .arg(ids(true))
+                        .arg(Arg::new("bounce").long("bounce").action(ArgAction::SetTrue).help("tell each sender, as for a failure")),
+                )
+                .subcommand(Command::new("hold").about("keep messages from delivery (they do not expire while held)").arg(ids(true)))
+                .subcommand(Command::new("release").about("deliver held messages again, now").arg(ids(true)))
+                .subcommand(Command::new("requeue").about("retry messages now").arg(ids(true)))
                 .subcommand(Command::new("count").about("number of queued messages (first line), then details"))
                 .subcommand(Command::new("flush").about("ask postern-send to retry every deferred delivery now")),
         )
@@ -91,6 +139,19 @@ fn cli() -> Command {
                         .value_name("FILE")
                         .value_parser(clap::value_parser!(PathBuf))
                         .help("write to FILE (atomically, for node_exporter's textfile collector) instead of stdout"),
+                ),
+        )
+        .subcommand(
+            Command::new("log")
+                .about("one message's story from the logs: acceptance, each delivery, the end")
+                .arg(ids(false))
+                .arg(
+                    Arg::new("file")
+                        .long("file")
+                        .value_name("FILE")
+                        .action(ArgAction::Append)
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("read this log (default: log/ in the home, /var/log/postern, else the journal)"),
                 ),
         )
         .subcommand(Command::new("showctl").about("every setting, its value and where it comes from (ERROR marks what the programs refuse), then each sender domain"))
@@ -214,8 +275,35 @@ fn main() {
             let n = users::rebuild(&home).unwrap_or_else(|e| fail(e));
             outln!("{n} records written to {}", home.users().join("cdb").display());
         }
-        ("queue", Some(("list", _))) => {
-            out::print(listing::format_listing(&listing::queue_listing(&home).unwrap_or_else(|e| fail(e))));
+        ("queue", Some(("list", a))) => {
+            let items = listing::queue_listing(&home).unwrap_or_else(|e| fail(e));
+            out::print(if a.get_flag("json") { listing::json_listing(&items) } else { listing::format_listing(&items) });
+        }
+        ("queue", Some(("show", a))) => {
+            let id = queue_admin::parse_id(a.get_one::<String>("id").unwrap()).unwrap_or_else(|e| fail(e));
+            let shown = queue_admin::show(&home, &id, a.get_flag("body")).unwrap_or_else(|e| fail(e));
+            out::print(if a.get_flag("json") { queue_admin::json_show(&shown) } else { queue_admin::format_show(&shown) });
+        }
+        ("queue", Some(("delete", a))) => {
+            let bounce = a.get_flag("bounce");
+            each_id(a, |id| queue_admin::delete(&home, id, bounce).map(|o| queue_admin::said("deleted", id, o)))
+        }
+        ("queue", Some(("hold", a))) => each_id(a, |id| queue_admin::hold(&home, id).map(|o| queue_admin::said("held", id, o))),
+        ("queue", Some(("release", a))) => each_id(a, |id| queue_admin::release(&home, id).map(|()| format!("released {id}"))),
+        ("queue", Some(("requeue", a))) => {
+            each_id(a, |id| queue_admin::requeue(&home, id).map(|()| format!("asked postern-send to retry {id} now")))
+        }
+        ("log", _) => {
+            let id = queue_admin::parse_id(sub.get_one::<String>("id").unwrap()).unwrap_or_else(|e| fail(e));
+            let files: Vec<PathBuf> =
+                sub.get_many::<PathBuf>("file").map(|f| f.cloned().collect()).unwrap_or_else(|| queue_admin::log_files(&home));
+            let lines = queue_admin::log_story(&id, &files).unwrap_or_else(|e| fail(e));
+            if lines.is_empty() {
+                usage_error(&format!("no log line names {id} (looked in {})", queue_admin::sources(&files)));
+            }
+            for l in lines {
+                outln!("{l}");
+            }
         }
         ("queue", Some(("count", _))) => {
             out::print(listing::format_count(&listing::queue_listing(&home).unwrap_or_else(|e| fail(e))));

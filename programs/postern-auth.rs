@@ -55,6 +55,6 @@ fn main() {
         std::process::exit(if postern::os::privs::is_root() { EXIT_TEMP } else { EXIT_BAD });
     }
     let e = verify::command_for(&account, &args[0], &args[1..]).exec();
-    log::line(ME, &format!("cannot run {} for {} in {}: {e}", args[0].to_string_lossy(), account.name, account.home.display()));
+    log::error(ME, &format!("cannot run {} for {} in {}: {e}", args[0].to_string_lossy(), account.name, account.home.display()));
     std::process::exit(EXIT_TEMP);
 }

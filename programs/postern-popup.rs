@@ -108,7 +108,7 @@ fn relay(config: std::sync::Arc<rustls::ServerConfig>, fds: FdPair, args: &[std:
     let (outer, mut child) = match started {
         Ok(v) => v,
         Err(e) => {
-            log::line(ME, &format!("cannot start the popup behind TLS: {e}"));
+            log::error(ME, &format!("cannot start the popup behind TLS: {e}"));
             return 111;
         }
     };

@@ -32,5 +32,9 @@ fn main() {
         log::line(PROGRAM, "the message must be on fd 0 and the envelope on fd 1");
         std::process::exit(exit::READ);
     };
-    std::process::exit(queue_one(&home, &mut std::fs::File::from(message), &mut std::fs::File::from(envelope), uid, ask));
+    let queued = queue_one(&home, &mut std::fs::File::from(message), &mut std::fs::File::from(envelope), uid, ask);
+    if let Ok(id) = &queued {
+        postern::queue::submit::tell_id(id);
+    }
+    std::process::exit(queued.err().unwrap_or(0));
 }

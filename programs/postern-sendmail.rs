@@ -5,11 +5,14 @@
 //! (arguments are added to them, as Postfix does). -f/-r set the envelope sender,
 //! -F the full name for an added From. Without -i/-oi a line holding only "." ends
 //! the message (sendmail's tradition). -N, -R and -V set the DSN NOTIFY, RET and
-//! ENVID. -bp lists the queue (like `mailq`), -q asks postern-send to retry
-//! everything now, -bs is an SMTP session on stdin and stdout, -bv says what
-//! would happen to each recipient, -bi (-I, or the name newaliases) compiles the
-//! aliases file. Options of sendmail's and Postfix's that only tune their own
-//! delivery (-o*, -O, -v, -B, -U, -L, -n, -X, ...) are accepted and ignored.
+//! ENVID. -bp lists the queue (like `mailq`), for every user, without message
+//! contents; -q (and -qR, -qS, -q with an interval) asks postern-send to retry
+//! everything now, through postern-queued, so no write access to the queue is
+//! needed (`queue::listing::mailq`, `retry`). -bs is an SMTP session on stdin
+//! and stdout, -bv says what would happen to each recipient, -bi (-I, or the
+//! name newaliases) compiles the aliases file. Options of sendmail's and
+//! Postfix's that only tune their own delivery (-o*, -O, -v, -B, -U, -L, -n,
+//! -X, ...) are accepted and ignored.
 //! Exit 0 done, 100 permanent failure, 111 temporary.
 
 use postern::error::{Classify, EXIT_OK, EXIT_PERM};
@@ -90,15 +93,16 @@ fn main() {
     req.recipients = opts.rest();
     let home = Home::from_env();
     match mode {
-        Mode::List => match listing::queue_listing(&home) {
-            Ok(items) => {
-                postern::os::out::print(listing::format_listing(&items));
+        Mode::List => match listing::mailq(&home) {
+            Ok(text) => {
+                postern::os::out::print(text);
                 std::process::exit(EXIT_OK);
             }
             Err(e) => fail(e),
         },
-        Mode::Flush => match listing::flush(&home) {
-            Ok(()) => std::process::exit(EXIT_OK),
+        Mode::Flush => match listing::retry(&home) {
+            Ok(said) if said.starts_with("ok") => std::process::exit(EXIT_OK),
+            Ok(said) => fail(listing::ListingError::Refused(format!("postern-queued answered: {}", said.trim_end()))),
             Err(e) => fail(e),
         },
         Mode::Smtp => std::process::exit(postern::smtp::server::local_session_main()),

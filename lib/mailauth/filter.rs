@@ -77,8 +77,14 @@ pub fn run(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, ip: Opt
     }
     let mut out = report.header.into_bytes();
     out.extend_from_slice(&stripped);
-    match submit::submit(home, &mut out.as_slice(), &envelope) {
-        Ok(()) => 0,
+    match submit::submit_id(home, &mut out.as_slice(), &envelope) {
+        Ok(id) => {
+            // smtpd names it in its reply (`submit::IDFD_ENV`).
+            if let Some(id) = id {
+                submit::tell_id(&id);
+            }
+            0
+        }
         Err(e) => {
             log::line(PROGRAM, &format!("queueing: {e}"));
             e.code

@@ -288,7 +288,7 @@ impl Server<'_> {
                 self.children.insert(pid, ip);
                 *self.per_ip.entry(ip).or_insert(0) += 1;
             }
-            Err(e) => log::line(PROGRAM, &format!("cannot run {:?} for {who}: {e}", self.opts.program[0])),
+            Err(e) => log::error(PROGRAM, &format!("cannot run {:?} for {who}: {e}", self.opts.program[0])),
         }
     }
 

@@ -184,6 +184,19 @@ impl Session {
         matches!(self.stream, Stream::Tls(_))
     }
 
+    /// `TLSv1.3/TLS13_AES_256_GCM_SHA384` once TLS is on, for the log.
+    pub fn tls_info(&self) -> Option<String> {
+        let Stream::Tls(t) = &self.stream else { return None };
+        let version = match t.conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            Some(v) => v.as_str().unwrap_or("TLS"),
+            None => "TLS",
+        };
+        let suite = t.conn.negotiated_cipher_suite().and_then(|c| c.suite().as_str()).unwrap_or("unknown");
+        Some(format!("{version}/{suite}"))
+    }
+
     /// Read what is there (waiting up to the timeout). Ok(0) never happens: end of
     /// input is `NetError::Closed`.
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {

@@ -10,7 +10,8 @@
 //! for postern-queue, or `F` for a forward, as POSTERN_SRS=forward does),
 //! and does exactly what postern-queue does with its fd 0 and fd 1
 //! (`queue::queue_one`). The worker answers with one byte, postern-queue's exit
-//! code, only after the message is durable, and exits. No answer (a worker
+//! code, only after the message is durable, followed on success by the new
+//! message's queue id (which postern-smtpd puts in its 250 reply), and closes. No answer (a worker
 //! killed) is a temporary failure to the client. The Received line names the
 //! client's uid, which the kernel gives us (SO_PEERCRED), not the client.
 //!
@@ -34,6 +35,13 @@
 //! deadline for a whole message, `timeoutsmtpddata`); for everyone else it is for
 //! the whole rest of the submission, so a trickle of a byte now and then does
 //! not hold a worker either.
+//!
+//! Two more requests, a byte without descriptors, serve users who may not read
+//! the queue: `L` answers the listing (`mailq`, `sendmail -bp`: envelopes,
+//! states and last results, never contents), and `K` asks postern-send to retry
+//! everything now (`sendmail -q`), at most once a minute for uids that are not
+//! exempt (the time of the last one is the mtime of `run/queue/kicked`); the
+//! answer is a line of text, starting with `ok` when the retry was asked.
 //!
 //! Clients (`queue::Submission`) use the socket when it answers and neither
 //! POSTERN_QUEUE nor QMAILQUEUE is set; otherwise they run the queue program,
@@ -126,7 +134,7 @@ pub fn serve(home: &Home, listener: UnixListener) -> io::Result<()> {
             0
         });
         if let Err(e) = forked {
-            crate::os::log::line(PROGRAM, &format!("cannot fork a worker: {e}"));
+            crate::os::log::error(PROGRAM, &format!("cannot fork a worker: {e}"));
         }
     }
 }
@@ -149,21 +157,60 @@ fn set_accept_timeout(listener: &UnixListener, t: Duration) -> io::Result<()> {
     nix::sys::socket::setsockopt(listener, nix::sys::socket::sockopt::ReceiveTimeout, &tv).map_err(io::Error::from)
 }
 
-/// One message, in a worker.
+/// How often a uid that is not exempt may ask for a retry of everything.
+const KICK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// One request, in a worker.
 fn work(home: &Home, policy: &Policy, mut stream: UnixStream) {
-    let code = match receive(&stream) {
-        Ok((uid, ask, message, envelope)) => submission(home, policy, uid, ask, &message, &envelope),
+    let answer = match receive(&stream) {
+        Ok(Ask2::Submit(uid, ask, message, envelope)) => match submission(home, policy, uid, ask, &message, &envelope) {
+            Ok(id) => [&[0u8][..], id.as_str().as_bytes()].concat(),
+            Err(code) => vec![code as u8],
+        },
+        Ok(Ask2::List) => {
+            let _ = stream.set_write_timeout(Some(policy.timeout));
+            match super::listing::queue_listing(home) {
+                Ok(items) => super::listing::format_listing(&items).into_bytes(),
+                Err(e) => format!("error: {e}\n").into_bytes(),
+            }
+        }
+        Ok(Ask2::Kick(uid)) => kick(home, policy, uid).into_bytes(),
         Err(e) => {
-            crate::os::log::line(PROGRAM, &format!("bad request: {e}"));
-            exit::READ
+            crate::os::log::warn(PROGRAM, &format!("bad request: {e}"));
+            vec![exit::READ as u8]
         }
     };
-    let _ = stream.write_all(&[code as u8]);
+    let _ = stream.write_all(&answer);
+}
+
+/// `K`: ask postern-send for a retry of everything, rate-limited.
+fn kick(home: &Home, policy: &Policy, uid: u32) -> String {
+    let stamp = daemon_socket(home).with_file_name("kicked");
+    let last = std::fs::metadata(&stamp).and_then(|m| m.modified()).ok();
+    let recent = last.and_then(|t| t.elapsed().ok()).is_some_and(|age| age < KICK_INTERVAL);
+    if recent && !policy.exempt.contains(&uid) {
+        return format!("ok: a retry of the queue was asked less than {} s ago; it is under way\n", KICK_INTERVAL.as_secs());
+    }
+    match super::listing::flush(home) {
+        Ok(()) => {
+            let _ = std::fs::write(&stamp, b"");
+            crate::os::log::line(PROGRAM, &format!("uid {uid} asked for a retry of the queue"));
+            "ok: postern-send will retry every deferred delivery now\n".into()
+        }
+        Err(e) => format!("error: {e}\n"),
+    }
+}
+
+/// What a client asks for.
+enum Ask2 {
+    Submit(u32, Ask, File, File),
+    List,
+    Kick(u32),
 }
 
 /// Queue what uid sends on `message` and `envelope`, within the policy: the
 /// exit code to answer.
-fn submission(home: &Home, policy: &Policy, uid: u32, ask: Ask, message: &File, envelope: &File) -> i32 {
+fn submission(home: &Home, policy: &Policy, uid: u32, ask: Ask, message: &File, envelope: &File) -> Result<super::Id, i32> {
     let _place = match (policy.per_uid, policy.exempt.contains(&uid)) {
         (0, _) | (_, true) => None,
         (n, false) => {
@@ -175,11 +222,11 @@ fn submission(home: &Home, policy: &Policy, uid: u32, ask: Ask, message: &File, 
                         PROGRAM,
                         &format!("uid {uid} has {n} submissions unfinished already: one more refused for now (concurrencysubmit)"),
                     );
-                    return exit::BUSY;
+                    return Err(exit::BUSY);
                 }
                 Err(e) => {
-                    crate::os::log::line(PROGRAM, &format!("cannot count the submissions of uid {uid}: {e}"));
-                    return exit::QUEUE_DIR;
+                    crate::os::log::error(PROGRAM, &format!("cannot count the submissions of uid {uid}: {e}"));
+                    return Err(exit::QUEUE_DIR);
                 }
             }
         }
@@ -194,7 +241,7 @@ fn submission(home: &Home, policy: &Policy, uid: u32, ask: Ask, message: &File, 
     let code = queue_one(home, &mut message, &mut envelope, uid, ask);
     nix::unistd::alarm::cancel();
     if stalled.get() {
-        exit::TIMEOUT
+        Err(exit::TIMEOUT)
     } else {
         code
     }
@@ -255,18 +302,23 @@ impl Read for Patient<'_> {
     }
 }
 
-/// Who asked, what, and the two descriptors.
-fn receive(stream: &UnixStream) -> io::Result<(u32, Ask, File, File)> {
+/// Who asked, what, and the two descriptors of a submission.
+fn receive(stream: &UnixStream) -> io::Result<Ask2> {
     let uid = crate::os::sys::peer_uid(stream)?;
     stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
     let mut fds = VecDeque::new();
     let mut byte = [0u8; 1];
     let n = crate::os::sys::recv_with_fds(stream, &mut byte, &mut fds)?;
-    match (n, fds.pop_front(), fds.pop_front(), fds.is_empty()) {
-        (1, Some(m), Some(e), true) if Ask::from_byte(byte[0]).is_some() => {
-            Ok((uid, Ask::from_byte(byte[0]).unwrap_or(Ask::Plain), File::from(m), File::from(e)))
+    match (n, byte[0], fds.pop_front(), fds.pop_front(), fds.is_empty()) {
+        (1, b, Some(m), Some(e), true) if Ask::from_byte(b).is_some() => {
+            Ok(Ask2::Submit(uid, Ask::from_byte(b).unwrap_or(Ask::Plain), File::from(m), File::from(e)))
         }
-        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "expected one byte 'Q', 'S' or 'F' with two descriptors")),
+        (1, b'L', None, None, true) => Ok(Ask2::List),
+        (1, b'K', None, None, true) => Ok(Ask2::Kick(uid)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("uid {uid}: expected one byte 'Q', 'S' or 'F' with two descriptors, or 'L' or 'K' alone"),
+        )),
     }
 }
 

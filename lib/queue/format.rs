@@ -321,6 +321,17 @@ impl QueueFile {
         Ok(())
     }
 
+    /// Set the birth time in the trailer, durably (`queue release`: the time
+    /// a message was held does not count against queuelifetime).
+    pub fn set_birth(&mut self, birth: u64) -> Result<(), QueueError> {
+        let werr = |e: io::Error| QueueError::Write(self.path.clone(), e);
+        let size = self.file.metadata().map_err(werr)?.len();
+        self.file.write_all_at(&trailer(self.message_len, birth), size - TRAILER_LEN as u64).map_err(werr)?;
+        self.file.sync_data().map_err(werr)?;
+        self.birth = birth;
+        Ok(())
+    }
+
     /// The message bytes (without envelope and trailer).
     pub fn read_message(&self) -> io::Result<Vec<u8>> {
         let mut v = vec![0u8; self.message_len as usize];

@@ -10,7 +10,12 @@
 //! bad/ID        a file whose contents do not parse, moved aside by postern-send
 //!               for a person to look at (one that cannot be read for now is
 //!               read again later instead)
-//! lock/trigger  a FIFO; any byte written to it wakes postern-send
+//! hold/ID       held by the administrator (`postern-admin queue hold`): never
+//!               delivered, never expires; its mtime is when it was held
+//! info/ID       postern-send's record of attempts and last results (`info`);
+//!               informational, not synced
+//! lock/trigger  a FIFO; any byte written to it wakes postern-send; it also
+//!               carries the administrator's requests (`control`)
 //! ```
 //! Owners: queue/ and its directories belong to postern-q, group postern, mode
 //! 0750/0770; files are 0660 so postern-send (group postern) can mark and remove them.
@@ -48,9 +53,12 @@
 //! So postern-queue reuses a file only when it has exactly one link, is a regular
 //! file and is its own, and opens it with O_NOFOLLOW.
 
+pub mod admin;
+pub mod control;
 pub mod daemon;
 pub mod dsnparams;
 pub mod format;
+pub mod info;
 pub mod listing;
 pub mod store;
 pub mod submit;

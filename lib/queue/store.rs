@@ -55,13 +55,31 @@ impl Queue {
     pub fn new_sync_lock(&self) -> PathBuf {
         self.root.join("lock").join("newsync")
     }
+    /// Messages held by the administrator.
+    pub fn hold(&self) -> PathBuf {
+        self.root.join("hold")
+    }
+    /// postern-send's records of attempts (`queue::info`).
+    pub fn info(&self) -> PathBuf {
+        self.root.join("info")
+    }
     pub fn trigger_path(&self) -> PathBuf {
         self.root.join("lock").join("trigger")
     }
 
     /// Create the directories and the trigger (install and instance create).
     pub fn create_dirs(&self) -> io::Result<()> {
-        for d in [self.root.clone(), self.tmp(), self.new_dir(), self.mess(), self.free(), self.bad(), self.root.join("lock")] {
+        for d in [
+            self.root.clone(),
+            self.tmp(),
+            self.new_dir(),
+            self.mess(),
+            self.free(),
+            self.bad(),
+            self.hold(),
+            self.info(),
+            self.root.join("lock"),
+        ] {
             fs::create_dir_all(&d)?;
         }
         let t = self.trigger_path();
@@ -271,19 +289,20 @@ impl Queue {
         n
     }
 
-    /// Path of a message wherever it is (mess/ first, then new/).
+    /// Path of a message wherever it is (mess/ first, then new/, then hold/).
     pub fn locate(&self, id: &Id) -> Option<PathBuf> {
-        [self.mess(), self.new_dir()].into_iter().map(|d| d.join(id)).find(|p| p.exists())
+        [self.mess(), self.new_dir(), self.hold()].into_iter().map(|d| d.join(id)).find(|p| p.exists())
     }
 }
 
 /// postern-queue's whole job once it runs as postern-q: the message from
 /// `message`, the envelope from `envelope`, a Received line naming `uid` (who
-/// asked), then wake postern-send. Returns the exit code (qmail-queue's codes).
+/// asked), then wake postern-send. Returns the new id, or the exit code
+/// (qmail-queue's codes) when nothing was queued.
 /// With `sign`, the message is read into memory and DKIM-signed (lib/dkim) before
 /// anything is written: the signature fields go after the Received line, then the
 /// message, through the same write and fsync steps as any other.
-pub fn queue_one(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, uid: u32, ask: Ask) -> i32 {
+pub fn queue_one(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, uid: u32, ask: Ask) -> Result<Id, i32> {
     let queue = Queue::new(home);
     let sign = ask == Ask::Sign;
     // SRS senders of forwards, SRS recipients taken back (lib/srs).
@@ -309,13 +328,13 @@ pub fn queue_one(home: &Home, message: &mut dyn Read, envelope: &mut dyn Read, u
         queue.write_with(message, envelope, received.as_bytes(), &mut srs)
     };
     match result {
-        Ok(_id) => {
+        Ok(id) => {
             queue.trigger();
-            0
+            Ok(id)
         }
         Err(e) => {
-            crate::os::log::line("postern-queue", &e.to_string());
-            e.exit_code()
+            crate::os::log::warn("postern-queue", &e.to_string());
+            Err(e.exit_code())
         }
     }
 }

@@ -63,6 +63,26 @@ pub const SIGN_ENV: &str = "POSTERN_DKIM";
 /// bounces) read control/srssecret. postern-queued's hello byte: `F`.
 pub const SRS_ENV: &str = "POSTERN_SRS";
 
+/// Set in a queue program's environment by a client that runs it
+/// (`Submission::start_program`): the descriptor, always 3, on which the client
+/// reads the new message's queue id once the program has exited 0. qmail-queue's
+/// protocol has no answer but the exit code; this is postern's addition, and a
+/// queue program that knows nothing of it (a QMAILQUEUE filter) just leaves it.
+/// postern-queue writes the id there (`tell_id`), and so does postern-authcheck
+/// with the id its own submission got.
+pub const IDFD_ENV: &str = "POSTERN_QUEUE_IDFD";
+const IDFD: i32 = 3;
+
+/// Hand the new message's id to our client, if it asked (`IDFD_ENV`).
+pub fn tell_id(id: &super::Id) {
+    if std::env::var(IDFD_ENV).ok().and_then(|v| v.parse::<i32>().ok()) != Some(IDFD) {
+        return;
+    }
+    if let Ok(fd) = crate::os::sys::take_fd(IDFD) {
+        let _ = File::from(fd).write_all(id.as_str().as_bytes());
+    }
+}
+
 /// What a submitter asks of the queue besides storing the message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ask {
@@ -166,6 +186,8 @@ pub struct Submission {
     stdin: Option<File>,
     envelope: Option<File>,
     broken: bool,
+    /// Where a queue program we run writes the new id (`IDFD_ENV`).
+    id_pipe: Option<File>,
 }
 
 /// Where the exit code comes from: the queue program, or postern-queued's worker
@@ -200,18 +222,21 @@ impl Submission {
         use std::process::{Command, Stdio};
         let bug = |detail: String| SubmitError { code: exit::BUG, detail };
         let (env_r, env_w) = crate::os::sys::pipe().map_err(|e| bug(format!("pipe: {e}")))?;
+        let (id_r, id_w) = crate::os::sys::pipe().map_err(|e| bug(format!("pipe: {e}")))?;
         let mut cmd = Command::new(program);
         // Set or removed, never inherited: only this submitter decides.
-        cmd.env_remove(SIGN_ENV).env_remove(SRS_ENV);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::from(env_r))
-            .env("POSTERN_HOME", home.root())
-            .envs(env.iter().copied())
-            .spawn()
-            .map_err(|e| bug(format!("cannot run {}: {e}", program.display())))?;
+        cmd.env_remove(SIGN_ENV).env_remove(SRS_ENV).env(IDFD_ENV, IDFD.to_string());
+        cmd.stdin(Stdio::piped()).stdout(Stdio::from(env_r)).env("POSTERN_HOME", home.root()).envs(env.iter().copied());
+        let mut child =
+            crate::os::sys::spawn_with_fds(&mut cmd, &[(id_w, IDFD)]).map_err(|e| bug(format!("cannot run {}: {e}", program.display())))?;
         let stdin = child.stdin.take().map(|s| File::from(std::os::fd::OwnedFd::from(s)));
-        Ok(Submission { verdict: Verdict::Program(child), stdin, envelope: Some(File::from(env_w)), broken: false })
+        Ok(Submission {
+            verdict: Verdict::Program(child),
+            stdin,
+            envelope: Some(File::from(env_w)),
+            broken: false,
+            id_pipe: Some(File::from(id_r)),
+        })
     }
 
     /// postern-queued's socket, when it answers and no other queue program is
@@ -230,6 +255,7 @@ impl Submission {
             stdin: Some(File::from(msg_w)),
             envelope: Some(File::from(env_w)),
             broken: false,
+            id_pipe: None,
         })
     }
 
@@ -243,7 +269,13 @@ impl Submission {
     }
 
     /// The message is complete: hand over the envelope and wait for the verdict.
-    pub fn commit(mut self, envelope: &Envelope) -> Result<(), SubmitError> {
+    pub fn commit(self, envelope: &Envelope) -> Result<(), SubmitError> {
+        self.commit_id(envelope).map(|_| ())
+    }
+
+    /// `commit`, with the new message's queue id when the queue said it
+    /// (postern-queued does; a queue program's exit code cannot).
+    pub fn commit_id(mut self, envelope: &Envelope) -> Result<Option<super::Id>, SubmitError> {
         drop(self.stdin.take());
         if let Some(mut w) = self.envelope.take() {
             let _ = w.write_all(&envelope.encode());
@@ -258,22 +290,29 @@ impl Submission {
         let _ = self.wait();
     }
 
-    fn wait(&mut self) -> Result<(), SubmitError> {
+    fn wait(&mut self) -> Result<Option<super::Id>, SubmitError> {
         let child = match &mut self.verdict {
-            Verdict::Program(child) => child,
             Verdict::Daemon(sock) => {
-                let mut code = [0u8; 1];
-                return match sock.read(&mut code) {
-                    Ok(1) if code[0] == 0 => Ok(()),
-                    Ok(1) => Err(SubmitError { code: code[0] as i32, detail: String::new() }),
+                // The code byte, then (after 0) the id, then the worker closes.
+                let mut answer = Vec::new();
+                return match sock.take(1 + 64).read_to_end(&mut answer) {
+                    Ok(_) if answer.first() == Some(&0) => Ok(std::str::from_utf8(&answer[1..]).ok().and_then(super::Id::parse)),
+                    Ok(_) if !answer.is_empty() => Err(SubmitError { code: answer[0] as i32, detail: String::new() }),
                     Ok(_) => Err(SubmitError { code: exit::BUG, detail: "postern-queued's worker ended without an answer".into() }),
                     Err(e) => Err(SubmitError { code: exit::BUG, detail: format!("reading postern-queued's answer: {e}") }),
                 };
             }
+            Verdict::Program(child) => child,
         };
         let status = child.wait().map_err(|e| SubmitError { code: exit::BUG, detail: format!("wait for the queue program: {e}") })?;
         match status.code() {
-            Some(0) => Ok(()),
+            // Without blocking: a filter's own child may still hold the pipe.
+            Some(0) => Ok(self.id_pipe.take().and_then(|p| {
+                crate::os::sys::set_nonblocking(&p, true).ok()?;
+                let mut id = Vec::new();
+                let _ = p.take(64).read_to_end(&mut id);
+                std::str::from_utf8(&id).ok().and_then(super::Id::parse)
+            })),
             Some(code) => Err(SubmitError { code, detail: String::new() }),
             None => Err(SubmitError { code: exit::BUG, detail: "the queue program was killed by a signal".into() }),
         }
@@ -287,6 +326,11 @@ pub fn submit(home: &Home, message: &mut dyn Read, envelope: &Envelope) -> Resul
     submit_with(home, message, envelope, false)
 }
 
+/// `submit`, returning the new message's queue id when the queue said it.
+pub fn submit_id(home: &Home, message: &mut dyn Read, envelope: &Envelope) -> Result<Option<super::Id>, SubmitError> {
+    submit_id_asking(home, message, envelope, Ask::Plain)
+}
+
 /// `submit`, asking the queue to DKIM-sign the message when `sign` is true.
 pub fn submit_with(home: &Home, message: &mut dyn Read, envelope: &Envelope, sign: bool) -> Result<(), SubmitError> {
     submit_asking(home, message, envelope, if sign { Ask::Sign } else { Ask::Plain })
@@ -294,6 +338,10 @@ pub fn submit_with(home: &Home, message: &mut dyn Read, envelope: &Envelope, sig
 
 /// `submit`, asking the queue for `ask`.
 pub fn submit_asking(home: &Home, message: &mut dyn Read, envelope: &Envelope, ask: Ask) -> Result<(), SubmitError> {
+    submit_id_asking(home, message, envelope, ask).map(|_| ())
+}
+
+fn submit_id_asking(home: &Home, message: &mut dyn Read, envelope: &Envelope, ask: Ask) -> Result<Option<super::Id>, SubmitError> {
     let mut sub = Submission::start_asking(home, ask)?;
     // Writing never fails here: a queue program that gave up says why in its exit code.
     let copied = crate::os::fs::each_chunk(message, |chunk| -> Result<(), std::convert::Infallible> {
@@ -304,5 +352,16 @@ pub fn submit_asking(home: &Home, message: &mut dyn Read, envelope: &Envelope, a
         sub.abort();
         return Err(SubmitError { code: exit::READ, detail: format!("reading the message: {e}") });
     }
-    sub.commit(envelope)
+    sub.commit_id(envelope)
+}
+
+/// A request without a message to postern-queued (`L`: the listing; `K`: a
+/// retry of everything): its answer, or None when the daemon does not answer.
+pub fn ask_daemon(home: &Home, byte: u8) -> Option<String> {
+    let mut sock = std::os::unix::net::UnixStream::connect(daemon_socket(home)).ok()?;
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(60))).ok()?;
+    sock.write_all(&[byte]).ok()?;
+    let mut answer = Vec::new();
+    sock.read_to_end(&mut answer).ok()?;
+    Some(String::from_utf8_lossy(&answer).into_owned())
 }

@@ -3,7 +3,8 @@
 //! retirements), in one single-threaded poll loop.
 //!
 //! It wakes on the queue's trigger FIFO (any byte: look in new/; 'F': retry
-//! everything now), on the spawners' answers, on the scheduler's next due time,
+//! everything now; the administrator's requests, `queue::control`), on the
+//! spawners' answers, on the scheduler's next due time,
 //! and on signals: TERM stops after the running deliveries, HUP rereads the
 //! control files, ALRM retries everything.
 
@@ -91,6 +92,8 @@ struct Daemon {
     retired: usize,
     /// Counters for postern-admin stats (lib/stats).
     stats: crate::stats::SendStats,
+    /// The trigger's bytes: a request may be cut between two reads.
+    requests: crate::queue::control::Reader,
 }
 
 /// postern-send: serve until stopped. Err: why it could not go on.
@@ -120,7 +123,7 @@ pub fn run(home: Home, cfg: Config, spawners: Spawners) -> Result<(), String> {
     })?;
     let sched = Scheduler::new(cfg.policy.clone(), true, spawners.remote.is_some());
     let stats = crate::stats::SendStats::open(&home);
-    let mut d = Daemon { home, queue, cfg, sched, spawners, remote_answers, retired: 0, stats };
+    let mut d = Daemon { home, queue, cfg, sched, spawners, remote_answers, retired: 0, stats, requests: Default::default() };
     d.recover().map_err(|e| format!("cannot read the queue {}: {e}", d.queue.root().display()))?;
     log::line(PROGRAM, &format!("started, {} message(s) in the queue", d.sched.queued()));
     // Up: systemd's start of postern.service (NotifyAccess=all) ends here.
@@ -163,11 +166,11 @@ pub fn run(home: Home, cfg: Config, spawners: Spawners) -> Result<(), String> {
             d.triggered(&mut trigger);
         }
         if local && !d.read_answers(Chan::Local, &mut lbuf)? {
-            log::line(PROGRAM, "postern-lspawn went away; stopping");
+            log::error(PROGRAM, "postern-lspawn went away; stopping");
             break;
         }
         if remote && !d.read_answers(Chan::Remote, &mut rbuf)? {
-            log::line(PROGRAM, "postern-rspawn went away; stopping");
+            log::error(PROGRAM, "postern-rspawn went away; stopping");
             break;
         }
     }
@@ -249,7 +252,7 @@ impl Daemon {
                     self.cfg = c;
                     log::line(PROGRAM, "control files reread");
                 }
-                Err(e) => log::line(PROGRAM, &format!("{e}; keeping the previous settings")),
+                Err(e) => log::error(PROGRAM, &format!("{e}; keeping the previous settings")),
             },
             Some(Signal::SIGALRM) => self.sched.flush(now()),
             _ => {}
@@ -259,19 +262,47 @@ impl Daemon {
 
     fn triggered(&mut self, trigger: &mut File) {
         let mut buf = [0u8; 512];
-        let mut flush = false;
+        let mut wake = crate::queue::control::Wake::default();
         while let Ok(n) = trigger.read(&mut buf) {
             if n == 0 {
                 break;
             }
-            flush |= buf[..n].contains(&b'F');
+            self.requests.feed(&buf[..n], &mut wake);
         }
         if let Err(e) = self.take_new() {
-            log::line(PROGRAM, &format!("cannot read {}: {e}", self.queue.new_dir().display()));
+            log::warn(PROGRAM, &format!("cannot read {}: {e}", self.queue.new_dir().display()));
         }
-        if flush {
+        if wake.flush {
             self.sched.flush(now());
             self.act();
+        }
+        for bad in wake.bad {
+            log::warn(PROGRAM, &format!("ignored a request on the trigger that does not parse: {bad:?}"));
+        }
+        for r in wake.requests {
+            self.request(r);
+            self.act();
+        }
+    }
+
+    /// An administrator's request (`queue::control`).
+    fn request(&mut self, r: crate::queue::control::Request) {
+        use crate::queue::control::Request;
+        match r {
+            Request::Hold(id) if self.queue.hold().join(&id).exists() => log::line(PROGRAM, &format!("hold {id}: held already")),
+            Request::Hold(id) => self.sched.hold(now(), &id),
+            Request::Delete { id, bounce } => {
+                // A held message comes back to be deleted (and bounced) here.
+                let held = self.queue.hold().join(&id);
+                if held.exists() {
+                    match std::fs::rename(&held, self.queue.mess().join(&id)) {
+                        Ok(()) => self.load(id.clone()),
+                        Err(e) => return log::warn(PROGRAM, &format!("delete {id}: cannot take it from {}: {e}", held.display())),
+                    }
+                }
+                self.sched.delete(now(), &id, bounce)
+            }
+            Request::Requeue(id) => self.sched.requeue(now(), &id),
         }
     }
 
@@ -359,7 +390,7 @@ impl Daemon {
                 if let Err(e) = QueueFile::open(&self.queue.mess().join(&id), true).and_then(|mut f| f.mark_done(&recipients)) {
                     // Not fatal: the recipients stay 'T' on disk and get a duplicate
                     // delivery after a restart, never a loss.
-                    log::line(PROGRAM, &format!("{e}; a restart may deliver these recipients again"));
+                    log::warn(PROGRAM, &format!("{e}; a restart may deliver these recipients again"));
                 }
             }
             Action::Bounce(b) => {
@@ -371,14 +402,45 @@ impl Daemon {
                 self.sched.bounced(now(), &b.id, result);
             }
             Action::Retire { id } => {
+                crate::queue::info::remove(self.queue.root(), &id);
                 self.retired += 1;
                 let path = self.queue.mess().join(&id);
                 if let Err(e) = self.queue.retire(&path, self.retired) {
-                    log::line(PROGRAM, &format!("cannot remove {}: {e}", path.display()));
+                    log::warn(PROGRAM, &format!("cannot remove {}: {e}", path.display()));
                 }
             }
             Action::Quarantine { id, why } => self.quarantine(&id, &why),
             Action::Load { id } => self.load(id),
+            Action::Hold { id } => self.hold(id),
+            Action::Info { id, tried } => {
+                // Only what listings show: a missing info/ (an old install) costs nothing else.
+                let _ = crate::queue::info::write(self.queue.root(), &id, &tried);
+            }
+        }
+    }
+
+    /// Move a message the scheduler let go of to hold/, durably (else a crash
+    /// would deliver it). Its mtime says since when it is held: `release` does
+    /// not count that time against queuelifetime.
+    fn hold(&mut self, id: Id) {
+        let (from, to) = (self.queue.mess().join(&id), self.queue.hold().join(&id));
+        // UTIME_NOW needs only write access: the file is postern-q's.
+        let now_ts = nix::sys::time::TimeSpec::UTIME_NOW;
+        let moved = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&from)
+            .and_then(|f| nix::sys::stat::futimens(std::os::fd::AsRawFd::as_raw_fd(&f), &now_ts, &now_ts).map_err(io::Error::from))
+            .and_then(|()| std::fs::rename(&from, &to))
+            .and_then(|()| crate::os::fs::sync_dir(&self.queue.hold()));
+        match moved {
+            Ok(()) => log::line(PROGRAM, &format!("hold {id}: moved to {}", to.display())),
+            Err(e) => {
+                log::warn(PROGRAM, &format!("hold {id}: cannot move it to {}: {e}; it stays in the queue", to.display()));
+                if from.exists() {
+                    self.load(id);
+                }
+            }
         }
     }
 
@@ -411,8 +473,8 @@ impl Daemon {
         let bad = self.queue.bad();
         let _ = std::fs::create_dir_all(&bad);
         match std::fs::rename(self.queue.mess().join(id), bad.join(id)) {
-            Ok(()) => log::line(PROGRAM, &format!("{why}; moved it to {} for a person to look at", bad.join(id).display())),
-            Err(e) => log::line(PROGRAM, &format!("{why}; could not move it aside: {e}")),
+            Ok(()) => log::error(PROGRAM, &format!("{why}; moved it to {} for a person to look at", bad.join(id).display())),
+            Err(e) => log::error(PROGRAM, &format!("{why}; could not move it aside: {e}")),
         }
     }
 }

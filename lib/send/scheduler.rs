@@ -39,6 +39,14 @@
 //! - A request that cannot be handed over because its queue file cannot be
 //!   opened is a temporary failure of its recipients; a spawner that cannot be
 //!   written to stops the scheduler (postern-start restarts the set).
+//! - The administrator's requests (`queue::control`): hold, delete (silently,
+//!   or bouncing every pending recipient) and requeue one message. A message
+//!   with deliveries in progress is held or deleted once they have answered and
+//!   their results are settled; its recipients still waiting for a free slot
+//!   are taken back at once. A held message leaves the scheduler (the daemon
+//!   moves it to hold/).
+//! - After each round of attempts the scheduler reports each tried recipient's
+//!   attempts, last result and next try (`Action::Info`, for `queue::info`).
 
 use super::dsn::{DsnAction, Failure};
 use super::spawn::{Answer, Outcome, Request, MAX_BATCH};
@@ -146,6 +154,23 @@ pub enum Action {
     Load {
         id: Id,
     },
+    /// Move the file to hold/: the scheduler has forgotten it.
+    Hold {
+        id: Id,
+    },
+    /// Record what was tried (`queue::info`); not durable.
+    Info {
+        id: Id,
+        tried: Vec<crate::queue::info::Tried>,
+    },
+}
+
+/// What the administrator asked to happen to a message once its deliveries
+/// in progress have answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Hold,
+    Delete { bounce: bool },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +205,10 @@ struct Msg {
     /// Retry step: remote recipients wait longer.
     skip: u64,
     settling: Option<Settling>,
+    /// Attempts and the last result (time, status, text) of each recipient.
+    attempts: Vec<u32>,
+    last: Vec<Option<(u64, Status, String)>>,
+    after: Option<After>,
 }
 
 struct Job {
@@ -406,6 +435,7 @@ impl Scheduler {
         let mut dsn = file.rcpt_dsn;
         dsn.resize(rcpts.len(), RcptDsn::default());
         let remote = vec![false; rcpts.len()];
+        let n = rcpts.len();
         let msg = Msg {
             sender: file.sender,
             birth: file.birth,
@@ -417,6 +447,9 @@ impl Scheduler {
             next_try: now,
             skip: 10,
             settling: None,
+            attempts: vec![0; n],
+            last: vec![None; n],
+            after: None,
         };
         self.msgs.insert(id.clone(), msg);
         self.due.push(Reverse((now, id)));
@@ -563,6 +596,8 @@ impl Scheduler {
             Some(Kind::Permanent) => "failure",
         };
         let line = format!("delivery {id} to <{}>: {word}: {} {}", m.rcpts[index].0, outcome.status, outcome.text);
+        m.attempts[index] += 1;
+        m.last[index] = Some((now, outcome.status, outcome.text.clone()));
         m.rcpts[index].1 = match outcome.failure() {
             None => RState::Delivered,
             Some(_) => RState::Failed(outcome),
@@ -688,10 +723,119 @@ impl Scheduler {
         }
         m.next_try = next_retry(m.birth, now, m.skip);
         let t = m.next_try;
+        let tried = m
+            .last
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| m.rcpts[*i].1 != RState::Done)
+            .filter_map(|(index, l)| {
+                let (last_try, status, text) = l.as_ref()?;
+                let (status, text) = (status.to_string(), text.clone());
+                Some(crate::queue::info::Tried { index, attempts: m.attempts[index], last_try: *last_try, next_try: t, status, text })
+            })
+            .collect();
+        let after = m.after;
         if !mark.is_empty() {
             self.actions.push(Action::Mark { id: id.clone(), recipients: mark });
         }
-        self.due.push(Reverse((t, id.clone())));
+        self.actions.push(Action::Info { id: id.clone(), tried });
+        match after {
+            Some(After::Hold) => self.hold_now(id),
+            Some(After::Delete { bounce }) => self.delete_now(now, id, bounce),
+            None => self.due.push(Reverse((t, id.clone()))),
+        }
+    }
+
+    /// Take a message's jobs that wait for a free slot back: they become
+    /// waiting recipients again. Whether deliveries are still in progress.
+    fn unready(&mut self, id: &Id) -> bool {
+        let Some(m) = self.msgs.get_mut(id) else { return false };
+        for ch in [&mut self.local, &mut self.remote] {
+            ch.ready.retain(|j| {
+                if &j.id != id {
+                    return true;
+                }
+                m.rcpts[j.index].1 = RState::Waiting;
+                m.busy -= 1;
+                false
+            });
+        }
+        m.busy > 0 || m.settling.is_some()
+    }
+
+    /// The administrator asks to hold a message: it is not delivered until
+    /// released (the daemon moves it to hold/, which the scheduler never reads).
+    pub fn hold(&mut self, now: u64, id: &Id) {
+        if !self.msgs.contains_key(id) {
+            return self.log(format!("hold {id}: no such message in the queue"));
+        }
+        self.when_settled(now, id, After::Hold);
+    }
+
+    /// Do `after` once the message's deliveries in progress have answered and
+    /// the results that came in are settled (marked, bounced).
+    fn when_settled(&mut self, now: u64, id: &Id, after: After) {
+        let busy = self.unready(id);
+        let m = self.msgs.get_mut(id).expect("present");
+        m.after = Some(after);
+        if busy {
+            return self.log(format!("{id}: the administrator's request waits for the deliveries in progress"));
+        }
+        if m.rcpts.iter().any(|(_, st)| matches!(st, RState::Delivered | RState::Failed(_))) {
+            return self.settle(now, id);
+        }
+        match after {
+            After::Hold => self.hold_now(id),
+            After::Delete { bounce } => self.delete_now(now, id, bounce),
+        }
+    }
+
+    fn hold_now(&mut self, id: &Id) {
+        self.msgs.remove(id);
+        self.log(format!("hold {id}: held until released"));
+        self.actions.push(Action::Hold { id: id.clone() });
+    }
+
+    /// The administrator asks to delete a message: silently (every recipient
+    /// done, the file retired) or with a bounce of every pending recipient to
+    /// the sender, as for a permanent failure (NOTIFY and the double-bounce
+    /// rules apply).
+    pub fn delete(&mut self, now: u64, id: &Id, bounce: bool) {
+        if !self.msgs.contains_key(id) {
+            return self.log(format!("delete {id}: no such message in the queue"));
+        }
+        self.when_settled(now, id, After::Delete { bounce });
+    }
+
+    fn delete_now(&mut self, now: u64, id: &Id, bounce: bool) {
+        let m = self.msgs.get_mut(id).expect("present");
+        m.after = None;
+        if !bounce {
+            self.msgs.remove(id);
+            self.log(format!("end {id}: deleted by the administrator, nobody told"));
+            return self.actions.push(Action::Retire { id: id.clone() });
+        }
+        let why = Outcome::new(Status::new(5, 0, 0), "deleted from the queue by the mail administrator");
+        for (_, st) in m.rcpts.iter_mut() {
+            if matches!(st, RState::Waiting | RState::Failed(_)) {
+                *st = RState::Failed(why.clone());
+            }
+        }
+        self.log(format!("delete {id}: bouncing its pending recipients"));
+        self.settle(now, id);
+    }
+
+    /// The administrator asks for a retry of one message now.
+    pub fn requeue(&mut self, now: u64, id: &Id) {
+        match self.msgs.get_mut(id) {
+            None => self.log(format!("requeue {id}: no such message in the queue")),
+            Some(m) if m.busy > 0 || m.settling.is_some() => self.log(format!("requeue {id}: deliveries in progress already")),
+            Some(m) => {
+                m.next_try = now;
+                self.due.push(Reverse((now, id.clone())));
+                self.log(format!("requeue {id}: due now"));
+            }
+        }
     }
 }
 
@@ -737,18 +881,20 @@ mod tests {
     struct T {
         s: Scheduler,
         log: Vec<String>,
+        info: Vec<(Id, Vec<crate::queue::info::Tried>)>,
     }
 
     impl T {
         fn new(p: Policy) -> T {
-            T { s: Scheduler::new(p, true, true), log: Vec::new() }
+            T { s: Scheduler::new(p, true, true), log: Vec::new(), info: Vec::new() }
         }
-        /// The actions since the last call, logs kept aside.
+        /// The actions since the last call, logs and records kept aside.
         fn actions(&mut self) -> Vec<Action> {
             let mut out = Vec::new();
             for a in self.s.take_actions() {
                 match a {
                     Action::Log(l) => self.log.push(l),
+                    Action::Info { id, tried } => self.info.push((id, tried)),
                     other => out.push(other),
                 }
             }
@@ -1029,7 +1175,7 @@ mod tests {
 
     #[test]
     fn no_remote_spawner_defers_remote_recipients() {
-        let mut t = T { s: Scheduler::new(policy(), true, false), log: Vec::new() };
+        let mut t = T { s: Scheduler::new(policy(), true, false), log: Vec::new(), info: Vec::new() };
         t.s.loaded(100, id(1), file("s@x.test", &["r@far.test", "u@mx.test"]));
         t.dispatch(100);
         assert_eq!(t.starts().len(), 1, "the local one starts");
@@ -1083,5 +1229,79 @@ mod tests {
         t.s.loaded(100, id(1), f);
         assert_eq!(t.actions(), vec![Action::Retire { id: id(1) }]);
         assert_eq!(t.s.queued(), 0);
+    }
+
+    #[test]
+    fn hold_waits_for_deliveries_in_progress_and_takes_back_the_rest() {
+        let mut t = T::new(policy());
+        t.s.loaded(100, id(1), file("s@x.test", &["a@mx.test", "b@mx.test", "c@mx.test"]));
+        t.dispatch(100);
+        let s = t.starts();
+        assert_eq!(s.len(), 2, "concurrencylocal 2: c waits for a slot");
+        t.s.hold(100, &id(1));
+        assert!(t.actions().is_empty(), "nothing held while deliveries run");
+        t.answer(101, Chan::Local, s[0].1.slot, vec![ok()]);
+        assert!(t.starts().is_empty(), "c was taken back: the free slot stays free");
+        t.answer(101, Chan::Local, s[1].1.slot, vec![later()]);
+        assert_eq!(t.actions(), vec![Action::Mark { id: id(1), recipients: vec![0] }, Action::Hold { id: id(1) }]);
+        assert_eq!(t.s.queued(), 0);
+        t.dispatch(100_000);
+        assert!(t.starts().is_empty(), "a held message is never tried");
+        // An idle message is held at once.
+        t.s.loaded(200, id(2), file("s@x.test", &["a@mx.test"]));
+        t.s.hold(200, &id(2));
+        assert_eq!(t.actions(), vec![Action::Hold { id: id(2) }]);
+        t.s.hold(200, &id(3));
+        t.actions();
+        assert!(t.log.last().unwrap().contains("no such message"));
+    }
+
+    #[test]
+    fn delete_silently_or_with_a_bounce_of_the_pending_recipients() {
+        let mut t = T::new(policy());
+        t.s.loaded(100, id(1), file("s@x.test", &["a@mx.test"]));
+        t.s.delete(100, &id(1), false);
+        assert_eq!(t.actions(), vec![Action::Retire { id: id(1) }]);
+        t.s.loaded(100, id(2), file("s@x.test", &["a@mx.test", "b@mx.test"]));
+        t.dispatch(100);
+        let s = t.starts();
+        t.answer(101, Chan::Local, s[0].1.slot, vec![ok()]);
+        t.answer(101, Chan::Local, s[1].1.slot, vec![later()]);
+        t.actions();
+        t.s.delete(102, &id(2), true);
+        let bounce = match t.actions().as_slice() {
+            [Action::Bounce(b)] => b.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(bounce.to, a("s@x.test"));
+        assert_eq!(bounce.failures.len(), 1, "only the pending one: {bounce:?}");
+        assert_eq!(bounce.failures[0].recipient, a("b@mx.test"));
+        assert_eq!(bounce.failures[0].status, Status::new(5, 0, 0));
+        t.s.bounced(102, &id(2), Ok(()));
+        assert_eq!(t.actions(), vec![Action::Retire { id: id(2) }]);
+    }
+
+    #[test]
+    fn requeue_makes_one_message_due_and_attempts_are_recorded() {
+        let mut t = T::new(policy());
+        t.s.loaded(100, id(1), file("s@x.test", &["a@mx.test"]));
+        t.dispatch(100);
+        let s = t.starts();
+        t.answer(100, Chan::Local, s[0].1.slot, vec![later()]);
+        t.actions();
+        let (rid, tried) = t.info.last().unwrap().clone();
+        assert_eq!(rid, id(1));
+        assert_eq!((tried[0].index, tried[0].attempts, tried[0].status.as_str()), (0, 1, "4.2.2"));
+        assert_eq!(tried[0].next_try, t.s.next_due().unwrap());
+        assert!(tried[0].next_try > 101);
+        t.dispatch(101);
+        assert!(t.starts().is_empty());
+        t.s.requeue(101, &id(1));
+        t.dispatch(101);
+        let s = t.starts();
+        assert_eq!(s.len(), 1);
+        t.answer(102, Chan::Local, s[0].1.slot, vec![later()]);
+        t.actions();
+        assert_eq!(t.info.last().unwrap().1[0].attempts, 2);
     }
 }

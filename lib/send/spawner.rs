@@ -231,7 +231,7 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
                     Err(e) => {
                         // The other side is our own scheduler: a framing error means
                         // we can no longer tell requests apart. Stop cleanly.
-                        crate::os::log::line(program, &format!("{e}; stopping"));
+                        crate::os::log::error(program, &format!("{e}; stopping"));
                         input_open = false;
                         inbuf.clear();
                         used = 0;

@@ -276,7 +276,7 @@ pub fn start_all(home: &Home) -> Result<Started, String> {
     if bin(Child::QueueDaemon).exists() {
         match start_queued(home) {
             Ok(pid) => pids.push((Child::QueueDaemon, pid)),
-            Err(e) => crate::os::log::line("postern-start", &e),
+            Err(e) => crate::os::log::warn("postern-start", &e),
         }
     }
     Ok(Started { pids })

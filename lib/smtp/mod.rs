@@ -11,3 +11,4 @@ pub mod outgoing;
 pub mod reply;
 pub mod server;
 pub mod submission;
+pub mod sessionlog;

@@ -226,6 +226,7 @@ pub struct Smtpd<'a> {
     submission: Option<String>,
     /// SRS (control/srssecret), read at the first SRS recipient; None inside: off.
     srs: Option<Option<crate::srs::Srs>>,
+    log: super::sessionlog::SessionLog,
 }
 
 /// What a command handler tells the loop.
@@ -252,6 +253,7 @@ impl<'a> Smtpd<'a> {
             checker: None,
             srs: None,
             submission: None,
+            log: Default::default(),
         }
     }
 
@@ -260,6 +262,11 @@ impl<'a> Smtpd<'a> {
     pub fn submission(mut self, idhost: String) -> Smtpd<'a> {
         self.submission = Some(idhost);
         self
+    }
+
+    /// The client as the log names it (`sessionlog::who`).
+    fn who(&self) -> String {
+        super::sessionlog::who(&self.client.ip, self.helo.as_deref(), self.net.tls_info(), self.auth_user.as_deref())
     }
 
     /// A reply with its enhanced status.
@@ -305,6 +312,13 @@ impl<'a> Smtpd<'a> {
             self.reply(421, Status::CONNECTION_DROPPED, "timeout; closing connection");
         }
         self.net.close();
+        let how = match &r {
+            Ok(End::Quit) => "quit".to_string(),
+            Ok(End::Dropped(why)) => format!("dropped: {why}"),
+            Err(SmtpdError::Net(NetError::Closed)) => "the client closed the connection".to_string(),
+            Err(e) => e.to_string(),
+        };
+        log::line(PROGRAM, &self.log.ended(&self.who(), &how));
         r
     }
 
@@ -653,6 +667,7 @@ impl<'a> Smtpd<'a> {
         // forged From: of ours from outside must not leave with our signature.
         // The clients checked on arrival are exactly the others.
         let sign = self.auth_user.is_some() || self.client.relayclient.is_some();
+        let began = Instant::now();
         let checked = self.checks_apply();
         let started = if checked {
             let helo = self.helo.clone().unwrap_or_default();
@@ -732,23 +747,18 @@ impl<'a> Smtpd<'a> {
         }
         let dsn = MessageDsn { ret: t.params.ret, envid: t.params.envid.clone() };
         let envelope = Envelope { sender: t.sender.clone(), recipients: t.rcpts.clone(), dsn, rcpt_dsn: t.rcpt_dsn.clone() };
-        match spool.commit(&envelope) {
-            Ok(()) => {
-                log::line(
-                    PROGRAM,
-                    &format!(
-                        "accepted {} bytes from <{}> for {} recipient(s) from {}",
-                        reader.bytes,
-                        t.sender,
-                        t.rcpts.len(),
-                        self.client.ip
-                    ),
-                );
+        match spool.commit_id(&envelope) {
+            Ok(id) => {
+                let who = self.who();
+                log::line(PROGRAM, &self.log.accepted(&who, id.as_ref(), &t.sender, &t.rcpts, reader.bytes, began.elapsed()));
                 crate::stats::smtpd_accepted(self.home, reader.bytes);
-                self.reply(250, Status::OK, "ok: queued");
+                match id {
+                    Some(id) => self.reply(250, Status::OK, &format!("ok: queued as {id}")),
+                    None => self.reply(250, Status::OK, "ok: queued"),
+                }
             }
             Err(e) => {
-                log::line(PROGRAM, &format!("queueing a message from {} failed: {e}", self.client.ip));
+                log::warn(PROGRAM, &format!("queueing a message from {} failed: {e}", self.client.ip));
                 use crate::mailauth::filter::{DEFERRED, REFUSED};
                 match e.kind() {
                     // postern-authcheck's verdicts (it logged the reason).
@@ -856,7 +866,7 @@ impl<'a> Smtpd<'a> {
     /// A wrong login: wait longer each time, hang up after a few.
     fn failed_login(&mut self, login: &str) -> Next {
         self.auth_failures += 1;
-        log::line(PROGRAM, &format!("failed login for {login} from {} ({} so far)", self.client.ip, self.auth_failures));
+        log::warn(PROGRAM, &format!("failed login for {login} from {} ({} so far)", self.client.ip, self.auth_failures));
         let _ = self.net.flush();
         std::thread::sleep(self.cfg.auth_fail_delay * self.auth_failures);
         if self.auth_failures >= MAX_AUTH_FAILURES {
@@ -1010,17 +1020,10 @@ fn serve(mut net: Session, client: Client, mode: PortMode, adjust: impl FnOnce(&
     if let Some(idhost) = idhost {
         smtpd = smtpd.submission(idhost);
     }
+    // run() logs the session's line, however it ended.
     match smtpd.run() {
         Ok(End::Quit) => 0,
-        Ok(End::Dropped(why)) => {
-            log::line(PROGRAM, &format!("dropped {}: {why}", client.ip));
-            1
-        }
-        Err(SmtpdError::Net(NetError::Closed)) => 1,
-        Err(e) => {
-            log::line(PROGRAM, &format!("session with {} ended: {e}", client.ip));
-            1
-        }
+        _ => 1,
     }
 }
 

@@ -21,6 +21,7 @@ mod ops;
 mod ports;
 mod privs;
 mod queue;
+mod queue_admin;
 mod regression;
 mod send;
 mod sendmail;
