@@ -61,7 +61,7 @@ pub fn gather(home: &Home) -> Result<Report, StatsError> {
         if m.problem.is_some() {
             queue.unreadable += 1;
         }
-        queue.pending_recipients += m.recipients.iter().filter(|r| !r.1).count() as u64;
+        queue.pending_recipients += m.recipients.iter().filter(|r| !r.done).count() as u64;
         queue.oldest_age = queue.oldest_age.max(m.age);
     }
     Ok(Report { smtpd, send, queue })
