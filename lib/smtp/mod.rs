@@ -10,5 +10,5 @@ pub mod mx;
 pub mod outgoing;
 pub mod reply;
 pub mod server;
-pub mod submission;
 pub mod sessionlog;
+pub mod submission;

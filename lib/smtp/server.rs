@@ -971,14 +971,8 @@ pub fn local_session_main() -> i32 {
         }
     };
     let uid = crate::os::sys::real_uid();
-    let client = Client {
-        ip: "127.0.0.1".into(),
-        host: None,
-        relayclient: Some(String::new()),
-        local_uid: Some(uid),
-        databytes: None,
-        info: None,
-    };
+    let client =
+        Client { ip: "127.0.0.1".into(), host: None, relayclient: Some(String::new()), local_uid: Some(uid), databytes: None, info: None };
     serve(net, client, PortMode::default(), |cfg| {
         cfg.tls_available = false;
         cfg.auth_plaintext = false;

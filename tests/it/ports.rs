@@ -386,9 +386,15 @@ fn install_makes_a_certificate_and_serves_the_client_ports() {
     // The units and the init script name the ports and the modes.
     let unit = |name: &str| fs::read_to_string(root.join("etc/systemd/system").join(format!("{name}.service"))).unwrap();
     let sub = unit("postern-submission");
-    assert!(sub.contains(" SUBMISSION_PORT=587 ") && sub.contains("Environment=POSTERN_SUBMISSION=1\n") && !sub.contains("POSTERN_TLS"), "{sub}");
+    assert!(
+        sub.contains(" SUBMISSION_PORT=587 ") && sub.contains("Environment=POSTERN_SUBMISSION=1\n") && !sub.contains("POSTERN_TLS"),
+        "{sub}"
+    );
     let smtps = unit("postern-smtps");
-    assert!(smtps.contains(" SMTPS_PORT=465 ") && smtps.contains("POSTERN_SUBMISSION=1\n") && smtps.contains("POSTERN_TLS=implicit\n"), "{smtps}");
+    assert!(
+        smtps.contains(" SMTPS_PORT=465 ") && smtps.contains("POSTERN_SUBMISSION=1\n") && smtps.contains("POSTERN_TLS=implicit\n"),
+        "{smtps}"
+    );
     let pop3s = unit("postern-pop3s");
     assert!(
         pop3s.contains(" POP3S_PORT=995 ") && pop3s.contains("POSTERN_TLS=implicit\n") && pop3s.contains("postern-popup ports-inst.test "),
