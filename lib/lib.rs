@@ -15,6 +15,7 @@ pub mod deliver;
 pub mod dkim;
 pub mod inject;
 pub mod mailauth;
+pub mod imap;
 pub mod maildir;
 pub mod message;
 pub mod net;
