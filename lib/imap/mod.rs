@@ -19,6 +19,11 @@ pub mod types;
 pub mod uidlist;
 pub mod utf7;
 
+// The protocol side (branch imap-core): command input, the pre-login state,
+// the authenticated session.
+pub mod command;
+pub mod parse;
+
 use crate::error::{Classify, Kind};
 use std::fmt;
 use std::io;
