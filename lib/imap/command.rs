@@ -70,7 +70,6 @@ pub enum StatusItem {
     UidNext,
     UidValidity,
     Unseen,
-    Deleted,
     Size,
 }
 
@@ -82,7 +81,6 @@ impl StatusItem {
             StatusItem::UidNext => "UIDNEXT",
             StatusItem::UidValidity => "UIDVALIDITY",
             StatusItem::Unseen => "UNSEEN",
-            StatusItem::Deleted => "DELETED",
             StatusItem::Size => "SIZE",
         }
     }
@@ -341,9 +339,8 @@ fn status_items(t: &[Token]) -> Result<Vec<StatusItem>, String> {
             Some(b"UIDNEXT") => StatusItem::UidNext,
             Some(b"UIDVALIDITY") => StatusItem::UidValidity,
             Some(b"UNSEEN") => StatusItem::Unseen,
-            Some(b"DELETED") => StatusItem::Deleted,
             Some(b"SIZE") => StatusItem::Size,
-            _ => return Err("unknown status item; known: MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE".into()),
+            _ => return Err("unknown status item; known: MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN SIZE".into()),
         };
         out.push(item);
     }

@@ -22,7 +22,11 @@ pub mod utf7;
 // The protocol side (branch imap-core): command input, the pre-login state,
 // the authenticated session.
 pub mod command;
+pub mod idle;
+pub mod login;
 pub mod parse;
+pub mod response;
+pub mod session;
 
 use crate::error::{Classify, Kind};
 use std::fmt;
