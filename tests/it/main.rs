@@ -27,6 +27,10 @@ mod smtp;
 mod auth;
 mod pop3;
 
+// IMAP
+mod imap;
+mod imap_bad;
+
 // Remote delivery
 mod mtasts;
 mod remote;
