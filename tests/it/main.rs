@@ -30,6 +30,7 @@ mod pop3;
 // IMAP
 mod imap;
 mod imap_bad;
+mod imap_clients;
 
 // Remote delivery
 mod mtasts;
