@@ -683,3 +683,191 @@ pub mod mime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::types::Section;
+
+    const MSG: &[u8] = b"From: \"Doe, Jane\" <jane@example.org>\n\
+To: team: a@x.org, Bob <b@y.org>;, c@z.org\n\
+Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= \"quoted\"\n\
+Date: Mon, 1 Feb 2024 10:00:00 +0100\n\
+Message-ID: <1@example.org>\n\
+MIME-Version: 1.0\n\
+Content-Type: multipart/mixed; boundary=\"XX\"\n\
+\n\
+preamble\n\
+--XX\n\
+Content-Type: text/plain; charset=utf-8\n\
+\n\
+hello\n\
+world\n\
+--XX\n\
+Content-Type: application/octet-stream; name=\"a.bin\"\n\
+Content-Transfer-Encoding: base64\n\
+Content-Disposition: attachment; filename=\"a.bin\"\n\
+\n\
+AAEC/w==\n\
+--XX\n\
+Content-Type: message/rfc822\n\
+\n\
+From: inner@example.org\n\
+Subject: inner\n\
+\n\
+inner body\n\
+--XX--\n\
+epilogue\n";
+
+    fn item(att: FetchAtt, data: &[u8]) -> String {
+        String::from_utf8(item_bytes(att, data)).unwrap()
+    }
+
+    fn item_bytes(att: FetchAtt, data: &[u8]) -> Vec<u8> {
+        let m = crate::imap::mailbox::Message {
+            uid: 7,
+            name: "n".into(),
+            in_new: false,
+            flags: 0,
+            keywords: 0,
+            size: 99,
+            internal_date: 951868800 + 3661,
+            recent: false,
+        };
+        let mut out = Vec::new();
+        write_item(&mut out, &att, &FetchCtx { msg: &m, flags: "(\\Seen)", data: Some(data) });
+        out
+    }
+
+    fn sect(part: &[u32], text: SectionText) -> FetchAtt {
+        FetchAtt::BodySection { peek: true, section: Section { part: part.to_vec(), text }, partial: None }
+    }
+
+    #[test]
+    fn simple_items() {
+        assert_eq!(item(FetchAtt::Uid, MSG), "UID 7");
+        assert_eq!(item(FetchAtt::Flags, MSG), "FLAGS (\\Seen)");
+        assert_eq!(item(FetchAtt::Rfc822Size, MSG), "RFC822.SIZE 99");
+        assert_eq!(item(FetchAtt::InternalDate, MSG), "INTERNALDATE \"01-Mar-2000 01:01:01 +0000\"");
+    }
+
+    #[test]
+    fn sections_are_exact_slices_with_crlf() {
+        let text = |s: &str| s.replace('\n', "\r\n");
+        let whole = item(sect(&[], SectionText::Whole), MSG);
+        let want = text(std::str::from_utf8(MSG).unwrap());
+        assert_eq!(whole, format!("BODY[] {{{}}}\r\n{want}", want.len()));
+        assert_eq!(item(sect(&[1], SectionText::Whole), MSG), "BODY[1] {12}\r\nhello\r\nworld");
+        assert_eq!(item(sect(&[1], SectionText::Mime), MSG), "BODY[1.MIME] {43}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
+        assert_eq!(item(sect(&[2], SectionText::Whole), MSG), "BODY[2] {8}\r\nAAEC/w==");
+        assert_eq!(item(sect(&[3, 1], SectionText::Whole), MSG), "BODY[3.1] {10}\r\ninner body");
+        assert_eq!(
+            item(sect(&[3], SectionText::Header), MSG),
+            format!("BODY[3.HEADER] {{43}}\r\n{}", text("From: inner@example.org\nSubject: inner\n\n"))
+        );
+        assert_eq!(item(sect(&[3], SectionText::Text), MSG), "BODY[3.TEXT] {10}\r\ninner body");
+        assert_eq!(item(sect(&[4], SectionText::Whole), MSG), "BODY[4] {0}\r\n", "a part that is not there is empty");
+        let hf = item(sect(&[], SectionText::HeaderFields(vec!["subject".into(), "FROM".into()])), MSG);
+        let want = text("From: \"Doe, Jane\" <jane@example.org>\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= \"quoted\"\n\n");
+        assert_eq!(hf, format!("BODY[HEADER.FIELDS (SUBJECT FROM)] {{{}}}\r\n{want}", want.len()));
+        let not = item(sect(&[], SectionText::HeaderFieldsNot(vec!["Content-Type".into()])), MSG);
+        assert!(!not.contains("Content-Type:") && not.ends_with("Message-ID: <1@example.org>\r\nMIME-Version: 1.0\r\n\r\n"), "{not}");
+        let body = item(sect(&[], SectionText::Text), MSG);
+        assert!(body.starts_with("BODY[TEXT] {") && body.ends_with("--XX--\r\nepilogue\r\n"), "{body}");
+        // Partial: origin and count on the bytes as sent.
+        let p = FetchAtt::BodySection { peek: false, section: Section { part: vec![1], text: SectionText::Whole }, partial: Some((3, 4)) };
+        assert_eq!(item(p, MSG), "BODY[1]<3> {4}\r\nlo\r\n");
+        let p = FetchAtt::BodySection { peek: false, section: Section::whole(), partial: Some((100000, 4)) };
+        assert_eq!(item(p, MSG), "BODY[]<100000> {0}\r\n");
+        // A CRLF file is sent as it is.
+        let crlf_msg = b"A: 1\r\n\r\nx\r\n";
+        assert_eq!(item(FetchAtt::Rfc822, crlf_msg), "RFC822 {11}\r\nA: 1\r\n\r\nx\r\n");
+        assert_eq!(item(FetchAtt::Rfc822Header, b"A: 1\n\nx\n"), "RFC822.HEADER {8}\r\nA: 1\r\n\r\n");
+        assert_eq!(item(FetchAtt::Rfc822Text, b"A: 1\n\nx\n"), "RFC822.TEXT {3}\r\nx\r\n");
+    }
+
+    #[test]
+    fn binary_undoes_the_transfer_encoding() {
+        assert_eq!(item_bytes(FetchAtt::Binary { peek: true, part: vec![2], partial: None }, MSG), b"BINARY[2] ~{4}\r\n\x00\x01\x02\xff");
+        assert_eq!(item(FetchAtt::BinarySize(vec![2]), MSG), "BINARY.SIZE[2] 4");
+        let qp = b"Content-Transfer-Encoding: quoted-printable\n\na=3Db=\nc\n";
+        assert_eq!(item(FetchAtt::Binary { peek: true, part: vec![1], partial: None }, qp), "BINARY[1] {6}\r\na=bc\r\n");
+    }
+
+    #[test]
+    fn envelope_with_groups_and_quoted_names() {
+        let e = item(FetchAtt::Envelope, MSG);
+        assert_eq!(
+            e,
+            "ENVELOPE (\"Mon, 1 Feb 2024 10:00:00 +0100\" \"=?utf-8?q?Gr=C3=BC=C3=9Fe?= \\\"quoted\\\"\" \
+((\"Doe, Jane\" NIL \"jane\" \"example.org\")) ((\"Doe, Jane\" NIL \"jane\" \"example.org\")) \
+((\"Doe, Jane\" NIL \"jane\" \"example.org\")) \
+((NIL NIL \"team\" NIL)(NIL NIL \"a\" \"x.org\")(\"Bob\" NIL \"b\" \"y.org\")(NIL NIL NIL NIL)(NIL NIL \"c\" \"z.org\")) \
+NIL NIL NIL \"<1@example.org>\")"
+        );
+        assert_eq!(item(FetchAtt::Envelope, b"\nbody"), "ENVELOPE (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
+        let old = item(FetchAtt::Envelope, b"From: joe@x.org (Joe Q)\nTo: undisclosed-recipients:;\n\n");
+        assert!(old.contains("((\"Joe Q\" NIL \"joe\" \"x.org\"))"), "{old}");
+        assert!(old.contains("((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL))"), "{old}");
+    }
+
+    #[test]
+    fn bodystructure_of_a_nested_multipart() {
+        let b = item(FetchAtt::BodyStructure, MSG);
+        assert_eq!(
+            b,
+            "BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 2 NIL NIL NIL NIL)\
+(\"application\" \"octet-stream\" (\"name\" \"a.bin\") NIL NIL \"base64\" 8 NIL (\"attachment\" (\"filename\" \"a.bin\")) NIL NIL)\
+(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 53 \
+(NIL \"inner\" ((NIL NIL \"inner\" \"example.org\")) ((NIL NIL \"inner\" \"example.org\")) ((NIL NIL \"inner\" \"example.org\")) NIL NIL NIL NIL NIL) \
+(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 1 NIL NIL NIL NIL) 4 NIL NIL NIL NIL) \
+\"mixed\" (\"boundary\" \"XX\") NIL NIL NIL)"
+        );
+        let short = item(FetchAtt::Body, MSG);
+        assert!(short.starts_with("BODY ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 2)"), "{short}");
+        assert!(short.ends_with(" \"mixed\")"), "{short}");
+        // Plain text, no Content-Type.
+        assert_eq!(item(FetchAtt::BodyStructure, b"A: 1\n\nx\ny"), "BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 4 2 NIL NIL NIL NIL)");
+    }
+
+    #[test]
+    fn multipart_edges() {
+        // No closing delimiter; CRLF lines; a boundary-like line that is not one.
+        let m = b"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n\r\none\r\n--bx\r\n--b \r\n\r\ntwo";
+        let root = mime::parse(m);
+        assert_eq!(root.children.len(), 2);
+        assert_eq!(root.children[0].body, b"one\r\n--bx");
+        assert_eq!(root.children[1].body, b"two");
+        // Nesting deeper than the limit is a leaf, not a stack overflow.
+        let mut deep = Vec::new();
+        for _ in 0..10000 {
+            deep.extend_from_slice(b"Content-Type: message/rfc822\n\n");
+        }
+        let p = mime::parse(&deep);
+        let mut out = Vec::new();
+        body_structure(&mut out, &p, true);
+        assert!(out.len() > 100);
+        // Every prefix of a message parses without panicking.
+        for i in 0..MSG.len() {
+            let mut out = Vec::new();
+            body_structure(&mut out, &mime::parse(&MSG[..i]), true);
+            envelope(&mut out, &MSG[..mime::split(&MSG[..i]).0]);
+            let _ = section_bytes(&MSG[..i], &Section { part: vec![3, 1], text: SectionText::Text });
+        }
+    }
+
+    #[test]
+    fn strings_quote_or_go_literal() {
+        let s = |b: &[u8]| {
+            let mut o = Vec::new();
+            write_string(&mut o, b);
+            o
+        };
+        assert_eq!(s(b"a \"b\" \\c"), b"\"a \\\"b\\\" \\\\c\"");
+        assert_eq!(s(b"line\r\nbreak"), b"{11}\r\nline\r\nbreak");
+        assert_eq!(s("é".as_bytes()), b"{2}\r\n\xc3\xa9");
+        let mut o = Vec::new();
+        write_nstring(&mut o, None);
+        assert_eq!(o, b"NIL");
+    }
+}
