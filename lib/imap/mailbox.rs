@@ -1,11 +1,33 @@
 //! A selected folder: the session's numbered list of messages, and the
-//! operations that change it (STORE, EXPUNGE, APPEND, COPY, MOVE).
-//! (API first; bodies being written.)
+//! operations that change it (STORE, EXPUNGE, APPEND, COPY, MOVE, STATUS).
+//!
+//! - Flags live in the file names: `BASE,S=n,W=n:2,DFRST` with the system
+//!   flags in ASCII order, then keyword letters `a`..`z`; `postern-keywords`
+//!   in the folder maps each letter to its keyword (`a $Forwarded`), as
+//!   Dovecot's `dovecot-keywords` does. A letter, once given, keeps its
+//!   keyword (a folder holds at most 26).
+//! - \Recent is "found in new/": a read-write session moves new/ to cur/ and
+//!   the messages it moved are recent to it alone. EXAMINE moves nothing.
+//! - The session's list changes only in `rescan` and in its own EXPUNGE and
+//!   MOVE; files POP3 or another session removed are expunges, renamed ones
+//!   flag changes (see `uidlist` for why UIDs survive both).
+//! - Nothing here takes POP3's lock (`pop3::mailbox::LOCK_FILE`): IMAP and
+//!   POP3 share the Maildir, each seeing the other's changes as they happen.
+//! - APPEND writes tmp/, fsyncs, links into cur/ and fsyncs cur/, as delivery
+//!   does; COPY hard-links (the file never changes) and MOVE renames, so a
+//!   message is never lost half-way.
 
 use super::folders::Store;
 use super::types::{Flag, SeqSet, StoreOp};
+use super::uidlist::{self, Found};
 use super::StoreError;
-use std::path::PathBuf;
+use crate::maildir::name::{crlf_size, uidl_of, unique};
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// One message as the session sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,14 +54,73 @@ pub const FLAGGED: u8 = 4;
 pub const DELETED: u8 = 8;
 pub const DRAFT: u8 = 16;
 
+/// Maildir letters in ASCII order, with their bits.
+const LETTERS: [(char, u8); 5] = [('D', DRAFT), ('F', FLAGGED), ('R', ANSWERED), ('S', SEEN), ('T', DELETED)];
+pub const KEYWORDS_FILE: &str = "postern-keywords";
+const MAX_KEYWORDS: usize = 26;
+
+impl Message {
+    pub fn has(&self, bit: u8) -> bool {
+        self.flags & bit != 0
+    }
+
+    /// The base name (the part that never changes).
+    pub fn base(&self) -> &str {
+        uidl_of(&self.name)
+    }
+}
+
+/// System flags and keyword bits from a Maildir name's `:2,` info.
+pub fn parse_info(name: &str) -> (u8, u32) {
+    let Some((_, info)) = name.split_once(":2,") else { return (0, 0) };
+    let (mut f, mut k) = (0, 0);
+    for c in info.chars() {
+        if let Some((_, b)) = LETTERS.iter().find(|(l, _)| *l == c) {
+            f |= b;
+        } else if c.is_ascii_lowercase() {
+            k |= 1 << (c as u32 - 'a' as u32);
+        }
+    }
+    (f, k)
+}
+
+/// The file name with these flags: the part before ':' kept, `:2,` info
+/// rebuilt in ASCII order.
+pub fn with_info(name: &str, flags: u8, keywords: u32) -> String {
+    let head = name.split(':').next().unwrap_or(name);
+    let mut s = format!("{head}:2,");
+    for (c, b) in LETTERS {
+        if flags & b != 0 {
+            s.push(c);
+        }
+    }
+    for i in 0..MAX_KEYWORDS as u32 {
+        if keywords & (1 << i) != 0 {
+            s.push((b'a' + i as u8) as char);
+        }
+    }
+    s
+}
+
+fn bit_of(f: &Flag) -> u8 {
+    match f {
+        Flag::Seen => SEEN,
+        Flag::Answered => ANSWERED,
+        Flag::Flagged => FLAGGED,
+        Flag::Deleted => DELETED,
+        Flag::Draft => DRAFT,
+        _ => 0,
+    }
+}
+
 /// What `rescan` found since the last look, for NOOP, IDLE and the end of
 /// each command.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
-    /// Sequence numbers to send as `* n EXPUNGE`, in this order (each counts
-    /// the removals before it).
+    /// Sequence numbers to send as `* n EXPUNGE`, in this order (highest
+    /// first, so none needs adjusting for the ones before it).
     pub expunged: Vec<u32>,
-    /// The new message count if messages arrived (`* n EXISTS`), else None.
+    /// The new message count if it changed (`* n EXISTS`), else None.
     pub exists: Option<u32>,
     /// Sequence numbers (after the expunges) whose flags another session or
     /// POP3 changed: send `* n FETCH (FLAGS ...)`.
@@ -58,6 +139,7 @@ pub struct CopyUids {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
     pub messages: u32,
+    /// Messages still in new/.
     pub recent: u32,
     pub uidnext: u32,
     pub uidvalidity: u32,
@@ -69,20 +151,127 @@ pub struct Status {
 /// A selected folder.
 pub struct Mailbox {
     pub dir: PathBuf,
-    /// The folder's name as sent on the wire (mUTF-7), `INBOX` for the Maildir.
+    /// The folder's canonical name (mUTF-7), `INBOX` for the Maildir.
     pub name: String,
     pub read_only: bool,
     pub uidvalidity: u32,
     pub uidnext: u32,
     messages: Vec<Message>,
+    keywords: Vec<String>,
+    /// UIDs whose files vanished while expunges could not be reported.
+    gone: HashSet<u32>,
+}
+
+fn read_keywords(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let p = dir.join(KEYWORDS_FILE);
+    let text = match fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::Io(p, e)),
+    };
+    let mut out = vec![String::new(); MAX_KEYWORDS];
+    for l in text.lines() {
+        let mut it = l.splitn(2, ' ');
+        let (Some(letter), Some(kw)) = (it.next(), it.next()) else { continue };
+        let b = letter.as_bytes();
+        if b.len() == 1 && b[0].is_ascii_lowercase() && Flag::parse(kw.as_bytes()).is_ok() {
+            out[(b[0] - b'a') as usize] = kw.to_string();
+        }
+    }
+    while out.last().is_some_and(String::is_empty) {
+        out.pop();
+    }
+    Ok(out)
+}
+
+/// Letters for the keywords, adding unknown ones to the folder's file
+/// (under the folder's list lock, rereading the file first).
+fn keyword_bits(dir: &Path, names: &[&str], known: &mut Vec<String>) -> Result<u32, StoreError> {
+    if names.iter().all(|n| find_keyword(known, n).is_some()) {
+        return Ok(names.iter().filter_map(|n| find_keyword(known, n)).fold(0, |acc, i| acc | 1 << i));
+    }
+    let _l = uidlist::lock(dir)?;
+    *known = read_keywords(dir)?;
+    keyword_bits_locked(dir, names, known)
+}
+
+fn find_keyword(known: &[String], n: &str) -> Option<usize> {
+    known.iter().position(|k| !k.is_empty() && k.eq_ignore_ascii_case(n))
+}
+
+/// Move every file in new/ to cur/ (adding `:2,`); returns the base names moved.
+fn claim_new(dir: &Path, log: &mut dyn FnMut(&str)) -> HashSet<String> {
+    let mut moved = HashSet::new();
+    let Ok(rd) = fs::read_dir(dir.join("new")) else { return moved };
+    for e in rd.flatten() {
+        let Ok(name) = e.file_name().into_string() else { continue };
+        if name.starts_with('.') || !e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            continue;
+        }
+        let to = if name.contains(':') { name.clone() } else { format!("{name}:2,") };
+        match fs::rename(e.path(), dir.join("cur").join(&to)) {
+            Ok(()) => {
+                moved.insert(uidl_of(&name).to_string());
+            }
+            // POP3 or another session took it first.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => log(&format!("cannot move {} to cur/: {err}", e.path().display())),
+        }
+    }
+    moved
+}
+
+/// base -> file, cur/ preferred over new/ (a copy in both is a half-done move).
+fn by_base(found: Vec<Found>) -> HashMap<String, Found> {
+    let mut m: HashMap<String, Found> = HashMap::with_capacity(found.len());
+    for f in found {
+        let b = f.base().to_string();
+        match m.get(&b) {
+            Some(old) if !old.in_new => {}
+            _ => {
+                m.insert(b, f);
+            }
+        }
+    }
+    m
 }
 
 impl Mailbox {
     /// SELECT (read-write) or EXAMINE (read_only). Reads the UID list, gives
     /// UIDs to new files (and, read-write, moves new/ to cur/ marking them
     /// \Recent). `log` receives a line per skipped file or rebuilt list.
-    pub fn open(_store: &Store, _name: &str, _read_only: bool, _log: &mut dyn FnMut(&str)) -> Result<Mailbox, StoreError> {
-        todo!()
+    pub fn open(store: &Store, name: &str, read_only: bool, log: &mut dyn FnMut(&str)) -> Result<Mailbox, StoreError> {
+        let canonical = store.canonical(name)?;
+        let dir = store.existing(&canonical)?;
+        let recent = if read_only { HashSet::new() } else { claim_new(&dir, log) };
+        let (list, found) = uidlist::sync(&dir, log)?;
+        let files = by_base(found);
+        let mut messages = Vec::with_capacity(list.entries.len());
+        for e in &list.entries {
+            if let Some(f) = files.get(&e.base) {
+                let (flags, keywords) = parse_info(&f.name);
+                messages.push(Message {
+                    uid: e.uid,
+                    name: f.name.clone(),
+                    in_new: f.in_new,
+                    flags,
+                    keywords,
+                    size: e.size,
+                    internal_date: e.mtime,
+                    recent: recent.contains(&e.base),
+                });
+            }
+        }
+        Ok(Mailbox {
+            keywords: read_keywords(&dir)?,
+            dir,
+            name: canonical,
+            read_only,
+            uidvalidity: list.uidvalidity,
+            uidnext: list.uidnext,
+            messages,
+            gone: HashSet::new(),
+        })
     }
 
     /// The messages, in sequence number order (MSN n is `messages()[n-1]`).
@@ -90,75 +279,485 @@ impl Mailbox {
         &self.messages
     }
 
-    /// Flags of a message as FETCH FLAGS lists them (system flags, keywords, \Recent).
-    pub fn flags_of(&self, _m: &Message) -> Vec<Flag> {
-        todo!()
+    /// Whether another session or POP3 removed this message's file (it stays
+    /// listed until an expunge can be reported; FETCH of its body fails).
+    pub fn is_gone(&self, uid: u32) -> bool {
+        self.gone.contains(&uid)
     }
 
-    /// The keywords this folder knows (for FLAGS and PERMANENTFLAGS).
+    /// Flags of a message as FETCH FLAGS lists them (system flags, keywords, \Recent).
+    pub fn flags_of(&self, m: &Message) -> Vec<Flag> {
+        let mut out: Vec<Flag> = [(SEEN, Flag::Seen), (ANSWERED, Flag::Answered), (FLAGGED, Flag::Flagged), (DELETED, Flag::Deleted), (DRAFT, Flag::Draft)]
+            .into_iter()
+            .filter(|(b, _)| m.flags & b != 0)
+            .map(|(_, f)| f)
+            .collect();
+        for (i, k) in self.keywords.iter().enumerate() {
+            if m.keywords & (1 << i) != 0 && !k.is_empty() {
+                out.push(Flag::Keyword(k.clone()));
+            }
+        }
+        if m.recent {
+            out.push(Flag::Recent);
+        }
+        out
+    }
+
+    /// `(\Seen $Label)`: flags_of as FETCH writes them.
+    pub fn flags_text(&self, m: &Message) -> String {
+        let fs: Vec<String> = self.flags_of(m).iter().map(Flag::to_string).collect();
+        format!("({})", fs.join(" "))
+    }
+
+    /// The keywords this folder knows, by letter index (for FLAGS,
+    /// PERMANENTFLAGS and SEARCH); an empty string is an unused letter.
     pub fn keyword_names(&self) -> Vec<String> {
-        todo!()
+        self.keywords.clone()
     }
 
     /// UIDs of the messages a set names: MSNs if `by_uid` is false, else UIDs
     /// (`*` is the last message's). Ascending.
-    pub fn resolve(&self, _set: &SeqSet, _by_uid: bool) -> Vec<u32> {
-        todo!()
+    pub fn resolve(&self, set: &SeqSet, by_uid: bool) -> Vec<u32> {
+        if by_uid {
+            let max = self.messages.last().map_or(0, |m| m.uid);
+            self.messages.iter().filter(|m| set.contains(m.uid, max)).map(|m| m.uid).collect()
+        } else {
+            let max = self.messages.len() as u32;
+            self.messages.iter().enumerate().filter(|(i, _)| set.contains(*i as u32 + 1, max)).map(|(_, m)| m.uid).collect()
+        }
+    }
+
+    fn index(&self, uid: u32) -> Option<usize> {
+        self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
     }
 
     /// MSN of a UID.
-    pub fn msn(&self, _uid: u32) -> Option<u32> {
-        todo!()
+    pub fn msn(&self, uid: u32) -> Option<u32> {
+        self.index(uid).map(|i| i as u32 + 1)
+    }
+
+    /// The message with this UID.
+    pub fn get(&self, uid: u32) -> Option<&Message> {
+        self.index(uid).map(|i| &self.messages[i])
     }
 
     /// The message's file.
-    pub fn path(&self, _m: &Message) -> PathBuf {
-        todo!()
+    pub fn path(&self, m: &Message) -> PathBuf {
+        self.dir.join(if m.in_new { "new" } else { "cur" }).join(&m.name)
     }
 
-    /// The message's bytes, memory-mapped (the file never changes, only its name).
-    pub fn read(&self, _uid: u32) -> Result<memmap2::Mmap, StoreError> {
-        todo!()
+    /// Find a message's file again after someone renamed it; updates the name.
+    fn refind(&mut self, i: usize) -> Result<bool, StoreError> {
+        let base = self.messages[i].base().to_string();
+        let files = by_base(uidlist::scan(&self.dir)?);
+        Ok(match files.get(&base) {
+            Some(f) => {
+                self.messages[i].name = f.name.clone();
+                self.messages[i].in_new = f.in_new;
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Where message i's file is now, if someone renamed it (flags, new/ to cur/).
+    fn locate(&self, i: usize) -> Result<Option<PathBuf>, StoreError> {
+        let base = self.messages[i].base();
+        let files = by_base(uidlist::scan(&self.dir)?);
+        Ok(files.get(base).map(|f| uidlist::path_of(&self.dir, f)))
+    }
+
+    /// The message's bytes, memory-mapped (the file never changes, only its
+    /// name; a rename by another session is followed).
+    pub fn read(&self, uid: u32) -> Result<memmap2::Mmap, StoreError> {
+        let i = self.index(uid).ok_or(StoreError::Gone(uid))?;
+        let open = |p: &Path| OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(p);
+        let p = self.path(&self.messages[i]);
+        let f = match open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let p = self.locate(i)?.ok_or(StoreError::Gone(uid))?;
+                open(&p).map_err(|e| if e.kind() == io::ErrorKind::NotFound { StoreError::Gone(uid) } else { StoreError::Io(p.clone(), e) })?
+            }
+            Err(e) => return Err(StoreError::Io(p, e)),
+        };
+        crate::os::sys::map_file(&f).map_err(StoreError::io(&p))
     }
 
     /// Look again: new files get UIDs, renamed ones update flags, vanished ones
     /// are expunges. With `expunge_ok` false (during FETCH, STORE, SEARCH) the
     /// vanished stay listed so sequence numbers hold, and are reported later.
-    pub fn rescan(&mut self, _expunge_ok: bool, _log: &mut dyn FnMut(&str)) -> Result<Changes, StoreError> {
-        todo!()
+    pub fn rescan(&mut self, expunge_ok: bool, log: &mut dyn FnMut(&str)) -> Result<Changes, StoreError> {
+        let recent = if self.read_only { HashSet::new() } else { claim_new(&self.dir, log) };
+        let (list, found) = uidlist::sync(&self.dir, log)?;
+        let mut files = by_base(found);
+        // A file renamed while we listed may be missed by readdir; look once
+        // more before calling anything expunged.
+        if self.messages.iter().any(|m| !files.contains_key(m.base()) && !self.gone.contains(&m.uid)) {
+            for (b, f) in by_base(uidlist::scan(&self.dir)?) {
+                files.entry(b).or_insert(f);
+            }
+        }
+        self.uidvalidity = list.uidvalidity;
+        self.uidnext = list.uidnext;
+        let mut changed = Vec::new();
+        for m in &mut self.messages {
+            match files.get(m.base()) {
+                Some(f) => {
+                    if f.name != m.name || f.in_new != m.in_new {
+                        let (flags, kw) = parse_info(&f.name);
+                        if (flags, kw) != (m.flags, m.keywords) {
+                            changed.push(m.uid);
+                        }
+                        m.name = f.name.clone();
+                        m.in_new = f.in_new;
+                        m.flags = flags;
+                        m.keywords = kw;
+                    }
+                }
+                None => {
+                    self.gone.insert(m.uid);
+                }
+            }
+        }
+        if !changed.is_empty() {
+            // A keyword letter another session added.
+            self.keywords = read_keywords(&self.dir)?;
+        }
+        let mut ch = Changes::default();
+        let before = self.messages.len();
+        if expunge_ok && !self.gone.is_empty() {
+            ch.expunged = self.drop_gone();
+        }
+        let max = self.messages.last().map_or(0, |m| m.uid);
+        for e in list.entries.iter().filter(|e| e.uid > max) {
+            if let Some(f) = files.get(&e.base) {
+                let (flags, keywords) = parse_info(&f.name);
+                self.messages.push(Message {
+                    uid: e.uid,
+                    name: f.name.clone(),
+                    in_new: f.in_new,
+                    flags,
+                    keywords,
+                    size: e.size,
+                    internal_date: e.mtime,
+                    recent: recent.contains(&e.base),
+                });
+            }
+        }
+        if self.messages.len() != before || !ch.expunged.is_empty() {
+            ch.exists = Some(self.messages.len() as u32);
+        }
+        ch.flags = changed.iter().filter_map(|&u| self.msn(u)).collect();
+        Ok(ch)
+    }
+
+    /// Remove the vanished from the list; their MSNs, highest first.
+    fn drop_gone(&mut self) -> Vec<u32> {
+        let mut msns = Vec::new();
+        for i in (0..self.messages.len()).rev() {
+            if self.gone.remove(&self.messages[i].uid) {
+                msns.push(i as u32 + 1);
+                self.messages.remove(i);
+            }
+        }
+        self.gone.clear();
+        msns
     }
 
     /// STORE: change flags of the messages (renaming their files). Returns the
-    /// UIDs whose flags changed.
-    pub fn store_flags(&mut self, _uids: &[u32], _op: StoreOp, _flags: &[Flag]) -> Result<Vec<u32>, StoreError> {
-        todo!()
+    /// UIDs whose flags changed. \Recent is ignored; messages another session
+    /// expunged meanwhile are skipped.
+    pub fn store_flags(&mut self, uids: &[u32], op: StoreOp, flags: &[Flag]) -> Result<Vec<u32>, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly(self.name.clone()));
+        }
+        let bits = flags.iter().fold(0u8, |a, f| a | bit_of(f));
+        let names: Vec<&str> = flags.iter().filter_map(|f| if let Flag::Keyword(k) = f { Some(k.as_str()) } else { None }).collect();
+        let kw = if op == StoreOp::Remove {
+            let mut found = 0;
+            for n in &names {
+                if let Some(i) = self.keywords.iter().position(|k| !k.is_empty() && k.eq_ignore_ascii_case(n)) {
+                    found |= 1 << i;
+                }
+            }
+            found
+        } else {
+            keyword_bits(&self.dir, &names, &mut self.keywords)?
+        };
+        let mut changed = Vec::new();
+        for &uid in uids {
+            let Some(i) = self.index(uid) else { continue };
+            if self.gone.contains(&uid) {
+                continue;
+            }
+            let m = &self.messages[i];
+            let (nf, nk) = match op {
+                StoreOp::Add => (m.flags | bits, m.keywords | kw),
+                StoreOp::Remove => (m.flags & !bits, m.keywords & !kw),
+                StoreOp::Replace => (bits, kw),
+            };
+            if (nf, nk) == (m.flags, m.keywords) && !m.in_new {
+                continue;
+            }
+            if self.rename_flags(i, nf, nk)? {
+                if (nf, nk) != (self.messages[i].flags, self.messages[i].keywords) {
+                    changed.push(uid);
+                }
+                self.messages[i].flags = nf;
+                self.messages[i].keywords = nk;
+            }
+        }
+        Ok(changed)
     }
 
-    /// EXPUNGE (uids None) or UID EXPUNGE: remove the \Deleted messages.
-    /// Returns the sequence numbers to send as `* n EXPUNGE`, in order.
-    pub fn expunge(&mut self, _uids: Option<&[u32]>) -> Result<Vec<u32>, StoreError> {
-        todo!()
+    /// Rename message i's file for new flags (into cur/). False if it is gone.
+    fn rename_flags(&mut self, i: usize, flags: u8, kw: u32) -> Result<bool, StoreError> {
+        for attempt in 0..2 {
+            let from = self.path(&self.messages[i]);
+            let to_name = with_info(&self.messages[i].name, flags, kw);
+            let to = self.dir.join("cur").join(&to_name);
+            match fs::rename(&from, &to) {
+                Ok(()) => {
+                    self.messages[i].name = to_name;
+                    self.messages[i].in_new = false;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt == 0 => {
+                    if !self.refind(i)? {
+                        return Ok(false);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(StoreError::Io(from, e)),
+            }
+        }
+        Ok(false)
     }
 
-    /// COPY to another folder (hard links where possible, keeping flags).
-    pub fn copy(&self, _store: &Store, _uids: &[u32], _dest: &str) -> Result<CopyUids, StoreError> {
-        todo!()
+    /// EXPUNGE (uids None) or UID EXPUNGE: remove the \Deleted messages (and
+    /// drop those others removed). Returns the sequence numbers to send as
+    /// `* n EXPUNGE`, highest first.
+    pub fn expunge(&mut self, uids: Option<&[u32]>) -> Result<Vec<u32>, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly(self.name.clone()));
+        }
+        let wanted: Option<HashSet<u32>> = uids.map(|u| u.iter().copied().collect());
+        let doomed: Vec<usize> = (0..self.messages.len())
+            .filter(|&i| {
+                let m = &self.messages[i];
+                m.has(DELETED) && wanted.as_ref().is_none_or(|w| w.contains(&m.uid))
+            })
+            .collect();
+        for i in doomed {
+            let uid = self.messages[i].uid;
+            let p = self.path(&self.messages[i]);
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Renamed (flags) by another session: remove it under its new name.
+                    if self.refind(i)? {
+                        let p = self.path(&self.messages[i]);
+                        match fs::remove_file(&p) {
+                            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(StoreError::Io(p, e)),
+                            _ => {}
+                        }
+                    }
+                }
+                Err(e) => return Err(StoreError::Io(p, e)),
+            }
+            self.gone.insert(uid);
+        }
+        Ok(self.drop_gone())
     }
 
-    /// MOVE: copy, then expunge the sources. Returns the COPYUID and the
-    /// sequence numbers to send as `* n EXPUNGE`.
-    pub fn move_to(&mut self, _store: &Store, _uids: &[u32], _dest: &str) -> Result<(CopyUids, Vec<u32>), StoreError> {
-        todo!()
+    /// COPY to another folder (hard links, flags and internal date kept).
+    pub fn copy(&self, store: &Store, uids: &[u32], dest: &str) -> Result<CopyUids, StoreError> {
+        Ok(self.transfer(store, uids, dest, false)?.0)
     }
+
+    /// MOVE: each file renamed into the other folder (never in both, never in
+    /// neither). Returns the COPYUID and the sequence numbers to send as
+    /// `* n EXPUNGE`.
+    pub fn move_to(&mut self, store: &Store, uids: &[u32], dest: &str) -> Result<(CopyUids, Vec<u32>), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly(self.name.clone()));
+        }
+        let (c, moved) = self.transfer(store, uids, dest, true)?;
+        self.gone.extend(moved);
+        Ok((c, self.drop_gone()))
+    }
+
+    /// Link (or, moving, rename) the messages into `dest`; the COPYUID and the UIDs moved.
+    fn transfer(&self, store: &Store, uids: &[u32], dest: &str, moving: bool) -> Result<(CopyUids, Vec<u32>), StoreError> {
+        let ddir = store.existing(dest)?;
+        let mut log = |_: &str| {};
+        // Numbers what is waiting there, so our copies follow it.
+        uidlist::sync(&ddir, &mut log)?;
+        let _l = uidlist::lock(&ddir)?;
+        let mut dkw = read_keywords(&ddir)?;
+        let mut list = uidlist::load_locked(&ddir, &mut log)?;
+        let (mut pairs, mut moved) = (Vec::new(), Vec::new());
+        let mut result = Ok(());
+        let mut sorted = uids.to_vec();
+        sorted.sort_unstable();
+        for uid in sorted {
+            let Some(i) = self.index(uid) else { continue };
+            if self.gone.contains(&uid) {
+                continue;
+            }
+            let m = self.messages[i].clone();
+            let names: Vec<String> = self.flags_of(&m).into_iter().filter_map(|f| if let Flag::Keyword(k) = f { Some(k) } else { None }).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let kw = match keyword_bits_locked(&ddir, &refs, &mut dkw) {
+                Ok(k) => k,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            let mut src = self.path(&m);
+            let file_size = match fs::metadata(&src) {
+                Ok(md) => md.len(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => match self.locate(i)? {
+                    Some(p) => {
+                        src = p;
+                        fs::metadata(&src).map(|md| md.len()).unwrap_or(0)
+                    }
+                    None => continue,
+                },
+                Err(e) => {
+                    result = Err(StoreError::Io(src, e));
+                    break;
+                }
+            };
+            let base = unique();
+            let name = with_info(&format!("{base},S={file_size},W={}", m.size), m.flags, kw);
+            let to = ddir.join("cur").join(&name);
+            let r = if moving { fs::rename(&src, &to) } else { fs::hard_link(&src, &to).or_else(|_| copy_file(&src, &ddir, &to, m.internal_date)) };
+            match r {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    result = Err(StoreError::Io(to, e));
+                    break;
+                }
+            }
+            pairs.push((uid, list.uidnext));
+            list.entries.push(uidlist::Entry { uid: list.uidnext, size: m.size, mtime: m.internal_date, base });
+            list.uidnext += 1;
+            if moving {
+                moved.push(uid);
+            }
+        }
+        // What was linked is numbered and durable even if a later one failed.
+        if !pairs.is_empty() {
+            let cur = ddir.join("cur");
+            crate::os::fs::sync_dir(&cur).map_err(StoreError::io(&cur))?;
+            if moving {
+                let src = self.dir.join("cur");
+                crate::os::fs::sync_dir(&src).map_err(StoreError::io(&src))?;
+            }
+            uidlist::save(&ddir, &list)?;
+        }
+        result?;
+        Ok((CopyUids { uidvalidity: list.uidvalidity, pairs }, moved))
+    }
+}
+
+/// keyword_bits for a caller already holding the folder's list lock.
+fn keyword_bits_locked(dir: &Path, names: &[&str], known: &mut Vec<String>) -> Result<u32, StoreError> {
+    let find = find_keyword;
+    let mut added = false;
+    for n in names {
+        if find(known, n).is_none() {
+            if known.len() >= MAX_KEYWORDS {
+                return Err(StoreError::TooManyKeywords(n.to_string()));
+            }
+            known.push(n.to_string());
+            added = true;
+        }
+    }
+    if added {
+        let body: String =
+            known.iter().enumerate().filter(|(_, k)| !k.is_empty()).map(|(i, k)| format!("{} {k}\n", (b'a' + i as u8) as char)).collect();
+        let p = dir.join(KEYWORDS_FILE);
+        crate::os::fs::write_atomic(&p, body.as_bytes(), 0o600).map_err(StoreError::io(&p))?;
+    }
+    Ok(names.iter().filter_map(|n| find(known, n)).fold(0, |acc, i| acc | 1 << i))
+}
+
+/// A copy where a hard link is refused: tmp/, fsync, mtime, link into cur/.
+fn copy_file(src: &Path, ddir: &Path, to: &Path, mtime: i64) -> io::Result<()> {
+    let tmp = ddir.join("tmp").join(unique());
+    let r = (|| {
+        fs::copy(src, &tmp)?;
+        let f = OpenOptions::new().write(true).open(&tmp)?;
+        f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime.max(0) as u64))?;
+        f.sync_all()?;
+        fs::hard_link(&tmp, to)
+    })();
+    let _ = fs::remove_file(&tmp);
+    r
 }
 
 /// APPEND `bytes` to a folder with flags and internal date (now if None).
-/// Returns (UIDVALIDITY, UID) for APPENDUID.
-pub fn append(_store: &Store, _folder: &str, _bytes: &[u8], _flags: &[Flag], _date: Option<i64>) -> Result<(u32, u32), StoreError> {
-    todo!()
+/// Returns (UIDVALIDITY, UID) for APPENDUID. The bytes are stored as sent.
+pub fn append(store: &Store, folder: &str, bytes: &[u8], flags: &[Flag], date: Option<i64>) -> Result<(u32, u32), StoreError> {
+    if bytes.is_empty() {
+        return Err(StoreError::BadMessage("an empty message cannot be appended"));
+    }
+    let dir = store.existing(folder)?;
+    let mut log = |_: &str| {};
+    uidlist::sync(&dir, &mut log)?;
+    let names: Vec<&str> = flags.iter().filter_map(|f| if let Flag::Keyword(k) = f { Some(k.as_str()) } else { None }).collect();
+    let _l = uidlist::lock(&dir)?;
+    let mut known = read_keywords(&dir)?;
+    let kw = keyword_bits_locked(&dir, &names, &mut known)?;
+    let bits = flags.iter().fold(0u8, |a, f| a | bit_of(f));
+    let mut list = uidlist::load_locked(&dir, &mut log)?;
+    let base = unique();
+    let tmp = dir.join("tmp").join(&base);
+    let mut cr = false;
+    let wire = crlf_size(bytes, &mut cr);
+    let name = with_info(&format!("{base},S={},W={wire}", bytes.len()), bits, kw);
+    let to = dir.join("cur").join(&name);
+    let mtime = date.unwrap_or_else(|| crate::os::time::now() as i64);
+    let written = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.set_modified(UNIX_EPOCH + Duration::from_secs(mtime.max(0) as u64))?;
+        f.sync_all()?;
+        fs::hard_link(&tmp, &to)
+    })();
+    let _ = fs::remove_file(&tmp);
+    written.map_err(StoreError::io(&to))?;
+    let cur = dir.join("cur");
+    crate::os::fs::sync_dir(&cur).map_err(StoreError::io(&cur))?;
+    let uid = list.uidnext;
+    list.entries.push(uidlist::Entry { uid, size: wire, mtime, base });
+    list.uidnext += 1;
+    uidlist::save(&dir, &list)?;
+    Ok((list.uidvalidity, uid))
 }
 
-/// STATUS of a folder (need not be selected).
-pub fn status(_store: &Store, _folder: &str) -> Result<Status, StoreError> {
-    todo!()
+/// STATUS of a folder (need not be selected; gives UIDs to new files).
+pub fn status(store: &Store, folder: &str) -> Result<Status, StoreError> {
+    let dir = store.existing(folder)?;
+    let (list, found) = uidlist::sync(&dir, &mut |_| {})?;
+    let files = by_base(found);
+    let mut s = Status { messages: 0, recent: 0, uidnext: list.uidnext, uidvalidity: list.uidvalidity, unseen: 0, size: 0 };
+    for e in &list.entries {
+        if let Some(f) = files.get(&e.base) {
+            s.messages += 1;
+            s.size += e.size;
+            if f.in_new {
+                s.recent += 1;
+            }
+            if parse_info(&f.name).0 & SEEN == 0 {
+                s.unseen += 1;
+            }
+        }
+    }
+    Ok(s)
 }

@@ -50,6 +50,8 @@ pub enum StoreError {
     Gone(u32),
     /// Too many keywords for the per-folder keyword file (26).
     TooManyKeywords(String),
+    /// STORE, EXPUNGE or MOVE in a folder opened with EXAMINE.
+    ReadOnly(String),
     /// The message given to APPEND is empty or otherwise unusable.
     BadMessage(&'static str),
     Io(PathBuf, io::Error),
@@ -66,6 +68,7 @@ impl fmt::Display for StoreError {
             StoreError::TooManyKeywords(k) => {
                 write!(f, "cannot add keyword {k:?}: this folder already uses 26 keywords; remove unused ones first")
             }
+            StoreError::ReadOnly(n) => write!(f, "folder {n:?} is open read-only (EXAMINE); SELECT it to change it"),
             StoreError::BadMessage(why) => write!(f, "bad message: {why}"),
             StoreError::Io(p, e) => write!(f, "{}: {e}", p.display()),
         }

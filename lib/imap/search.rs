@@ -1,7 +1,15 @@
-//! SEARCH. (API first; bodies being written.)
+//! SEARCH: a key tree evaluated against one message.
+//!
+//! Flags, sizes, sequence numbers and internal dates come from the listing;
+//! the session maps the file only when `SearchKey::needs_header` says so, and
+//! header keys look only at the header section. Header keys match raw values
+//! case-insensitively, then values with RFC 2047 words decoded (by
+//! mail-parser) when the raw one contains any; BODY and TEXT match the text
+//! parts decoded (transfer encoding and charset undone), else the raw body.
 
-use super::mailbox::Message;
-use super::types::SearchKey;
+use super::fetch::{field_value, mime};
+use super::mailbox::{Message, ANSWERED, DELETED, DRAFT, FLAGGED, SEEN};
+use super::types::{Date, SearchKey};
 
 /// What a search key is evaluated against.
 pub struct SearchCtx<'a> {
@@ -16,7 +24,159 @@ pub struct SearchCtx<'a> {
     pub data: Option<&'a [u8]>,
 }
 
-/// Whether the message matches.
-pub fn matches(_key: &SearchKey, _ctx: &SearchCtx<'_>) -> bool {
-    todo!()
+/// Whether the message matches. A key that needs the bytes when `data` is
+/// None does not match.
+pub fn matches(key: &SearchKey, ctx: &SearchCtx<'_>) -> bool {
+    let mut cache = Cache::default();
+    eval(key, ctx, &mut cache)
+}
+
+/// Parsed once per message, whichever keys need it.
+#[derive(Default)]
+struct Cache {
+    body_text: Option<String>,
+}
+
+fn has_keyword(ctx: &SearchCtx<'_>, k: &str) -> bool {
+    ctx.keywords.iter().position(|n| !n.is_empty() && n.eq_ignore_ascii_case(k)).is_some_and(|i| ctx.msg.keywords & (1 << i) != 0)
+}
+
+fn eval(key: &SearchKey, ctx: &SearchCtx<'_>, cache: &mut Cache) -> bool {
+    use SearchKey::*;
+    let m = ctx.msg;
+    let f = |b: u8| m.flags & b != 0;
+    let date = Date::of(m.internal_date, 0).days();
+    match key {
+        All => true,
+        Seq(s) => s.contains(ctx.msn, ctx.max_msn),
+        Uid(s) => s.contains(m.uid, ctx.max_uid),
+        Answered => f(ANSWERED),
+        Unanswered => !f(ANSWERED),
+        Deleted => f(DELETED),
+        Undeleted => !f(DELETED),
+        Draft => f(DRAFT),
+        Undraft => !f(DRAFT),
+        Flagged => f(FLAGGED),
+        Unflagged => !f(FLAGGED),
+        Seen => f(SEEN),
+        Unseen => !f(SEEN),
+        New => m.recent && !f(SEEN),
+        Old => !m.recent,
+        Recent => m.recent,
+        Keyword(k) => has_keyword(ctx, k),
+        Unkeyword(k) => !has_keyword(ctx, k),
+        Larger(n) => m.size > *n,
+        Smaller(n) => m.size < *n,
+        Since(d) => date >= d.days(),
+        Before(d) => date < d.days(),
+        On(d) => date == d.days(),
+        SentSince(d) => sent(ctx).is_some_and(|s| s >= d.days()),
+        SentBefore(d) => sent(ctx).is_some_and(|s| s < d.days()),
+        SentOn(d) => sent(ctx).is_some_and(|s| s == d.days()),
+        From(s) => header_has(ctx, "From", s),
+        To(s) => header_has(ctx, "To", s),
+        Cc(s) => header_has(ctx, "Cc", s),
+        Bcc(s) => header_has(ctx, "Bcc", s),
+        Subject(s) => header_has(ctx, "Subject", s),
+        Header(name, s) => header_has(ctx, &String::from_utf8_lossy(name), s),
+        Body(s) => body_has(ctx, cache, s),
+        Text(s) => ctx.data.is_some_and(|d| contains(&d[..mime::split(d).0], s)) || body_has(ctx, cache, s),
+        Not(k) => !eval(k, ctx, cache),
+        Or(a, b) => eval(a, ctx, cache) || eval(b, ctx, cache),
+        And(ks) => ks.iter().all(|k| eval(k, ctx, cache)),
+    }
+}
+
+/// Case-insensitive substring (ASCII fast path; Unicode case folding for the rest).
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    if needle.is_ascii() {
+        return hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+    }
+    String::from_utf8_lossy(hay).to_lowercase().contains(&String::from_utf8_lossy(needle).to_lowercase())
+}
+
+fn header_has(ctx: &SearchCtx<'_>, name: &str, needle: &[u8]) -> bool {
+    let Some(d) = ctx.data else { return false };
+    let h = &d[..mime::split(d).0];
+    let fields = crate::message::headers::fields(h);
+    let mut any = false;
+    for fl in fields.iter().filter(|fl| fl.name.eq_ignore_ascii_case(name)) {
+        any = true;
+        let raw = &h[fl.range.clone()];
+        let value = &raw[raw.iter().position(|&b| b == b':').map_or(0, |c| c + 1)..];
+        let unfolded: Vec<u8> = value.iter().copied().filter(|&b| b != b'\r' && b != b'\n').collect();
+        if contains(&unfolded, needle) {
+            return true;
+        }
+    }
+    if !any || !contains(h, b"=?") {
+        return false;
+    }
+    decoded_header(h, name).is_some_and(|v| contains(v.as_bytes(), needle))
+}
+
+/// A header's value with encoded words decoded (addresses as `name <addr>`).
+fn decoded_header(h: &[u8], name: &str) -> Option<String> {
+    let msg = mail_parser::MessageParser::default().parse_headers(h)?;
+    let v = msg.header(name)?;
+    if let Some(t) = v.as_text() {
+        return Some(t.to_string());
+    }
+    if let Some(a) = v.as_address() {
+        return Some(a.iter().map(|x| format!("{} <{}>", x.name.as_deref().unwrap_or(""), x.address.as_deref().unwrap_or(""))).collect::<Vec<_>>().join(", "));
+    }
+    v.as_text_list().map(|l| l.join(" "))
+}
+
+fn body_has(ctx: &SearchCtx<'_>, cache: &mut Cache, needle: &[u8]) -> bool {
+    let Some(d) = ctx.data else { return false };
+    let body = &d[mime::split(d).1..];
+    if contains(body, needle) {
+        return true;
+    }
+    let text = cache.body_text.get_or_insert_with(|| {
+        let Some(msg) = mail_parser::MessageParser::default().parse(d) else { return String::new() };
+        let mut t = String::new();
+        for p in &msg.parts {
+            match &p.body {
+                mail_parser::PartType::Text(s) | mail_parser::PartType::Html(s) => {
+                    t.push_str(s);
+                    t.push('\n');
+                }
+                _ => {}
+            }
+        }
+        t
+    });
+    contains(text.as_bytes(), needle)
+}
+
+/// The Date: header's day (in its own zone, as RFC 3501 asks: time and zone
+/// disregarded).
+fn sent(ctx: &SearchCtx<'_>) -> Option<i64> {
+    let d = ctx.data?;
+    let v = field_value(&d[..mime::split(d).0], "Date")?;
+    parse_date_header(&v).map(|d| d.days())
+}
+
+/// `[Mon,] 1 Feb 1994 21:52:25 -0800` -> the date part.
+pub fn parse_date_header(v: &[u8]) -> Option<Date> {
+    let s = String::from_utf8_lossy(v);
+    let s = match s.split_once(',') {
+        Some((_, r)) => r.to_string(),
+        None => s.to_string(),
+    };
+    let mut w = s.split_ascii_whitespace();
+    let (d, m, y) = (w.next()?, w.next()?, w.next()?);
+    let mut y: i32 = y.parse().ok()?;
+    // Two-digit years (RFC 5322 obsolete syntax).
+    if y < 50 {
+        y += 2000;
+    } else if y < 1000 {
+        y += 1900;
+    }
+    Date::parse(format!("{}-{}-{y:04}", d.parse::<u32>().ok()?, m).as_bytes()).ok()
 }

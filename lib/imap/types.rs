@@ -346,8 +346,6 @@ pub enum SearchKey {
     /// RFC822.SIZE strictly larger / smaller.
     Larger(u64),
     Smaller(u64),
-    /// CONDSTORE's MODSEQ n (only if CONDSTORE is offered).
-    ModSeq(u64),
     Not(Box<SearchKey>),
     Or(Box<SearchKey>, Box<SearchKey>),
     /// Every key must match (a parenthesised list, or the top level).
@@ -443,8 +441,6 @@ pub enum FetchAtt {
     /// `BODY` without a section: the non-extensible BODYSTRUCTURE.
     Body,
     Uid,
-    /// CONDSTORE's MODSEQ (only if CONDSTORE is offered).
-    ModSeq,
     /// `BODY[section]<origin.count>`; `peek` is BODY.PEEK (does not set \Seen).
     BodySection { peek: bool, section: Section, partial: Option<(u64, u32)> },
     /// `BINARY[part]<origin.count>`: the part's content with its transfer
@@ -472,7 +468,7 @@ impl FetchAtt {
 
     /// Whether this item needs the message's bytes (else the listing suffices).
     pub fn needs_file(&self) -> bool {
-        !matches!(self, FetchAtt::Flags | FetchAtt::InternalDate | FetchAtt::Rfc822Size | FetchAtt::Uid | FetchAtt::ModSeq)
+        !matches!(self, FetchAtt::Flags | FetchAtt::InternalDate | FetchAtt::Rfc822Size | FetchAtt::Uid)
     }
 
     /// The ALL, FAST and FULL macros.
