@@ -38,7 +38,7 @@ impl Mbsync {
         fs::write(
             &rc,
             format!(
-                "IMAPAccount a\nHost 127.0.0.1\nPort {}\nUser {user}\nPass {pw}\nSSLType IMAPS\nCertificateFile {}\nAuthMechs LOGIN\n\n\
+                "IMAPAccount a\nHost localhost\nPort {}\nUser {user}\nPass {pw}\nSSLType IMAPS\nCertificateFile {}\nAuthMechs LOGIN\n\n\
                  IMAPStore far\nAccount a\n\nMaildirStore near\nPath {}/\nInbox {}/INBOX\nSubFolders Verbatim\n\n\
                  Channel c\nFar :far:\nNear :near:\nPatterns *\nCreate Both\nExpunge Both\nSyncState *\n",
                 i.imaps_port(),
