@@ -384,4 +384,40 @@ pub(crate) mod tests {
         assert_eq!(l.uidnext, 81);
         fs::remove_dir_all(&d).unwrap();
     }
+
+    /// The same race between processes: the test runs itself twice as children.
+    #[test]
+    fn two_processes_at_once_never_give_one_uid_twice() {
+        const CHILD: &str = "POSTERN_UIDLIST_CHILD";
+        if let Ok(dir) = std::env::var(CHILD) {
+            let d = PathBuf::from(dir);
+            let tag = std::process::id();
+            for i in 0..30 {
+                fs::write(d.join(format!("new/{i:03}.P{tag}.h")), b"m\n").unwrap();
+                sync(&d, &mut |_| {}).unwrap();
+            }
+            return;
+        }
+        let d = crate::testing::scratch_dir("uidlist-procs");
+        maildir(&d);
+        let exe = std::env::current_exe().unwrap();
+        let kids: Vec<_> = (0..2)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(["--exact", "imap::uidlist::tests::two_processes_at_once_never_give_one_uid_twice", "--test-threads=1"])
+                    .env(CHILD, &d)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut k in kids {
+            assert!(k.wait().unwrap().success());
+        }
+        let (l, found) = sync(&d, &mut |_| {}).unwrap();
+        assert_eq!((found.len(), l.entries.len(), l.uidnext), (60, 60, 61));
+        let uids: HashSet<u32> = l.entries.iter().map(|e| e.uid).collect();
+        assert_eq!(uids.len(), 60);
+        fs::remove_dir_all(&d).unwrap();
+    }
 }
