@@ -192,7 +192,7 @@ pub fn section_bytes(d: &[u8], s: &Section) -> Vec<u8> {
 pub fn binary(d: &[u8], part: &[u32]) -> Vec<u8> {
     let root = mime::parse(d);
     let Some(p) = root.find(part) else { return Vec::new() };
-    let body = if part.is_empty() { p.body } else { p.body };
+    let body = p.body;
     match p.encoding.to_ascii_lowercase().as_str() {
         "base64" => {
             let clean: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
@@ -226,7 +226,7 @@ fn quoted_printable(s: &[u8]) -> Vec<u8> {
 }
 
 /// The unfolded value of the first field called `name`.
-pub fn field_value<'a>(header: &'a [u8], name: &str) -> Option<Vec<u8>> {
+pub fn field_value(header: &[u8], name: &str) -> Option<Vec<u8>> {
     let f = crate::message::headers::fields(header).into_iter().find(|f| f.name.eq_ignore_ascii_case(name))?;
     let raw = &header[f.range];
     let colon = raw.iter().position(|&b| b == b':')?;

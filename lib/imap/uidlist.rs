@@ -239,6 +239,15 @@ pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found
             UidList { uidvalidity: v, uidnext: 1, entries: Vec::new() }
         }
     };
+    let mut found = found;
+    // readdir may miss a file renamed while it reads (another session setting
+    // flags); look once more before dropping a UID, or the file would come
+    // back with a new one.
+    let seen: HashSet<String> = found.iter().map(|f| f.base().to_string()).collect();
+    if list.entries.iter().any(|e| !seen.contains(&e.base)) {
+        let again = scan(dir)?;
+        found.extend(again.into_iter().filter(|f| !seen.contains(f.base())));
+    }
     let present: HashSet<&str> = found.iter().map(Found::base).collect();
     // Names gone from both directories are dropped (expunged).
     list.entries.retain(|e| present.contains(e.base.as_str()));
