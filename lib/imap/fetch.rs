@@ -610,7 +610,17 @@ pub mod mime {
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| "7bit".to_string());
         let body = &d[bs..];
-        let mut p = Part { header, header_block: &d[..bs], body, ctype: String::new(), subtype: String::new(), params, encoding, children: Vec::new(), message: None };
+        let mut p = Part {
+            header,
+            header_block: &d[..bs],
+            body,
+            ctype: String::new(),
+            subtype: String::new(),
+            params,
+            encoding,
+            children: Vec::new(),
+            message: None,
+        };
         if depth < MAX_DEPTH {
             if ctype == "multipart" {
                 let boundary = p.params.iter().find(|(k, _)| k == "boundary").map(|(_, v)| v.clone());
@@ -845,7 +855,10 @@ NIL NIL NIL \"<1@example.org>\")"
         assert!(short.starts_with("BODY ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 2)"), "{short}");
         assert!(short.ends_with(" \"mixed\")"), "{short}");
         // Plain text, no Content-Type.
-        assert_eq!(item(FetchAtt::BodyStructure, b"A: 1\n\nx\ny"), "BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 4 2 NIL NIL NIL NIL)");
+        assert_eq!(
+            item(FetchAtt::BodyStructure, b"A: 1\n\nx\ny"),
+            "BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 4 2 NIL NIL NIL NIL)"
+        );
     }
 
     #[test]

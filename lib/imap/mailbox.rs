@@ -287,11 +287,12 @@ impl Mailbox {
 
     /// Flags of a message as FETCH FLAGS lists them (system flags, keywords, \Recent).
     pub fn flags_of(&self, m: &Message) -> Vec<Flag> {
-        let mut out: Vec<Flag> = [(SEEN, Flag::Seen), (ANSWERED, Flag::Answered), (FLAGGED, Flag::Flagged), (DELETED, Flag::Deleted), (DRAFT, Flag::Draft)]
-            .into_iter()
-            .filter(|(b, _)| m.flags & b != 0)
-            .map(|(_, f)| f)
-            .collect();
+        let mut out: Vec<Flag> =
+            [(SEEN, Flag::Seen), (ANSWERED, Flag::Answered), (FLAGGED, Flag::Flagged), (DELETED, Flag::Deleted), (DRAFT, Flag::Draft)]
+                .into_iter()
+                .filter(|(b, _)| m.flags & b != 0)
+                .map(|(_, f)| f)
+                .collect();
         for (i, k) in self.keywords.iter().enumerate() {
             if m.keywords & (1 << i) != 0 && !k.is_empty() {
                 out.push(Flag::Keyword(k.clone()));
@@ -377,7 +378,8 @@ impl Mailbox {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let p = self.locate(i)?.ok_or(StoreError::Gone(uid))?;
-                open(&p).map_err(|e| if e.kind() == io::ErrorKind::NotFound { StoreError::Gone(uid) } else { StoreError::Io(p.clone(), e) })?
+                open(&p)
+                    .map_err(|e| if e.kind() == io::ErrorKind::NotFound { StoreError::Gone(uid) } else { StoreError::Io(p.clone(), e) })?
             }
             Err(e) => return Err(StoreError::Io(p, e)),
         };
@@ -607,7 +609,8 @@ impl Mailbox {
                 continue;
             }
             let m = self.messages[i].clone();
-            let names: Vec<String> = self.flags_of(&m).into_iter().filter_map(|f| if let Flag::Keyword(k) = f { Some(k) } else { None }).collect();
+            let names: Vec<String> =
+                self.flags_of(&m).into_iter().filter_map(|f| if let Flag::Keyword(k) = f { Some(k) } else { None }).collect();
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             let kw = match keyword_bits_locked(&ddir, &refs, &mut dkw) {
                 Ok(k) => k,
@@ -634,7 +637,11 @@ impl Mailbox {
             let base = unique();
             let name = with_info(&format!("{base},S={file_size},W={}", m.size), m.flags, kw);
             let to = ddir.join("cur").join(&name);
-            let r = if moving { fs::rename(&src, &to) } else { fs::hard_link(&src, &to).or_else(|_| copy_file(&src, &ddir, &to, m.internal_date)) };
+            let r = if moving {
+                fs::rename(&src, &to)
+            } else {
+                fs::hard_link(&src, &to).or_else(|_| copy_file(&src, &ddir, &to, m.internal_date))
+            };
             match r {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -872,7 +879,9 @@ mod tests {
     #[test]
     fn append_copy_move_and_status() {
         let s = setup("mb-copy");
-        let (v, uid) = append(&s, "Drafts", b"Subject: d\r\n\r\ndraft\r\n", &[Flag::Draft, Flag::Keyword("$Todo".into())], Some(1_000_000_000)).unwrap();
+        let (v, uid) =
+            append(&s, "Drafts", b"Subject: d\r\n\r\ndraft\r\n", &[Flag::Draft, Flag::Keyword("$Todo".into())], Some(1_000_000_000))
+                .unwrap();
         assert_eq!(uid, 1);
         let st = status(&s, "Drafts").unwrap();
         assert_eq!(st, Status { messages: 1, recent: 0, uidnext: 2, uidvalidity: v, unseen: 1, size: 21 });

@@ -126,7 +126,12 @@ fn decoded_header(h: &[u8], name: &str) -> Option<String> {
         return Some(t.to_string());
     }
     if let Some(a) = v.as_address() {
-        return Some(a.iter().map(|x| format!("{} <{}>", x.name.as_deref().unwrap_or(""), x.address.as_deref().unwrap_or(""))).collect::<Vec<_>>().join(", "));
+        return Some(
+            a.iter()
+                .map(|x| format!("{} <{}>", x.name.as_deref().unwrap_or(""), x.address.as_deref().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
     }
     v.as_text_list().map(|l| l.join(" "))
 }
@@ -226,7 +231,9 @@ Gr=C3=BC=C3=9Fe aus K=C3=B6ln, the numbers are in.\n";
         assert!(is(All) && is(Seen) && !is(Unseen) && is(Flagged) && !is(Deleted) && is(Undeleted) && !is(Answered));
         assert!(is(Recent) && !is(New) && !is(Old) && !is(Draft) && is(Undraft));
         assert!(is(Keyword("$work".into())) && !is(Keyword("$Other".into())) && is(Unkeyword("$Other".into())));
-        assert!(is(Seq(SeqSet::parse(b"3").unwrap())) && is(Seq(SeqSet::parse(b"*:3").unwrap())) && !is(Seq(SeqSet::parse(b"4:*").unwrap())));
+        assert!(
+            is(Seq(SeqSet::parse(b"3").unwrap())) && is(Seq(SeqSet::parse(b"*:3").unwrap())) && !is(Seq(SeqSet::parse(b"4:*").unwrap()))
+        );
         assert!(is(Uid(SeqSet::parse(b"10").unwrap())) && !is(Uid(SeqSet::parse(b"11:*").unwrap())));
         assert!(is(Larger(299)) && !is(Larger(300)) && is(Smaller(301)) && !is(Smaller(300)));
         assert!(is(On(d("2-Mar-2024"))) && is(Since(d("2-Mar-2024"))) && !is(Before(d("2-Mar-2024"))) && is(Before(d("3-Mar-2024"))));

@@ -361,7 +361,8 @@ pub(crate) mod tests {
         let (l3, found) = sync(&d, &mut |_| {}).unwrap();
         assert!(l3.uidvalidity > l2.uidvalidity);
         assert_eq!((l3.entries.len(), found.len(), l3.uidnext), (1, 1, 2));
-        for bad in ["", "postern-uidlist 1 0 1\n", "postern-uidlist 1 5 2\n2 1 1 a\n", "postern-uidlist 1 5 9\n3 1 1 a\n2 1 1 b\n", "junk"] {
+        for bad in ["", "postern-uidlist 1 0 1\n", "postern-uidlist 1 5 2\n2 1 1 a\n", "postern-uidlist 1 5 9\n3 1 1 a\n2 1 1 b\n", "junk"]
+        {
             assert!(parse(bad).is_none(), "{bad:?}");
         }
         fs::remove_dir_all(&d).unwrap();
