@@ -226,8 +226,12 @@ pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found
     // Listed again under the lock: the files another writer numbered meanwhile
     // are in the list we read now.
     let found = scan(dir)?;
+    let mut dirty = true;
     let mut list = match read_list(dir)? {
-        Read_::Ok(l) => l,
+        Read_::Ok(l) => {
+            dirty = false;
+            l
+        }
         other => {
             let v = next_uidvalidity(root_of(dir))?;
             if matches!(other, Read_::Broken) {
@@ -250,10 +254,13 @@ pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found
     }
     let present: HashSet<&str> = found.iter().map(Found::base).collect();
     // Names gone from both directories are dropped (expunged).
+    let before = list.entries.len();
     list.entries.retain(|e| present.contains(e.base.as_str()));
+    dirty |= list.entries.len() != before;
     let known: HashSet<String> = list.entries.iter().map(|e| e.base.clone()).collect();
     let mut fresh: Vec<&Found> = found.iter().filter(|f| !known.contains(f.base())).collect();
-    fresh.sort_by(|a, b| a.base().cmp(b.base()));
+    // Seen in both new/ and cur/ (moved while we listed): cur/ is where it went.
+    fresh.sort_by(|a, b| (a.base(), a.in_new).cmp(&(b.base(), b.in_new)));
     fresh.dedup_by(|a, b| a.base() == b.base());
     let mut bad = HashSet::new();
     for f in fresh {
@@ -262,6 +269,7 @@ pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found
             Ok((size, mtime)) => {
                 list.entries.push(Entry { uid: list.uidnext, size, mtime, base: f.base().to_string() });
                 list.uidnext += 1;
+                dirty = true;
             }
             // Moved away between the listing and now: the next look finds it.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -273,7 +281,10 @@ pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found
             }
         }
     }
-    save(dir, &list)?;
+    // Nothing new (only files that cannot be read): no rewrite, no fsync.
+    if dirty {
+        save(dir, &list)?;
+    }
     let found = found.into_iter().filter(|f| !bad.contains(f.base())).collect();
     Ok((list, found))
 }
