@@ -965,4 +965,46 @@ mod tests {
         assert!(logged.iter().any(|l| l.contains("UIDVALIDITY")), "{logged:?}");
         fs::remove_dir_all(&s.root).unwrap();
     }
+
+    /// Delivery, a session setting flags and a session rescanning, all at
+    /// once: every message ends up listed once, UIDs ascending, none lost.
+    #[test]
+    fn delivery_and_two_sessions_at_once() {
+        let s = setup("mb-concurrent");
+        let root = s.root.clone();
+        let delivering = std::thread::spawn(move || {
+            let s = Store::new(root);
+            for i in 0..60 {
+                deliver(&s, format!("Subject: {i}\n\nx\n").as_bytes());
+            }
+        });
+        let root = s.root.clone();
+        let flagging = std::thread::spawn(move || {
+            let s = Store::new(root);
+            let mut a = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
+            for _ in 0..40 {
+                a.rescan(true, &mut nolog).unwrap();
+                let uids: Vec<u32> = a.messages().iter().map(|m| m.uid).collect();
+                a.store_flags(&uids, StoreOp::Add, &[Flag::Seen]).unwrap();
+            }
+        });
+        let mut b = Mailbox::open(&s, "INBOX", true, &mut nolog).unwrap();
+        for _ in 0..40 {
+            let ch = b.rescan(true, &mut nolog).unwrap();
+            assert!(ch.expunged.is_empty(), "nothing was expunged: {ch:?}");
+            let uids: Vec<u32> = b.messages().iter().map(|m| m.uid).collect();
+            assert!(uids.windows(2).all(|w| w[0] < w[1]), "{uids:?}");
+        }
+        delivering.join().unwrap();
+        flagging.join().unwrap();
+        b.rescan(true, &mut nolog).unwrap();
+        let uids: Vec<u32> = b.messages().iter().map(|m| m.uid).collect();
+        assert_eq!(uids, (1..=60).collect::<Vec<u32>>());
+        let mut a = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
+        let all: Vec<u32> = a.messages().iter().map(|m| m.uid).collect();
+        a.store_flags(&all, StoreOp::Add, &[Flag::Seen]).unwrap();
+        b.rescan(true, &mut nolog).unwrap();
+        assert!(b.messages().iter().all(|m| m.has(SEEN)));
+        fs::remove_dir_all(&s.root).unwrap();
+    }
 }
