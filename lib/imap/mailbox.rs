@@ -389,7 +389,13 @@ impl Mailbox {
     /// Look again: new files get UIDs, renamed ones update flags, vanished ones
     /// are expunges. With `expunge_ok` false (during FETCH, STORE, SEARCH) the
     /// vanished stay listed so sequence numbers hold, and are reported later.
+    ///
+    /// A folder another session deleted or renamed gives `NoFolder` (the
+    /// session ends with BYE or unselects; its messages are not expunged).
     pub fn rescan(&mut self, expunge_ok: bool, log: &mut dyn FnMut(&str)) -> Result<Changes, StoreError> {
+        if !self.dir.join("cur").is_dir() {
+            return Err(StoreError::NoFolder(self.name.clone()));
+        }
         let recent = if self.read_only { HashSet::new() } else { claim_new(&self.dir, log) };
         let (list, found) = uidlist::sync(&self.dir, log)?;
         let mut files = by_base(found);
@@ -906,6 +912,11 @@ mod tests {
         assert_eq!(status(&s, "Drafts").unwrap().messages, 0);
         assert_eq!(status(&s, "Trash").unwrap().messages, 1);
         assert!(matches!(append(&s, "INBOX", b"", &[], None), Err(StoreError::BadMessage(_))));
+        // Another session deletes the folder this one has selected.
+        s.delete("Trash").unwrap();
+        let mut t = Mailbox::open(&s, "Sent", false, &mut nolog).unwrap();
+        s.rename("Sent", "Sent2").unwrap();
+        assert!(matches!(t.rescan(true, &mut nolog), Err(StoreError::NoFolder(n)) if n == "Sent"));
         fs::remove_dir_all(&s.root).unwrap();
     }
 
