@@ -93,7 +93,13 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
         return true;
     }
     if needle.is_ascii() {
-        return hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+        // Candidates by their first byte (either case), then the rest.
+        let (lo, up) = (needle[0].to_ascii_lowercase(), needle[0].to_ascii_uppercase());
+        let last = match hay.len().checked_sub(needle.len()) {
+            Some(l) => l,
+            None => return false,
+        };
+        return (0..=last).any(|i| (hay[i] == lo || hay[i] == up) && hay[i..i + needle.len()].eq_ignore_ascii_case(needle));
     }
     String::from_utf8_lossy(hay).to_lowercase().contains(&String::from_utf8_lossy(needle).to_lowercase())
 }
@@ -141,6 +147,11 @@ fn body_has(ctx: &SearchCtx<'_>, cache: &mut Cache, needle: &[u8]) -> bool {
     let body = &d[mime::split(d).1..];
     if contains(body, needle) {
         return true;
+    }
+    // Decoding is the costly part of a body search; only an encoded part or
+    // a non-ASCII word (another charset) can match decoded and not raw.
+    if needle.is_ascii() && !contains(d, b"base64") && !contains(d, b"quoted-printable") {
+        return false;
     }
     let text = cache.body_text.get_or_insert_with(|| {
         let Some(msg) = mail_parser::MessageParser::default().parse(d) else { return String::new() };
@@ -259,6 +270,12 @@ Gr=C3=BC=C3=9Fe aus K=C3=B6ln, the numbers are in.\n";
         let m = msg();
         let ctx = SearchCtx { msg: &m, msn: 1, max_msn: 1, max_uid: 10, keywords: &[], data: None };
         assert!(!matches(&Subject(b"q".to_vec()), &ctx));
+    }
+
+    #[test]
+    fn substrings_any_case() {
+        assert!(contains(b"Hello World", b"wORLD") && contains(b"x", b"") && !contains(b"ab", b"abc"));
+        assert!(contains(b"aaab", b"AAB") && !contains(b"Hello", b"hellp") && contains(b"K\xc3\x96LN", "köln".as_bytes()));
     }
 
     #[test]
