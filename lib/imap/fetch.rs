@@ -161,6 +161,20 @@ fn header_of(d: &[u8]) -> &[u8] {
 
 /// The bytes of a section, line ends as sent.
 pub fn section_bytes(d: &[u8], s: &Section) -> Vec<u8> {
+    // The top level's header and text need no MIME tree (the common
+    // HEADER.FIELDS of a message list reads only the header).
+    if s.part.is_empty() {
+        let (he, bs) = mime::split(d);
+        match &s.text {
+            SectionText::Whole => return crlf(d),
+            SectionText::Header => return crlf(&d[..bs]),
+            SectionText::Text => return crlf(&d[bs..]),
+            SectionText::HeaderFields(names) | SectionText::HeaderFieldsNot(names) => {
+                return header_fields(&d[..he], names, matches!(s.text, SectionText::HeaderFieldsNot(_)));
+            }
+            SectionText::Mime => return Vec::new(),
+        }
+    }
     let root = mime::parse(d);
     let Some(p) = root.find(&s.part) else { return Vec::new() };
     // HEADER, TEXT and HEADER.FIELDS of a part apply to the message it carries.
@@ -172,27 +186,31 @@ pub fn section_bytes(d: &[u8], s: &Section) -> Vec<u8> {
         SectionText::Header => msg.map_or(&[][..], |m| m.header_block),
         SectionText::Text => msg.map_or(&[][..], |m| m.body),
         SectionText::HeaderFields(names) | SectionText::HeaderFieldsNot(names) => {
-            let not = matches!(s.text, SectionText::HeaderFieldsNot(_));
             let Some(m) = msg else { return Vec::new() };
-            let mut out = Vec::new();
-            for f in crate::message::headers::fields(m.header) {
-                if names.iter().any(|n| n.eq_ignore_ascii_case(&f.name)) != not {
-                    out.extend_from_slice(&m.header[f.range]);
-                }
-            }
-            let mut v = crlf(&out);
-            v.extend_from_slice(b"\r\n");
-            return v;
+            return header_fields(m.header, names, matches!(s.text, SectionText::HeaderFieldsNot(_)));
         }
     };
     crlf(raw)
+}
+
+/// HEADER.FIELDS (or .NOT): the chosen fields as written, then the blank line.
+fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in crate::message::headers::fields(header) {
+        if names.iter().any(|n| n.eq_ignore_ascii_case(&f.name)) != not {
+            out.extend_from_slice(&header[f.range]);
+        }
+    }
+    let mut v = crlf(&out);
+    v.extend_from_slice(b"\r\n");
+    v
 }
 
 /// BINARY[part]: the part's content with base64 or quoted-printable undone.
 pub fn binary(d: &[u8], part: &[u32]) -> Vec<u8> {
     let root = mime::parse(d);
     let Some(p) = root.find(part) else { return Vec::new() };
-    let body = if part.is_empty() { p.body } else { p.body };
+    let body = p.body;
     match p.encoding.to_ascii_lowercase().as_str() {
         "base64" => {
             let clean: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
@@ -226,7 +244,7 @@ fn quoted_printable(s: &[u8]) -> Vec<u8> {
 }
 
 /// The unfolded value of the first field called `name`.
-pub fn field_value<'a>(header: &'a [u8], name: &str) -> Option<Vec<u8>> {
+pub fn field_value(header: &[u8], name: &str) -> Option<Vec<u8>> {
     let f = crate::message::headers::fields(header).into_iter().find(|f| f.name.eq_ignore_ascii_case(name))?;
     let raw = &header[f.range];
     let colon = raw.iter().position(|&b| b == b':')?;
@@ -592,7 +610,17 @@ pub mod mime {
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| "7bit".to_string());
         let body = &d[bs..];
-        let mut p = Part { header, header_block: &d[..bs], body, ctype: String::new(), subtype: String::new(), params, encoding, children: Vec::new(), message: None };
+        let mut p = Part {
+            header,
+            header_block: &d[..bs],
+            body,
+            ctype: String::new(),
+            subtype: String::new(),
+            params,
+            encoding,
+            children: Vec::new(),
+            message: None,
+        };
         if depth < MAX_DEPTH {
             if ctype == "multipart" {
                 let boundary = p.params.iter().find(|(k, _)| k == "boundary").map(|(_, v)| v.clone());
@@ -827,7 +855,10 @@ NIL NIL NIL \"<1@example.org>\")"
         assert!(short.starts_with("BODY ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 2)"), "{short}");
         assert!(short.ends_with(" \"mixed\")"), "{short}");
         // Plain text, no Content-Type.
-        assert_eq!(item(FetchAtt::BodyStructure, b"A: 1\n\nx\ny"), "BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 4 2 NIL NIL NIL NIL)");
+        assert_eq!(
+            item(FetchAtt::BodyStructure, b"A: 1\n\nx\ny"),
+            "BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 4 2 NIL NIL NIL NIL)"
+        );
     }
 
     #[test]
@@ -869,5 +900,46 @@ NIL NIL NIL \"<1@example.org>\")"
         let mut o = Vec::new();
         write_nstring(&mut o, None);
         assert_eq!(o, b"NIL");
+    }
+
+    /// Mangled messages (bytes flipped, cut, repeated) never panic and keep
+    /// BODY[] byte-exact; a cheap stand-in for a fuzz run on every test.
+    #[test]
+    fn mangled_messages_never_panic() {
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let atts = [
+            FetchAtt::Envelope,
+            FetchAtt::BodyStructure,
+            FetchAtt::Binary { peek: true, part: vec![2], partial: Some((1, 3)) },
+            sect(&[3, 1], SectionText::Mime),
+            sect(&[3], SectionText::HeaderFields(vec!["From".into()])),
+            sect(&[1, 1, 1], SectionText::Text),
+        ];
+        for _ in 0..300 {
+            let mut m = MSG.to_vec();
+            for _ in 0..(next() % 8) {
+                let i = (next() as usize) % m.len();
+                match next() % 4 {
+                    0 => m[i] = b"\n\r-\";:<>()@=\\x"[(next() % 12) as usize],
+                    1 => m.truncate(i.max(1)),
+                    2 => {
+                        let chunk = m[i..].iter().take(40).copied().collect::<Vec<_>>();
+                        m.splice(i..i, chunk);
+                    }
+                    _ => m.insert(i, 0xff),
+                }
+            }
+            for a in &atts {
+                item_bytes(a.clone(), &m);
+            }
+            let whole = item_bytes(sect(&[], SectionText::Whole), &m);
+            assert!(whole.ends_with(&crlf(&m)));
+        }
     }
 }

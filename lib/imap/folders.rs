@@ -251,10 +251,8 @@ impl Store {
             fs::rename(&a, &b).map_err(StoreError::io(&a))?;
             renumber_validity(&b)?;
         }
-        let renamed: Vec<String> = subs
-            .into_iter()
-            .map(|s| if s == f || s.starts_with(&prefix) { format!("{t}{}", &s[f.len()..]) } else { s })
-            .collect();
+        let renamed: Vec<String> =
+            subs.into_iter().map(|s| if s == f || s.starts_with(&prefix) { format!("{t}{}", &s[f.len()..]) } else { s }).collect();
         self.write_subscriptions(&renamed)?;
         crate::os::fs::sync_dir(&self.root).map_err(StoreError::io(&self.root))
     }
@@ -359,7 +357,20 @@ mod tests {
         let names: Vec<&str> = l.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
-            ["INBOX", "Archive", "Drafts", "Junk", "Lists", "Lists.Rust", "Sent", "Trash", "Work", "Work.Projects", "Work.Projects.2024", "work"]
+            [
+                "INBOX",
+                "Archive",
+                "Drafts",
+                "Junk",
+                "Lists",
+                "Lists.Rust",
+                "Sent",
+                "Trash",
+                "Work",
+                "Work.Projects",
+                "Work.Projects.2024",
+                "work"
+            ]
         );
         let get = |n: &str| l.iter().find(|f| f.name == n).unwrap().clone();
         assert_eq!(get("Sent").attrs, ["\\HasNoChildren", "\\Sent"]);

@@ -287,11 +287,12 @@ impl Mailbox {
 
     /// Flags of a message as FETCH FLAGS lists them (system flags, keywords, \Recent).
     pub fn flags_of(&self, m: &Message) -> Vec<Flag> {
-        let mut out: Vec<Flag> = [(SEEN, Flag::Seen), (ANSWERED, Flag::Answered), (FLAGGED, Flag::Flagged), (DELETED, Flag::Deleted), (DRAFT, Flag::Draft)]
-            .into_iter()
-            .filter(|(b, _)| m.flags & b != 0)
-            .map(|(_, f)| f)
-            .collect();
+        let mut out: Vec<Flag> =
+            [(SEEN, Flag::Seen), (ANSWERED, Flag::Answered), (FLAGGED, Flag::Flagged), (DELETED, Flag::Deleted), (DRAFT, Flag::Draft)]
+                .into_iter()
+                .filter(|(b, _)| m.flags & b != 0)
+                .map(|(_, f)| f)
+                .collect();
         for (i, k) in self.keywords.iter().enumerate() {
             if m.keywords & (1 << i) != 0 && !k.is_empty() {
                 out.push(Flag::Keyword(k.clone()));
@@ -377,7 +378,8 @@ impl Mailbox {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let p = self.locate(i)?.ok_or(StoreError::Gone(uid))?;
-                open(&p).map_err(|e| if e.kind() == io::ErrorKind::NotFound { StoreError::Gone(uid) } else { StoreError::Io(p.clone(), e) })?
+                open(&p)
+                    .map_err(|e| if e.kind() == io::ErrorKind::NotFound { StoreError::Gone(uid) } else { StoreError::Io(p.clone(), e) })?
             }
             Err(e) => return Err(StoreError::Io(p, e)),
         };
@@ -387,7 +389,13 @@ impl Mailbox {
     /// Look again: new files get UIDs, renamed ones update flags, vanished ones
     /// are expunges. With `expunge_ok` false (during FETCH, STORE, SEARCH) the
     /// vanished stay listed so sequence numbers hold, and are reported later.
+    ///
+    /// A folder another session deleted or renamed gives `NoFolder` (the
+    /// session ends with BYE or unselects; its messages are not expunged).
     pub fn rescan(&mut self, expunge_ok: bool, log: &mut dyn FnMut(&str)) -> Result<Changes, StoreError> {
+        if !self.dir.join("cur").is_dir() {
+            return Err(StoreError::NoFolder(self.name.clone()));
+        }
         let recent = if self.read_only { HashSet::new() } else { claim_new(&self.dir, log) };
         let (list, found) = uidlist::sync(&self.dir, log)?;
         let mut files = by_base(found);
@@ -607,7 +615,8 @@ impl Mailbox {
                 continue;
             }
             let m = self.messages[i].clone();
-            let names: Vec<String> = self.flags_of(&m).into_iter().filter_map(|f| if let Flag::Keyword(k) = f { Some(k) } else { None }).collect();
+            let names: Vec<String> =
+                self.flags_of(&m).into_iter().filter_map(|f| if let Flag::Keyword(k) = f { Some(k) } else { None }).collect();
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             let kw = match keyword_bits_locked(&ddir, &refs, &mut dkw) {
                 Ok(k) => k,
@@ -634,7 +643,11 @@ impl Mailbox {
             let base = unique();
             let name = with_info(&format!("{base},S={file_size},W={}", m.size), m.flags, kw);
             let to = ddir.join("cur").join(&name);
-            let r = if moving { fs::rename(&src, &to) } else { fs::hard_link(&src, &to).or_else(|_| copy_file(&src, &ddir, &to, m.internal_date)) };
+            let r = if moving {
+                fs::rename(&src, &to)
+            } else {
+                fs::hard_link(&src, &to).or_else(|_| copy_file(&src, &ddir, &to, m.internal_date))
+            };
             match r {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -760,4 +773,249 @@ pub fn status(store: &Store, folder: &str) -> Result<Status, StoreError> {
         }
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::types::SeqSet;
+
+    fn setup(tag: &str) -> Store {
+        let s = Store::new(crate::testing::scratch_dir(tag));
+        s.ensure_special().unwrap();
+        s
+    }
+
+    fn deliver(s: &Store, body: &[u8]) -> PathBuf {
+        let mut f = tempfile(body);
+        crate::maildir::deliver(&s.root, b"", &mut f).unwrap()
+    }
+
+    fn tempfile(body: &[u8]) -> fs::File {
+        let p = std::env::temp_dir().join(format!("postern-imap-msg-{}-{}", std::process::id(), unique()));
+        fs::write(&p, body).unwrap();
+        let f = fs::File::open(&p).unwrap();
+        fs::remove_file(&p).unwrap();
+        f
+    }
+
+    fn nolog(l: &str) {
+        panic!("unexpected log line: {l}");
+    }
+
+    #[test]
+    fn names_carry_flags_in_order() {
+        assert_eq!(parse_info("1.a,S=3:2,DSabz"), (DRAFT | SEEN, 1 | 2 | 1 << 25));
+        assert_eq!(with_info("1.a,S=3:2,S", SEEN | FLAGGED | DELETED, 0b101), "1.a,S=3:2,FSTac");
+        assert_eq!(with_info("1.a", 0, 0), "1.a:2,");
+        assert_eq!(parse_info("1.a"), (0, 0));
+    }
+
+    #[test]
+    fn select_store_and_another_session_sees_it() {
+        let s = setup("mb-store");
+        deliver(&s, b"Subject: one\n\nbody\n");
+        deliver(&s, b"Subject: two\n\nbody\n");
+        let mut a = Mailbox::open(&s, "inbox", false, &mut nolog).unwrap();
+        assert_eq!(a.name, "INBOX");
+        assert_eq!(a.messages().len(), 2);
+        assert!(a.messages().iter().all(|m| m.recent && !m.in_new), "claimed from new/ as recent");
+        assert_eq!(a.messages()[0].size, 22, "CRLF size from ,W=");
+        let mut b = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
+        assert!(b.messages().iter().all(|m| !m.recent), "recent to one session only");
+        let uids = a.resolve(&SeqSet::parse(b"1:*").unwrap(), false);
+        assert_eq!(uids, vec![1, 2]);
+        let kw = Flag::Keyword("$Forwarded".into());
+        let changed = a.store_flags(&[2], StoreOp::Add, &[Flag::Seen, Flag::Flagged, kw.clone()]).unwrap();
+        assert_eq!(changed, vec![2]);
+        assert_eq!(a.flags_of(&a.messages()[1].clone()), vec![Flag::Seen, Flag::Flagged, kw.clone(), Flag::Recent]);
+        assert!(a.path(&a.messages()[1]).to_str().unwrap().ends_with(":2,FSa"));
+        assert_eq!(fs::read_to_string(s.root.join(KEYWORDS_FILE)).unwrap(), "a $Forwarded\n");
+        // Storing the same again changes nothing.
+        assert!(a.store_flags(&[2], StoreOp::Add, &[Flag::Seen]).unwrap().is_empty());
+        let ch = b.rescan(true, &mut nolog).unwrap();
+        assert_eq!(ch, Changes { expunged: vec![], exists: None, flags: vec![2] });
+        assert_eq!(b.flags_text(&b.messages()[1].clone()), "(\\Seen \\Flagged $Forwarded)");
+        // b reads message 2 under its new name without a rescan.
+        a.store_flags(&[2], StoreOp::Replace, &[Flag::Answered]).unwrap();
+        assert_eq!(&b.read(2).unwrap()[..], b"Subject: two\n\nbody\n");
+        a.store_flags(&[1, 2], StoreOp::Remove, &[Flag::Answered, Flag::Keyword("$forwarded".into())]).unwrap();
+        assert_eq!(a.messages()[1].flags, 0);
+        // EXAMINE moves nothing and may not change anything.
+        deliver(&s, b"x\n");
+        let mut ro = Mailbox::open(&s, "INBOX", true, &mut nolog).unwrap();
+        assert!(ro.messages()[2].in_new && !ro.messages()[2].recent);
+        assert!(matches!(ro.store_flags(&[1], StoreOp::Add, &[Flag::Seen]), Err(StoreError::ReadOnly(_))));
+        assert!(matches!(ro.expunge(None), Err(StoreError::ReadOnly(_))));
+        assert_eq!(ro.rescan(true, &mut nolog).unwrap(), Changes::default());
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    #[test]
+    fn expunge_here_and_there() {
+        let s = setup("mb-expunge");
+        for i in 0..5 {
+            deliver(&s, format!("Subject: {i}\n\nx\n").as_bytes());
+        }
+        let mut a = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
+        let mut b = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
+        a.store_flags(&[2, 4, 5], StoreOp::Add, &[Flag::Deleted]).unwrap();
+        assert_eq!(a.expunge(Some(&[2, 4])).unwrap(), vec![4, 2], "UID EXPUNGE: only those, highest first");
+        assert_eq!(a.messages().iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 3, 5]);
+        // During a FETCH b may not renumber: the vanished stay until it may.
+        let ch = b.rescan(false, &mut nolog).unwrap();
+        assert!(ch.expunged.is_empty() && b.messages().len() == 5 && b.is_gone(2));
+        assert_eq!(ch.flags, vec![5], "UID 5 got \\Deleted");
+        assert!(matches!(b.read(2), Err(StoreError::Gone(2))));
+        assert!(b.store_flags(&[2], StoreOp::Add, &[Flag::Seen]).unwrap().is_empty(), "gone: skipped");
+        let ch = b.rescan(true, &mut nolog).unwrap();
+        assert_eq!(ch.expunged, vec![4, 2]);
+        assert_eq!(ch.exists, Some(3));
+        assert!(ch.flags.is_empty());
+        assert_eq!(a.expunge(None).unwrap(), vec![3]);
+        // New mail after an expunge: UIDs go on, never reused.
+        deliver(&s, b"new\n");
+        let ch = b.rescan(true, &mut nolog).unwrap();
+        assert_eq!(ch.expunged, vec![3]);
+        assert_eq!(b.messages().iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 3, 6]);
+        assert_eq!(ch.exists, Some(3));
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    #[test]
+    fn append_copy_move_and_status() {
+        let s = setup("mb-copy");
+        let (v, uid) =
+            append(&s, "Drafts", b"Subject: d\r\n\r\ndraft\r\n", &[Flag::Draft, Flag::Keyword("$Todo".into())], Some(1_000_000_000))
+                .unwrap();
+        assert_eq!(uid, 1);
+        let st = status(&s, "Drafts").unwrap();
+        assert_eq!(st, Status { messages: 1, recent: 0, uidnext: 2, uidvalidity: v, unseen: 1, size: 21 });
+        let mut d = Mailbox::open(&s, "Drafts", false, &mut nolog).unwrap();
+        assert_eq!(d.messages()[0].internal_date, 1_000_000_000);
+        assert_eq!(&d.read(1).unwrap()[..], b"Subject: d\r\n\r\ndraft\r\n", "stored as sent");
+        assert_eq!(d.flags_of(&d.messages()[0].clone()), vec![Flag::Draft, Flag::Keyword("$Todo".into())]);
+        // COPY keeps flags, keywords (by name: letters differ per folder) and the date.
+        append(&s, "Sent", b"x\n", &[Flag::Keyword("$Other".into())], None).unwrap();
+        let c = d.copy(&s, &[1], "Sent").unwrap();
+        assert_eq!(c.pairs, vec![(1, 2)]);
+        let sent = Mailbox::open(&s, "Sent", false, &mut nolog).unwrap();
+        let m = sent.get(2).unwrap().clone();
+        assert_eq!(sent.flags_of(&m), vec![Flag::Draft, Flag::Keyword("$Todo".into())]);
+        assert_eq!((m.internal_date, m.size), (1_000_000_000, 21));
+        assert_eq!(c.uidvalidity, sent.uidvalidity);
+        assert!(matches!(d.copy(&s, &[1], "Nope"), Err(e) if e.try_create()));
+        // MOVE: gone here, there with the next UID.
+        let (c, msns) = d.move_to(&s, &[1], "Trash").unwrap();
+        assert_eq!((c.pairs, msns), (vec![(1, 1)], vec![1]));
+        assert!(d.messages().is_empty());
+        assert_eq!(status(&s, "Drafts").unwrap().messages, 0);
+        assert_eq!(status(&s, "Trash").unwrap().messages, 1);
+        assert!(matches!(append(&s, "INBOX", b"", &[], None), Err(StoreError::BadMessage(_))));
+        // Another session deletes the folder this one has selected.
+        s.delete("Trash").unwrap();
+        let mut t = Mailbox::open(&s, "Sent", false, &mut nolog).unwrap();
+        s.rename("Sent", "Sent2").unwrap();
+        assert!(matches!(t.rescan(true, &mut nolog), Err(StoreError::NoFolder(n)) if n == "Sent"));
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    #[test]
+    fn pop3_beside_imap_on_one_maildir() {
+        let s = setup("mb-pop3");
+        deliver(&s, b"Subject: 1\n\na\n");
+        deliver(&s, b"Subject: 2\n\nb\n");
+        let mut imap = Mailbox::open(&s, "INBOX", true, &mut nolog).unwrap();
+        assert!(imap.messages().iter().all(|m| m.in_new));
+        // POP3 takes its lock and moves new/ to cur/ while IMAP has the folder open.
+        let mut pop = crate::pop3::mailbox::Mailbox::open(&s.root, &mut |l| panic!("{l}")).unwrap();
+        assert_eq!(pop.messages.len(), 2);
+        let mut other = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
+        assert_eq!(other.messages().len(), 2, "IMAP is not shut out by POP3's lock");
+        let ch = imap.rescan(true, &mut nolog).unwrap();
+        assert_eq!(ch, Changes::default(), "the move to cur/ keeps UIDs and adds no flags");
+        assert!(imap.messages().iter().all(|m| !m.in_new));
+        // POP3 deletes message 1: an expunge for IMAP.
+        pop.messages[0].deleted = true;
+        assert_eq!(pop.commit().0, 1);
+        drop(pop);
+        let ch = other.rescan(true, &mut nolog).unwrap();
+        assert_eq!((ch.expunged, ch.exists), (vec![1], Some(1)));
+        assert_eq!(other.messages()[0].uid, 2);
+        // IMAP's flags show in the names POP3 reads; POP3's UIDL is unchanged.
+        other.store_flags(&[2], StoreOp::Add, &[Flag::Seen]).unwrap();
+        let pop = crate::pop3::mailbox::Mailbox::open(&s.root, &mut |l| panic!("{l}")).unwrap();
+        assert_eq!(pop.messages.len(), 1);
+        assert!(pop.messages[0].name.ends_with(":2,S"));
+        assert_eq!(pop.messages[0].uidl, other.messages()[0].base());
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    #[test]
+    fn keywords_stop_at_26_with_a_clear_error() {
+        let s = setup("mb-kw");
+        deliver(&s, b"x\n");
+        let mut a = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
+        let many: Vec<Flag> = (0..26).map(|i| Flag::Keyword(format!("k{i}"))).collect();
+        a.store_flags(&[1], StoreOp::Add, &many).unwrap();
+        assert_eq!(a.flags_of(&a.messages()[0].clone()).len(), 27, "26 keywords and \\Recent");
+        let e = a.store_flags(&[1], StoreOp::Add, &[Flag::Keyword("one-more".into())]).unwrap_err();
+        assert!(e.to_string().contains("26 keywords"), "{e}");
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    #[test]
+    fn a_broken_file_or_list_is_logged_and_the_rest_served() {
+        let s = setup("mb-broken");
+        deliver(&s, b"ok\n");
+        std::os::unix::fs::symlink("/etc/passwd", s.root.join("cur/2.evil:2,")).unwrap();
+        fs::write(s.root.join(uidlist::LIST_FILE), b"garbage").unwrap();
+        let mut logged = Vec::new();
+        let mb = Mailbox::open(&s, "INBOX", false, &mut |l| logged.push(l.to_string())).unwrap();
+        assert_eq!(mb.messages().len(), 1, "the symlink is not a message");
+        assert!(logged.iter().any(|l| l.contains("UIDVALIDITY")), "{logged:?}");
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    /// Delivery, a session setting flags and a session rescanning, all at
+    /// once: every message ends up listed once, UIDs ascending, none lost.
+    #[test]
+    fn delivery_and_two_sessions_at_once() {
+        let s = setup("mb-concurrent");
+        let root = s.root.clone();
+        let delivering = std::thread::spawn(move || {
+            let s = Store::new(root);
+            for i in 0..60 {
+                deliver(&s, format!("Subject: {i}\n\nx\n").as_bytes());
+            }
+        });
+        let root = s.root.clone();
+        let flagging = std::thread::spawn(move || {
+            let s = Store::new(root);
+            let mut a = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
+            for _ in 0..40 {
+                a.rescan(true, &mut nolog).unwrap();
+                let uids: Vec<u32> = a.messages().iter().map(|m| m.uid).collect();
+                a.store_flags(&uids, StoreOp::Add, &[Flag::Seen]).unwrap();
+            }
+        });
+        let mut b = Mailbox::open(&s, "INBOX", true, &mut nolog).unwrap();
+        for _ in 0..40 {
+            let ch = b.rescan(true, &mut nolog).unwrap();
+            assert!(ch.expunged.is_empty(), "nothing was expunged: {ch:?}");
+            let uids: Vec<u32> = b.messages().iter().map(|m| m.uid).collect();
+            assert!(uids.windows(2).all(|w| w[0] < w[1]), "{uids:?}");
+        }
+        delivering.join().unwrap();
+        flagging.join().unwrap();
+        b.rescan(true, &mut nolog).unwrap();
+        let uids: Vec<u32> = b.messages().iter().map(|m| m.uid).collect();
+        assert_eq!(uids, (1..=60).collect::<Vec<u32>>());
+        let mut a = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
+        let all: Vec<u32> = a.messages().iter().map(|m| m.uid).collect();
+        a.store_flags(&all, StoreOp::Add, &[Flag::Seen]).unwrap();
+        b.rescan(true, &mut nolog).unwrap();
+        assert!(b.messages().iter().all(|m| m.has(SEEN)));
+        fs::remove_dir_all(&s.root).unwrap();
+    }
 }

@@ -93,7 +93,13 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
         return true;
     }
     if needle.is_ascii() {
-        return hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+        // Candidates by their first byte (either case), then the rest.
+        let (lo, up) = (needle[0].to_ascii_lowercase(), needle[0].to_ascii_uppercase());
+        let last = match hay.len().checked_sub(needle.len()) {
+            Some(l) => l,
+            None => return false,
+        };
+        return (0..=last).any(|i| (hay[i] == lo || hay[i] == up) && hay[i..i + needle.len()].eq_ignore_ascii_case(needle));
     }
     String::from_utf8_lossy(hay).to_lowercase().contains(&String::from_utf8_lossy(needle).to_lowercase())
 }
@@ -126,7 +132,12 @@ fn decoded_header(h: &[u8], name: &str) -> Option<String> {
         return Some(t.to_string());
     }
     if let Some(a) = v.as_address() {
-        return Some(a.iter().map(|x| format!("{} <{}>", x.name.as_deref().unwrap_or(""), x.address.as_deref().unwrap_or(""))).collect::<Vec<_>>().join(", "));
+        return Some(
+            a.iter()
+                .map(|x| format!("{} <{}>", x.name.as_deref().unwrap_or(""), x.address.as_deref().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
     }
     v.as_text_list().map(|l| l.join(" "))
 }
@@ -136,6 +147,11 @@ fn body_has(ctx: &SearchCtx<'_>, cache: &mut Cache, needle: &[u8]) -> bool {
     let body = &d[mime::split(d).1..];
     if contains(body, needle) {
         return true;
+    }
+    // Decoding is the costly part of a body search; only an encoded part or
+    // a non-ASCII word (another charset) can match decoded and not raw.
+    if needle.is_ascii() && !contains(d, b"base64") && !contains(d, b"quoted-printable") {
+        return false;
     }
     let text = cache.body_text.get_or_insert_with(|| {
         let Some(msg) = mail_parser::MessageParser::default().parse(d) else { return String::new() };
@@ -179,4 +195,94 @@ pub fn parse_date_header(v: &[u8]) -> Option<Date> {
         y += 1900;
     }
     Date::parse(format!("{}-{}-{y:04}", d.parse::<u32>().ok()?, m).as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::types::SeqSet;
+
+    const MSG: &[u8] = b"From: =?utf-8?q?J=C3=BCrgen?= <jurgen@example.org>\n\
+To: team@example.org\n\
+Subject: Quarterly report\n\
+Date: Thu, 29 Feb 2024 23:30:00 -0800\n\
+X-Tag: blue\n\
+Content-Type: text/plain; charset=utf-8\n\
+Content-Transfer-Encoding: quoted-printable\n\
+\n\
+Gr=C3=BC=C3=9Fe aus K=C3=B6ln, the numbers are in.\n";
+
+    fn msg() -> Message {
+        Message {
+            uid: 10,
+            name: "n".into(),
+            in_new: false,
+            flags: SEEN | FLAGGED,
+            keywords: 0b10,
+            size: 300,
+            internal_date: Date { year: 2024, month: 3, day: 2 }.days() * 86400 + 3600,
+            recent: true,
+        }
+    }
+
+    fn is(key: SearchKey) -> bool {
+        let m = msg();
+        let kws = vec![String::new(), "$Work".to_string()];
+        let data = if key.needs_header() { Some(MSG) } else { None };
+        matches(&key, &SearchCtx { msg: &m, msn: 3, max_msn: 5, max_uid: 12, keywords: &kws, data })
+    }
+
+    fn d(s: &str) -> Date {
+        Date::parse(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn flags_numbers_sizes_and_dates() {
+        use SearchKey::*;
+        assert!(is(All) && is(Seen) && !is(Unseen) && is(Flagged) && !is(Deleted) && is(Undeleted) && !is(Answered));
+        assert!(is(Recent) && !is(New) && !is(Old) && !is(Draft) && is(Undraft));
+        assert!(is(Keyword("$work".into())) && !is(Keyword("$Other".into())) && is(Unkeyword("$Other".into())));
+        assert!(
+            is(Seq(SeqSet::parse(b"3").unwrap())) && is(Seq(SeqSet::parse(b"*:3").unwrap())) && !is(Seq(SeqSet::parse(b"4:*").unwrap()))
+        );
+        assert!(is(Uid(SeqSet::parse(b"10").unwrap())) && !is(Uid(SeqSet::parse(b"11:*").unwrap())));
+        assert!(is(Larger(299)) && !is(Larger(300)) && is(Smaller(301)) && !is(Smaller(300)));
+        assert!(is(On(d("2-Mar-2024"))) && is(Since(d("2-Mar-2024"))) && !is(Before(d("2-Mar-2024"))) && is(Before(d("3-Mar-2024"))));
+        // The Date: header's own day, zone disregarded.
+        assert!(is(SentOn(d("29-Feb-2024"))) && is(SentBefore(d("1-Mar-2024"))) && !is(SentSince(d("1-Mar-2024"))));
+        assert!(is(Not(Box::new(Deleted))) && is(Or(Box::new(Deleted), Box::new(Seen))) && !is(And(vec![Seen, Deleted])));
+    }
+
+    #[test]
+    fn headers_and_body() {
+        use SearchKey::*;
+        assert!(is(Subject(b"QUARTERLY".to_vec())) && !is(Subject(b"annual".to_vec())));
+        assert!(is(From(b"jurgen@EXAMPLE".to_vec())));
+        assert!(is(From("Jürgen".as_bytes().to_vec())), "encoded words decoded");
+        assert!(is(From("jürgen".as_bytes().to_vec())), "Unicode case folding");
+        assert!(is(To(b"team".to_vec())) && !is(Cc(b"team".to_vec())) && !is(Bcc(b"".to_vec())));
+        assert!(is(Header(b"x-tag".to_vec(), b"BLU".to_vec())) && is(Header(b"X-Tag".to_vec(), b"".to_vec())));
+        assert!(!is(Header(b"X-Missing".to_vec(), b"".to_vec())));
+        assert!(is(Body(b"numbers".to_vec())) && !is(Body(b"Quarterly".to_vec())));
+        assert!(is(Body("grüße aus köln".as_bytes().to_vec())), "quoted-printable undone");
+        assert!(is(Text(b"quarterly".to_vec())) && is(Text(b"numbers".to_vec())));
+        // No bytes: header keys cannot match.
+        let m = msg();
+        let ctx = SearchCtx { msg: &m, msn: 1, max_msn: 1, max_uid: 10, keywords: &[], data: None };
+        assert!(!matches(&Subject(b"q".to_vec()), &ctx));
+    }
+
+    #[test]
+    fn substrings_any_case() {
+        assert!(contains(b"Hello World", b"wORLD") && contains(b"x", b"") && !contains(b"ab", b"abc"));
+        assert!(contains(b"aaab", b"AAB") && !contains(b"Hello", b"hellp") && contains(b"K\xc3\x96LN", "köln".as_bytes()));
+    }
+
+    #[test]
+    fn date_headers() {
+        assert_eq!(parse_date_header(b"Mon, 1 Feb 1994 21:52:25 -0800"), Some(Date { year: 1994, month: 2, day: 1 }));
+        assert_eq!(parse_date_header(b"1 Feb 94 21:52:25 GMT"), Some(Date { year: 1994, month: 2, day: 1 }));
+        assert_eq!(parse_date_header(b"garbage"), None);
+        assert_eq!(parse_date_header(b"31 Feb 2024 00:00 +0000"), None);
+    }
 }

@@ -442,10 +442,18 @@ pub enum FetchAtt {
     Body,
     Uid,
     /// `BODY[section]<origin.count>`; `peek` is BODY.PEEK (does not set \Seen).
-    BodySection { peek: bool, section: Section, partial: Option<(u64, u32)> },
+    BodySection {
+        peek: bool,
+        section: Section,
+        partial: Option<(u64, u32)>,
+    },
     /// `BINARY[part]<origin.count>`: the part's content with its transfer
     /// encoding undone.
-    Binary { peek: bool, part: Vec<u32>, partial: Option<(u64, u32)> },
+    Binary {
+        peek: bool,
+        part: Vec<u32>,
+        partial: Option<(u64, u32)>,
+    },
     /// `BINARY.SIZE[part]`.
     BinarySize(Vec<u32>),
     /// `RFC822`: same as BODY[] (sets \Seen).

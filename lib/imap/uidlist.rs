@@ -226,8 +226,12 @@ pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found
     // Listed again under the lock: the files another writer numbered meanwhile
     // are in the list we read now.
     let found = scan(dir)?;
+    let mut dirty = true;
     let mut list = match read_list(dir)? {
-        Read_::Ok(l) => l,
+        Read_::Ok(l) => {
+            dirty = false;
+            l
+        }
         other => {
             let v = next_uidvalidity(root_of(dir))?;
             if matches!(other, Read_::Broken) {
@@ -239,12 +243,24 @@ pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found
             UidList { uidvalidity: v, uidnext: 1, entries: Vec::new() }
         }
     };
+    let mut found = found;
+    // readdir may miss a file renamed while it reads (another session setting
+    // flags); look once more before dropping a UID, or the file would come
+    // back with a new one.
+    let seen: HashSet<String> = found.iter().map(|f| f.base().to_string()).collect();
+    if list.entries.iter().any(|e| !seen.contains(&e.base)) {
+        let again = scan(dir)?;
+        found.extend(again.into_iter().filter(|f| !seen.contains(f.base())));
+    }
     let present: HashSet<&str> = found.iter().map(Found::base).collect();
     // Names gone from both directories are dropped (expunged).
+    let before = list.entries.len();
     list.entries.retain(|e| present.contains(e.base.as_str()));
+    dirty |= list.entries.len() != before;
     let known: HashSet<String> = list.entries.iter().map(|e| e.base.clone()).collect();
     let mut fresh: Vec<&Found> = found.iter().filter(|f| !known.contains(f.base())).collect();
-    fresh.sort_by(|a, b| a.base().cmp(b.base()));
+    // Seen in both new/ and cur/ (moved while we listed): cur/ is where it went.
+    fresh.sort_by(|a, b| (a.base(), a.in_new).cmp(&(b.base(), b.in_new)));
     fresh.dedup_by(|a, b| a.base() == b.base());
     let mut bad = HashSet::new();
     for f in fresh {
@@ -253,6 +269,7 @@ pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found
             Ok((size, mtime)) => {
                 list.entries.push(Entry { uid: list.uidnext, size, mtime, base: f.base().to_string() });
                 list.uidnext += 1;
+                dirty = true;
             }
             // Moved away between the listing and now: the next look finds it.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -264,7 +281,10 @@ pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found
             }
         }
     }
-    save(dir, &list)?;
+    // Nothing new (only files that cannot be read): no rewrite, no fsync.
+    if dirty {
+        save(dir, &list)?;
+    }
     let found = found.into_iter().filter(|f| !bad.contains(f.base())).collect();
     Ok((list, found))
 }
@@ -352,7 +372,8 @@ pub(crate) mod tests {
         let (l3, found) = sync(&d, &mut |_| {}).unwrap();
         assert!(l3.uidvalidity > l2.uidvalidity);
         assert_eq!((l3.entries.len(), found.len(), l3.uidnext), (1, 1, 2));
-        for bad in ["", "postern-uidlist 1 0 1\n", "postern-uidlist 1 5 2\n2 1 1 a\n", "postern-uidlist 1 5 9\n3 1 1 a\n2 1 1 b\n", "junk"] {
+        for bad in ["", "postern-uidlist 1 0 1\n", "postern-uidlist 1 5 2\n2 1 1 a\n", "postern-uidlist 1 5 9\n3 1 1 a\n2 1 1 b\n", "junk"]
+        {
             assert!(parse(bad).is_none(), "{bad:?}");
         }
         fs::remove_dir_all(&d).unwrap();
@@ -382,6 +403,42 @@ pub(crate) mod tests {
         let uids: HashSet<u32> = l.entries.iter().map(|e| e.uid).collect();
         assert_eq!(uids.len(), 80);
         assert_eq!(l.uidnext, 81);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The same race between processes: the test runs itself twice as children.
+    #[test]
+    fn two_processes_at_once_never_give_one_uid_twice() {
+        const CHILD: &str = "POSTERN_UIDLIST_CHILD";
+        if let Ok(dir) = std::env::var(CHILD) {
+            let d = PathBuf::from(dir);
+            let tag = std::process::id();
+            for i in 0..30 {
+                fs::write(d.join(format!("new/{i:03}.P{tag}.h")), b"m\n").unwrap();
+                sync(&d, &mut |_| {}).unwrap();
+            }
+            return;
+        }
+        let d = crate::testing::scratch_dir("uidlist-procs");
+        maildir(&d);
+        let exe = std::env::current_exe().unwrap();
+        let kids: Vec<_> = (0..2)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(["--exact", "imap::uidlist::tests::two_processes_at_once_never_give_one_uid_twice", "--test-threads=1"])
+                    .env(CHILD, &d)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut k in kids {
+            assert!(k.wait().unwrap().success());
+        }
+        let (l, found) = sync(&d, &mut |_| {}).unwrap();
+        assert_eq!((found.len(), l.entries.len(), l.uidnext), (60, 60, 61));
+        let uids: HashSet<u32> = l.entries.iter().map(|e| e.uid).collect();
+        assert_eq!(uids.len(), 60);
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -135,17 +135,17 @@ mod tests {
     #[test]
     fn refuses_every_other_spelling() {
         for bad in [
-            &b"&"[..],         // no closing '-'
-            b"&Jjo",           // no closing '-'
-            b"&AGE-",          // 'a' encoded
-            b"&Jjo-&Jjo-",     // two runs in a row
-            b"&Jj-",           // leftover bits
-            b"&Jjp-",          // non-zero padding bits
-            b"&2D0-",          // lone high surrogate
-            b"&Jjo!-",         // not base64
-            b"a\x00b",         // NUL
-            b"\xc3\xa9",       // raw UTF-8
-            b"tab\there",      // control
+            &b"&"[..],     // no closing '-'
+            b"&Jjo",       // no closing '-'
+            b"&AGE-",      // 'a' encoded
+            b"&Jjo-&Jjo-", // two runs in a row
+            b"&Jj-",       // leftover bits
+            b"&Jjp-",      // non-zero padding bits
+            b"&2D0-",      // lone high surrogate
+            b"&Jjo!-",     // not base64
+            b"a\x00b",     // NUL
+            b"\xc3\xa9",   // raw UTF-8
+            b"tab\there",  // control
         ] {
             assert!(decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
