@@ -37,7 +37,8 @@ fn main() {
             std::process::exit(EXIT_PERM);
         }
     };
-    let tag = std::env::var(TAG_ENV).ok().filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic())).unwrap_or_else(|| "*".into());
+    let tag =
+        std::env::var(TAG_ENV).ok().filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic())).unwrap_or_else(|| "*".into());
     let Some(maildir) = std::env::args_os().nth(1) else {
         logf("usage: postern-imapd MAILDIR (run by a checkpassword program)");
         net.write(format!("{tag} NO [UNAVAILABLE] server misconfigured: no maildir given\r\n").as_bytes());

@@ -14,7 +14,7 @@ fn events(pieces: &[&[u8]]) -> Vec<String> {
     for p in pieces {
         r.push(p);
         loop {
-            match r.next() {
+            match r.event() {
                 Event::NeedMore => break,
                 Event::Continue => {}
                 Event::Reject(rej) => got.push(rej.line()),

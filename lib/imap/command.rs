@@ -12,33 +12,78 @@ pub enum Command {
     Noop,
     Logout,
     StartTls,
-    Login { user: Vec<u8>, password: Vec<u8> },
-    Authenticate { mechanism: String, initial: Option<Vec<u8>> },
+    Login {
+        user: Vec<u8>,
+        password: Vec<u8>,
+    },
+    Authenticate {
+        mechanism: String,
+        initial: Option<Vec<u8>>,
+    },
     /// ID's parameter list, NIL or pairs.
     Id,
     Enable(Vec<String>),
     Namespace,
-    Select { mailbox: Vec<u8>, read_only: bool },
+    Select {
+        mailbox: Vec<u8>,
+        read_only: bool,
+    },
     Create(Vec<u8>),
     Delete(Vec<u8>),
-    Rename { from: Vec<u8>, to: Vec<u8> },
+    Rename {
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
     Subscribe(Vec<u8>),
     Unsubscribe(Vec<u8>),
     List(List),
-    Lsub { reference: Vec<u8>, pattern: Vec<u8> },
-    Status { mailbox: Vec<u8>, items: Vec<StatusItem> },
-    Append { mailbox: Vec<u8>, flags: Vec<Flag>, date: Option<i64>, message: Vec<u8> },
+    Lsub {
+        reference: Vec<u8>,
+        pattern: Vec<u8>,
+    },
+    Status {
+        mailbox: Vec<u8>,
+        items: Vec<StatusItem>,
+    },
+    Append {
+        mailbox: Vec<u8>,
+        flags: Vec<Flag>,
+        date: Option<i64>,
+        message: Vec<u8>,
+    },
     Check,
     Close,
     Unselect,
     Expunge,
     /// UID EXPUNGE (UIDPLUS).
     UidExpunge(SeqSet),
-    Search { uid: bool, esearch: Option<Vec<SearchReturn>>, key: SearchKey },
-    Fetch { uid: bool, set: SeqSet, atts: Vec<FetchAtt> },
-    Store { uid: bool, set: SeqSet, op: StoreOp, silent: bool, flags: Vec<Flag> },
-    Copy { uid: bool, set: SeqSet, mailbox: Vec<u8> },
-    Move { uid: bool, set: SeqSet, mailbox: Vec<u8> },
+    Search {
+        uid: bool,
+        esearch: Option<Vec<SearchReturn>>,
+        key: SearchKey,
+    },
+    Fetch {
+        uid: bool,
+        set: SeqSet,
+        atts: Vec<FetchAtt>,
+    },
+    Store {
+        uid: bool,
+        set: SeqSet,
+        op: StoreOp,
+        silent: bool,
+        flags: Vec<Flag>,
+    },
+    Copy {
+        uid: bool,
+        set: SeqSet,
+        mailbox: Vec<u8>,
+    },
+    Move {
+        uid: bool,
+        set: SeqSet,
+        mailbox: Vec<u8>,
+    },
     Idle,
 }
 
@@ -98,7 +143,10 @@ pub enum SearchReturn {
 /// The tokens of one command (after the tag), checked.
 pub fn parse(tag: &str, tokens: &[Token]) -> Result<Command, Reject> {
     let bad = |text: String| Reject::bad(Some(tag.to_string()), text);
-    let verb = tokens[0].atom().map(|v| String::from_utf8_lossy(v).to_ascii_uppercase()).ok_or_else(|| bad("the command must be an atom".into()))?;
+    let verb = tokens[0]
+        .atom()
+        .map(|v| String::from_utf8_lossy(v).to_ascii_uppercase())
+        .ok_or_else(|| bad("the command must be an atom".into()))?;
     let args = Args { t: &tokens[1..], i: 0, verb: &verb };
     command(&verb, args).map_err(bad)
 }
@@ -351,7 +399,9 @@ fn status_items(t: &[Token]) -> Result<Vec<StatusItem>, String> {
 }
 
 fn flags(t: &[Token]) -> Result<Vec<Flag>, String> {
-    t.iter().map(|f| f.atom().ok_or_else(|| "a flag is an atom".to_string()).and_then(|f| Flag::parse(f).map_err(|e| e.to_string()))).collect()
+    t.iter()
+        .map(|f| f.atom().ok_or_else(|| "a flag is an atom".to_string()).and_then(|f| Flag::parse(f).map_err(|e| e.to_string())))
+        .collect()
 }
 
 fn append(mut a: Args) -> Result<Command, String> {
@@ -684,7 +734,8 @@ mod tests {
 
     #[test]
     fn fetch_items_and_sections() {
-        let Ok(Command::Fetch { uid: true, atts, .. }) = cmd("a UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (From Subject)]<0.100> BODY[1.2.MIME] BINARY.PEEK[2] RFC822.SIZE)")
+        let Ok(Command::Fetch { uid: true, atts, .. }) =
+            cmd("a UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (From Subject)]<0.100> BODY[1.2.MIME] BINARY.PEEK[2] RFC822.SIZE)")
         else {
             panic!()
         };
@@ -697,17 +748,35 @@ mod tests {
                 partial: Some((0, 100))
             }
         );
-        assert_eq!(atts[3], FetchAtt::BodySection { peek: false, section: Section { part: vec![1, 2], text: SectionText::Mime }, partial: None });
+        assert_eq!(
+            atts[3],
+            FetchAtt::BodySection { peek: false, section: Section { part: vec![1, 2], text: SectionText::Mime }, partial: None }
+        );
         assert_eq!(atts[4], FetchAtt::Binary { peek: true, part: vec![2], partial: None });
-        assert_eq!(cmd("a FETCH 1 BODY[]"), Ok(Command::Fetch { uid: false, set: SeqSet::parse(b"1").unwrap(), atts: vec![FetchAtt::BodySection { peek: false, section: Section::whole(), partial: None }] }));
-        for bad in ["a FETCH 1 BODY[MIME]", "a FETCH 1 BODY[0]", "a FETCH 1 BODY[1]<5>", "a FETCH 1 FOO", "a FETCH x FLAGS", "a FETCH 1 (FLAGS \"x\")"] {
+        assert_eq!(
+            cmd("a FETCH 1 BODY[]"),
+            Ok(Command::Fetch {
+                uid: false,
+                set: SeqSet::parse(b"1").unwrap(),
+                atts: vec![FetchAtt::BodySection { peek: false, section: Section::whole(), partial: None }]
+            })
+        );
+        for bad in [
+            "a FETCH 1 BODY[MIME]",
+            "a FETCH 1 BODY[0]",
+            "a FETCH 1 BODY[1]<5>",
+            "a FETCH 1 FOO",
+            "a FETCH x FLAGS",
+            "a FETCH 1 (FLAGS \"x\")",
+        ] {
             assert!(cmd(bad).unwrap_err().starts_with("a BAD "), "{bad}");
         }
     }
 
     #[test]
     fn search_keys() {
-        let Ok(Command::Search { uid: false, esearch: Some(r), key }) = cmd("a SEARCH RETURN (MIN COUNT) CHARSET UTF-8 OR FROM alice (SUBJECT \"x y\" UNSEEN) NOT 2:4 SINCE 1-Feb-2024")
+        let Ok(Command::Search { uid: false, esearch: Some(r), key }) =
+            cmd("a SEARCH RETURN (MIN COUNT) CHARSET UTF-8 OR FROM alice (SUBJECT \"x y\" UNSEEN) NOT 2:4 SINCE 1-Feb-2024")
         else {
             panic!()
         };
@@ -724,17 +793,31 @@ mod tests {
     fn store_append_list_status() {
         assert_eq!(
             cmd("a UID STORE 1:3 +FLAGS.SILENT (\\Seen $Work)"),
-            Ok(Command::Store { uid: true, set: SeqSet::parse(b"1:3").unwrap(), op: StoreOp::Add, silent: true, flags: vec![Flag::Seen, Flag::Keyword("$Work".into())] })
+            Ok(Command::Store {
+                uid: true,
+                set: SeqSet::parse(b"1:3").unwrap(),
+                op: StoreOp::Add,
+                silent: true,
+                flags: vec![Flag::Seen, Flag::Keyword("$Work".into())]
+            })
         );
-        let Ok(Command::Append { flags, date, message, .. }) = cmd("a APPEND Sent (\\Seen) \" 1-Feb-1994 21:52:25 -0800\" {2+}\r\nhi") else { panic!() };
+        let Ok(Command::Append { flags, date, message, .. }) = cmd("a APPEND Sent (\\Seen) \" 1-Feb-1994 21:52:25 -0800\" {2+}\r\nhi")
+        else {
+            panic!()
+        };
         assert_eq!((flags, date, message), (vec![Flag::Seen], Some(760168345), b"hi".to_vec()));
-        let Ok(Command::List(l)) = cmd("a LIST (SUBSCRIBED) \"\" (INBOX \"%\") RETURN (CHILDREN STATUS (MESSAGES UNSEEN))") else { panic!() };
+        let Ok(Command::List(l)) = cmd("a LIST (SUBSCRIBED) \"\" (INBOX \"%\") RETURN (CHILDREN STATUS (MESSAGES UNSEEN))") else {
+            panic!()
+        };
         assert!(l.subscribed && l.return_children && l.extended);
         assert_eq!(l.patterns, vec![b"INBOX".to_vec(), b"%".to_vec()]);
         assert_eq!(l.status, vec![StatusItem::Messages, StatusItem::Unseen]);
         assert!(cmd("a STATUS INBOX (FOO)").is_err());
         assert!(cmd("a NOOP x").unwrap_err().contains("too many arguments"));
         assert_eq!(cmd("a ID (\"name\" \"mutt\")"), Ok(Command::Id));
-        assert_eq!(cmd("a AUTHENTICATE plain AGFsAHB3"), Ok(Command::Authenticate { mechanism: "PLAIN".into(), initial: Some(b"AGFsAHB3".to_vec()) }));
+        assert_eq!(
+            cmd("a AUTHENTICATE plain AGFsAHB3"),
+            Ok(Command::Authenticate { mechanism: "PLAIN".into(), initial: Some(b"AGFsAHB3".to_vec()) })
+        );
     }
 }

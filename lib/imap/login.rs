@@ -18,7 +18,7 @@ use super::response::{login_capabilities, ID_RESPONSE};
 use crate::auth::checkpassword::{self, EXIT_BAD, EXIT_MISUSE, EXIT_TEMP};
 use crate::net::session::{NetError, Session};
 use crate::proto::base64;
-use crate::proto::sasl::{Exchange, SaslError, Step};
+use crate::proto::sasl::{Credentials, Exchange, SaslError, Step};
 use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,7 +78,10 @@ impl Imapup {
 
     fn session(&self, net: &mut Session, log: &mut dyn FnMut(&str)) -> Result<Outcome, NetError> {
         if self.greet {
-            net.write(format!("* OK [CAPABILITY {}] {} IMAP server ready\r\n", login_capabilities(self.starttls_offered()), self.hostname).as_bytes());
+            net.write(
+                format!("* OK [CAPABILITY {}] {} IMAP server ready\r\n", login_capabilities(self.starttls_offered()), self.hostname)
+                    .as_bytes(),
+            );
         }
         let mut input = Reader::new(Limits::LOGIN);
         let mut failures = 0;
@@ -95,7 +98,10 @@ impl Imapup {
             let verb = tokens[0].atom().map(|v| v.to_ascii_uppercase()).unwrap_or_default();
             let allowed: &[&[u8]] = &[b"CAPABILITY", b"NOOP", b"LOGOUT", b"STARTTLS", b"LOGIN", b"AUTHENTICATE", b"ID", b"ENABLE"];
             if !allowed.contains(&verb.as_slice()) {
-                net.write(format!("{tag} BAD not logged in: LOGIN or AUTHENTICATE first (CAPABILITY, STARTTLS, ID, NOOP, LOGOUT meanwhile)\r\n").as_bytes());
+                net.write(
+                    format!("{tag} BAD not logged in: LOGIN or AUTHENTICATE first (CAPABILITY, STARTTLS, ID, NOOP, LOGOUT meanwhile)\r\n")
+                        .as_bytes(),
+                );
                 continue;
             }
             let cmd = match command::parse(&tag, &tokens) {
@@ -107,7 +113,10 @@ impl Imapup {
             };
             let login = match cmd {
                 Command::Capability => {
-                    net.write(format!("* CAPABILITY {}\r\n{tag} OK CAPABILITY completed\r\n", login_capabilities(self.starttls_offered())).as_bytes());
+                    net.write(
+                        format!("* CAPABILITY {}\r\n{tag} OK CAPABILITY completed\r\n", login_capabilities(self.starttls_offered()))
+                            .as_bytes(),
+                    );
                     continue;
                 }
                 Command::Noop => {
@@ -151,7 +160,7 @@ impl Imapup {
                         continue;
                     }
                     match self.sasl(net, &mut input, initial)? {
-                        Ok(c) => Some(c),
+                        Ok(c) => Some((c.login, c.password)),
                         Err(SaslError::Cancelled) => {
                             net.write(format!("{tag} BAD authentication cancelled\r\n").as_bytes());
                             continue;
@@ -189,11 +198,11 @@ impl Imapup {
     }
 
     /// AUTHENTICATE PLAIN, from the initial response or after `+ `.
-    fn sasl(&self, net: &mut Session, input: &mut Reader, initial: Option<Vec<u8>>) -> Result<Result<(Vec<u8>, Vec<u8>), SaslError>, NetError> {
+    fn sasl(&self, net: &mut Session, input: &mut Reader, initial: Option<Vec<u8>>) -> Result<Result<Credentials, SaslError>, NetError> {
         let mut step = Exchange::start(crate::proto::sasl::Mechanism::Plain, initial.as_deref());
         loop {
             match step {
-                Ok((_, Step::Done(c))) => return Ok(Ok((c.login, c.password))),
+                Ok((_, Step::Done(c))) => return Ok(Ok(c)),
                 Ok((mut x, Step::Challenge(c))) => {
                     net.write(format!("+ {}\r\n", base64::encode(c)).as_bytes());
                     net.flush()?;
@@ -241,7 +250,7 @@ impl Imapup {
 fn next_event(net: &mut Session, input: &mut Reader) -> Result<Event, NetError> {
     let mut b = [0u8; 1];
     loop {
-        match input.next() {
+        match input.event() {
             Event::NeedMore => {}
             Event::Continue => {
                 net.write(b"+ OK\r\n");

@@ -230,7 +230,7 @@ impl Reader {
         self.restart();
     }
 
-    pub fn next(&mut self) -> Event {
+    pub fn event(&mut self) -> Event {
         self.skip_input();
         if self.skip != Skip::None {
             return Event::NeedMore;
@@ -270,7 +270,10 @@ impl Reader {
                 let tag = tag_of(&self.buf);
                 let end = self.pos;
                 self.drop_command(end, Skip::Line);
-                return Event::Reject(Reject::bad(tag, format!("line too long: at most {} octets; use a literal for long strings", self.limits.line)));
+                return Event::Reject(Reject::bad(
+                    tag,
+                    format!("line too long: at most {} octets; use a literal for long strings", self.limits.line),
+                ));
             }
             if self.pos > self.limits.command {
                 return self.too_big_command();
@@ -464,8 +467,11 @@ impl Lexer<'_> {
         let close = self.s[self.i..].iter().position(|&b| b == b'}').ok_or("literal without '}'")? + self.i;
         let digits = &self.s[self.i + 1..close];
         let digits = digits.strip_suffix(b"+").unwrap_or(digits);
-        let n: usize =
-            std::str::from_utf8(digits).ok().filter(|d| d.bytes().all(|c| c.is_ascii_digit())).and_then(|d| d.parse().ok()).ok_or("bad literal length")?;
+        let n: usize = std::str::from_utf8(digits)
+            .ok()
+            .filter(|d| d.bytes().all(|c| c.is_ascii_digit()))
+            .and_then(|d| d.parse().ok())
+            .ok_or("bad literal length")?;
         let mut at = close + 1;
         if self.s.get(at) == Some(&b'\r') {
             at += 1;
@@ -513,7 +519,7 @@ mod tests {
             for p in pieces {
                 r.push(p);
                 loop {
-                    match r.next() {
+                    match r.event() {
                         Event::NeedMore => break,
                         Event::Continue => continue,
                         e => out.push(e),
@@ -551,7 +557,12 @@ mod tests {
                 Event::Command("a1".into(), vec![atom("LOGIN"), string("al\"ice"), string("pw!")]),
                 Event::Command(
                     "a2".into(),
-                    vec![atom("UID"), atom("FETCH"), atom("1:*,7"), Token::List(vec![atom("FLAGS"), atom("BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)]<0.100>")])]
+                    vec![
+                        atom("UID"),
+                        atom("FETCH"),
+                        atom("1:*,7"),
+                        Token::List(vec![atom("FLAGS"), atom("BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)]<0.100>")])
+                    ]
                 ),
                 Event::Command("a3".into(), vec![atom("APPEND"), atom("INBOX"), string("hello")]),
             ]
@@ -562,15 +573,15 @@ mod tests {
     fn a_synchronizing_literal_asks_for_continuation_once() {
         let mut r = Reader::new(Limits::SESSION);
         r.push(b"a APPEND INBOX {4}\r\n");
-        assert_eq!(r.next(), Event::Continue);
-        assert_eq!(r.next(), Event::NeedMore);
+        assert_eq!(r.event(), Event::Continue);
+        assert_eq!(r.event(), Event::NeedMore);
         r.push(b"ab");
-        assert_eq!(r.next(), Event::NeedMore);
+        assert_eq!(r.event(), Event::NeedMore);
         r.push(b"cd\r\n");
-        assert_eq!(r.next(), Event::Command("a".into(), vec![atom("APPEND"), atom("INBOX"), string("abcd")]));
+        assert_eq!(r.event(), Event::Command("a".into(), vec![atom("APPEND"), atom("INBOX"), string("abcd")]));
         // {4+}: no continuation.
         r.push(b"b APPEND INBOX {4+}\r\n");
-        assert_eq!(r.next(), Event::NeedMore);
+        assert_eq!(r.event(), Event::NeedMore);
     }
 
     #[test]
@@ -629,6 +640,6 @@ mod tests {
         assert_eq!(r.take_line(), None);
         r.push(b"NE\r\na NOOP\r\n");
         assert_eq!(r.take_line(), Some(b"DONE".to_vec()));
-        assert_eq!(r.next(), Event::Command("a".into(), vec![atom("NOOP")]));
+        assert_eq!(r.event(), Event::Command("a".into(), vec![atom("NOOP")]));
     }
 }

@@ -89,7 +89,9 @@ fn wildcard(pat: &[u8], name: &[u8]) -> bool {
     match pat.split_first() {
         None => name.is_empty(),
         Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
-        Some((b'%', rest)) => (0..=name.len()).take_while(|&i| i == 0 || name[i - 1] != DELIMITER as u8).any(|i| wildcard(rest, &name[i..])),
+        Some((b'%', rest)) => {
+            (0..=name.len()).take_while(|&i| i == 0 || name[i - 1] != DELIMITER as u8).any(|i| wildcard(rest, &name[i..]))
+        }
         Some((&c, rest)) => name.first().is_some_and(|&n| n == c) && wildcard(rest, &name[1..]),
     }
 }
@@ -131,7 +133,7 @@ impl<'a> Imapd<'a> {
     fn serve(&mut self) -> Result<(), NetError> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            match self.input.next() {
+            match self.input.event() {
                 Event::NeedMore => {
                     self.net.flush()?;
                     let n = self.net.read(&mut buf)?;
@@ -159,7 +161,10 @@ impl<'a> Imapd<'a> {
                         self.idle(&tag)?;
                         continue;
                     }
-                    let expunge_ok = !matches!(cmd, Command::Fetch { uid: false, .. } | Command::Store { uid: false, .. } | Command::Search { uid: false, .. });
+                    let expunge_ok = !matches!(
+                        cmd,
+                        Command::Fetch { uid: false, .. } | Command::Store { uid: false, .. } | Command::Search { uid: false, .. }
+                    );
                     let reply = self.command(cmd)?;
                     self.updates(expunge_ok, false);
                     let status = match reply {
@@ -376,7 +381,11 @@ impl<'a> Imapd<'a> {
         }
         self.net.write(out.as_bytes());
         self.selected = Some(Selected { mb, watch });
-        Ok(format!("OK [{}] {} completed", if read_only { "READ-ONLY" } else { "READ-WRITE" }, if read_only { "EXAMINE" } else { "SELECT" }))
+        Ok(format!(
+            "OK [{}] {} completed",
+            if read_only { "READ-ONLY" } else { "READ-WRITE" },
+            if read_only { "EXAMINE" } else { "SELECT" }
+        ))
     }
 
     fn list(&mut self, l: &List) -> Reply {
@@ -400,7 +409,9 @@ impl<'a> Imapd<'a> {
                 attrs.push("\\Subscribed");
             }
             self.net.write(format!("* LIST ({}) \".\" {}\r\n", attrs.join(" "), quoted(&f.name)).as_bytes());
-            if !l.status.is_empty() && !f.attrs.iter().any(|a| a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")) {
+            if !l.status.is_empty()
+                && !f.attrs.iter().any(|a| a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent"))
+            {
                 match mailbox::status(&self.store, &f.name) {
                     Ok(st) => self.net.write(status_line(&f.name, &st, &l.status).as_bytes()),
                     Err(e) => (self.log)(&format!("LIST-STATUS of {}: {e}", f.name)),
@@ -553,8 +564,11 @@ impl<'a> Imapd<'a> {
             atts.push(FetchAtt::Flags);
         }
         if sets_seen {
-            let unseen: Vec<u32> =
-                uids.iter().copied().filter(|&u| sel.mb.msn(u).is_some_and(|n| sel.mb.messages()[n as usize - 1].flags & mailbox::SEEN == 0)).collect();
+            let unseen: Vec<u32> = uids
+                .iter()
+                .copied()
+                .filter(|&u| sel.mb.msn(u).is_some_and(|n| sel.mb.messages()[n as usize - 1].flags & mailbox::SEEN == 0))
+                .collect();
             if !unseen.is_empty() {
                 if let Err(e) = sel.mb.store_flags(&unseen, StoreOp::Add, &[Flag::Seen]) {
                     (self.log)(&format!("cannot set \\Seen in {}: {e}", sel.mb.name));
@@ -617,7 +631,8 @@ impl<'a> Imapd<'a> {
             } else {
                 None
             };
-            let ctx = SearchCtx { msg: m, msn: i as u32 + 1, max_msn: msgs.len() as u32, max_uid, keywords: &keywords, data: map.as_deref() };
+            let ctx =
+                SearchCtx { msg: m, msn: i as u32 + 1, max_msn: msgs.len() as u32, max_uid, keywords: &keywords, data: map.as_deref() };
             if search::matches(key, &ctx) {
                 hits.push(if uid { m.uid } else { i as u32 + 1 });
             }

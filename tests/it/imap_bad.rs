@@ -148,7 +148,10 @@ fn bad_input_after_login_is_answered_and_the_session_goes_on() {
     assert!(last(&mut c, "b1").starts_with("b1 NO [TOOBIG]"));
     assert!(last(&mut c, "b2").starts_with("b2 OK"));
     // Deep nesting and unbalanced parentheses in SEARCH and FETCH.
-    c.send(format!("b3 SEARCH {}ALL{}\r\nb4 FETCH 1 (FLAGS\r\nb5 FETCH 9 FLAGS\r\nb6 FETCH 1 BODY[1.0]\r\n", "(".repeat(40), ")".repeat(40)).as_bytes());
+    c.send(
+        format!("b3 SEARCH {}ALL{}\r\nb4 FETCH 1 (FLAGS\r\nb5 FETCH 9 FLAGS\r\nb6 FETCH 1 BODY[1.0]\r\n", "(".repeat(40), ")".repeat(40))
+            .as_bytes(),
+    );
     assert!(last(&mut c, "b3").starts_with("b3 BAD parentheses nested too deep"));
     assert!(last(&mut c, "b4").starts_with("b4 BAD unbalanced"));
     assert!(last(&mut c, "b5").starts_with("b5 BAD message sequence number"));
