@@ -146,3 +146,51 @@ fn fetchmail_over_imap_starttls_gets_the_delivered_bytes_and_deletes_them() {
     assert_eq!(got, delivered, "fetchmail's copies equal the delivered files");
     assert!(files(&i.maildir("hank")).is_empty(), "fetched and deleted (STORE \\Deleted, EXPUNGE)");
 }
+
+#[test]
+fn offlineimap_syncs_mail_down_and_flags_up() {
+    let i = imap_instance("imapoffl", &[("ivy", "pw-i")]);
+    let delivered = i.deliver("ivy", &[message("o1", "first"), message("o2", "second")]);
+    let t = TempDir::new("offlineimap");
+    let rc = t.path().join("rc");
+    fs::write(
+        &rc,
+        format!(
+            "[general]\naccounts = a\nmetadata = {dir}/meta\n\n[Account a]\nlocalrepository = l\nremoterepository = r\n\n\
+             [Repository l]\ntype = Maildir\nlocalfolders = {dir}/mail\n\n\
+             [Repository r]\ntype = IMAP\nremotehost = localhost\nremoteport = {port}\nremoteuser = {user}\nremotepass = pw-i\nssl = yes\nsslcacertfile = {cert}\n",
+            dir = t.path().display(),
+            port = i.imaps_port(),
+            user = i.address("ivy"),
+            cert = i.cert().display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let o = Command::new("offlineimap").args(["-c", rc.to_str().unwrap(), "-o", "-u", "basic"]).env("HOME", t.path()).output().unwrap();
+        assert!(
+            o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("ERROR"),
+            "offlineimap: {}\nimap log:\n{}",
+            text(&o),
+            i.imap_log()
+        );
+    };
+    run();
+    let inbox = t.path().join("mail/INBOX");
+    let near = files(&inbox);
+    let mut got: Vec<&[u8]> = near.iter().map(|(_, b)| body(b)).collect();
+    let mut want: Vec<&[u8]> = delivered.iter().map(|b| body(b)).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "offlineimap's copies hold the delivered bodies");
+    assert!(t.path().join("mail/Trash").is_dir(), "folders came down");
+    // Flag o1 locally (Maildir flags in the name), sync: the server's file says so.
+    let (name, _) = near.iter().find(|(_, b)| String::from_utf8_lossy(b).contains("Subject: o1")).unwrap();
+    let from = if inbox.join("cur").join(name).exists() { inbox.join("cur").join(name) } else { inbox.join("new").join(name) };
+    let base = name.split(":2,").next().unwrap();
+    fs::rename(&from, inbox.join("cur").join(format!("{base}:2,FS"))).unwrap();
+    run();
+    let far = files(&i.maildir("ivy"));
+    let o1 = far.iter().find(|(_, b)| String::from_utf8_lossy(b).contains("Subject: o1")).expect("o1 on the server");
+    assert_eq!(info(&o1.0), "FS", "{}", o1.0);
+}
