@@ -194,3 +194,88 @@ fn offlineimap_syncs_mail_down_and_flags_up() {
     let o1 = far.iter().find(|(_, b)| String::from_utf8_lossy(b).contains("Subject: o1")).expect("o1 on the server");
     assert_eq!(info(&o1.0), "FS", "{}", o1.0);
 }
+
+/// The tmux screen of session `s`.
+fn screen(s: &str) -> String {
+    String::from_utf8_lossy(&Command::new("tmux").args(["capture-pane", "-p", "-t", s]).output().unwrap().stdout).into_owned()
+}
+
+fn wait_screen(s: &str, what: &str) -> String {
+    try_wait_for(20, || {
+        let sc = screen(s);
+        sc.contains(what).then_some(sc)
+    })
+    .unwrap_or_else(|| panic!("no {what:?} on neomutt's screen:\n{}", screen(s)))
+}
+
+fn keys(s: &str, k: &[&str]) {
+    assert!(Command::new("tmux").args(["send-keys", "-t", s]).args(k).status().unwrap().success());
+}
+
+#[test]
+fn neomutt_in_tmux_lists_reads_flags_moves_and_deletes() {
+    let i = imap_instance("imapmutt", &[("jo", "pw-j")]);
+    i.deliver("jo", &[message("alpha", "the alpha body"), message("beta", "the beta body"), message("gamma", "the gamma body")]);
+    let t = TempDir::new("neomutt");
+    let rc = t.path().join("muttrc");
+    fs::write(
+        &rc,
+        format!(
+            "set imap_user=\"{}\"\nset imap_pass=\"pw-j\"\nset folder=\"imaps://localhost:{}/\"\nset spoolfile=\"+INBOX\"\n\
+             set certificate_file=\"{}\"\nset header_cache=\"\"\nset message_cachedir=\"\"\nset mail_check=1\nset timeout=1\n\
+             set confirmappend=no\nset delete=yes\nset move=no\nset sort=date-sent\nset pager_stop=yes\nset wait_key=no\nset imap_idle=yes\n",
+            i.address("jo"),
+            i.imaps_port(),
+            i.cert().display()
+        ),
+    )
+    .unwrap();
+    let s = format!("postern-mutt-{}", std::process::id());
+    let ok = Command::new("tmux")
+        .args(["new-session", "-d", "-s", &s, "-x", "160", "-y", "40"])
+        .arg(format!("HOME={} TERM=xterm neomutt -n -F {}", t.path().display(), rc.display()))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux").args(["kill-session", "-t", &self.0]).status();
+        }
+    }
+    let _kill = Kill(s.clone());
+    // The index lists all three (messages dated alike: the order is delivery's).
+    let sc = wait_screen(&s, "gamma");
+    assert!(sc.contains("alpha") && sc.contains("beta"), "{sc}");
+    // Read the first: the pager shows its body.
+    keys(&s, &["1", "Enter"]);
+    keys(&s, &["Enter"]);
+    wait_screen(&s, "the alpha body");
+    keys(&s, &["i"]);
+    wait_screen(&s, "gamma");
+    // Flag the first, move the second to Trash, delete the third; then sync.
+    keys(&s, &["1", "Enter", "F"]);
+    keys(&s, &["2", "Enter", "s"]);
+    wait_screen(&s, "Save to mailbox");
+    keys(&s, &["C-u", "=Trash", "Enter"]);
+    keys(&s, &["3", "Enter", "d", "$"]);
+    let md = i.maildir("jo");
+    let done = try_wait_for(20, || {
+        let inbox = files(&md);
+        let trash = files(&md.join(".Trash"));
+        (inbox.len() == 1 && trash.len() == 1).then_some((inbox, trash))
+    });
+    let (inbox, trash) = done.unwrap_or_else(|| {
+        panic!(
+            "server after neomutt: {:?} / {:?}\n{}\n{}",
+            files(&md).iter().map(|f| &f.0).collect::<Vec<_>>(),
+            files(&md.join(".Trash")).iter().map(|f| &f.0).collect::<Vec<_>>(),
+            screen(&s),
+            i.imap_log()
+        )
+    });
+    assert!(String::from_utf8_lossy(&inbox[0].1).contains("Subject: alpha"));
+    assert!(info(&inbox[0].0).contains('F') && info(&inbox[0].0).contains('S'), "flagged and read: {}", inbox[0].0);
+    assert!(String::from_utf8_lossy(&trash[0].1).contains("Subject: beta"));
+    keys(&s, &["q"]);
+}
