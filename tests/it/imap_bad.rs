@@ -135,9 +135,15 @@ fn failed_logins_are_delayed_counted_and_refused_over_the_limit() {
 fn bad_input_after_login_is_answered_and_the_session_goes_on() {
     let i = plain_instance("imapbadsess");
     i.deliver("carol", &[message("a", "one"), message("b", "two")]);
-    let mut c = login(&i);
-    // Pipelined: answered in order.
-    c.send(b"p1 NOOP\r\np2 SELECT INBOX\r\np3 FETCH 1:2 (FLAGS)\r\np4 UID SEARCH ALL\r\n");
+    // Pipelined, the login too (what follows it stays in the socket for
+    // imapd): answered in order.
+    let mut c = Client::connect(i.imap_port());
+    assert!(c.line().starts_with("* OK "));
+    c.send(
+        format!("l LOGIN {} pw-c\r\np1 NOOP\r\np2 SELECT INBOX\r\np3 FETCH 1:2 (FLAGS)\r\np4 UID SEARCH ALL\r\n", i.address("carol"))
+            .as_bytes(),
+    );
+    assert!(last(&mut c, "l").starts_with("l OK "));
     assert!(last(&mut c, "p1").starts_with("p1 OK"));
     let sel = until(&mut c, "p2");
     assert!(sel.contains(&"* 2 EXISTS".to_string()) && sel.last().unwrap().starts_with("p2 OK [READ-WRITE]"), "{sel:?}");
