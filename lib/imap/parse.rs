@@ -336,9 +336,10 @@ impl Reader {
     /// At the LF that ends a command: take it off the buffer and tokenize it.
     fn end_command(&mut self) -> Event {
         let end = self.pos + 1;
+        let last_line = self.line_start;
         let frame: Vec<u8> = self.buf.drain(..end).collect();
         self.restart();
-        match tokenize(&frame, &self.limits) {
+        match tokenize_from(&frame, last_line, &self.limits) {
             Ok((tag, tokens)) => Event::Command(tag, tokens),
             Err(r) => Event::Reject(r),
         }
@@ -362,8 +363,14 @@ fn is_tag_char(b: u8) -> bool {
 
 /// A whole command (line end included, literals inside) into its tag and tokens.
 pub fn tokenize(frame: &[u8], limits: &Limits) -> Result<(String, Vec<Token>), Reject> {
+    tokenize_from(frame, 0, limits)
+}
+
+/// `tokenize`, the command's last line starting at `last_line` (after its last
+/// literal, whose final CR is data, not part of the line end).
+fn tokenize_from(frame: &[u8], last_line: usize, limits: &Limits) -> Result<(String, Vec<Token>), Reject> {
     let body = frame.strip_suffix(b"\n").unwrap_or(frame);
-    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    let body = if body.len() > last_line { body.strip_suffix(b"\r").unwrap_or(body) } else { body };
     let tag = tag_of(body);
     let Some(t) = tag.clone() else {
         let what = if body.is_empty() { "empty line" } else { "no valid tag" };
@@ -582,6 +589,13 @@ mod tests {
         // {4+}: no continuation.
         r.push(b"b APPEND INBOX {4+}\r\n");
         assert_eq!(r.event(), Event::NeedMore);
+    }
+
+    #[test]
+    fn a_literal_ending_in_cr_keeps_it() {
+        let got = events(b"a APPEND X {3}\r\nab\r\nb NOOP\r\n", Limits::SESSION);
+        assert_eq!(got[0], Event::Command("a".into(), vec![atom("APPEND"), atom("X"), string("ab\r")]));
+        assert_eq!(got[1], Event::Command("b".into(), vec![atom("NOOP")]));
     }
 
     #[test]

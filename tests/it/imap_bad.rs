@@ -224,3 +224,65 @@ fn a_broken_file_and_a_missing_uid_list_still_select() {
     c.send(b"z LOGOUT\r\n");
     until(&mut c, "z");
 }
+
+/// The extensions real clients lean on, over the raw client: ENABLE
+/// IMAP4rev2 (ESEARCH answers), NAMESPACE, LIST-EXTENDED with LIST-STATUS and
+/// SPECIAL-USE, LSUB, EXAMINE, UID EXPUNGE, APPEND with a date, UNSELECT, CLOSE.
+#[test]
+fn extensions_answer_as_their_rfcs_say() {
+    let i = plain_instance("imapext");
+    i.deliver("carol", &[message("a", "one"), message("b", "two"), message("c", "three")]);
+    let mut c = login(&i);
+    c.send(b"e1 ENABLE IMAP4rev2 CONDSTORE\r\ne2 NAMESPACE\r\ne3 ID NIL\r\n");
+    assert_eq!(until(&mut c, "e1"), vec!["* ENABLED IMAP4rev2", "e1 OK ENABLE completed"]);
+    assert_eq!(until(&mut c, "e2")[0], "* NAMESPACE ((\"\" \".\")) NIL NIL");
+    assert!(until(&mut c, "e3")[0].starts_with("* ID (\"name\" \"postern\")"));
+    c.send(b"l1 LIST (SPECIAL-USE) \"\" \"*\" RETURN (STATUS (MESSAGES UIDNEXT))\r\n");
+    let l = until(&mut c, "l1");
+    assert!(l.iter().any(|x| x.starts_with("* LIST (") && x.contains("\\Trash") && x.ends_with("\"Trash\"")), "{l:?}");
+    assert!(!l.iter().any(|x| x.ends_with("\"INBOX\"")), "INBOX has no special use: {l:?}");
+    assert!(l.iter().any(|x| x == "* STATUS \"Trash\" (MESSAGES 0 UIDNEXT 1)"), "{l:?}");
+    c.send(b"l2 LIST \"\" \"%\" RETURN (SUBSCRIBED CHILDREN)\r\nl3 LSUB \"\" \"*\"\r\nl4 STATUS INBOX (MESSAGES UNSEEN SIZE)\r\n");
+    let l = until(&mut c, "l2");
+    assert!(l.iter().any(|x| x.contains("\\Subscribed") && x.ends_with("\"Sent\"")), "{l:?}");
+    let l = until(&mut c, "l3");
+    assert!(l.iter().any(|x| x.starts_with("* LSUB") && x.ends_with("\"Drafts\"")), "{l:?}");
+    let l = until(&mut c, "l4");
+    assert!(l[0].starts_with("* STATUS \"INBOX\" (MESSAGES 3 UNSEEN 3 SIZE "), "{l:?}");
+    // EXAMINE is read-only; IMAP4rev2's SEARCH answers ESEARCH.
+    c.send(b"x1 EXAMINE INBOX\r\nx2 STORE 1 +FLAGS (\\Seen)\r\nx3 UID SEARCH RETURN (MIN MAX COUNT) ALL\r\nx4 SEARCH UNSEEN\r\nx5 UNSELECT\r\nx6 FETCH 1 FLAGS\r\n");
+    assert!(last(&mut c, "x1").starts_with("x1 OK [READ-ONLY]"));
+    assert!(last(&mut c, "x2").starts_with("x2 NO "));
+    let l = until(&mut c, "x3");
+    assert!(l[0].starts_with("* ESEARCH UID MIN ") && l[0].ends_with(" COUNT 3"), "{l:?}");
+    let l = until(&mut c, "x4");
+    assert_eq!(l[0], "* ESEARCH ALL 1:3", "{l:?}");
+    assert!(last(&mut c, "x5").starts_with("x5 OK"));
+    assert!(last(&mut c, "x6").starts_with("x6 BAD no mailbox selected"));
+    // APPEND with flags and a date, by a synchronizing literal.
+    c.send(b"a1 APPEND INBOX (\\Flagged) \" 1-Feb-1994 21:52:25 -0800\" {20}\r\n");
+    assert_eq!(c.line(), "+ OK");
+    c.send(b"Subject: d\r\n\r\nfour\r\n\r\n"); // 20 octets, then the line end
+    let a = last(&mut c, "a1");
+    assert!(a.starts_with("a1 OK [APPENDUID "), "{a}");
+    let uid = a.split(' ').nth(4).unwrap().trim_end_matches(']').to_string();
+    c.send(format!("s1 SELECT INBOX\r\nf1 UID FETCH {uid} (FLAGS INTERNALDATE RFC822.SIZE)\r\n").as_bytes());
+    assert!(until(&mut c, "s1").contains(&"* 4 EXISTS".to_string()));
+    let f = until(&mut c, "f1");
+    assert!(f[0].contains("\\Flagged"), "{f:?}");
+    // The date given, in its own zone or as the same instant in UTC.
+    assert!(
+        f[0].contains("INTERNALDATE \"01-Feb-1994 21:52:25 -0800\"") || f[0].contains("INTERNALDATE \"02-Feb-1994 05:52:25 +0000\""),
+        "{f:?}"
+    );
+    assert!(f[0].contains("RFC822.SIZE 20"), "{f:?}");
+    // UID EXPUNGE removes only the named \Deleted message; CLOSE the rest.
+    c.send(b"d1 STORE 1:2 +FLAGS.SILENT (\\Deleted)\r\nd2 UID SEARCH DELETED\r\n");
+    assert_eq!(until(&mut c, "d1").len(), 1, ".SILENT: no FETCH");
+    let l = until(&mut c, "d2");
+    let deleted: Vec<String> = l[0].rsplit(' ').next().unwrap().split(':').map(str::to_string).collect();
+    c.send(format!("d3 UID EXPUNGE {}\r\nd4 CLOSE\r\nd5 STATUS INBOX (MESSAGES)\r\n", deleted[0]).as_bytes());
+    assert_eq!(until(&mut c, "d3"), vec!["* 1 EXPUNGE".to_string(), "d3 OK EXPUNGE completed".to_string()]);
+    assert!(last(&mut c, "d4").starts_with("d4 OK CLOSE"));
+    assert_eq!(until(&mut c, "d5")[0], "* STATUS \"INBOX\" (MESSAGES 2)");
+}
