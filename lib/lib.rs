@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod deliver;
 pub mod dkim;
+pub mod imap;
 pub mod inject;
 pub mod mailauth;
 pub mod maildir;

@@ -87,6 +87,7 @@ settings! {
     SRSMAXAGE "srsmaxage" Number N(21), "days an SRS address stays valid for bounces";
     HELOHOST "helohost" Line Follows(&ME), "the name postern-remote gives in HELO/EHLO";
     TIMEOUTPOP3 "timeoutpop3" Number N(1200), "seconds postern-popup and postern-pop3d wait for the POP3 client";
+    TIMEOUTIMAP "timeoutimap" Number N(1800), "seconds postern-imapup and postern-imapd wait for the IMAP client (an IDLE client renews its IDLE within 29 minutes)";
     OUTGOINGIP "outgoingip" List Default::None, "per sender domain, the local address(es) and HELO name of outgoing SMTP and the DKIM selectors that sign its mail: `senderdomain:IP[,[IPv6]][:heloname[:selector[,selector]]]`, `:IP[:helo]` for the rest; without selectors, every control/dkim/DOMAIN/*.key signs";
     TLSDESTINATIONS "tlsdestinations" List Default::None, "recipient domains that require TLS: `domain` (any certificate) or `domain:verify` (checked with tlsca.pem, else the public roots)";
     MTASTS "mtasts" Number N(1), "1: postern-remote applies the MTA-STS policy (RFC 8461) a recipient domain publishes when delivering by MX (enforce: only its MX hosts, verified TLS, else the message waits); policies are cached in run/sts/; 0: ignore MTA-STS";

@@ -106,3 +106,27 @@ pub fn relay(config: Arc<rustls::ServerConfig>, mut net: FdPair, mut inner: Unix
         }
     }
 }
+
+/// Run this program again (same arguments, plus `env`) on one end of a socket
+/// pair and relay TLS on `net` to it until either side is done; then wait for it.
+/// For STARTTLS/STLS and for implicit TLS (ports 993, 995) alike.
+pub fn relay_to_self(
+    config: Arc<rustls::ServerConfig>,
+    net: FdPair,
+    args: &[std::ffi::OsString],
+    env: (&str, &str),
+    timeout: Duration,
+) -> Result<(), NetError> {
+    use std::process::{Command, Stdio};
+    let (outer, inner) = UnixStream::pair()?;
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .env(env.0, env.1)
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(inner.try_clone()?)))
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(inner)))
+        .spawn()?;
+    let r = relay(config, net, outer, timeout);
+    let _ = child.wait();
+    r
+}

@@ -20,6 +20,10 @@
 //! - A file that cannot be opened, or that is not a regular file, is skipped
 //!   with a log line; the rest of the mailbox is served.
 //! - Deletions happen in `commit` only (QUIT in the UPDATE state).
+//! - IMAP sessions share the Maildir without this lock: they may rename a
+//!   listed file (flags go in the name) while POP3 holds it, so a file not
+//!   found under its listed name is looked up again by its unique part for
+//!   RETR, TOP and deletion.
 
 use crate::error::{Classify, Kind};
 use crate::maildir::name::{crlf_size, size_in_name, uidl_of};
@@ -181,6 +185,24 @@ impl Mailbox {
         self.dir.join("cur").join(&m.name)
     }
 
+    /// Where a message's file is now: under its listed name, or, if an IMAP
+    /// session renamed it since (flags), under the name with the same unique part.
+    fn current(&self, m: &Message) -> Option<PathBuf> {
+        let cur = self.dir.join("cur");
+        fs::read_dir(&cur).ok()?.flatten().find_map(|e| {
+            let n = e.file_name().into_string().ok()?;
+            (uidl_of(&n) == m.uidl).then(|| cur.join(n))
+        })
+    }
+
+    /// Open a message's file, following a rename by IMAP.
+    pub fn open_message(&self, m: &Message) -> io::Result<File> {
+        match File::open(self.path(m)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => File::open(self.current(m).ok_or(e)?),
+            r => r,
+        }
+    }
+
     /// Remove the messages marked deleted. Returns how many went and the failures
     /// (already gone counts as removed).
     pub fn commit(&self) -> (usize, Vec<String>) {
@@ -188,7 +210,11 @@ impl Mailbox {
         let mut failed = Vec::new();
         for m in self.messages.iter().filter(|m| m.deleted) {
             let p = self.path(m);
-            match fs::remove_file(&p) {
+            let r = match fs::remove_file(&p) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => self.current(m).map_or(Ok(()), fs::remove_file),
+                r => r,
+            };
+            match r {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => failed.push(format!("cannot remove {}: {e}", p.display())),
                 _ => n += 1,
             }
@@ -316,6 +342,25 @@ mod tests {
         assert_eq!(stuff(&bytes), want);
         assert_eq!(stuff(&[b""]), b".\r\n");
         assert_eq!(stuff(&[b"a\n"]), b"a\r\n.\r\n");
+    }
+
+    #[test]
+    fn a_file_renamed_by_imap_is_still_read_and_deleted() {
+        let d = crate::testing::scratch_dir("pop3-renamed");
+        for s in ["tmp", "new", "cur"] {
+            fs::create_dir_all(d.join(s)).unwrap();
+        }
+        fs::write(d.join("new/1.a.h,S=2,W=3"), b"x\n").unwrap();
+        let mut mb = Mailbox::open(&d, &mut |l| panic!("{l}")).unwrap();
+        // An IMAP session sets \Seen while POP3 has the mailbox.
+        fs::rename(d.join("cur/1.a.h,S=2,W=3:2,"), d.join("cur/1.a.h,S=2,W=3:2,S")).unwrap();
+        let mut s = String::new();
+        mb.open_message(&mb.messages[0]).unwrap().read_to_string(&mut s).unwrap();
+        assert_eq!(s, "x\n");
+        mb.messages[0].deleted = true;
+        assert_eq!(mb.commit(), (1, vec![]));
+        assert!(fs::read_dir(d.join("cur")).unwrap().next().is_none(), "deleted under its new name");
+        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

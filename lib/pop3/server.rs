@@ -10,7 +10,6 @@ use crate::net::session::Session;
 use crate::pop3::command::{self as pop3, Command};
 use crate::pop3::mailbox::{self, Mailbox, Message, Stuffer};
 use crate::proto::line::{Line, LineReader};
-use std::fs::File;
 
 /// How much of a message is converted and sent at a time.
 pub const CHUNK: usize = 64 * 1024;
@@ -154,7 +153,7 @@ impl<'a> Pop3d<'a> {
     fn send(&mut self, n: u64, lines: Option<u64>) -> Result<(), String> {
         let (_, m) = self.get(n)?;
         let (path, size) = (self.mb.path(m), m.size);
-        let map = match File::open(&path).and_then(|f| crate::os::sys::map_file(&f)) {
+        let map = match self.mb.open_message(m).and_then(|f| crate::os::sys::map_file(&f)) {
             Ok(map) => map,
             Err(e) => {
                 (self.log)(&format!("cannot read {}: {e}", path.display()));

@@ -36,6 +36,11 @@ mod smtp;
 mod auth;
 mod pop3;
 
+// IMAP
+mod imap;
+mod imap_bad;
+mod imap_clients;
+
 // Remote delivery
 mod mtasts;
 mod remote;

@@ -1,0 +1,444 @@
+//! The per-folder UID list: `postern-uidlist` in the folder's directory.
+//!
+//! ```text
+//! postern-uidlist 1 UIDVALIDITY UIDNEXT
+//! UID SIZE MTIME BASENAME
+//! ```
+//! BASENAME is the Maildir name before `:2,` (and before `,S=`/`,W=`), which
+//! stays the same when a file moves from new/ to cur/ or changes flags, so a
+//! message keeps its UID whoever renames it (IMAP sessions, POP3, another
+//! client). SIZE (RFC822.SIZE) and MTIME (INTERNALDATE) are cached so SELECT
+//! needs no stat or read per message.
+//!
+//! Readers read the list without a lock: it is only ever replaced whole by a
+//! rename. A writer takes `postern-uidlist.lock` (flock, dropped by the kernel
+//! however the process ends), reads the list again, gives the names it does
+//! not know the next UIDs in name order (delivery order), writes the list to a
+//! temporary file, fsyncs it and renames it over the old one. POP3's lock is a
+//! different file: POP3 and IMAP never wait for each other.
+//!
+//! A missing or unreadable list is rebuilt with a new UIDVALIDITY (clients
+//! then forget their cached UIDs); each new UIDVALIDITY is larger than every
+//! earlier one of the same user (`postern-uidvalidity` at the Maildir's top),
+//! so a folder deleted and created again never reuses one.
+
+use super::StoreError;
+use crate::maildir::name::{crlf_size, size_in_name, uidl_of};
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+pub const LIST_FILE: &str = "postern-uidlist";
+pub const LOCK_FILE: &str = "postern-uidlist.lock";
+pub const VALIDITY_FILE: &str = "postern-uidvalidity";
+const HEADER: &str = "postern-uidlist 1";
+
+/// One message the list knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub uid: u32,
+    pub size: u64,
+    pub mtime: i64,
+    pub base: String,
+}
+
+/// The list as read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UidList {
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    /// Ascending by UID.
+    pub entries: Vec<Entry>,
+}
+
+/// A file found in new/ or cur/.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub name: String,
+    pub in_new: bool,
+}
+
+impl Found {
+    pub fn base(&self) -> &str {
+        uidl_of(&self.name)
+    }
+}
+
+fn parse(text: &str) -> Option<UidList> {
+    let mut lines = text.lines();
+    let head = lines.next()?.strip_prefix(HEADER)?;
+    let mut h = head.split_ascii_whitespace();
+    let uidvalidity: u32 = h.next()?.parse().ok()?;
+    let uidnext: u32 = h.next()?.parse().ok()?;
+    if uidvalidity == 0 || uidnext == 0 || h.next().is_some() {
+        return None;
+    }
+    let mut entries = Vec::new();
+    let mut last = 0;
+    for l in lines {
+        let mut f = l.splitn(4, ' ');
+        let uid: u32 = f.next()?.parse().ok()?;
+        let size: u64 = f.next()?.parse().ok()?;
+        let mtime: i64 = f.next()?.parse().ok()?;
+        let base = f.next()?.to_string();
+        // UIDs ascend and stay below UIDNEXT, or the list is not to be trusted.
+        if uid <= last || uid >= uidnext || base.is_empty() {
+            return None;
+        }
+        last = uid;
+        entries.push(Entry { uid, size, mtime, base });
+    }
+    Some(UidList { uidvalidity, uidnext, entries })
+}
+
+fn render(l: &UidList) -> String {
+    let mut s = format!("{HEADER} {} {}\n", l.uidvalidity, l.uidnext);
+    for e in &l.entries {
+        s.push_str(&format!("{} {} {} {}\n", e.uid, e.size, e.mtime, e.base));
+    }
+    s
+}
+
+/// Outcome of reading the list file.
+enum Read_ {
+    Ok(UidList),
+    Missing,
+    Broken,
+}
+
+fn read_list(dir: &Path) -> Result<Read_, StoreError> {
+    let p = dir.join(LIST_FILE);
+    match fs::read(&p) {
+        Ok(b) => Ok(match std::str::from_utf8(&b).ok().and_then(parse) {
+            Some(l) => Read_::Ok(l),
+            None => Read_::Broken,
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Read_::Missing),
+        Err(e) => Err(StoreError::Io(p, e)),
+    }
+}
+
+/// The files in new/ then cur/ (in that order: a file POP3 or a session moves
+/// from new/ to cur/ while we list is then seen at least once). Dot files and
+/// non-regular files are skipped.
+pub fn scan(dir: &Path) -> Result<Vec<Found>, StoreError> {
+    let mut out = Vec::new();
+    for (sub, in_new) in [("new", true), ("cur", false)] {
+        let p = dir.join(sub);
+        let rd = match fs::read_dir(&p) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && dir.exists() => continue,
+            Err(e) => return Err(StoreError::Io(p, e)),
+        };
+        for e in rd {
+            let e = e.map_err(StoreError::io(&p))?;
+            let Ok(name) = e.file_name().into_string() else { continue };
+            if name.starts_with('.') || !e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                continue;
+            }
+            out.push(Found { name, in_new });
+        }
+    }
+    Ok(out)
+}
+
+/// A held lock on a folder's list.
+pub struct Lock {
+    _f: nix::fcntl::Flock<File>,
+}
+
+/// Take the folder's list lock, waiting for another holder (they hold it
+/// only while writing the list).
+pub fn lock(dir: &Path) -> Result<Lock, StoreError> {
+    lock_file(&dir.join(LOCK_FILE))
+}
+
+fn lock_file(p: &Path) -> Result<Lock, StoreError> {
+    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(p).map_err(StoreError::io(p))?;
+    let f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| StoreError::Io(p.to_path_buf(), e.into()))?;
+    Ok(Lock { _f: f })
+}
+
+/// The Maildir's top directory for a folder directory (`.Sent` -> its parent).
+pub fn root_of(dir: &Path) -> &Path {
+    match dir.file_name().and_then(|n| n.to_str()) {
+        Some(n) if n.starts_with('.') && n.len() > 1 => dir.parent().unwrap_or(dir),
+        _ => dir,
+    }
+}
+
+/// A UIDVALIDITY larger than every earlier one of this Maildir: the time,
+/// or one more than the last given if that is later.
+pub fn next_uidvalidity(root: &Path) -> Result<u32, StoreError> {
+    // Its own lock: callers hold a folder's list lock, INBOX's among them.
+    let _l = lock_file(&root.join(format!("{VALIDITY_FILE}.lock")))?;
+    let p = root.join(VALIDITY_FILE);
+    let last: u32 = fs::read_to_string(&p).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let now = crate::os::time::now().min(u32::MAX as u64 - 1) as u32;
+    let v = now.max(last.saturating_add(1)).max(1);
+    crate::os::fs::write_atomic(&p, format!("{v}\n").as_bytes(), 0o600).map_err(StoreError::io(&p))?;
+    Ok(v)
+}
+
+/// Size as sent and mtime of a file, reading it only if the name carries no `,W=`.
+fn measure(path: &Path, name: &str) -> io::Result<(u64, i64)> {
+    let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if let Some(s) = size_in_name(name) {
+        return Ok((s, md.mtime()));
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut size, mut cr) = (0, false);
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok((size, md.mtime())),
+            Ok(n) => size += crlf_size(&buf[..n], &mut cr),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The file of a found message.
+pub fn path_of(dir: &Path, f: &Found) -> PathBuf {
+    dir.join(if f.in_new { "new" } else { "cur" }).join(&f.name)
+}
+
+/// Read the list and give UIDs to the files it does not know; returns the
+/// list and the files found (each with a UID in the list, unless it could
+/// not be measured: those are logged and left out).
+///
+/// The fast path (every file known) takes no lock and writes nothing.
+pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found>), StoreError> {
+    let found = scan(dir)?;
+    if let Read_::Ok(list) = read_list(dir)? {
+        let known: HashSet<&str> = list.entries.iter().map(|e| e.base.as_str()).collect();
+        if found.iter().all(|f| known.contains(f.base())) {
+            return Ok((list, found));
+        }
+    }
+    let _l = lock(dir)?;
+    // Listed again under the lock: the files another writer numbered meanwhile
+    // are in the list we read now.
+    let found = scan(dir)?;
+    let mut dirty = true;
+    let mut list = match read_list(dir)? {
+        Read_::Ok(l) => {
+            dirty = false;
+            l
+        }
+        other => {
+            let v = next_uidvalidity(root_of(dir))?;
+            if matches!(other, Read_::Broken) {
+                log(&format!(
+                    "{}: UID list unreadable; rebuilt with new UIDVALIDITY {v} (clients will reload this folder)",
+                    dir.join(LIST_FILE).display()
+                ));
+            }
+            UidList { uidvalidity: v, uidnext: 1, entries: Vec::new() }
+        }
+    };
+    let mut found = found;
+    // readdir may miss a file renamed while it reads (another session setting
+    // flags); look once more before dropping a UID, or the file would come
+    // back with a new one.
+    let seen: HashSet<String> = found.iter().map(|f| f.base().to_string()).collect();
+    if list.entries.iter().any(|e| !seen.contains(&e.base)) {
+        let again = scan(dir)?;
+        found.extend(again.into_iter().filter(|f| !seen.contains(f.base())));
+    }
+    let present: HashSet<&str> = found.iter().map(Found::base).collect();
+    // Names gone from both directories are dropped (expunged).
+    let before = list.entries.len();
+    list.entries.retain(|e| present.contains(e.base.as_str()));
+    dirty |= list.entries.len() != before;
+    let known: HashSet<String> = list.entries.iter().map(|e| e.base.clone()).collect();
+    let mut fresh: Vec<&Found> = found.iter().filter(|f| !known.contains(f.base())).collect();
+    // Seen in both new/ and cur/ (moved while we listed): cur/ is where it went.
+    fresh.sort_by(|a, b| (a.base(), a.in_new).cmp(&(b.base(), b.in_new)));
+    fresh.dedup_by(|a, b| a.base() == b.base());
+    let mut bad = HashSet::new();
+    for f in fresh {
+        let p = path_of(dir, f);
+        match measure(&p, &f.name) {
+            Ok((size, mtime)) => {
+                list.entries.push(Entry { uid: list.uidnext, size, mtime, base: f.base().to_string() });
+                list.uidnext += 1;
+                dirty = true;
+            }
+            // Moved away between the listing and now: the next look finds it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                bad.insert(f.base().to_string());
+            }
+            Err(e) => {
+                log(&format!("skipping {}: {e}", p.display()));
+                bad.insert(f.base().to_string());
+            }
+        }
+    }
+    // Nothing new (only files that cannot be read): no rewrite, no fsync.
+    if dirty {
+        save(dir, &list)?;
+    }
+    let found = found.into_iter().filter(|f| !bad.contains(f.base())).collect();
+    Ok((list, found))
+}
+
+/// Write the list (atomically, durably). Call with the lock held.
+pub fn save(dir: &Path, list: &UidList) -> Result<(), StoreError> {
+    let p = dir.join(LIST_FILE);
+    crate::os::fs::write_atomic(&p, render(list).as_bytes(), 0o600).map_err(StoreError::io(&p))
+}
+
+/// Read the list as it is now (for writers holding the lock: COPY, APPEND).
+/// A missing or broken one is rebuilt by `sync` first.
+pub fn load_locked(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<UidList, StoreError> {
+    match read_list(dir)? {
+        Read_::Ok(l) => Ok(l),
+        _ => Err(StoreError::Io(dir.join(LIST_FILE), io::Error::new(io::ErrorKind::NotFound, "UID list missing"))),
+    }
+    .or_else(|_| {
+        let v = next_uidvalidity(root_of(dir))?;
+        log(&format!("{}: UID list missing or unreadable; new UIDVALIDITY {v}", dir.join(LIST_FILE).display()));
+        Ok(UidList { uidvalidity: v, uidnext: 1, entries: Vec::new() })
+    })
+}
+
+/// Map base name -> entry index.
+pub fn index(list: &UidList) -> HashMap<&str, usize> {
+    list.entries.iter().enumerate().map(|(i, e)| (e.base.as_str(), i)).collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn maildir(root: &Path) {
+        for s in ["tmp", "new", "cur"] {
+            fs::create_dir_all(root.join(s)).unwrap();
+        }
+    }
+
+    #[test]
+    fn new_files_get_uids_in_name_order_and_keep_them_when_renamed() {
+        let d = crate::testing::scratch_dir("uidlist-order");
+        maildir(&d);
+        fs::write(d.join("new/200.M1P1Q1.h,S=3,W=4"), b"b\nc").unwrap();
+        fs::write(d.join("cur/100.M1P1Q1.h:2,S"), b"a\n").unwrap();
+        let mut log = |l: &str| panic!("unexpected log {l}");
+        let (l, found) = sync(&d, &mut log).unwrap();
+        assert_eq!(l.uidnext, 3);
+        assert_eq!(found.len(), 2);
+        let uid = |l: &UidList, b: &str| l.entries.iter().find(|e| e.base == b).map(|e| e.uid);
+        assert_eq!(uid(&l, "100.M1P1Q1.h"), Some(1));
+        assert_eq!(uid(&l, "200.M1P1Q1.h"), Some(2));
+        assert_eq!(l.entries[0].size, 3, "counted with CRLF");
+        assert_eq!(l.entries[1].size, 4, "from ,W=");
+        // POP3 moves new -> cur, a client sets flags: same UIDs, no rewrite.
+        fs::rename(d.join("new/200.M1P1Q1.h,S=3,W=4"), d.join("cur/200.M1P1Q1.h,S=3,W=4:2,FS")).unwrap();
+        let before = fs::metadata(d.join(LIST_FILE)).unwrap().ino();
+        let (l2, _) = sync(&d, &mut log).unwrap();
+        assert_eq!(l2, l);
+        assert_eq!(fs::metadata(d.join(LIST_FILE)).unwrap().ino(), before, "fast path writes nothing");
+        // Expunged by POP3, then a new one: UIDs never reused.
+        fs::remove_file(d.join("cur/100.M1P1Q1.h:2,S")).unwrap();
+        fs::write(d.join("new/050.M1P1Q1.h"), b"x").unwrap();
+        let (l3, found) = sync(&d, &mut log).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(uid(&l3, "050.M1P1Q1.h"), Some(3), "an older name found later still gets the next UID");
+        assert_eq!(uid(&l3, "100.M1P1Q1.h"), None);
+        assert_eq!(l3.uidvalidity, l.uidvalidity);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn broken_or_missing_list_is_rebuilt_with_a_larger_uidvalidity() {
+        let d = crate::testing::scratch_dir("uidlist-broken");
+        maildir(&d);
+        fs::write(d.join("cur/1.a:2,"), b"x").unwrap();
+        let (l1, _) = sync(&d, &mut |_| {}).unwrap();
+        fs::write(d.join(LIST_FILE), b"postern-uidlist 1 7 2\n5 1 1 1.a\n").unwrap();
+        let mut logged = Vec::new();
+        let (l2, _) = sync(&d, &mut |l| logged.push(l.to_string())).unwrap();
+        assert!(l2.uidvalidity > l1.uidvalidity, "{} > {}", l2.uidvalidity, l1.uidvalidity);
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert!(logged[0].contains("postern-uidlist") && logged[0].contains("UIDVALIDITY"), "{}", logged[0]);
+        fs::remove_file(d.join(LIST_FILE)).unwrap();
+        let (l3, found) = sync(&d, &mut |_| {}).unwrap();
+        assert!(l3.uidvalidity > l2.uidvalidity);
+        assert_eq!((l3.entries.len(), found.len(), l3.uidnext), (1, 1, 2));
+        for bad in ["", "postern-uidlist 1 0 1\n", "postern-uidlist 1 5 2\n2 1 1 a\n", "postern-uidlist 1 5 9\n3 1 1 a\n2 1 1 b\n", "junk"]
+        {
+            assert!(parse(bad).is_none(), "{bad:?}");
+        }
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn two_writers_at_once_never_give_one_uid_twice() {
+        let d = crate::testing::scratch_dir("uidlist-race");
+        maildir(&d);
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let d = d.clone();
+                std::thread::spawn(move || {
+                    for i in 0..40 {
+                        fs::write(d.join(format!("new/{i:03}.T{t}.h")), b"m\n").unwrap();
+                        sync(&d, &mut |_| {}).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let (l, found) = sync(&d, &mut |_| {}).unwrap();
+        assert_eq!(found.len(), 80);
+        assert_eq!(l.entries.len(), 80);
+        let uids: HashSet<u32> = l.entries.iter().map(|e| e.uid).collect();
+        assert_eq!(uids.len(), 80);
+        assert_eq!(l.uidnext, 81);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The same race between processes: the test runs itself twice as children.
+    #[test]
+    fn two_processes_at_once_never_give_one_uid_twice() {
+        const CHILD: &str = "POSTERN_UIDLIST_CHILD";
+        if let Ok(dir) = std::env::var(CHILD) {
+            let d = PathBuf::from(dir);
+            let tag = std::process::id();
+            for i in 0..30 {
+                fs::write(d.join(format!("new/{i:03}.P{tag}.h")), b"m\n").unwrap();
+                sync(&d, &mut |_| {}).unwrap();
+            }
+            return;
+        }
+        let d = crate::testing::scratch_dir("uidlist-procs");
+        maildir(&d);
+        let exe = std::env::current_exe().unwrap();
+        let kids: Vec<_> = (0..2)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(["--exact", "imap::uidlist::tests::two_processes_at_once_never_give_one_uid_twice", "--test-threads=1"])
+                    .env(CHILD, &d)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut k in kids {
+            assert!(k.wait().unwrap().success());
+        }
+        let (l, found) = sync(&d, &mut |_| {}).unwrap();
+        assert_eq!((found.len(), l.entries.len(), l.uidnext), (60, 60, 61));
+        let uids: HashSet<u32> = l.entries.iter().map(|e| e.uid).collect();
+        assert_eq!(uids.len(), 60);
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
