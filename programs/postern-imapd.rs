@@ -16,7 +16,6 @@ use postern::net::session::Session;
 use postern::os::home::Home;
 use postern::os::log;
 use std::os::fd::AsFd;
-use std::time::Duration;
 
 const ME: &str = "postern-imapd";
 
@@ -24,10 +23,7 @@ fn main() {
     postern::version::exit_if_asked(ME);
     let user = std::env::var("USER").unwrap_or_default();
     let mut logf = |m: &str| log::line(ME, &format!("{user}: {m}"));
-    let timeout = Control::new(&Home::from_env()).seconds(&TIMEOUTIMAP).unwrap_or_else(|e| {
-        logf(&format!("{e}; using the default, {} seconds", TIMEOUTIMAP.default_number()));
-        Duration::from_secs(TIMEOUTIMAP.default_number())
-    });
+    let timeout = Control::new(&Home::from_env()).seconds_or_default(&TIMEOUTIMAP, |m| logf(m));
     // The same descriptor the session reads; only polled (IDLE), never read here.
     let stdin = std::io::stdin();
     let input_fd = stdin.as_fd();

@@ -43,14 +43,8 @@ fn main() {
         std::process::exit(111);
     }
     let home = Home::from_env();
-    let timeout = Control::new(&home).seconds(&TIMEOUTIMAP).unwrap_or_else(|e| {
-        log::line(ME, &format!("{e}; using the default, {} seconds", TIMEOUTIMAP.default_number()));
-        Duration::from_secs(TIMEOUTIMAP.default_number())
-    });
-    let fail_delay = Control::new(&home).number(&AUTHFAILDELAY).unwrap_or_else(|e| {
-        log::line(ME, &format!("{e}; using the default, {} seconds", AUTHFAILDELAY.default_number()));
-        AUTHFAILDELAY.default_number()
-    });
+    let timeout = Control::new(&home).seconds_or_default(&TIMEOUTIMAP, |m| log::line(ME, m));
+    let fail_delay = Control::new(&home).number_or_default(&AUTHFAILDELAY, |m| log::line(ME, m));
     let tls = postern::net::tls::server_config(&home).unwrap_or_else(|e| {
         log::line(ME, &format!("{e}; STARTTLS is not offered (and -s cannot serve) until it is fixed"));
         None

@@ -15,7 +15,6 @@ use postern::os::home::Home;
 use postern::os::log;
 use postern::pop3::mailbox::{Mailbox, MailboxError};
 use postern::pop3::server::{End, Pop3d};
-use std::time::Duration;
 
 const ME: &str = "postern-pop3d";
 
@@ -23,10 +22,7 @@ fn main() {
     postern::version::exit_if_asked(ME);
     let user = std::env::var("USER").unwrap_or_default();
     let mut logf = |m: &str| log::line(ME, &format!("{user}: {m}"));
-    let timeout = Control::new(&Home::from_env()).seconds(&TIMEOUTPOP3).unwrap_or_else(|e| {
-        logf(&format!("{e}; using the default, {} seconds", TIMEOUTPOP3.default_number()));
-        Duration::from_secs(TIMEOUTPOP3.default_number())
-    });
+    let timeout = Control::new(&Home::from_env()).seconds_or_default(&TIMEOUTPOP3, |m| logf(m));
     let mut net = match Session::stdio(timeout) {
         Ok(s) => s,
         Err(e) => {

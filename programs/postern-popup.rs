@@ -40,14 +40,8 @@ fn main() {
         std::process::exit(111);
     }
     let home = Home::from_env();
-    let timeout = Control::new(&home).seconds(&TIMEOUTPOP3).unwrap_or_else(|e| {
-        log::line(ME, &format!("{e}; using the default, {} seconds", TIMEOUTPOP3.default_number()));
-        Duration::from_secs(TIMEOUTPOP3.default_number())
-    });
-    let fail_delay = Control::new(&home).number(&AUTHFAILDELAY).unwrap_or_else(|e| {
-        log::line(ME, &format!("{e}; using the default, {} seconds", AUTHFAILDELAY.default_number()));
-        AUTHFAILDELAY.default_number()
-    });
+    let timeout = Control::new(&home).seconds_or_default(&TIMEOUTPOP3, |m| log::line(ME, m));
+    let fail_delay = Control::new(&home).number_or_default(&AUTHFAILDELAY, |m| log::line(ME, m));
     // Behind the relay: "tls" after STLS, "implicit" on an implicit-TLS port.
     let inner = std::env::var(INNER_ENV).ok();
     if inner.is_none() {

@@ -127,6 +127,57 @@ pub fn spawn(cmd: &mut Command, request: &[u8]) -> io::Result<std::process::Chil
     Ok(child)
 }
 
+/// How one login through a checkpassword chain ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The chain served the session; its exit status.
+    Served(Option<i32>),
+    /// A wrong login (or a misused checkpassword program).
+    Failed,
+    /// The login could not be checked now (exit 111).
+    Temporary,
+}
+
+/// Run `child` (AUTHPROG and its arguments) with the login on fd 3 and wait:
+/// what POP3's and IMAP's pre-login programs do for each attempt. `setup`
+/// adjusts the command (its environment); `log` gets the real reason of a
+/// failure, which the client is never told.
+pub fn attempt(
+    child: &[std::ffi::OsString],
+    setup: impl FnOnce(&mut Command),
+    login: &[u8],
+    password: &[u8],
+    remote: &str,
+    log: &mut dyn FnMut(&str),
+) -> Attempt {
+    let who = crate::os::log::show(login);
+    let Some(req) = encode(login, password, b"") else {
+        log(&format!("login {who:?} from {remote}: too long or holds NUL"));
+        return Attempt::Failed;
+    };
+    let prog = child[0].to_string_lossy();
+    let mut cmd = Command::new(&child[0]);
+    cmd.args(&child[1..]);
+    setup(&mut cmd);
+    let code = match spawn(&mut cmd, &req).and_then(|mut c| c.wait()) {
+        Ok(st) => st.code(),
+        Err(e) => {
+            log(&format!("cannot run {prog}: {e}; check the command line"));
+            return Attempt::Failed;
+        }
+    };
+    match code {
+        Some(EXIT_BAD) => log(&format!("authentication failed for {who:?} from {remote}")),
+        Some(EXIT_MISUSE) => log(&format!("{prog} says it was misused (exit 2) for {who:?}")),
+        Some(EXIT_TEMP) => {
+            log(&format!("{prog} failed temporarily (exit 111) for {who:?}; see its log line"));
+            return Attempt::Temporary;
+        }
+        other => return Attempt::Served(other),
+    }
+    Attempt::Failed
+}
+
 /// Ask a foreign checkpassword program (control/checkpassword: the program and
 /// its arguments, split at blanks) whether login and password are right: it
 /// runs with the request on fd 3 and `/bin/true` as the program to run on

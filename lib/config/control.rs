@@ -177,6 +177,24 @@ impl Control {
     pub fn seconds(&self, s: &Setting) -> Result<std::time::Duration, ControlError> {
         Ok(std::time::Duration::from_secs(self.number(s)?.max(1)))
     }
+
+    /// For a program that serves on with the default rather than stop: the
+    /// number, or on a bad file the default, after handing `warn` the line to
+    /// log (the file, its line, and the default used).
+    pub fn number_or_default(&self, s: &Setting, warn: impl FnOnce(&str)) -> u64 {
+        self.number(s).unwrap_or_else(|e| {
+            warn(&format!("{e}; using the default, {}", s.default_number()));
+            s.default_number()
+        })
+    }
+
+    /// `seconds`, or on a bad file the default (as `number_or_default`).
+    pub fn seconds_or_default(&self, s: &Setting, warn: impl FnOnce(&str)) -> std::time::Duration {
+        self.seconds(s).unwrap_or_else(|e| {
+            warn(&format!("{e}; using the default, {} seconds", s.default_number()));
+            std::time::Duration::from_secs(s.default_number().max(1))
+        })
+    }
 }
 
 /// One setting as it is now in a home, for showctl.
@@ -256,6 +274,20 @@ mod tests {
         let e = c.number(&CONCURRENCYLOCAL).unwrap_err();
         assert_eq!(e.line, Some(2));
         assert!(e.to_string().contains("concurrencylocal line 2"), "{e}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_bad_number_falls_back_to_its_default_and_says_so() {
+        let (d, c) = tmphome("numdef");
+        let mut said = Vec::new();
+        assert_eq!(c.number_or_default(&CONCURRENCYLOCAL, |m| said.push(m.to_string())), 10);
+        assert!(said.is_empty(), "a missing file is the default, nothing to say");
+        fs::write(d.join("control/timeoutpop3"), "soon\n").unwrap();
+        let t = c.seconds_or_default(&TIMEOUTPOP3, |m| said.push(m.to_string()));
+        assert_eq!(t, std::time::Duration::from_secs(TIMEOUTPOP3.default_number()));
+        assert_eq!(said.len(), 1);
+        assert!(said[0].contains("timeoutpop3 line 1") && said[0].ends_with("using the default, 1200 seconds"), "{}", said[0]);
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -15,7 +15,7 @@
 use super::command::{self, Command};
 use super::parse::{Event, Limits, Reader};
 use super::response::{login_capabilities, ID_RESPONSE};
-use crate::auth::checkpassword::{self, EXIT_BAD, EXIT_MISUSE, EXIT_TEMP};
+use crate::auth::checkpassword::{self, Attempt};
 use crate::net::session::{NetError, Session};
 use crate::proto::base64;
 use crate::proto::sasl::{Credentials, Exchange, SaslError, Step};
@@ -56,12 +56,6 @@ pub enum Outcome {
     Served(Option<i32>),
     /// STARTTLS was accepted: the caller starts the TLS relay now.
     StartTls,
-}
-
-enum Attempt {
-    Served(Option<i32>),
-    Failed,
-    Temporary,
 }
 
 impl Imapup {
@@ -216,32 +210,10 @@ impl Imapup {
 
     fn attempt(&self, net: &mut Session, tag: &str, login: &[u8], password: &[u8], log: &mut dyn FnMut(&str)) -> Result<Attempt, NetError> {
         net.flush()?;
-        let who = crate::os::log::show(login);
-        let Some(req) = checkpassword::encode(login, password, b"") else {
-            log(&format!("login {who:?} from {}: too long or holds NUL", self.remote));
-            return Ok(Attempt::Failed);
+        let setup = |cmd: &mut std::process::Command| {
+            cmd.env_remove(INNER_ENV).env(TAG_ENV, tag);
         };
-        let mut cmd = std::process::Command::new(&self.child[0]);
-        cmd.args(&self.child[1..]).env_remove(INNER_ENV).env(TAG_ENV, tag);
-        let status = checkpassword::spawn(&mut cmd, &req).and_then(|mut c| c.wait());
-        let code = match status {
-            Ok(st) => st.code(),
-            Err(e) => {
-                log(&format!("cannot run {}: {e}; check the command line", self.child[0].to_string_lossy()));
-                return Ok(Attempt::Failed);
-            }
-        };
-        let prog = self.child[0].to_string_lossy();
-        match code {
-            Some(EXIT_BAD) => log(&format!("authentication failed for {who:?} from {}", self.remote)),
-            Some(EXIT_MISUSE) => log(&format!("{prog} says it was misused (exit 2) for {who:?}")),
-            Some(EXIT_TEMP) => {
-                log(&format!("{prog} failed temporarily (exit 111) for {who:?}; see its log line"));
-                return Ok(Attempt::Temporary);
-            }
-            other => return Ok(Attempt::Served(other)),
-        }
-        Ok(Attempt::Failed)
+        Ok(checkpassword::attempt(&self.child, setup, login, password, &self.remote, log))
     }
 }
 

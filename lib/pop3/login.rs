@@ -11,7 +11,7 @@
 //! (`-ERR [SYS/TEMP]`, after the same delay: postern-auth's limits, a database it
 //! cannot read); any other end means pop3d served the session. After STLS the caller relays TLS (see tlsrelay) to a fresh popup.
 
-use crate::auth::checkpassword::{self, EXIT_BAD, EXIT_MISUSE, EXIT_TEMP};
+use crate::auth::checkpassword::{self, Attempt};
 use crate::net::session::{NetError, Session};
 use crate::pop3::command::{self as pop3, Command};
 use crate::proto::base64;
@@ -222,42 +222,11 @@ impl Popup {
     /// failed (logged here with the real reason), for good or for now.
     fn attempt(&self, net: &mut Session, login: &[u8], password: &[u8], log: &mut dyn FnMut(&str)) -> Result<Attempt, NetError> {
         net.flush()?;
-        let who = crate::os::log::show(login);
-        let Some(req) = checkpassword::encode(login, password, b"") else {
-            log(&format!("login {who:?} from {}: too long or holds NUL", self.remote));
-            return Ok(Attempt::Failed);
+        let setup = |cmd: &mut std::process::Command| {
+            cmd.env_remove(INNER_ENV);
         };
-        let mut cmd = std::process::Command::new(&self.child[0]);
-        cmd.args(&self.child[1..]).env_remove(INNER_ENV);
-        let status = checkpassword::spawn(&mut cmd, &req).and_then(|mut c| c.wait());
-        let code = match status {
-            Ok(st) => st.code(),
-            Err(e) => {
-                log(&format!("cannot run {}: {e}; check the command line", self.child[0].to_string_lossy()));
-                return Ok(Attempt::Failed);
-            }
-        };
-        match code {
-            Some(EXIT_BAD) => log(&format!("authentication failed for {who:?} from {}", self.remote)),
-            Some(EXIT_MISUSE) => log(&format!("{} says it was misused (exit 2) for {who:?}", self.child[0].to_string_lossy())),
-            Some(EXIT_TEMP) => {
-                log(&format!("{} failed temporarily (exit 111) for {who:?}; see its log line", self.child[0].to_string_lossy()));
-                return Ok(Attempt::Temporary);
-            }
-            other => return Ok(Attempt::Served(other)),
-        }
-        Ok(Attempt::Failed)
+        Ok(checkpassword::attempt(&self.child, setup, login, password, &self.remote, log))
     }
-}
-
-/// How one login attempt ended.
-enum Attempt {
-    /// The chain ran the POP3 server; its exit status.
-    Served(Option<i32>),
-    /// A wrong login (or a misused checkpassword program).
-    Failed,
-    /// The login could not be checked now (exit 111): -ERR [SYS/TEMP].
-    Temporary,
 }
 
 /// One line, read a byte at a time so nothing after it leaves the socket.

@@ -86,14 +86,8 @@ struct Policy {
 impl Policy {
     fn read(home: &Home) -> Policy {
         let c = Control::new(home);
-        let timeout = c.seconds(&TIMEOUTSUBMIT).unwrap_or_else(|e| {
-            crate::os::log::line(PROGRAM, &format!("{e}; using the default, {} seconds", TIMEOUTSUBMIT.default_number()));
-            Duration::from_secs(TIMEOUTSUBMIT.default_number())
-        });
-        let per_uid = c.number(&CONCURRENCYSUBMIT).unwrap_or_else(|e| {
-            crate::os::log::line(PROGRAM, &format!("{e}; using the default, {}", CONCURRENCYSUBMIT.default_number()));
-            CONCURRENCYSUBMIT.default_number()
-        });
+        let timeout = c.seconds_or_default(&TIMEOUTSUBMIT, |m| crate::os::log::line(PROGRAM, m));
+        let per_uid = c.number_or_default(&CONCURRENCYSUBMIT, |m| crate::os::log::line(PROGRAM, m));
         let mut exempt = vec![0, crate::os::sys::effective_uid()];
         exempt.extend(crate::os::privs::Service::ALL.iter().filter_map(|s| s.ids().ok()).map(|(uid, _)| uid));
         Policy { timeout, per_uid: per_uid.min(u32::MAX as u64) as u32, exempt }
