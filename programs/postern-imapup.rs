@@ -87,8 +87,15 @@ fn relay(config: std::sync::Arc<rustls::ServerConfig>, net: Session, args: &[OsS
         log::line(ME, "TLS asked for on a session that is not plain");
         return 111;
     };
-    if let Err(e) = postern::net::tlsrelay::relay_to_self(config, fds, args, (INNER_ENV, mode), timeout) {
-        log::line(ME, &format!("TLS session ended: {e}"));
+    match postern::net::tlsrelay::relay_to_self(config, fds, args, (INNER_ENV, mode), timeout) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            log::line(ME, &format!("TLS session ended: {e}"));
+            0
+        }
+        Err(e) => {
+            log::error(ME, &format!("cannot start the imapup behind TLS: {e}"));
+            111
+        }
     }
-    0
 }

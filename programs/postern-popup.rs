@@ -14,7 +14,6 @@ use postern::net::session::{FdPair, Session};
 use postern::os::home::Home;
 use postern::os::log;
 use postern::pop3::login::{Outcome, Popup, INNER_ENV};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const ME: &str = "postern-popup";
@@ -86,29 +85,17 @@ fn main() {
     }
 }
 
-/// Run a fresh popup (`role` in its INNER_ENV) on one end of a socket pair
-/// and relay TLS to it.
+/// Run a fresh popup (`role` in its INNER_ENV) behind a TLS relay.
 fn relay(config: std::sync::Arc<rustls::ServerConfig>, fds: FdPair, args: &[std::ffi::OsString], timeout: Duration, role: &str) -> i32 {
-    let started = std::os::unix::net::UnixStream::pair().and_then(|(outer, inner)| {
-        let exe = std::env::current_exe()?;
-        let child = Command::new(exe)
-            .args(&args[1..])
-            .env(INNER_ENV, role)
-            .stdin(Stdio::from(std::os::fd::OwnedFd::from(inner.try_clone()?)))
-            .stdout(Stdio::from(std::os::fd::OwnedFd::from(inner)))
-            .spawn()?;
-        Ok((outer, child))
-    });
-    let (outer, mut child) = match started {
-        Ok(v) => v,
+    match postern::net::tlsrelay::relay_to_self(config, fds, &args[1..], (INNER_ENV, role), timeout) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            log::line(ME, &format!("TLS session ended: {e}"));
+            0
+        }
         Err(e) => {
             log::error(ME, &format!("cannot start the popup behind TLS: {e}"));
-            return 111;
+            111
         }
-    };
-    if let Err(e) = postern::net::tlsrelay::relay(config, fds, outer, timeout) {
-        log::line(ME, &format!("TLS session ended: {e}"));
     }
-    let _ = child.wait();
-    0
 }

@@ -96,7 +96,7 @@ pub struct List {
     pub subscribed: bool,
     /// SPECIAL-USE selection: only folders with a special use.
     pub special_use: bool,
-    /// RECURSIVEMATCH (accepted; CHILDINFO is given for SUBSCRIBED).
+    /// RECURSIVEMATCH: parents of subscribed names get CHILDINFO.
     pub recursive: bool,
     /// RETURN (STATUS (...)) (LIST-STATUS).
     pub status: Vec<StatusItem>,

@@ -33,6 +33,9 @@ pub struct FolderInfo {
     /// has children, SPECIAL-USE (`\Sent`...).
     pub attrs: Vec<&'static str>,
     pub subscribed: bool,
+    /// Only a subscription names it: no folder, no child. Plain LIST leaves
+    /// it out; LSUB and LIST (SUBSCRIBED) show it `\NonExistent`.
+    pub phantom: bool,
 }
 
 /// The hierarchy delimiter.
@@ -161,6 +164,8 @@ impl Store {
             }
         }
         let subs: std::collections::HashSet<String> = self.subscriptions()?.into_iter().collect();
+        let phantoms: Vec<String> = subs.iter().filter(|s| !all.contains(*s) && s.as_str() != "INBOX").cloned().collect();
+        all.extend(phantoms.iter().cloned());
         let mut out = Vec::new();
         for n in all {
             let mut attrs = Vec::new();
@@ -174,7 +179,8 @@ impl Store {
             if let Some((_, a)) = SPECIAL.iter().find(|(s, _)| *s == n) {
                 attrs.push(a);
             }
-            out.push(FolderInfo { subscribed: subs.contains(&n), name: n, attrs });
+            let phantom = phantoms.contains(&n);
+            out.push(FolderInfo { subscribed: subs.contains(&n), name: n, attrs, phantom });
         }
         out.sort_by(|a, b| (a.name != "INBOX", &a.name).cmp(&(b.name != "INBOX", &b.name)));
         Ok(out)
@@ -377,6 +383,7 @@ mod tests {
         assert!(get("Sent").subscribed && get("INBOX").subscribed && !get("Work").subscribed);
         assert_eq!(get("Work").attrs, ["\\HasChildren"]);
         assert_eq!(get("Lists").attrs, ["\\NonExistent", "\\Noselect", "\\HasChildren"]);
+        assert!(!get("Lists").phantom && l.iter().all(|f| !f.phantom));
         assert!(s.root.join(".Work.Projects.2024/cur").is_dir() && s.root.join(".Work/maildirfolder").exists());
         fs::remove_dir_all(&s.root).unwrap();
     }
@@ -403,6 +410,10 @@ mod tests {
         fs::write(s.root.join("new/2.y"), b"m").unwrap();
         s.rename("INBOX", "Old").unwrap();
         assert!(s.root.join(".Old/new/2.y").exists() && !s.root.join("new/2.y").exists());
+        // A subscription outlives its folder (RFC 3501 6.3.6): listed, but only as a phantom.
+        s.subscribe("Gone").unwrap();
+        let gone = s.list().unwrap().into_iter().find(|f| f.name == "Gone").unwrap();
+        assert!(gone.phantom && gone.subscribed && gone.attrs.contains(&"\\NonExistent"));
         s.unsubscribe("Z.B").unwrap();
         assert!(!s.subscriptions().unwrap().contains(&"Z.B".to_string()));
         fs::remove_dir_all(&s.root).unwrap();

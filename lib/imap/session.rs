@@ -84,16 +84,35 @@ fn quoted(s: &str) -> String {
     String::from_utf8_lossy(&o).into_owned()
 }
 
-/// `*` matches anything, `%` anything but the delimiter.
+/// `*` matches anything, `%` anything but the delimiter. Dynamic programming
+/// over the name, one row per pattern byte: O(pattern x name) whatever the
+/// client sends (the obvious backtracking is exponential in the `*`s).
 fn wildcard(pat: &[u8], name: &[u8]) -> bool {
-    match pat.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
-        Some((b'%', rest)) => {
-            (0..=name.len()).take_while(|&i| i == 0 || name[i - 1] != DELIMITER as u8).any(|i| wildcard(rest, &name[i..]))
+    // ok[j]: the pattern so far matches name[..j].
+    let mut ok = vec![false; name.len() + 1];
+    ok[0] = true;
+    for &c in pat {
+        match c {
+            b'*' | b'%' => {
+                // Extend each match over any run of bytes (for %, none a delimiter).
+                for j in 1..=name.len() {
+                    if !ok[j] && ok[j - 1] && (c == b'*' || name[j - 1] != DELIMITER as u8) {
+                        ok[j] = true;
+                    }
+                }
+            }
+            _ => {
+                for j in (1..=name.len()).rev() {
+                    ok[j] = ok[j - 1] && name[j - 1] == c;
+                }
+                ok[0] = false;
+            }
         }
-        Some((&c, rest)) => name.first().is_some_and(|&n| n == c) && wildcard(rest, &name[1..]),
+        if !ok.contains(&true) {
+            return false;
+        }
     }
+    ok[name.len()]
 }
 
 fn matches_pattern(reference: &[u8], pattern: &[u8], name: &str) -> bool {
@@ -394,11 +413,19 @@ impl<'a> Imapd<'a> {
             return Ok("OK LIST completed".into());
         }
         let folders = self.store.list().map_err(|e| no(&e))?;
+        let matches = |name: &str| l.patterns.iter().any(|p| matches_pattern(&l.reference, p, name));
         for f in &folders {
-            if !l.patterns.iter().any(|p| matches_pattern(&l.reference, p, &f.name)) {
+            if !matches(&f.name) || (f.phantom && !l.subscribed) {
                 continue;
             }
-            if l.subscribed && !f.subscribed {
+            // RFC 5258 RECURSIVEMATCH: a name that is not itself subscribed
+            // but has a subscribed descendant the patterns leave out.
+            let prefix = format!("{}{DELIMITER}", f.name);
+            let childinfo = l.subscribed
+                && l.recursive
+                && !f.subscribed
+                && folders.iter().any(|g| g.subscribed && g.name.starts_with(&prefix) && !matches(&g.name));
+            if l.subscribed && !f.subscribed && !childinfo {
                 continue;
             }
             if l.special_use && !f.attrs.iter().any(|a| is_special_use(a)) {
@@ -408,7 +435,8 @@ impl<'a> Imapd<'a> {
             if (l.subscribed || l.return_subscribed) && f.subscribed {
                 attrs.push("\\Subscribed");
             }
-            self.net.write(format!("* LIST ({}) \".\" {}\r\n", attrs.join(" "), quoted(&f.name)).as_bytes());
+            let extra = if childinfo { " (\"CHILDINFO\" (\"SUBSCRIBED\"))" } else { "" };
+            self.net.write(format!("* LIST ({}) \".\" {}{extra}\r\n", attrs.join(" "), quoted(&f.name)).as_bytes());
             if !l.status.is_empty()
                 && !f.attrs.iter().any(|a| a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent"))
             {
@@ -709,6 +737,17 @@ mod tests {
         assert!(wildcard(b"a.%", b"a.b"));
         assert!(wildcard(b"S*t", b"Sent"));
         assert!(!wildcard(b"S%x", b"Sent"));
+        assert!(wildcard(b"a*b*c", b"axxbyyc"));
+        assert!(!wildcard(b"a*b*c", b"axxbyy"));
+        assert!(wildcard(b"%.%", b"a.b"));
+        assert!(!wildcard(b"%.%", b"a.b.c"));
+        assert!(wildcard(b"*.%", b"a.b.c"));
+        assert!(wildcard(b"", b""));
+        assert!(!wildcard(b"", b"a"));
+        assert!(wildcard(b"**%%", b""));
+        // Issue 12: backtracking took exponential time on patterns like this.
+        let hostile = b"*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b".repeat(4);
+        assert!(!wildcard(&hostile, &[b'a'; 2000]));
         assert!(matches_pattern(b"", b"inbox", "INBOX"));
         assert!(matches_pattern(b"a.", b"%", "a.b"));
     }

@@ -109,14 +109,16 @@ pub fn relay(config: Arc<rustls::ServerConfig>, mut net: FdPair, mut inner: Unix
 
 /// Run this program again (same arguments, plus `env`) on one end of a socket
 /// pair and relay TLS on `net` to it until either side is done; then wait for it.
-/// For STARTTLS/STLS and for implicit TLS (ports 993, 995) alike.
+/// For STARTTLS/STLS and for implicit TLS (ports 993, 995) alike. The outer
+/// error is "could not start it" (the server's fault: 111); the inner one is
+/// how the session ended.
 pub fn relay_to_self(
     config: Arc<rustls::ServerConfig>,
     net: FdPair,
     args: &[std::ffi::OsString],
     env: (&str, &str),
     timeout: Duration,
-) -> Result<(), NetError> {
+) -> std::io::Result<Result<(), NetError>> {
     use std::process::{Command, Stdio};
     let (outer, inner) = UnixStream::pair()?;
     let exe = std::env::current_exe()?;
@@ -128,5 +130,5 @@ pub fn relay_to_self(
         .spawn()?;
     let r = relay(config, net, outer, timeout);
     let _ = child.wait();
-    r
+    Ok(r)
 }

@@ -4,7 +4,7 @@
 use crate::fixture::*;
 use crate::imap::imap_instance;
 use std::fs;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// An IMAP instance without a certificate: LOGIN in the clear is allowed (no
 /// STARTTLS to ask for), so the raw client can reach the session.
@@ -129,6 +129,34 @@ fn failed_logins_are_delayed_counted_and_refused_over_the_limit() {
     assert!(last(&mut c, "g2").starts_with("g2 NO [UNAVAILABLE]"), "{}", i.imap_log());
     let log = i.imap_log();
     assert_eq!(log.matches("authentication failed for").count(), 4, "{log}");
+}
+
+/// Issue 12: the delay itself (the other tests run with authfaildelay 0).
+#[test]
+fn failed_logins_wait_longer_each_time_and_unknown_users_wait_the_same() {
+    let i = Instance::create_imap("imapdelay");
+    fs::remove_file(i.path().join("control/servercert.pem")).unwrap();
+    fs::remove_file(i.path().join("control/serverkey.pem")).unwrap();
+    i.control("authfaildelay", "1\n");
+    i.adduser("gwen", "right");
+    i.start();
+    let mut c = Client::connect(i.imap_port());
+    c.line();
+    let t = Instant::now();
+    c.send(format!("d1 LOGIN {} wrong\r\n", i.address("gwen")).as_bytes());
+    let bad = last(&mut c, "d1");
+    let d1 = t.elapsed();
+    let t = Instant::now();
+    c.send(format!("d2 LOGIN {} wrong\r\n", i.address("nobody")).as_bytes());
+    let unknown = last(&mut c, "d2");
+    let d2 = t.elapsed();
+    assert_eq!(bad, "d1 NO [AUTHENTICATIONFAILED] authentication failed");
+    assert_eq!(unknown.replace("d2", "d1"), bad, "the same answer whether or not the user exists");
+    // authfaildelay 1: a second after the first failure, two after the second.
+    assert!(d1 >= Duration::from_secs(1) && d2 >= Duration::from_secs(2), "{d1:?} {d2:?}");
+    // The right password still works in the same session.
+    c.send(format!("d3 LOGIN {} right\r\n", i.address("gwen")).as_bytes());
+    assert!(last(&mut c, "d3").starts_with("d3 OK"));
 }
 
 #[test]
@@ -285,4 +313,41 @@ fn extensions_answer_as_their_rfcs_say() {
     assert_eq!(until(&mut c, "d3"), vec!["* 1 EXPUNGE".to_string(), "d3 OK EXPUNGE completed".to_string()]);
     assert!(last(&mut c, "d4").starts_with("d4 OK CLOSE"));
     assert_eq!(until(&mut c, "d5")[0], "* STATUS \"INBOX\" (MESSAGES 2)");
+}
+
+/// Subscriptions outlive folders, and RECURSIVEMATCH reports subscribed
+/// children the pattern leaves out (RFC 5258 sections 3 and 5).
+#[test]
+fn subscribed_names_without_folders_and_childinfo() {
+    let i = plain_instance("imapsubs");
+    let mut c = login(&i);
+    c.send(b"c1 CREATE Work.Projects\r\nc2 SUBSCRIBE Work.Projects\r\nc3 SUBSCRIBE Gone\r\n");
+    for t in ["c1", "c2", "c3"] {
+        assert!(last(&mut c, t).starts_with(&format!("{t} OK")));
+    }
+    c.send(b"l1 LIST \"\" \"*\"\r\n");
+    let l = until(&mut c, "l1");
+    assert!(!l.iter().any(|x| x.contains("Gone")), "plain LIST shows no phantom: {l:?}");
+    assert!(l.iter().any(|x| x.ends_with("\"Work\"")), "{l:?}");
+    c.send(b"l2 LIST (SUBSCRIBED) \"\" \"*\"\r\n");
+    let l = until(&mut c, "l2");
+    let gone = l.iter().find(|x| x.ends_with("\"Gone\"")).unwrap_or_else(|| panic!("{l:?}"));
+    assert!(gone.contains("\\NonExistent") && gone.contains("\\Subscribed"), "{gone}");
+    assert!(l.iter().any(|x| x.ends_with("\"Work.Projects\"") && x.contains("\\Subscribed")), "{l:?}");
+    assert!(!l.iter().any(|x| x.ends_with("\"Work\"")), "Work is not subscribed: {l:?}");
+    c.send(b"l3 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"\r\n");
+    let l = until(&mut c, "l3");
+    // Work exists only as the parent level (Maildir++ needs no folder for it).
+    assert!(
+        l.contains(&"* LIST (\\NonExistent \\Noselect \\HasChildren) \".\" \"Work\" (\"CHILDINFO\" (\"SUBSCRIBED\"))".to_string()),
+        "{l:?}"
+    );
+    assert!(!l.iter().any(|x| x.contains("Work.Projects")), "{l:?}");
+    c.send(b"l4 LSUB \"\" \"*\"\r\n");
+    let l = until(&mut c, "l4");
+    assert!(l.contains(&"* LSUB (\\Noselect) \".\" \"Gone\"".to_string()), "{l:?}");
+    // SELECT of the phantom fails; the session goes on.
+    c.send(b"s1 SELECT Gone\r\nn1 NOOP\r\n");
+    assert!(last(&mut c, "s1").starts_with("s1 NO"));
+    assert!(last(&mut c, "n1").starts_with("n1 OK"));
 }
