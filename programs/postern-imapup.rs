@@ -25,23 +25,13 @@ fn main() {
     if implicit {
         args.remove(0);
     }
-    let mut net = match Session::stdio(Duration::from_secs(60)) {
-        Ok(s) => s,
-        Err(e) => {
-            log::line(ME, &format!("the connection must be on fds 0 and 1: {e}"));
-            std::process::exit(2);
-        }
-    };
-    if args.len() < 2 {
-        log::line(ME, "usage: postern-imapup [-s] HOSTNAME AUTHPROG [ARG...]");
-        net.write(b"* BYE server misconfigured\r\n");
-        let _ = net.flush();
-        std::process::exit(2);
-    }
-    if let Err(e) = postern::os::privs::drop_to(postern::os::privs::Service::Daemon) {
-        log::line(ME, &e.to_string());
-        std::process::exit(111);
-    }
+    let mut net = postern::net::prelogin::open(
+        ME,
+        args.len() >= 2,
+        "postern-imapup [-s] HOSTNAME AUTHPROG [ARG...]",
+        b"* BYE server misconfigured\r\n",
+    )
+    .unwrap_or_else(|code| std::process::exit(code));
     let home = Home::from_env();
     let timeout = Control::new(&home).seconds_or_default(&TIMEOUTIMAP, |m| log::line(ME, m));
     let fail_delay = Control::new(&home).number_or_default(&AUTHFAILDELAY, |m| log::line(ME, m));

@@ -10,7 +10,7 @@
 use postern::config::control::Control;
 use postern::config::settings::{AUTHFAILDELAY, TIMEOUTPOP3};
 use postern::net::implicit::{self, PortMode};
-use postern::net::session::{FdPair, Session};
+use postern::net::session::FdPair;
 use postern::os::home::Home;
 use postern::os::log;
 use postern::pop3::login::{Outcome, Popup, INNER_ENV};
@@ -21,23 +21,13 @@ const ME: &str = "postern-popup";
 fn main() {
     postern::version::exit_if_asked(ME);
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let mut net = match Session::stdio(Duration::from_secs(60)) {
-        Ok(s) => s,
-        Err(e) => {
-            log::line(ME, &format!("the connection must be on fds 0 and 1: {e}"));
-            std::process::exit(2);
-        }
-    };
-    if args.len() < 3 {
-        log::line(ME, "usage: postern-popup HOSTNAME AUTHPROG [ARG...]");
-        net.write(b"-ERR [SYS/PERM] server misconfigured\r\n");
-        let _ = net.flush();
-        std::process::exit(2);
-    }
-    if let Err(e) = postern::os::privs::drop_to(postern::os::privs::Service::Daemon) {
-        log::line(ME, &e.to_string());
-        std::process::exit(111);
-    }
+    let mut net = postern::net::prelogin::open(
+        ME,
+        args.len() >= 3,
+        "postern-popup HOSTNAME AUTHPROG [ARG...]",
+        b"-ERR [SYS/PERM] server misconfigured\r\n",
+    )
+    .unwrap_or_else(|code| std::process::exit(code));
     let home = Home::from_env();
     let timeout = Control::new(&home).seconds_or_default(&TIMEOUTPOP3, |m| log::line(ME, m));
     let fail_delay = Control::new(&home).number_or_default(&AUTHFAILDELAY, |m| log::line(ME, m));

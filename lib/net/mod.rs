@@ -3,6 +3,7 @@
 pub mod dane;
 pub mod implicit;
 pub mod listen;
+pub mod prelogin;
 pub mod session;
 pub mod tls;
 pub mod tlsrelay;
