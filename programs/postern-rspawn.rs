@@ -17,7 +17,13 @@ fn main() {
         log::line(PROGRAM, &e.to_string());
         std::process::exit(111);
     }
-    let mut starter = RemoteStarter { home: Home::from_env() };
+    let mut starter = match RemoteStarter::new(Home::from_env()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::line(PROGRAM, &e.to_string());
+            std::process::exit(111);
+        }
+    };
     if let Err(e) = postern::send::spawner::serve(PROGRAM, &mut starter) {
         log::line(PROGRAM, &format!("stopped: {e}"));
         std::process::exit(111);

@@ -106,18 +106,20 @@ pub fn setting_errors(home: &Home) -> Vec<ControlError> {
     add(resolvers(&c));
     add(trust_anchors(&c));
     add(default_delivery(&c));
-    add(foreign_checkpassword(&c));
+    add(program(&c, &settings::CHECKPASSWORD, true));
+    add(program(&c, &settings::REMOTEPROGRAM, false));
     out
 }
 
-/// control/checkpassword names a program that can run.
-fn foreign_checkpassword(c: &Control) -> Result<(), ControlError> {
-    let Some(line) = c.optional(&settings::CHECKPASSWORD)? else { return Ok(()) };
-    let program = line.split_whitespace().next().unwrap_or_default();
+/// control/checkpassword (a program and its arguments) and
+/// control/remoteprogram (a path) name a program that can run.
+fn program(c: &Control, s: &settings::Setting, with_args: bool) -> Result<(), ControlError> {
+    let Some(line) = c.optional(s)? else { return Ok(()) };
+    let program = if with_args { line.split_whitespace().next().unwrap_or_default() } else { line.as_str() };
     let runnable = fs::metadata(program).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0);
     if !runnable {
         let problem = format!("{program:?} is not an executable file");
-        return Err(ControlError { path: c.path(&settings::CHECKPASSWORD), line: None, problem });
+        return Err(ControlError { path: c.path(s), line: None, problem });
     }
     Ok(())
 }

@@ -78,6 +78,7 @@ settings! {
     SMTPDMAXERRORS "smtpdmaxerrors" Number N(20), "errors in one postern-smtpd session (refused senders and recipients, bad commands) after which it answers 421 4.7.0 and hangs up";
     SMTPDSOFTERRORS "smtpdsofterrors" Number N(3), "errors in one postern-smtpd session after which each error reply waits smtpderrordelay times the errors beyond this number";
     SMTPDERRORDELAY "smtpderrordelay" Number N(1000), "milliseconds each error beyond smtpdsofterrors waits per error beyond it (1 s, 2 s, 3 s... by default): slows address harvesting; 0 for none";
+    REMOTEPROGRAM "remoteprogram" Line Default::None, "a qmail-remote-compatible program postern-rspawn runs for each remote delivery, as postern-r (missing: resident workers deliver with postern-remote's code and reuse connections)";
     TIMEOUTREMOTE "timeoutremote" Number N(1200), "seconds postern-remote waits for a remote server";
     TIMEOUTCONNECT "timeoutconnect" Number N(60), "seconds postern-remote waits for a connection";
     SMTPROUTES "smtproutes" List Default::None, "static routes: `domain:relay[:port]`; an empty relay means use MX";

@@ -35,7 +35,7 @@ pub struct LocalStarter {
     pub as_root: bool,
     pub default_delivery: String,
     /// Resident delivery workers, one kind per recipient uid and gid.
-    workers: crate::send::lworker::Pool,
+    workers: crate::send::workers::Pool<(u32, u32)>,
 }
 
 impl LocalStarter {
@@ -43,7 +43,7 @@ impl LocalStarter {
         // Every line of control/defaultdelivery, like qmail's aliasempty.
         let c = crate::config::control::Control::new(&home);
         let default_delivery = c.list(&crate::config::settings::DEFAULTDELIVERY)?.join("\n");
-        Ok(LocalStarter { home, as_root: crate::os::privs::is_root(), default_delivery, workers: Default::default() })
+        Ok(LocalStarter { home, as_root: crate::os::privs::is_root(), default_delivery, workers: crate::send::workers::Pool::new(&[1, 2]) })
     }
 }
 
@@ -79,11 +79,11 @@ impl Starter for LocalStarter {
             default_delivery: self.default_delivery.clone(),
             alias: target.alias,
         };
-        let job = crate::send::lworker::Job { params, size: req.size, id: req.id.to_string() };
+        let job = crate::send::lworker::encode_job(&crate::send::lworker::Job { params, size: req.size, id: req.id.to_string() });
         let (home, as_root, ids) = (self.home.clone(), self.as_root, (target.uid, target.gid));
         let pid = self
             .workers
-            .run(&self.home, ids, &job, file, w, move || become_delivery(&home, as_root, ids.0, ids.1))
+            .run(&ids, &job, file, w, move || crate::send::lworker::main(&home, || become_delivery(&home, as_root, ids.0, ids.1)))
             .map_err(|e| Outcome::temporary(format!("cannot start a delivery: {e}")))?;
         Ok(Running { pid, output: r })
     }

@@ -2,13 +2,15 @@
 //! its result.
 //!
 //! postern-send sends the queue file with each request (rspawn cannot open the
-//! queue); rspawn copies the message (the file's first `size` bytes: see `spawn`)
-//! into a memory file and runs postern-remote
-//! with qmail-remote's interface: `postern-remote HOST SENDER RECIPIENT...`, the
-//! message on fd 0, and on fd 1 a report per recipient (`r` accepted, `h` refused
-//! for good, `s` refused for now; text; NUL) followed by a message report (`K`
-//! delivered to the accepted ones, `Z` try again later, `D` give up; text; NUL).
-//! Any qmail-remote-compatible program can stand in for it.
+//! queue). rspawn hands it to a resident worker for the destination domain
+//! (`rworker`), which delivers with postern-remote's code and keeps the
+//! connection for the next message; or, with `control/remoteprogram`, copies
+//! the message (the file's first `size` bytes: see `spawn`) into a memory file
+//! and runs that program with qmail-remote's interface: `PROGRAM HOST SENDER
+//! RECIPIENT...`, the message on fd 0, and on fd 1 a report per recipient (`r`
+//! accepted, `h` refused for good, `s` refused for now; text; NUL) followed by a
+//! message report (`K` delivered to the accepted ones, `Z` try again later, `D`
+//! give up; text; NUL). A worker writes the same reports, so both are read alike.
 
 use crate::error::Kind;
 use crate::os::home::Home;
@@ -23,16 +25,26 @@ use std::process::{Command, Stdio};
 
 pub struct RemoteStarter {
     pub home: Home,
+    /// control/remoteprogram: run per delivery instead of the workers.
+    program: Option<std::path::PathBuf>,
+    /// Resident workers, one kind per destination domain (`rworker`).
+    workers: crate::send::workers::Pool<String>,
 }
 
-impl Starter for RemoteStarter {
-    fn start(&mut self, req: &Request, file: OwnedFd) -> Result<Running, Outcome> {
+impl RemoteStarter {
+    pub fn new(home: Home) -> Result<RemoteStarter, crate::config::control::ControlError> {
+        let c = crate::config::control::Control::new(&home);
+        let program = c.optional(&crate::config::settings::REMOTEPROGRAM)?.map(std::path::PathBuf::from);
+        Ok(RemoteStarter { home, program, workers: crate::send::workers::Pool::new(&[1]) })
+    }
+
+    /// The old way: a program per delivery, with qmail-remote's interface.
+    fn run_program(&self, program: &std::path::Path, req: &Request, file: OwnedFd) -> Result<Running, Outcome> {
         let message = crate::message::file::copy_prefix(&File::from(file), req.size)
             .map_err(|e| Outcome::temporary(format!("cannot copy message {}: {e}", req.id)))?;
         let host = req.recipients[0].domain().unwrap_or_default();
         let (r, w) = crate::os::sys::pipe().map_err(|e| Outcome::temporary(format!("pipe: {e}")))?;
-        let program = self.home.bin("postern-remote");
-        let child = Command::new(&program)
+        let child = Command::new(program)
             .arg(host)
             .arg(req.sender.as_str())
             .args(req.recipients.iter().map(|r| r.as_str()))
@@ -42,15 +54,70 @@ impl Starter for RemoteStarter {
             .stdin(Stdio::from(message))
             .stdout(Stdio::from(w))
             .spawn()
-            .map_err(|e| Outcome::temporary(format!("cannot run {}: {e}", program.display())))?;
+            .map_err(|e| Outcome::temporary(format!("cannot run {} (control/remoteprogram): {e}", program.display())))?;
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         // The spawn loop reaps it.
         drop(child);
         Ok(Running { pid, output: r })
     }
+}
+
+impl Starter for RemoteStarter {
+    fn start(&mut self, req: &Request, file: OwnedFd) -> Result<Running, Outcome> {
+        if let Some(p) = self.program.clone() {
+            return self.run_program(&p, req, file);
+        }
+        let domain = req.recipients[0].domain().unwrap_or_default().to_ascii_lowercase();
+        let job = crate::send::rworker::Job {
+            delivery: crate::smtp::client::Job {
+                domain: domain.clone(),
+                sender: req.sender.as_str().to_string(),
+                recipients: req.recipients.iter().map(|r| r.as_str().to_string()).collect(),
+            },
+            size: req.size,
+            id: req.id.to_string(),
+        };
+        let (r, w) = crate::os::sys::pipe().map_err(|e| Outcome::temporary(format!("pipe: {e}")))?;
+        let home = self.home.clone();
+        let pid = self
+            .workers
+            .run(&domain, &crate::send::rworker::encode_job(&job), file, w, move || crate::send::rworker::main(&home))
+            .map_err(|e| Outcome::temporary(format!("cannot start a remote delivery: {e}")))?;
+        Ok(Running { pid, output: r })
+    }
 
     fn outcomes(&self, count: usize, output: &[u8], status: &WaitStatus) -> Vec<Outcome> {
         remote_outcomes(count, output, status)
+    }
+
+    fn reload(&mut self) -> Result<Option<String>, String> {
+        let fresh = RemoteStarter::new(self.home.clone()).map_err(|e| e.to_string())?;
+        self.program = fresh.program;
+        Ok(Some("remoteprogram".into()))
+    }
+
+    fn watch(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        self.workers.busy_fds()
+    }
+
+    fn finished(&mut self) -> Vec<(nix::unistd::Pid, i32)> {
+        self.workers.finished()
+    }
+
+    fn exited(&mut self, pid: nix::unistd::Pid, status: WaitStatus) -> WaitStatus {
+        self.workers.exited(pid, status)
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.workers.next_deadline()
+    }
+
+    fn tick(&mut self, now: std::time::Instant) {
+        self.workers.retire_idle(now)
+    }
+
+    fn stop(&mut self) {
+        self.workers.close_all()
     }
 }
 

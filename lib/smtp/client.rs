@@ -34,6 +34,7 @@ use crate::smtp::mx::{self, MxError, Peer, Relay, Routes};
 use crate::smtp::outgoing::{self, Bind, DomainTable, Source, TlsPolicy};
 use crate::smtp::reply::{self as smtpreply, Reply, ReplyError};
 use crate::status::Status;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
@@ -42,10 +43,10 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One invocation: HOST SENDER RECIPIENT...
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
     pub domain: String,
     pub sender: String,
@@ -423,7 +424,7 @@ impl Conn {
 }
 
 /// What the EHLO reply offered.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone, Copy)]
 struct Extensions {
     pipelining: bool,
     starttls: bool,
@@ -469,6 +470,91 @@ struct Run<'a> {
     sts: Option<mtasts::Active>,
     /// DANE's decision per MX host that has one (lib/smtp/dane.rs).
     dane: HashMap<String, HostDane>,
+    cache: RefCell<&'a mut Cache>,
+}
+
+/// Connections kept open after a delivery for the next message to the same
+/// host: postern-rspawn's resident workers keep one (lib/send/rworker.rs);
+/// postern-remote run alone keeps none. A connection is reused only for the
+/// same recipient domain, host address, port, source address, HELO name and
+/// TLS choice, so every policy decision that let it deliver still holds; it
+/// is checked with RSET first, and let go (QUIT) when idle for `REUSE_IDLE`,
+/// older than `REUSE_AGE` or used `REUSE_COUNT` times.
+pub struct Cache {
+    keep: bool,
+    idle: Vec<Kept>,
+}
+
+pub const REUSE_IDLE: Duration = Duration::from_secs(4);
+pub const REUSE_AGE: Duration = Duration::from_secs(300);
+pub const REUSE_COUNT: u32 = 100;
+
+#[derive(Clone, PartialEq, Eq)]
+struct ConnKey {
+    domain: String,
+    peer: Peer,
+    bind: Option<IpAddr>,
+    helo: String,
+    tls_allowed: bool,
+}
+
+struct Kept {
+    key: ConnKey,
+    conn: Conn,
+    ext: Extensions,
+    label: &'static str,
+    born: Instant,
+    used: u32,
+    since: Instant,
+}
+
+impl Cache {
+    /// A cache that keeps connections (`keep`), or one that closes each after
+    /// its message.
+    pub fn new(keep: bool) -> Cache {
+        Cache { keep, idle: Vec::new() }
+    }
+
+    /// Idle connections, for the log and the tests.
+    pub fn len(&self) -> usize {
+        self.idle.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.idle.is_empty()
+    }
+
+    /// Let go of connections idle or old too long (QUIT each).
+    pub fn expire(&mut self, now: Instant) {
+        let (stale, fresh): (Vec<Kept>, Vec<Kept>) =
+            self.idle.drain(..).partition(|k| now >= k.since + REUSE_IDLE || now >= k.born + REUSE_AGE);
+        self.idle = fresh;
+        for k in stale {
+            k.conn.quit();
+        }
+    }
+
+    fn take(&mut self, key: &ConnKey) -> Option<Kept> {
+        self.expire(Instant::now());
+        let i = self.idle.iter().position(|k| k.key == *key)?;
+        Some(self.idle.swap_remove(i))
+    }
+
+    fn put(&mut self, k: Kept) {
+        if self.keep && k.used < REUSE_COUNT {
+            self.idle.push(k);
+        } else {
+            k.conn.quit();
+        }
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        for k in self.idle.drain(..) {
+            k.conn.quit();
+        }
+    }
 }
 
 fn sender_domain(sender: &str) -> String {
@@ -481,6 +567,11 @@ fn smtp_safe(addr: &str) -> bool {
 
 /// Deliver one message; never fails: every outcome is a report.
 pub fn deliver(home: &Home, job: &Job, message: &File) -> Reports {
+    deliver_with(home, job, message, &mut Cache::new(false))
+}
+
+/// `deliver`, reusing and keeping connections in `cache`.
+pub fn deliver_with(home: &Home, job: &Job, message: &File, cache: &mut Cache) -> Reports {
     let control = Control::new(home);
     let cfg = match Config::load(&control) {
         Ok(c) => c,
@@ -531,6 +622,7 @@ pub fn deliver(home: &Home, job: &Job, message: &File) -> Reports {
         policy,
         sts,
         dane,
+        cache: RefCell::new(cache),
     };
     let reports = run.over(&targets);
     if by_mx {
@@ -595,6 +687,15 @@ impl Run<'_> {
         if let Some(HostDane::Failed(why)) = dane {
             return Err(Next::Host(RemoteError::Dane(peer, why.clone())));
         }
+        let key = ConnKey { domain: self.job.domain.to_ascii_lowercase(), peer: t.clone(), bind, helo: self.helo.clone(), tls_allowed };
+        let kept = self.cache.borrow_mut().take(&key);
+        if let Some(mut k) = kept {
+            // The server may have closed it meanwhile: then a new connection.
+            if k.conn.command("RSET", "after RSET").is_ok_and(|r| r.is_ok()) {
+                k.used += 1;
+                return Ok(self.transaction(k));
+            }
+        }
         let mut c = Conn::connect(self.cfg, t, bind).map_err(Next::Host)?;
         let greeting = c.reply("in its greeting").map_err(Next::Host)?;
         if !greeting.is_ok() {
@@ -636,7 +737,8 @@ impl Run<'_> {
             crate::net::dane::DANE_TA => " (TLS, dane-ta)",
             _ => "",
         };
-        Ok(self.transaction(c, &ext, label))
+        let now = Instant::now();
+        Ok(self.transaction(Kept { key, conn: c, ext, label, born: now, used: 1, since: now }))
     }
 
     // MTA-STS (lib/smtp/mtasts.rs): what an enforced policy refuses, and what a
@@ -708,8 +810,10 @@ impl Run<'_> {
         }
     }
 
-    /// MAIL, RCPTs, DATA; never fails: the reports say what happened.
-    fn transaction(&self, mut c: Conn, ext: &Extensions, label: &str) -> Reports {
+    /// MAIL, RCPTs, DATA; never fails: the reports say what happened. The
+    /// connection goes back to the cache after a delivery, else QUIT.
+    fn transaction(&self, kept: Kept) -> Reports {
+        let Kept { key, conn: mut c, ext, label, born, used, .. } = kept;
         let peer = c.peer.clone();
         if let Some(limit) = ext.size.filter(|&l| l > 0 && self.msg.wire_size > l) {
             c.quit();
@@ -778,7 +882,11 @@ impl Run<'_> {
             }
             Ok(format!("{peer} accepted the message{label}.\n{}", said(&r)))
         })();
-        c.quit();
+        if result.is_ok() {
+            self.cache.borrow_mut().put(Kept { key, conn: c, ext, label, born, used, since: Instant::now() });
+        } else {
+            c.quit();
+        }
         match result {
             Ok(text) => Reports { recipients: reports, message: (b'K', text) },
             Err((e, with_recipients)) => {

@@ -23,6 +23,7 @@ mod privs;
 mod queue;
 mod queue_admin;
 mod regression;
+mod rworker;
 mod send;
 mod sendmail;
 mod srs;
