@@ -77,15 +77,5 @@ fn relay(config: std::sync::Arc<rustls::ServerConfig>, net: Session, args: &[OsS
         log::line(ME, "TLS asked for on a session that is not plain");
         return 111;
     };
-    match postern::net::tlsrelay::relay_to_self(config, fds, args, (INNER_ENV, mode), timeout) {
-        Ok(Ok(())) => 0,
-        Ok(Err(e)) => {
-            log::line(ME, &format!("TLS session ended: {e}"));
-            0
-        }
-        Err(e) => {
-            log::error(ME, &format!("cannot start the imapup behind TLS: {e}"));
-            111
-        }
-    }
+    postern::net::tlsrelay::relay_to_self(ME, config, fds, args, (INNER_ENV, mode), timeout)
 }

@@ -77,15 +77,5 @@ fn main() {
 
 /// Run a fresh popup (`role` in its INNER_ENV) behind a TLS relay.
 fn relay(config: std::sync::Arc<rustls::ServerConfig>, fds: FdPair, args: &[std::ffi::OsString], timeout: Duration, role: &str) -> i32 {
-    match postern::net::tlsrelay::relay_to_self(config, fds, &args[1..], (INNER_ENV, role), timeout) {
-        Ok(Ok(())) => 0,
-        Ok(Err(e)) => {
-            log::line(ME, &format!("TLS session ended: {e}"));
-            0
-        }
-        Err(e) => {
-            log::error(ME, &format!("cannot start the popup behind TLS: {e}"));
-            111
-        }
-    }
+    postern::net::tlsrelay::relay_to_self(ME, config, fds, &args[1..], (INNER_ENV, role), timeout)
 }

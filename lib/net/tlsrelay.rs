@@ -109,26 +109,37 @@ pub fn relay(config: Arc<rustls::ServerConfig>, mut net: FdPair, mut inner: Unix
 
 /// Run this program again (same arguments, plus `env`) on one end of a socket
 /// pair and relay TLS on `net` to it until either side is done; then wait for it.
-/// For STARTTLS/STLS and for implicit TLS (ports 993, 995) alike. The outer
-/// error is "could not start it" (the server's fault: 111); the inner one is
-/// how the session ended.
+/// For STARTTLS/STLS and for implicit TLS (ports 993, 995) alike. Returns the
+/// exit code for the caller: 0 however the session ended (logged as `me`),
+/// 111 when the program could not be started (the server's fault).
 pub fn relay_to_self(
+    me: &str,
     config: Arc<rustls::ServerConfig>,
     net: FdPair,
     args: &[std::ffi::OsString],
     env: (&str, &str),
     timeout: Duration,
-) -> std::io::Result<Result<(), NetError>> {
+) -> i32 {
     use std::process::{Command, Stdio};
-    let (outer, inner) = UnixStream::pair()?;
-    let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
-        .args(args)
-        .env(env.0, env.1)
-        .stdin(Stdio::from(std::os::fd::OwnedFd::from(inner.try_clone()?)))
-        .stdout(Stdio::from(std::os::fd::OwnedFd::from(inner)))
-        .spawn()?;
-    let r = relay(config, net, outer, timeout);
+    let started = UnixStream::pair().and_then(|(outer, inner)| {
+        let child = Command::new(std::env::current_exe()?)
+            .args(args)
+            .env(env.0, env.1)
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(inner.try_clone()?)))
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(inner)))
+            .spawn()?;
+        Ok((outer, child))
+    });
+    let (outer, mut child) = match started {
+        Ok(v) => v,
+        Err(e) => {
+            crate::os::log::error(me, &format!("cannot start {me} behind TLS: {e}"));
+            return crate::error::EXIT_TEMP;
+        }
+    };
+    if let Err(e) = relay(config, net, outer, timeout) {
+        crate::os::log::line(me, &format!("TLS session ended: {e}"));
+    }
     let _ = child.wait();
-    Ok(r)
+    0
 }

@@ -96,28 +96,12 @@ impl Starter for RemoteStarter {
         Ok(Some("remoteprogram".into()))
     }
 
-    fn watch(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
-        self.workers.busy_fds()
+    fn workers(&self) -> Option<&dyn crate::send::spawner::Workers> {
+        Some(&self.workers)
     }
 
-    fn finished(&mut self) -> Vec<(nix::unistd::Pid, i32)> {
-        self.workers.finished()
-    }
-
-    fn exited(&mut self, pid: nix::unistd::Pid, status: WaitStatus) -> WaitStatus {
-        self.workers.exited(pid, status)
-    }
-
-    fn deadline(&self) -> Option<std::time::Instant> {
-        self.workers.next_deadline()
-    }
-
-    fn tick(&mut self, now: std::time::Instant) {
-        self.workers.retire_idle(now)
-    }
-
-    fn stop(&mut self) {
-        self.workers.close_all()
+    fn workers_mut(&mut self) -> Option<&mut dyn crate::send::spawner::Workers> {
+        Some(&mut self.workers)
     }
 }
 

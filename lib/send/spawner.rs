@@ -42,37 +42,38 @@ pub trait Starter {
         from_report(kind, if text.is_empty() { &why } else { &text }).for_all(count)
     }
 
-    /// Descriptors of resident workers to poll (lspawn's `lworker::Pool`);
-    /// when one is ready, `finished` says which deliveries ended.
-    fn watch(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
-        Vec::new()
-    }
-
-    /// Deliveries run by resident workers that ended: (the pid `start`
-    /// returned, exit code).
-    fn finished(&mut self) -> Vec<(Pid, i32)> {
-        Vec::new()
-    }
-
-    /// A child was reaped; the status to report for the delivery it stood for.
-    fn exited(&mut self, _pid: Pid, status: WaitStatus) -> WaitStatus {
-        status
-    }
-
-    /// When `tick` next has something to do (idle workers to let go).
-    fn deadline(&self) -> Option<std::time::Instant> {
+    /// The starter's resident workers (`workers::Pool`), if it has any: the
+    /// loop polls them, hears which deliveries they finished, tells them of
+    /// reaped children, lets the idle ones go and stops them at the end.
+    fn workers(&self) -> Option<&dyn Workers> {
         None
     }
 
-    fn tick(&mut self, _now: std::time::Instant) {}
+    fn workers_mut(&mut self) -> Option<&mut dyn Workers> {
+        None
+    }
 
-    /// The loop ends: let resident workers go and wait for them.
-    fn stop(&mut self) {}
     /// SIGHUP: reread what the starter read at start; Err says why the old
     /// settings stay. Ok(None): nothing to reread.
     fn reload(&mut self) -> Result<Option<String>, String> {
         Ok(None)
     }
+}
+
+/// What the loop needs of a pool of resident workers (`workers::Pool`).
+pub trait Workers {
+    /// Descriptors to poll; when one is ready, `finished` says which
+    /// deliveries ended.
+    fn busy_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>>;
+    /// Deliveries that ended: (the pid `start` returned, exit code).
+    fn finished(&mut self) -> Vec<(Pid, i32)>;
+    /// A child was reaped; the status to report for the delivery it stood for.
+    fn exited(&mut self, pid: Pid, status: WaitStatus) -> WaitStatus;
+    /// When `retire_idle` next has something to do.
+    fn next_deadline(&self) -> Option<std::time::Instant>;
+    fn retire_idle(&mut self, now: std::time::Instant);
+    /// The loop ends: let the workers go and wait for them.
+    fn close_all(&mut self);
 }
 
 /// qmail's delivery exit codes: 0 delivered, 100 permanent, anything else
@@ -131,10 +132,10 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
             for k in &slot_keys {
                 fds.push(PollFd::new(slots[k].output.as_fd(), PollFlags::POLLIN));
             }
-            for w in starter.watch() {
+            for w in starter.workers().map(|w| w.busy_fds()).unwrap_or_default() {
                 fds.push(PollFd::new(w, PollFlags::POLLIN));
             }
-            let timeout = match starter.deadline() {
+            let timeout = match starter.workers().and_then(|w| w.next_deadline()) {
                 None => PollTimeout::NONE,
                 Some(t) => {
                     let ms = t.saturating_duration_since(std::time::Instant::now()).as_millis().min(60_000) as u16 + 1;
@@ -161,14 +162,16 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
         }
         // Workers' answers before reaping: a worker that answered and then died
         // keeps its answer.
-        for (pid, code) in starter.finished() {
+        for (pid, code) in starter.workers_mut().map(|w| w.finished()).unwrap_or_default() {
             if let Some(k) = by_pid.remove(&pid.as_raw()) {
                 if let Some(s) = slots.get_mut(&k) {
                     s.status = Some(WaitStatus::Exited(pid, code));
                 }
             }
         }
-        starter.tick(std::time::Instant::now());
+        if let Some(w) = starter.workers_mut() {
+            w.retire_idle(std::time::Instant::now());
+        }
         if sig_ready {
             let mut hup = false;
             while let Ok(Some(info)) = sfd.read_signal() {
@@ -186,7 +189,10 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
                     Ok(st) => {
                         if let Some(pid) = st.pid() {
-                            let st = starter.exited(pid, st);
+                            let st = match starter.workers_mut() {
+                                Some(w) => w.exited(pid, st),
+                                None => st,
+                            };
                             if let Some(k) = by_pid.remove(&pid.as_raw()) {
                                 if let Some(s) = slots.get_mut(&k) {
                                     s.status = Some(st);
@@ -279,7 +285,9 @@ pub fn serve(program: &str, starter: &mut dyn Starter) -> io::Result<()> {
             }
         }
     }
-    starter.stop();
+    if let Some(w) = starter.workers_mut() {
+        w.close_all();
+    }
     Ok(())
 }
 

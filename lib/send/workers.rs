@@ -112,14 +112,16 @@ impl<K: PartialEq + Clone> Pool<K> {
         crate::os::sys::set_nonblocking(&ours, true)?;
         Ok(Worker { pid, sock: ours, key: key.clone(), busy: false, since: Instant::now() })
     }
+}
 
+impl<K: PartialEq + Clone> crate::send::spawner::Workers for Pool<K> {
     /// The sockets of busy workers, to poll for their answers.
-    pub fn busy_fds(&self) -> Vec<BorrowedFd<'_>> {
+    fn busy_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.workers.iter().filter(|w| w.busy).map(|w| w.sock.as_fd()).collect()
     }
 
     /// Deliveries that ended since the last call: (worker pid, exit code).
-    pub fn finished(&mut self) -> Vec<(Pid, i32)> {
+    fn finished(&mut self) -> Vec<(Pid, i32)> {
         let mut out = Vec::new();
         for w in self.workers.iter_mut().filter(|w| w.busy) {
             if let Some(code) = read_code(&w.sock) {
@@ -135,7 +137,7 @@ impl<K: PartialEq + Clone> Pool<K> {
     /// answered before the worker died keeps that answer; one that had not
     /// ends with the worker's own status (a temporary failure unless exit 0
     /// or 100, which a worker only exits with between jobs).
-    pub fn exited(&mut self, pid: Pid, status: WaitStatus) -> WaitStatus {
+    fn exited(&mut self, pid: Pid, status: WaitStatus) -> WaitStatus {
         let Some(i) = self.workers.iter().position(|w| w.pid == pid) else {
             return status;
         };
@@ -152,13 +154,13 @@ impl<K: PartialEq + Clone> Pool<K> {
     }
 
     /// When the next idle worker is due to leave.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&self) -> Option<Instant> {
         self.workers.iter().filter(|w| !w.busy).map(|w| w.since + IDLE).min()
     }
 
     /// Tell workers idle too long, or beyond `MAX_IDLE`, to leave (closing
     /// their socket: they see its end and exit 0; the exit is reaped as any).
-    pub fn retire_idle(&mut self, now: Instant) {
+    fn retire_idle(&mut self, now: Instant) {
         let mut idle: Vec<(Instant, Pid)> = self.workers.iter().filter(|w| !w.busy).map(|w| (w.since, w.pid)).collect();
         idle.sort();
         let extra = idle.len().saturating_sub(MAX_IDLE);
@@ -169,7 +171,7 @@ impl<K: PartialEq + Clone> Pool<K> {
 
     /// The spawner stops: every worker is told to leave (the busy ones finish
     /// their delivery first) and waited for.
-    pub fn close_all(&mut self) {
+    fn close_all(&mut self) {
         for w in self.workers.drain(..) {
             drop(w.sock);
             let _ = nix::sys::wait::waitpid(w.pid, None);
