@@ -51,6 +51,9 @@ fn main() {
         }
     };
     let end = Pop3d::new(&mut mb, &mut net, &mut logf).run();
+    // The client has its last answer: hang up, then move what it saw out of new/.
+    net.close();
+    mb.settle(&mut logf);
     match end {
         End::Quit(n) => logf(&format!("quit, {n} deleted, {} listed", mb.messages.len())),
         End::Dropped(why) => logf(&format!("session ended without QUIT ({why}); nothing deleted")),

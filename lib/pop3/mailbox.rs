@@ -1,9 +1,13 @@
 //! A Maildir as POP3 sees it: one session's fixed list of messages.
 //!
-//! Opening a mailbox takes its lock, moves every message in new/ to cur/ (adding
-//! the `:2,` info, as qmail-pop3d does), and lists cur/ once: mail that arrives
-//! later waits for the next session. Messages are numbered in name order, which is
-//! delivery order for Maildir names (they start with the delivery time).
+//! Opening a mailbox takes its lock and lists new/ and cur/ once: mail that
+//! arrives later waits for the next session. Messages are numbered in name
+//! order, which is delivery order for Maildir names (they start with the
+//! delivery time). The listed messages still in new/ move to cur/ (with the
+//! `:2,` info, as qmail-pop3d does) in `settle`, once the session has had its
+//! last answer: a client polling a large mailbox is not kept waiting for one
+//! rename per new message, and a session that dies first leaves them in new/,
+//! where the next one finds them.
 //!
 //! - UIDL: the message's unique name, the part before ':' (and before any
 //!   `,S=`/`,W=` size fields Maildir++ writers add). It does not change when the
@@ -66,8 +70,10 @@ impl Classify for MailboxError {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
-    /// File name in cur/.
+    /// File name in new/ or cur/.
     pub name: String,
+    /// Listed in new/ (not yet moved by `settle`).
+    pub in_new: bool,
     pub uidl: String,
     /// Octets as sent (bare LF counted as CR LF).
     pub size: u64,
@@ -86,7 +92,7 @@ fn is_missing(e: &io::Error) -> bool {
 }
 
 impl Mailbox {
-    /// Lock, move new/ to cur/, list. `log` receives a line per skipped file.
+    /// Lock, list new/ and cur/. `log` receives a line per skipped file.
     pub fn open(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Mailbox, MailboxError> {
         let io_err = |p: &Path, e: io::Error| {
             if is_missing(&e) {
@@ -119,8 +125,9 @@ impl Mailbox {
             }
         })?;
         let mut mb = Mailbox { dir: dir.to_path_buf(), messages: Vec::new(), _lock: lock };
-        mb.move_new(log)?;
-        mb.scan_cur(log)?;
+        mb.scan("new", log)?;
+        mb.scan("cur", log)?;
+        mb.messages.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(mb)
     }
 
@@ -141,38 +148,35 @@ impl Mailbox {
         Ok(names)
     }
 
-    /// new/NAME -> cur/NAME:2, for each regular file. A file another reader moved
-    /// first is simply gone.
-    fn move_new(&mut self, log: &mut dyn FnMut(&str)) -> Result<(), MailboxError> {
-        for (name, is_file) in self.names("new")? {
-            let from = self.dir.join("new").join(&name);
-            if !is_file {
-                log(&format!("skipping {}: not a regular file", from.display()));
-                continue;
-            }
-            let to = self.dir.join("cur").join(format!("{name}:2,"));
+    /// After the session's last answer: new/NAME -> cur/NAME:2, for each
+    /// listed message still in new/ and not deleted. A file another reader
+    /// moved first is simply gone.
+    pub fn settle(&self, log: &mut dyn FnMut(&str)) {
+        for m in self.messages.iter().filter(|m| m.in_new && !m.deleted) {
+            let from = self.path(m);
+            let to = self.dir.join("cur").join(format!("{}:2,", m.name));
             match fs::rename(&from, &to) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => log(&format!("cannot move {} to cur/: {e}; it waits for the next session", from.display())),
+                Err(e) => log(&format!("cannot move {} to cur/: {e}; the next session tries again", from.display())),
             }
         }
-        Ok(())
     }
 
-    fn scan_cur(&mut self, log: &mut dyn FnMut(&str)) -> Result<(), MailboxError> {
+    fn scan(&mut self, sub: &str, log: &mut dyn FnMut(&str)) -> Result<(), MailboxError> {
         let mut buf = vec![0u8; 64 * 1024];
-        for (name, is_file) in self.names("cur")? {
+        let in_new = sub == "new";
+        for (name, is_file) in self.names(sub)? {
             if let (Some(size), true) = (size_in_name(&name), is_file) {
                 let uidl = uidl_of(&name).to_string();
-                self.messages.push(Message { name, uidl, size, deleted: false });
+                self.messages.push(Message { name, in_new, uidl, size, deleted: false });
                 continue;
             }
-            let path = self.dir.join("cur").join(&name);
+            let path = self.dir.join(sub).join(&name);
             match size_of_file(&path, &mut buf) {
                 Ok(size) => {
                     let uidl = uidl_of(&name).to_string();
-                    self.messages.push(Message { name, uidl, size, deleted: false });
+                    self.messages.push(Message { name, in_new, uidl, size, deleted: false });
                 }
                 Err(e) => log(&format!("skipping {}: {e}", path.display())),
             }
@@ -180,18 +184,21 @@ impl Mailbox {
         Ok(())
     }
 
-    /// The file of a message (in cur/).
+    /// The file of a message, as listed.
     pub fn path(&self, m: &Message) -> PathBuf {
-        self.dir.join("cur").join(&m.name)
+        self.dir.join(if m.in_new { "new" } else { "cur" }).join(&m.name)
     }
 
     /// Where a message's file is now: under its listed name, or, if an IMAP
-    /// session renamed it since (flags), under the name with the same unique part.
+    /// session moved or renamed it since (to cur/, flags), under the name with
+    /// the same unique part.
     fn current(&self, m: &Message) -> Option<PathBuf> {
-        let cur = self.dir.join("cur");
-        fs::read_dir(&cur).ok()?.flatten().find_map(|e| {
-            let n = e.file_name().into_string().ok()?;
-            (uidl_of(&n) == m.uidl).then(|| cur.join(n))
+        ["cur", "new"].iter().find_map(|sub| {
+            let d = self.dir.join(sub);
+            fs::read_dir(&d).ok()?.flatten().find_map(|e| {
+                let n = e.file_name().into_string().ok()?;
+                (uidl_of(&n) == m.uidl).then(|| d.join(n))
+            })
         })
     }
 
@@ -352,14 +359,38 @@ mod tests {
         }
         fs::write(d.join("new/1.a.h,S=2,W=3"), b"x\n").unwrap();
         let mut mb = Mailbox::open(&d, &mut |l| panic!("{l}")).unwrap();
-        // An IMAP session sets \Seen while POP3 has the mailbox.
-        fs::rename(d.join("cur/1.a.h,S=2,W=3:2,"), d.join("cur/1.a.h,S=2,W=3:2,S")).unwrap();
+        assert!(mb.messages[0].in_new, "listed where it is; settle moves it after the session");
+        // An IMAP session moves it to cur/ and sets \Seen while POP3 has the mailbox.
+        fs::rename(d.join("new/1.a.h,S=2,W=3"), d.join("cur/1.a.h,S=2,W=3:2,S")).unwrap();
         let mut s = String::new();
         mb.open_message(&mb.messages[0]).unwrap().read_to_string(&mut s).unwrap();
         assert_eq!(s, "x\n");
         mb.messages[0].deleted = true;
         assert_eq!(mb.commit(), (1, vec![]));
         assert!(fs::read_dir(d.join("cur")).unwrap().next().is_none(), "deleted under its new name");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn listed_in_new_and_cur_in_name_order_and_settled_into_cur_unless_deleted() {
+        let d = crate::testing::scratch_dir("pop3-settle");
+        for s in ["tmp", "new", "cur"] {
+            fs::create_dir_all(d.join(s)).unwrap();
+        }
+        fs::write(d.join("cur/1.a.h,S=2,W=3:2,S"), b"x\n").unwrap();
+        fs::write(d.join("new/2.b.h,S=2,W=3"), b"y\n").unwrap();
+        fs::write(d.join("new/3.c.h,S=2,W=3"), b"z\n").unwrap();
+        let mut mb = Mailbox::open(&d, &mut |l| panic!("{l}")).unwrap();
+        let uidls: Vec<&str> = mb.messages.iter().map(|m| m.uidl.as_str()).collect();
+        assert_eq!(uidls, ["1.a.h", "2.b.h", "3.c.h"]);
+        assert!(fs::read_dir(d.join("new")).unwrap().count() == 2, "open moves nothing");
+        mb.messages[2].deleted = true;
+        assert_eq!(mb.commit(), (1, vec![]));
+        mb.settle(&mut |l| panic!("{l}"));
+        assert!(fs::read_dir(d.join("new")).unwrap().next().is_none());
+        let mut cur: Vec<String> = fs::read_dir(d.join("cur")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        cur.sort();
+        assert_eq!(cur, ["1.a.h,S=2,W=3:2,S", "2.b.h,S=2,W=3:2,"]);
         fs::remove_dir_all(&d).unwrap();
     }
 
