@@ -185,6 +185,14 @@ impl<'a> Imapd<'a> {
                         cmd,
                         Command::Fetch { uid: false, .. } | Command::Store { uid: false, .. } | Command::Search { uid: false, .. }
                     );
+                    // What these compare against must be current: look first
+                    // (inotify says whether anything changed).
+                    let fresh_first =
+                        matches!(&cmd, Command::Fetch { changed_since: Some(_), .. } | Command::Store { unchanged_since: Some(_), .. })
+                            || matches!(&cmd, Command::Search { key, .. } if key.has_modseq());
+                    if fresh_first {
+                        self.updates(expunge_ok, false);
+                    }
                     let reply = self.command(cmd)?;
                     self.updates(expunge_ok, false);
                     let status = match reply {
