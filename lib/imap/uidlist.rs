@@ -1,9 +1,14 @@
 //! The per-folder UID list: `postern-uidlist` in the folder's directory.
 //!
 //! ```text
-//! postern-uidlist 1 UIDVALIDITY UIDNEXT
-//! UID SIZE MTIME BASENAME
+//! postern-uidlist 2 UIDVALIDITY UIDNEXT HIGHESTMODSEQ PRUNEDMODSEQ
+//! UID SIZE MTIME MODSEQ FLAGS BASENAME
+//! X UID MODSEQ
 //! ```
+//! (version 1, without modseqs, flags and tombstones, is read and upgraded).
+//! FLAGS are the name's letters after `:2,` as last seen: a name whose
+//! flags differ was changed by someone and gets a new CONDSTORE modseq; the
+//! `X` lines are expunged UIDs with the modseq of their expunge (QRESYNC).
 //! BASENAME is the Maildir name before `:2,` (and before `,S=`/`,W=`), which
 //! stays the same when a file moves from new/ to cur/ or changes flags, so a
 //! message keeps its UID whoever renames it (IMAP sessions, POP3, another
