@@ -312,7 +312,24 @@ fn up_to_date(list: &UidList, found: &[Found]) -> bool {
         }
     }
     files.len() == list.entries.len()
-        && list.entries.iter().all(|e| files.get(e.base.as_str()).is_some_and(|f| e.flags.as_deref() == Some(flags_key(&f.name).as_str())))
+        && list
+            .entries
+            .iter()
+            .all(|e| files.get(e.base.as_str()).is_some_and(|f| e.flags.as_deref().is_some_and(|k| same_flags(k, &f.name))))
+}
+
+/// `flags_key(name) == recorded`, without building the key for the usual
+/// name whose letters are already in order (SELECT of a big folder).
+fn same_flags(recorded: &str, name: &str) -> bool {
+    let info = name.split_once(":2,").map_or("", |(_, i)| i);
+    let b = info.as_bytes();
+    if b.is_empty() {
+        return recorded == "-";
+    }
+    if b.iter().all(u8::is_ascii_alphabetic) && b.windows(2).all(|w| w[0] < w[1]) {
+        return recorded == info;
+    }
+    recorded == flags_key(name)
 }
 
 /// `sync` for a caller that holds the folder's lock (STORE, which renames
@@ -546,6 +563,17 @@ pub(crate) mod tests {
             assert!(parse(bad).is_none(), "{bad:?}");
         }
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn flag_keys_ignore_order_and_non_letters() {
+        for (name, key) in
+            [("a", "-"), ("a:2,", "-"), ("a:2,S", "S"), ("a:2,SF", "FS"), ("a:2,FFS", "FS"), ("a:2,Sa", "Sa"), ("a:2,S,x", "Sx")]
+        {
+            assert_eq!(flags_key(name), key, "{name}");
+            assert!(same_flags(key, name), "{name}");
+            assert!(!same_flags("T", name), "{name}");
+        }
     }
 
     #[test]
