@@ -435,7 +435,10 @@ impl<'a> Imapd<'a> {
             if !gone.is_empty() {
                 out.push_str(&format!("* VANISHED (EARLIER) {}\r\n", range_text(&gone)));
             }
-            for (i, m) in msgs.iter().enumerate().filter(|(_, m)| m.modseq > q.modseq) {
+            // Flag changes too only for the UIDs the client says it knows (RFC 5162 §3.1).
+            let max = mb.uidnext.saturating_sub(1);
+            let known = |u: u32| q.known_uids.as_ref().is_none_or(|s| s.contains(u, max));
+            for (i, m) in msgs.iter().enumerate().filter(|(_, m)| m.modseq > q.modseq && known(m.uid)) {
                 let f = flag_list(&mb.flags_of(m));
                 out.push_str(&format!("* {} FETCH (UID {} FLAGS {f} MODSEQ ({}))\r\n", i + 1, m.uid, m.modseq));
             }
