@@ -1174,6 +1174,35 @@ mod tests {
         fs::remove_dir_all(&s.root).unwrap();
     }
 
+    /// Four sessions saw the same modseq and all try a conditional STORE at
+    /// once: exactly one wins, the others get MODIFIED.
+    #[test]
+    fn racing_conditional_stores_let_exactly_one_through() {
+        let s = setup("mb-race-cond");
+        deliver(&s, b"x\n");
+        let n = 4;
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+        let threads: Vec<_> = (0..n)
+            .map(|t| {
+                let (root, barrier) = (s.root.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let s = Store::new(root);
+                    let mut mb = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
+                    let seen = mb.get(1).unwrap().modseq;
+                    barrier.wait();
+                    let kw = Flag::Keyword(format!("k{t}"));
+                    mb.store_flags_if(&[1], StoreOp::Add, &[kw], Some(seen)).unwrap().1.is_empty()
+                })
+            })
+            .collect();
+        let won = threads.into_iter().map(|t| t.join().unwrap()).filter(|&w| w).count();
+        assert_eq!(won, 1);
+        let mb = Mailbox::open(&s, "INBOX", true, &mut nolog).unwrap();
+        let kws = mb.flags_of(&mb.messages()[0].clone()).into_iter().filter(|f| matches!(f, Flag::Keyword(_))).count();
+        assert_eq!(kws, 1, "only the winner's keyword is on the message");
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
     #[test]
     fn keywords_stop_at_26_with_a_clear_error() {
         let s = setup("mb-kw");
