@@ -391,7 +391,8 @@ impl<'a> Imapd<'a> {
 
     fn select(&mut self, raw: &[u8], read_only: bool, qresync: Option<&Qresync>) -> Reply {
         let had = self.selected.take().is_some();
-        if had && self.rev2 {
+        // RFC 9051 §7.1, and RFC 7162 §3.2.11 once QRESYNC is on.
+        if had && (self.rev2 || self.qresync) {
             self.net.write(b"* OK [CLOSED] previous mailbox closed\r\n");
         }
         let name = name_of(raw)?;

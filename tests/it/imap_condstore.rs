@@ -208,6 +208,7 @@ if mode == "first":
     say("fetch_vanished", " | ".join(u))
     u, st = b.cmd("SELECT INBOX (QRESYNC (%d %d %d))" % (v, h, uids[0]))
     say("known_only_first", " | ".join(l for l in u if "VANISHED" in l or "FETCH" in l) or "none")
+    say("closed", u[0])
     b.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)")
     u, st = b.cmd("EXPUNGE")
     say("expunge", " | ".join(u))
@@ -254,6 +255,7 @@ fn qresync_select_tells_what_was_expunged_and_flagged_and_survives_restarts_and_
     let fv = get("fetch_vanished");
     assert!(fv.starts_with(&format!("* VANISHED (EARLIER) {} | * 2 FETCH (UID {} FLAGS (\\Flagged) MODSEQ (", uids[2], uids[1])), "{out}");
     assert_eq!(get("known_only_first"), "none", "VANISHED and FETCH keep to the known UIDs: {out}");
+    assert!(get("closed").starts_with("* OK [CLOSED]"), "QRESYNC: the SELECT closing INBOX says so first: {out}");
     // With QRESYNC on, an expunge is a VANISHED, not an EXPUNGE.
     assert_eq!(get("expunge"), format!("* VANISHED {}", uids[0]), "{out}");
     let status = get("status");
