@@ -640,7 +640,8 @@ impl<'a> Imapd<'a> {
             let Some(n) = mb.msn(u) else { continue };
             let m = &mb.messages()[n as usize - 1];
             let mut items = Vec::new();
-            if with_uid {
+            // With QRESYNC a client keys its cache by UID: always give it.
+            if with_uid || self.qresync {
                 items.push(format!("UID {u}"));
             }
             if with_flags {

@@ -209,7 +209,8 @@ if mode == "first":
     u, st = b.cmd("SELECT INBOX (QRESYNC (%d %d %d))" % (v, h, uids[0]))
     say("known_only_first", " | ".join(l for l in u if "VANISHED" in l or "FETCH" in l) or "none")
     say("closed", u[0])
-    b.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    u, st = b.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    say("silent_store", " | ".join(u))
     u, st = b.cmd("EXPUNGE")
     say("expunge", " | ".join(u))
     u, st = b.cmd("STATUS INBOX (HIGHESTMODSEQ UIDVALIDITY)")
@@ -256,6 +257,8 @@ fn qresync_select_tells_what_was_expunged_and_flagged_and_survives_restarts_and_
     assert!(fv.starts_with(&format!("* VANISHED (EARLIER) {} | * 2 FETCH (UID {} FLAGS (\\Flagged) MODSEQ (", uids[2], uids[1])), "{out}");
     assert_eq!(get("known_only_first"), "none", "VANISHED and FETCH keep to the known UIDs: {out}");
     assert!(get("closed").starts_with("* OK [CLOSED]"), "QRESYNC: the SELECT closing INBOX says so first: {out}");
+    // QRESYNC: STORE answers carry the UID (the client's cache key) and MODSEQ.
+    assert!(get("silent_store").starts_with(&format!("* 1 FETCH (UID {} MODSEQ (", uids[0])), "{out}");
     // With QRESYNC on, an expunge is a VANISHED, not an EXPUNGE.
     assert_eq!(get("expunge"), format!("* VANISHED {}", uids[0]), "{out}");
     let status = get("status");
