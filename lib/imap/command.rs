@@ -2,7 +2,7 @@
 //! arguments checked and turned into the values of lib/imap/types.rs once, here.
 
 use super::parse::{Reject, Token};
-use super::types::{Date, FetchAtt, Flag, SearchKey, Section, SectionText, SeqSet, StoreOp};
+use super::types::{parse_modseq, Date, FetchAtt, Flag, SearchKey, Section, SectionText, SeqSet, StoreOp};
 
 /// A command's arguments as the server acts on them. Mailbox names are bytes as
 /// sent (modified UTF-7); lib/imap/folders checks them.
@@ -27,6 +27,10 @@ pub enum Command {
     Select {
         mailbox: Vec<u8>,
         read_only: bool,
+        /// `(CONDSTORE)`.
+        condstore: bool,
+        /// `(QRESYNC (...))`.
+        qresync: Option<Qresync>,
     },
     Create(Vec<u8>),
     Delete(Vec<u8>),
@@ -66,6 +70,10 @@ pub enum Command {
         uid: bool,
         set: SeqSet,
         atts: Vec<FetchAtt>,
+        /// `(CHANGEDSINCE n)`: only messages whose modseq is above n.
+        changed_since: Option<u64>,
+        /// `(CHANGEDSINCE n VANISHED)` (UID FETCH, QRESYNC).
+        vanished: bool,
     },
     Store {
         uid: bool,
@@ -73,6 +81,8 @@ pub enum Command {
         op: StoreOp,
         silent: bool,
         flags: Vec<Flag>,
+        /// `(UNCHANGEDSINCE n)`.
+        unchanged_since: Option<u64>,
     },
     Copy {
         uid: bool,
@@ -85,6 +95,18 @@ pub enum Command {
         mailbox: Vec<u8>,
     },
     Idle,
+}
+
+/// SELECT's QRESYNC parameter (RFC 7162 §3.2.5): what the client cached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Qresync {
+    pub uidvalidity: u32,
+    pub modseq: u64,
+    /// The UIDs it knows (VANISHED is limited to these).
+    pub known_uids: Option<SeqSet>,
+    /// (sequence numbers, their UIDs): accepted, not needed (see
+    /// `Mailbox::vanished_since`).
+    pub seq_match: Option<(SeqSet, SeqSet)>,
 }
 
 /// LIST with RFC 5258 (LIST-EXTENDED) selection and return options.
@@ -116,6 +138,7 @@ pub enum StatusItem {
     UidValidity,
     Unseen,
     Size,
+    HighestModSeq,
 }
 
 impl StatusItem {
@@ -127,6 +150,7 @@ impl StatusItem {
             StatusItem::UidValidity => "UIDVALIDITY",
             StatusItem::Unseen => "UNSEEN",
             StatusItem::Size => "SIZE",
+            StatusItem::HighestModSeq => "HIGHESTMODSEQ",
         }
     }
 }
@@ -248,8 +272,11 @@ fn command(verb: &str, mut a: Args) -> Result<Command, String> {
         }
         "SELECT" | "EXAMINE" => {
             let mailbox = a.astring("a mailbox name")?;
-            // Select parameters (CONDSTORE, QRESYNC) are not offered.
-            a.done(C::Select { mailbox, read_only: verb == "EXAMINE" })
+            let (mut condstore, mut qresync) = (false, None);
+            if a.peek().is_some() {
+                (condstore, qresync) = select_params(a.list("select parameters")?)?;
+            }
+            a.done(C::Select { mailbox, read_only: verb == "EXAMINE", condstore, qresync })
         }
         "CREATE" => {
             let m = a.astring("a mailbox name")?;
@@ -320,6 +347,50 @@ fn command(verb: &str, mut a: Args) -> Result<Command, String> {
     }
 }
 
+/// `(CONDSTORE)` and `(QRESYNC (uidvalidity modseq [known-uids [(msns uids)]]))`.
+fn select_params(t: &[Token]) -> Result<(bool, Option<Qresync>), String> {
+    let (mut condstore, mut qresync) = (false, None);
+    let mut i = 0;
+    while i < t.len() {
+        match t[i].atom().map(|w| w.to_ascii_uppercase()).as_deref() {
+            Some(b"CONDSTORE") => condstore = true,
+            Some(b"QRESYNC") => {
+                i += 1;
+                let Some(Token::List(q)) = t.get(i) else { return Err("QRESYNC needs (uidvalidity modseq [known-uids])".into()) };
+                qresync = Some(qresync_param(q)?);
+            }
+            _ => return Err("unknown select parameter; known: CONDSTORE, QRESYNC (...)".into()),
+        }
+        i += 1;
+    }
+    Ok((condstore, qresync))
+}
+
+fn qresync_param(q: &[Token]) -> Result<Qresync, String> {
+    let bad = || "QRESYNC needs (uidvalidity modseq [known-uids [(sequence-numbers uids)]])".to_string();
+    let num = |i: usize| q.get(i).and_then(Token::atom).ok_or_else(bad);
+    let uidvalidity: u32 = std::str::from_utf8(num(0)?).ok().and_then(|n| n.parse().ok()).filter(|&n| n > 0).ok_or_else(bad)?;
+    let modseq = parse_modseq(num(1)?).filter(|&m| m > 0).ok_or_else(bad)?;
+    let set = |t: &Token| t.atom().and_then(|a| SeqSet::parse(a).ok()).ok_or_else(bad);
+    let (mut known_uids, mut seq_match) = (None, None);
+    let mut i = 2;
+    if let Some(t @ Token::Atom(_)) = q.get(i) {
+        known_uids = Some(set(t)?);
+        i += 1;
+    }
+    if let Some(Token::List(m)) = q.get(i) {
+        match m.as_slice() {
+            [a, b] => seq_match = Some((set(a)?, set(b)?)),
+            _ => return Err(bad()),
+        }
+        i += 1;
+    }
+    if i != q.len() {
+        return Err(bad());
+    }
+    Ok(Qresync { uidvalidity, modseq, known_uids, seq_match })
+}
+
 /// At most 20 characters of something the client sent, for an answer.
 fn shorten(s: &str) -> String {
     s.chars().take(20).collect()
@@ -388,7 +459,8 @@ fn status_items(t: &[Token]) -> Result<Vec<StatusItem>, String> {
             Some(b"UIDVALIDITY") => StatusItem::UidValidity,
             Some(b"UNSEEN") => StatusItem::Unseen,
             Some(b"SIZE") => StatusItem::Size,
-            _ => return Err("unknown status item; known: MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN SIZE".into()),
+            Some(b"HIGHESTMODSEQ") => StatusItem::HighestModSeq,
+            _ => return Err("unknown status item; known: MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN SIZE HIGHESTMODSEQ".into()),
         };
         out.push(item);
     }
@@ -553,6 +625,18 @@ fn search_key(a: &mut Args, depth: usize) -> Result<SearchKey, String> {
         b"LARGER" => K::Larger(num(a)?),
         b"SMALLER" => K::Smaller(num(a)?),
         b"UID" => K::Uid(a.set()?),
+        b"MODSEQ" => {
+            // An optional entry name and type (`"/flags/\\seen" all`) narrow
+            // nothing here: one modseq per message.
+            if let Some(Token::Str(_)) = a.peek() {
+                a.i += 1;
+                let ty = a.atom("an entry type (all, shared, priv)")?.to_ascii_lowercase();
+                if !matches!(ty.as_slice(), b"all" | b"shared" | b"priv") {
+                    return Err("MODSEQ entry type must be all, shared or priv".into());
+                }
+            }
+            K::ModSeq(parse_modseq(a.atom("a modseq")?).ok_or("MODSEQ needs a number (at most 2^63-1)")?)
+        }
         b"NOT" => K::Not(Box::new(search_key(a, depth + 1)?)),
         b"OR" => {
             let x = search_key(a, depth + 1)?;
@@ -580,12 +664,35 @@ fn fetch(mut a: Args, uid: bool) -> Result<Command, String> {
         },
         Token::Str(_) => return Err("fetch items are atoms, not strings".into()),
     }
-    // Parameters after the items (CHANGEDSINCE) are CONDSTORE's: not offered.
+    let (mut changed_since, mut vanished) = (None, false);
+    if a.peek().is_some() {
+        let p = a.list("fetch modifiers")?;
+        let mut i = 0;
+        while i < p.len() {
+            match p[i].atom().map(|w| w.to_ascii_uppercase()).as_deref() {
+                Some(b"CHANGEDSINCE") => {
+                    i += 1;
+                    let n = p.get(i).and_then(Token::atom).and_then(parse_modseq);
+                    changed_since = Some(n.ok_or("CHANGEDSINCE needs a modseq (a number)")?);
+                }
+                Some(b"VANISHED") => vanished = true,
+                _ => return Err("unknown fetch modifier; known: CHANGEDSINCE n, VANISHED".into()),
+            }
+            i += 1;
+        }
+        if vanished && (!uid || changed_since.is_none()) {
+            return Err("VANISHED goes with UID FETCH and CHANGEDSINCE".into());
+        }
+    }
     a.end()?;
     if uid && !atts.contains(&FetchAtt::Uid) {
         atts.insert(0, FetchAtt::Uid);
     }
-    Ok(Command::Fetch { uid, set, atts })
+    // CHANGEDSINCE answers carry each message's MODSEQ (RFC 7162 §3.1.4.1).
+    if changed_since.is_some() && !atts.contains(&FetchAtt::ModSeq) {
+        atts.push(FetchAtt::ModSeq);
+    }
+    Ok(Command::Fetch { uid, set, atts, changed_since, vanished })
 }
 
 /// One fetch item: `FLAGS`, `BODY.PEEK[1.HEADER]<0.100>`, ...
@@ -613,6 +720,7 @@ pub fn fetch_att(w: &[u8]) -> Result<FetchAtt, String> {
         (b"BODYSTRUCTURE", None) => F::BodyStructure,
         (b"BODY", None) => F::Body,
         (b"UID", None) => F::Uid,
+        (b"MODSEQ", None) => F::ModSeq,
         (b"RFC822", None) => F::Rfc822,
         (b"RFC822.HEADER", None) => F::Rfc822Header,
         (b"RFC822.TEXT", None) => F::Rfc822Text,
@@ -695,6 +803,16 @@ fn section(s: &[u8]) -> Result<Section, String> {
 
 fn store(mut a: Args, uid: bool) -> Result<Command, String> {
     let set = a.set()?;
+    let mut unchanged_since = None;
+    if let Some(Token::List(m)) = a.peek() {
+        a.i += 1;
+        match m.as_slice() {
+            [Token::Atom(k), Token::Atom(n)] if k.eq_ignore_ascii_case(b"UNCHANGEDSINCE") => {
+                unchanged_since = Some(parse_modseq(n).ok_or("UNCHANGEDSINCE needs a modseq (a number)")?);
+            }
+            _ => return Err("unknown store modifier; known: (UNCHANGEDSINCE n)".into()),
+        }
+    }
     let item = a.atom("FLAGS, +FLAGS or -FLAGS")?.to_ascii_uppercase();
     let (op, rest) = match item.first() {
         Some(b'+') => (StoreOp::Add, &item[1..]),
@@ -719,7 +837,7 @@ fn store(mut a: Args, uid: bool) -> Result<Command, String> {
             }
         }
     }
-    a.done(Command::Store { uid, set, op, silent, flags: fl })
+    a.done(Command::Store { uid, set, op, silent, flags: fl, unchanged_since })
 }
 
 #[cfg(test)]
@@ -758,7 +876,9 @@ mod tests {
             Ok(Command::Fetch {
                 uid: false,
                 set: SeqSet::parse(b"1").unwrap(),
-                atts: vec![FetchAtt::BodySection { peek: false, section: Section::whole(), partial: None }]
+                atts: vec![FetchAtt::BodySection { peek: false, section: Section::whole(), partial: None }],
+                changed_since: None,
+                vanished: false,
             })
         );
         for bad in [
@@ -790,6 +910,51 @@ mod tests {
     }
 
     #[test]
+    fn condstore_and_qresync_grammar() {
+        let Ok(Command::Select { read_only: true, condstore: false, qresync: Some(q), .. }) =
+            cmd("a EXAMINE INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541 (1,3:5 41,43:45)))")
+        else {
+            panic!()
+        };
+        assert_eq!((q.uidvalidity, q.modseq), (67890007, 20050715194045000));
+        assert_eq!(q.known_uids, Some(SeqSet::parse(b"41,43:211,214:541").unwrap()));
+        assert_eq!(q.seq_match, Some((SeqSet::parse(b"1,3:5").unwrap(), SeqSet::parse(b"41,43:45").unwrap())));
+        assert!(matches!(cmd("a SELECT INBOX (CONDSTORE)"), Ok(Command::Select { condstore: true, qresync: None, .. })));
+        assert!(matches!(cmd("a SELECT INBOX (QRESYNC (1 2))"), Ok(Command::Select { qresync: Some(_), .. })));
+        let Ok(Command::Fetch { atts, changed_since: Some(12345), vanished: true, .. }) =
+            cmd("a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12345 VANISHED)")
+        else {
+            panic!()
+        };
+        assert_eq!(atts, vec![FetchAtt::Uid, FetchAtt::Flags, FetchAtt::ModSeq], "CHANGEDSINCE implies MODSEQ");
+        assert!(matches!(cmd("a FETCH 1 (MODSEQ)"), Ok(Command::Fetch { changed_since: None, .. })));
+        let Ok(Command::Store { unchanged_since: Some(0), silent: true, .. }) =
+            cmd("a STORE 1:2 (UNCHANGEDSINCE 0) +FLAGS.SILENT (\\Seen)")
+        else {
+            panic!()
+        };
+        let Ok(Command::Search { key, .. }) = cmd("a SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338 UNSEEN") else { panic!() };
+        assert_eq!(key, SearchKey::And(vec![SearchKey::ModSeq(620162338), SearchKey::Unseen]));
+        assert!(cmd("a STATUS INBOX (HIGHESTMODSEQ)").is_ok());
+        for bad in [
+            "a SELECT INBOX (QRESYNC (0 5))",
+            "a SELECT INBOX (QRESYNC (1 0))",
+            "a SELECT INBOX (QRESYNC (1))",
+            "a SELECT INBOX (QRESYNC (1 2 1:5 (1:2)))",
+            "a SELECT INBOX (FOO)",
+            "a FETCH 1 FLAGS (CHANGEDSINCE 1 VANISHED)",
+            "a UID FETCH 1 FLAGS (VANISHED)",
+            "a FETCH 1 FLAGS (CHANGEDSINCE x)",
+            "a FETCH 1 FLAGS (CHANGEDSINCE 99999999999999999999)",
+            "a STORE 1 (UNCHANGEDSINCE) FLAGS (\\Seen)",
+            "a SEARCH MODSEQ \"/flags/\\\\seen\" both 5",
+            "a SEARCH MODSEQ -1",
+        ] {
+            assert!(cmd(bad).unwrap_err().starts_with("a BAD "), "{bad}");
+        }
+    }
+
+    #[test]
     fn store_append_list_status() {
         assert_eq!(
             cmd("a UID STORE 1:3 +FLAGS.SILENT (\\Seen $Work)"),
@@ -798,7 +963,8 @@ mod tests {
                 set: SeqSet::parse(b"1:3").unwrap(),
                 op: StoreOp::Add,
                 silent: true,
-                flags: vec![Flag::Seen, Flag::Keyword("$Work".into())]
+                flags: vec![Flag::Seen, Flag::Keyword("$Work".into())],
+                unchanged_since: None,
             })
         );
         let Ok(Command::Append { flags, date, message, .. }) = cmd("a APPEND Sent (\\Seen) \" 1-Feb-1994 21:52:25 -0800\" {2+}\r\nhi")

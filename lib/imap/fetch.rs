@@ -31,6 +31,7 @@ pub fn write_item(out: &mut Vec<u8>, att: &FetchAtt, ctx: &FetchCtx<'_>) {
             out.extend_from_slice(ctx.flags.as_bytes());
         }
         FetchAtt::Uid => out.extend_from_slice(format!("UID {}", ctx.msg.uid).as_bytes()),
+        FetchAtt::ModSeq => out.extend_from_slice(format!("MODSEQ ({})", ctx.msg.modseq).as_bytes()),
         FetchAtt::Rfc822Size => out.extend_from_slice(format!("RFC822.SIZE {}", ctx.msg.size).as_bytes()),
         FetchAtt::InternalDate => {
             out.extend_from_slice(b"INTERNALDATE \"");
@@ -761,6 +762,7 @@ epilogue\n";
             size: 99,
             internal_date: 951868800 + 3661,
             recent: false,
+            modseq: 1,
         };
         let mut out = Vec::new();
         write_item(&mut out, &att, &FetchCtx { msg: &m, flags: "(\\Seen)", data: Some(data) });

@@ -46,6 +46,8 @@ pub struct Message {
     pub internal_date: i64,
     /// \Recent: this session is the first to see it.
     pub recent: bool,
+    /// CONDSTORE MODSEQ, from the UID list.
+    pub modseq: u64,
 }
 
 pub const SEEN: u8 = 1;
@@ -125,6 +127,17 @@ pub struct Changes {
     /// Sequence numbers (after the expunges) whose flags another session or
     /// POP3 changed: send `* n FETCH (FLAGS ...)`.
     pub flags: Vec<u32>,
+    /// The UIDs of `expunged`, ascending (QRESYNC's `* VANISHED`).
+    pub vanished: Vec<u32>,
+}
+
+/// Messages EXPUNGE or MOVE removed from the session's list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expunged {
+    /// Sequence numbers for `* n EXPUNGE`, highest first.
+    pub msns: Vec<u32>,
+    /// Their UIDs, ascending, for `* VANISHED`.
+    pub uids: Vec<u32>,
 }
 
 /// The UIDs COPY or MOVE gave the copies (UIDPLUS COPYUID).
@@ -146,6 +159,7 @@ pub struct Status {
     pub unseen: u32,
     /// Sum of RFC822.SIZE.
     pub size: u64,
+    pub highest_modseq: u64,
 }
 
 /// A selected folder.
@@ -160,6 +174,11 @@ pub struct Mailbox {
     keywords: Vec<String>,
     /// UIDs whose files vanished while expunges could not be reported.
     gone: HashSet<u32>,
+    /// The folder's HIGHESTMODSEQ as last read.
+    pub highest_modseq: u64,
+    /// Tombstones and how far they are exact (see `uidlist::UidList`).
+    vanished: Vec<(u32, u64)>,
+    pruned_modseq: u64,
 }
 
 fn read_keywords(dir: &Path) -> Result<Vec<String>, StoreError> {
@@ -259,10 +278,14 @@ impl Mailbox {
                     size: e.size,
                     internal_date: e.mtime,
                     recent: recent.contains(&e.base),
+                    modseq: e.modseq,
                 });
             }
         }
         Ok(Mailbox {
+            highest_modseq: list.highest_modseq,
+            vanished: list.vanished,
+            pruned_modseq: list.pruned_modseq,
             keywords: read_keywords(&dir)?,
             dir,
             name: canonical,
@@ -408,13 +431,24 @@ impl Mailbox {
         }
         self.uidvalidity = list.uidvalidity;
         self.uidnext = list.uidnext;
+        self.highest_modseq = list.highest_modseq;
+        self.pruned_modseq = list.pruned_modseq;
+        self.vanished = list.vanished.clone();
+        let entries = uidlist::index(&list);
         let mut changed = Vec::new();
         for m in &mut self.messages {
             match files.get(m.base()) {
                 Some(f) => {
+                    // A change undone since the last look still has a new modseq.
+                    if let Some(&i) = entries.get(m.base()) {
+                        if list.entries[i].modseq != m.modseq {
+                            m.modseq = list.entries[i].modseq;
+                            changed.push(m.uid);
+                        }
+                    }
                     if f.name != m.name || f.in_new != m.in_new {
                         let (flags, kw) = parse_info(&f.name);
-                        if (flags, kw) != (m.flags, m.keywords) {
+                        if (flags, kw) != (m.flags, m.keywords) && changed.last() != Some(&m.uid) {
                             changed.push(m.uid);
                         }
                         m.name = f.name.clone();
@@ -435,7 +469,9 @@ impl Mailbox {
         let mut ch = Changes::default();
         let before = self.messages.len();
         if expunge_ok && !self.gone.is_empty() {
-            ch.expunged = self.drop_gone();
+            let x = self.drop_gone();
+            ch.expunged = x.msns;
+            ch.vanished = x.uids;
         }
         let max = self.messages.last().map_or(0, |m| m.uid);
         for e in list.entries.iter().filter(|e| e.uid > max) {
@@ -450,6 +486,7 @@ impl Mailbox {
                     size: e.size,
                     internal_date: e.mtime,
                     recent: recent.contains(&e.base),
+                    modseq: e.modseq,
                 });
             }
         }
@@ -460,23 +497,103 @@ impl Mailbox {
         Ok(ch)
     }
 
-    /// Remove the vanished from the list; their MSNs, highest first.
-    fn drop_gone(&mut self) -> Vec<u32> {
-        let mut msns = Vec::new();
+    /// Remove the vanished from the list.
+    fn drop_gone(&mut self) -> Expunged {
+        let mut x = Expunged::default();
         for i in (0..self.messages.len()).rev() {
             if self.gone.remove(&self.messages[i].uid) {
-                msns.push(i as u32 + 1);
+                x.msns.push(i as u32 + 1);
+                x.uids.push(self.messages[i].uid);
                 self.messages.remove(i);
             }
         }
         self.gone.clear();
-        msns
+        x.uids.reverse();
+        x
+    }
+
+    /// Take the modseqs (and HIGHESTMODSEQ) the list now gives the
+    /// session's messages, after a change made here was recorded.
+    fn refresh_modseqs(&mut self, list: &uidlist::UidList) {
+        let entries = uidlist::index(list);
+        for m in &mut self.messages {
+            if let Some(&i) = entries.get(m.base()) {
+                m.modseq = list.entries[i].modseq;
+            }
+        }
+        self.highest_modseq = list.highest_modseq;
+        self.vanished = list.vanished.clone();
+        self.pruned_modseq = list.pruned_modseq;
+    }
+
+    /// The UIDs expunged after `modseq` (QRESYNC), as ranges, limited to
+    /// `within` if given. When tombstones that old were pruned, every UID
+    /// below UIDNEXT that the folder no longer holds is named instead (RFC
+    /// 7162 lets VANISHED (EARLIER) name more than was expunged; clients
+    /// ignore UIDs they do not know).
+    pub fn vanished_since(&self, modseq: u64, within: Option<&SeqSet>) -> Vec<(u32, u32)> {
+        let max = self.uidnext.saturating_sub(1);
+        let ok = |u: u32| within.is_none_or(|s| s.contains(u, max)) && self.index(u).is_none();
+        if modseq >= self.pruned_modseq {
+            let mut uids: Vec<u32> = self.vanished.iter().filter(|v| v.1 > modseq && ok(v.0)).map(|v| v.0).collect();
+            uids.sort_unstable();
+            uids.dedup();
+            return ranges(&uids);
+        }
+        // Absent UIDs: the gaps between the messages held, cut to `within`.
+        let mut gaps = Vec::new();
+        let mut next = 1u32;
+        for m in &self.messages {
+            if m.uid > next {
+                gaps.push((next, m.uid - 1));
+            }
+            next = m.uid + 1;
+        }
+        if next <= max {
+            gaps.push((next, max));
+        }
+        let Some(set) = within else { return gaps };
+        let mut out = Vec::new();
+        for &(a, z) in &set.0 {
+            let (a, z) = (a.value(max), z.value(max));
+            let (lo, hi) = if a <= z { (a, z) } else { (z, a) };
+            for &(g0, g1) in &gaps {
+                let (x, y) = (g0.max(lo), g1.min(hi));
+                if x <= y && x > 0 {
+                    out.push((x, y));
+                }
+            }
+        }
+        out.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::new();
+        for r in out {
+            match merged.last_mut() {
+                Some(l) if r.0 <= l.1.saturating_add(1) => l.1 = l.1.max(r.1),
+                _ => merged.push(r),
+            }
+        }
+        merged
     }
 
     /// STORE: change flags of the messages (renaming their files). Returns the
     /// UIDs whose flags changed. \Recent is ignored; messages another session
     /// expunged meanwhile are skipped.
     pub fn store_flags(&mut self, uids: &[u32], op: StoreOp, flags: &[Flag]) -> Result<Vec<u32>, StoreError> {
+        Ok(self.store_flags_if(uids, op, flags, None)?.0)
+    }
+
+    /// STORE with CONDSTORE's UNCHANGEDSINCE: messages whose modseq is above
+    /// it are left alone and returned second (the MODIFIED code). The renames
+    /// and the new modseq are made under the folder's list lock, after
+    /// recording any change made elsewhere, so two sessions' conditional
+    /// STOREs cannot both pass. Returns (changed, modified).
+    pub fn store_flags_if(
+        &mut self,
+        uids: &[u32],
+        op: StoreOp,
+        flags: &[Flag],
+        unchanged_since: Option<u64>,
+    ) -> Result<(Vec<u32>, Vec<u32>), StoreError> {
         if self.read_only {
             return Err(StoreError::ReadOnly(self.name.clone()));
         }
@@ -493,10 +610,22 @@ impl Mailbox {
         } else {
             keyword_bits(&self.dir, &names, &mut self.keywords)?
         };
+        let _l = uidlist::lock(&self.dir)?;
+        let mut modified = Vec::new();
+        if let Some(limit) = unchanged_since {
+            let (list, _) = uidlist::sync_locked(&self.dir, &mut |_| {})?;
+            self.refresh_modseqs(&list);
+            for &uid in uids {
+                if self.get(uid).is_some_and(|m| m.modseq > limit) {
+                    modified.push(uid);
+                }
+            }
+        }
         let mut changed = Vec::new();
+        let mut renamed = false;
         for &uid in uids {
             let Some(i) = self.index(uid) else { continue };
-            if self.gone.contains(&uid) {
+            if self.gone.contains(&uid) || modified.contains(&uid) {
                 continue;
             }
             let m = &self.messages[i];
@@ -509,6 +638,7 @@ impl Mailbox {
                 continue;
             }
             if self.rename_flags(i, nf, nk)? {
+                renamed = true;
                 if (nf, nk) != (self.messages[i].flags, self.messages[i].keywords) {
                     changed.push(uid);
                 }
@@ -516,7 +646,12 @@ impl Mailbox {
                 self.messages[i].keywords = nk;
             }
         }
-        Ok(changed)
+        if renamed {
+            // Recorded now, with a new modseq, while no other STORE can run.
+            let (list, _) = uidlist::sync_locked(&self.dir, &mut |_| {})?;
+            self.refresh_modseqs(&list);
+        }
+        Ok((changed, modified))
     }
 
     /// Rename message i's file for new flags (into cur/). False if it is gone.
@@ -546,7 +681,7 @@ impl Mailbox {
     /// EXPUNGE (uids None) or UID EXPUNGE: remove the \Deleted messages (and
     /// drop those others removed). Returns the sequence numbers to send as
     /// `* n EXPUNGE`, highest first.
-    pub fn expunge(&mut self, uids: Option<&[u32]>) -> Result<Vec<u32>, StoreError> {
+    pub fn expunge(&mut self, uids: Option<&[u32]>) -> Result<Expunged, StoreError> {
         if self.read_only {
             return Err(StoreError::ReadOnly(self.name.clone()));
         }
@@ -576,7 +711,15 @@ impl Mailbox {
             }
             self.gone.insert(uid);
         }
+        self.record_expunges()?;
         Ok(self.drop_gone())
+    }
+
+    /// Give the expunges just made their tombstones and modseq now.
+    fn record_expunges(&mut self) -> Result<(), StoreError> {
+        let (list, _) = uidlist::sync(&self.dir, &mut |_| {})?;
+        self.refresh_modseqs(&list);
+        Ok(())
     }
 
     /// COPY to another folder (hard links, flags and internal date kept).
@@ -587,12 +730,13 @@ impl Mailbox {
     /// MOVE: each file renamed into the other folder (never in both, never in
     /// neither). Returns the COPYUID and the sequence numbers to send as
     /// `* n EXPUNGE`.
-    pub fn move_to(&mut self, store: &Store, uids: &[u32], dest: &str) -> Result<(CopyUids, Vec<u32>), StoreError> {
+    pub fn move_to(&mut self, store: &Store, uids: &[u32], dest: &str) -> Result<(CopyUids, Expunged), StoreError> {
         if self.read_only {
             return Err(StoreError::ReadOnly(self.name.clone()));
         }
         let (c, moved) = self.transfer(store, uids, dest, true)?;
         self.gone.extend(moved);
+        self.record_expunges()?;
         Ok((c, self.drop_gone()))
     }
 
@@ -656,9 +800,7 @@ impl Mailbox {
                     break;
                 }
             }
-            pairs.push((uid, list.uidnext));
-            list.entries.push(uidlist::Entry { uid: list.uidnext, size: m.size, mtime: m.internal_date, base });
-            list.uidnext += 1;
+            pairs.push((uid, list.push(m.size, m.internal_date, base, &name)));
             if moving {
                 moved.push(uid);
             }
@@ -676,6 +818,18 @@ impl Mailbox {
         result?;
         Ok((CopyUids { uidvalidity: list.uidvalidity, pairs }, moved))
     }
+}
+
+/// Ascending numbers as ranges: [1, 2, 3, 7] -> [(1, 3), (7, 7)].
+pub fn ranges(sorted: &[u32]) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for &u in sorted {
+        match out.last_mut() {
+            Some(l) if l.1.checked_add(1) == Some(u) => l.1 = u,
+            _ => out.push((u, u)),
+        }
+    }
+    out
 }
 
 /// keyword_bits for a caller already holding the folder's list lock.
@@ -747,9 +901,7 @@ pub fn append(store: &Store, folder: &str, bytes: &[u8], flags: &[Flag], date: O
     written.map_err(StoreError::io(&to))?;
     let cur = dir.join("cur");
     crate::os::fs::sync_dir(&cur).map_err(StoreError::io(&cur))?;
-    let uid = list.uidnext;
-    list.entries.push(uidlist::Entry { uid, size: wire, mtime, base });
-    list.uidnext += 1;
+    let uid = list.push(wire, mtime, base, &name);
     uidlist::save(&dir, &list)?;
     Ok((list.uidvalidity, uid))
 }
@@ -759,7 +911,15 @@ pub fn status(store: &Store, folder: &str) -> Result<Status, StoreError> {
     let dir = store.existing(folder)?;
     let (list, found) = uidlist::sync(&dir, &mut |_| {})?;
     let files = by_base(found);
-    let mut s = Status { messages: 0, recent: 0, uidnext: list.uidnext, uidvalidity: list.uidvalidity, unseen: 0, size: 0 };
+    let mut s = Status {
+        messages: 0,
+        recent: 0,
+        uidnext: list.uidnext,
+        uidvalidity: list.uidvalidity,
+        unseen: 0,
+        size: 0,
+        highest_modseq: list.highest_modseq,
+    };
     for e in &list.entries {
         if let Some(f) = files.get(&e.base) {
             s.messages += 1;
@@ -834,7 +994,7 @@ mod tests {
         // Storing the same again changes nothing.
         assert!(a.store_flags(&[2], StoreOp::Add, &[Flag::Seen]).unwrap().is_empty());
         let ch = b.rescan(true, &mut nolog).unwrap();
-        assert_eq!(ch, Changes { expunged: vec![], exists: None, flags: vec![2] });
+        assert_eq!(ch, Changes { flags: vec![2], ..Changes::default() });
         assert_eq!(b.flags_text(&b.messages()[1].clone()), "(\\Seen \\Flagged $Forwarded)");
         // b reads message 2 under its new name without a rescan.
         a.store_flags(&[2], StoreOp::Replace, &[Flag::Answered]).unwrap();
@@ -860,7 +1020,7 @@ mod tests {
         let mut a = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
         let mut b = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
         a.store_flags(&[2, 4, 5], StoreOp::Add, &[Flag::Deleted]).unwrap();
-        assert_eq!(a.expunge(Some(&[2, 4])).unwrap(), vec![4, 2], "UID EXPUNGE: only those, highest first");
+        assert_eq!(a.expunge(Some(&[2, 4])).unwrap(), Expunged { msns: vec![4, 2], uids: vec![2, 4] }, "UID EXPUNGE: only those");
         assert_eq!(a.messages().iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 3, 5]);
         // During a FETCH b may not renumber: the vanished stay until it may.
         let ch = b.rescan(false, &mut nolog).unwrap();
@@ -872,7 +1032,7 @@ mod tests {
         assert_eq!(ch.expunged, vec![4, 2]);
         assert_eq!(ch.exists, Some(3));
         assert!(ch.flags.is_empty());
-        assert_eq!(a.expunge(None).unwrap(), vec![3]);
+        assert_eq!(a.expunge(None).unwrap().msns, vec![3]);
         // New mail after an expunge: UIDs go on, never reused.
         deliver(&s, b"new\n");
         let ch = b.rescan(true, &mut nolog).unwrap();
@@ -890,7 +1050,7 @@ mod tests {
                 .unwrap();
         assert_eq!(uid, 1);
         let st = status(&s, "Drafts").unwrap();
-        assert_eq!(st, Status { messages: 1, recent: 0, uidnext: 2, uidvalidity: v, unseen: 1, size: 21 });
+        assert_eq!(st, Status { messages: 1, recent: 0, uidnext: 2, uidvalidity: v, unseen: 1, size: 21, highest_modseq: 1 });
         let mut d = Mailbox::open(&s, "Drafts", false, &mut nolog).unwrap();
         assert_eq!(d.messages()[0].internal_date, 1_000_000_000);
         assert_eq!(&d.read(1).unwrap()[..], b"Subject: d\r\n\r\ndraft\r\n", "stored as sent");
@@ -907,7 +1067,7 @@ mod tests {
         assert!(matches!(d.copy(&s, &[1], "Nope"), Err(e) if e.try_create()));
         // MOVE: gone here, there with the next UID.
         let (c, msns) = d.move_to(&s, &[1], "Trash").unwrap();
-        assert_eq!((c.pairs, msns), (vec![(1, 1)], vec![1]));
+        assert_eq!((c.pairs, msns.msns), (vec![(1, 1)], vec![1]));
         assert!(d.messages().is_empty());
         assert_eq!(status(&s, "Drafts").unwrap().messages, 0);
         assert_eq!(status(&s, "Trash").unwrap().messages, 1);
@@ -948,6 +1108,98 @@ mod tests {
         assert_eq!(pop.messages.len(), 1);
         assert!(pop.messages[0].name.ends_with(":2,S"));
         assert_eq!(pop.messages[0].uidl, other.messages()[0].base());
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    #[test]
+    fn modseqs_follow_every_change_and_unchangedsince_refuses_stale_stores() {
+        let s = setup("mb-modseq");
+        for i in 0..4 {
+            deliver(&s, format!("Subject: {i}\n\nx\n").as_bytes());
+        }
+        let mut a = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
+        let mut b = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
+        let h0 = a.highest_modseq;
+        assert!(h0 >= 1 && a.messages().iter().all(|m| m.modseq <= h0));
+        // STORE here: a new modseq on the changed message only.
+        a.store_flags(&[2], StoreOp::Add, &[Flag::Flagged]).unwrap();
+        let h1 = a.highest_modseq;
+        assert!(h1 > h0);
+        assert_eq!(a.get(2).unwrap().modseq, h1);
+        assert!(a.get(1).unwrap().modseq < h1);
+        // b's conditional STORE on 2 with the modseq it saw fails; on 1 it passes.
+        let seen_by_b = b.get(2).unwrap().modseq;
+        let (changed, modified) = b.store_flags_if(&[1, 2], StoreOp::Add, &[Flag::Seen], Some(seen_by_b)).unwrap();
+        assert_eq!((changed, modified), (vec![1], vec![2]));
+        assert!(!b.get(2).unwrap().has(SEEN), "the refused one is left alone");
+        // A rename by another program (POP3, a client on another server) is a change too.
+        let p = a.path(&a.get(3).unwrap().clone());
+        fs::rename(&p, p.with_file_name(with_info(p.file_name().unwrap().to_str().unwrap(), ANSWERED, 0))).unwrap();
+        let ch = a.rescan(true, &mut nolog).unwrap();
+        assert_eq!(ch.flags, vec![1, 3], "b's \\Seen on 1 and the outside \\Answered on 3");
+        let h2 = a.highest_modseq;
+        assert_eq!(a.get(3).unwrap().modseq, h2);
+        // EXPUNGE: tombstones with a modseq; VANISHED since h2 names them.
+        a.store_flags(&[4], StoreOp::Add, &[Flag::Deleted]).unwrap();
+        let x = a.expunge(None).unwrap();
+        assert_eq!(x.uids, vec![4]);
+        assert!(a.highest_modseq > h2);
+        assert_eq!(a.vanished_since(h2, None), vec![(4, 4)]);
+        assert_eq!(a.vanished_since(a.highest_modseq, None), vec![]);
+        assert_eq!(a.vanished_since(h2, Some(&SeqSet::parse(b"1:3").unwrap())), vec![], "outside known-uids");
+        let ch = b.rescan(true, &mut nolog).unwrap();
+        assert_eq!((ch.expunged, ch.vanished), (vec![4], vec![4]));
+        // Pruned tombstones: every absent UID below UIDNEXT, within the known set.
+        a.pruned_modseq = a.highest_modseq;
+        assert_eq!(a.vanished_since(1, None), vec![(4, 4)]);
+        deliver(&s, b"5\n");
+        deliver(&s, b"6\n");
+        a.rescan(true, &mut nolog).unwrap();
+        a.store_flags(&[5], StoreOp::Add, &[Flag::Deleted]).unwrap();
+        a.expunge(None).unwrap();
+        a.pruned_modseq = a.highest_modseq;
+        assert_eq!(a.vanished_since(1, None), vec![(4, 5)]);
+        assert_eq!(a.vanished_since(1, Some(&SeqSet::parse(b"1,5:*").unwrap())), vec![(5, 5)]);
+        // Persisted: a fresh open (a restarted imapd) sees the same modseqs.
+        let c = Mailbox::open(&s, "INBOX", true, &mut nolog).unwrap();
+        assert_eq!(c.highest_modseq, a.highest_modseq);
+        assert_eq!(c.messages().iter().map(|m| m.modseq).collect::<Vec<_>>(), a.messages().iter().map(|m| m.modseq).collect::<Vec<_>>());
+        // STATUS tells it too; APPEND and COPY get new modseqs there.
+        let before = status(&s, "Sent").unwrap().highest_modseq;
+        append(&s, "Sent", b"x\n", &[], None).unwrap();
+        let after = status(&s, "Sent").unwrap().highest_modseq;
+        assert!(after > before);
+        a.copy(&s, &[1], "Sent").unwrap();
+        assert!(status(&s, "Sent").unwrap().highest_modseq > after);
+        fs::remove_dir_all(&s.root).unwrap();
+    }
+
+    /// Four sessions saw the same modseq and all try a conditional STORE at
+    /// once: exactly one wins, the others get MODIFIED.
+    #[test]
+    fn racing_conditional_stores_let_exactly_one_through() {
+        let s = setup("mb-race-cond");
+        deliver(&s, b"x\n");
+        let n = 4;
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+        let threads: Vec<_> = (0..n)
+            .map(|t| {
+                let (root, barrier) = (s.root.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let s = Store::new(root);
+                    let mut mb = Mailbox::open(&s, "INBOX", false, &mut nolog).unwrap();
+                    let seen = mb.get(1).unwrap().modseq;
+                    barrier.wait();
+                    let kw = Flag::Keyword(format!("k{t}"));
+                    mb.store_flags_if(&[1], StoreOp::Add, &[kw], Some(seen)).unwrap().1.is_empty()
+                })
+            })
+            .collect();
+        let won = threads.into_iter().map(|t| t.join().unwrap()).filter(|&w| w).count();
+        assert_eq!(won, 1);
+        let mb = Mailbox::open(&s, "INBOX", true, &mut nolog).unwrap();
+        let kws = mb.flags_of(&mb.messages()[0].clone()).into_iter().filter(|f| matches!(f, Flag::Keyword(_))).count();
+        assert_eq!(kws, 1, "only the winner's keyword is on the message");
         fs::remove_dir_all(&s.root).unwrap();
     }
 

@@ -576,6 +576,28 @@ mod tests {
         );
     }
 
+    /// CONDSTORE/QRESYNC's nested parameter lists frame the same however
+    /// split, and the command parser reads the result.
+    #[test]
+    fn qresync_and_condstore_parameters_split_anywhere() {
+        let got = events(
+            b"q1 SELECT INBOX (QRESYNC (67890007 90060115194045000 41:211,214:541 (1,3:5 41,43:45)))\r\nq2 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12345 VANISHED)\r\nq3 STORE 2 (UNCHANGEDSINCE 7) FLAGS (\\Seen)\r\n",
+            Limits::SESSION,
+        );
+        assert_eq!(got.len(), 3);
+        let cmds: Vec<_> = got
+            .iter()
+            .map(|e| match e {
+                Event::Command(tag, t) => crate::imap::command::parse(tag, t).unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        use crate::imap::command::Command as C;
+        assert!(matches!(&cmds[0], C::Select { qresync: Some(q), .. } if q.modseq == 90060115194045000 && q.seq_match.is_some()));
+        assert!(matches!(&cmds[1], C::Fetch { changed_since: Some(12345), vanished: true, .. }));
+        assert!(matches!(&cmds[2], C::Store { unchanged_since: Some(7), .. }));
+    }
+
     #[test]
     fn a_synchronizing_literal_asks_for_continuation_once() {
         let mut r = Reader::new(Limits::SESSION);

@@ -3,7 +3,7 @@
 
 /// After login (RFC 9051 and the extensions session.rs implements).
 pub const SESSION_CAPABILITIES: &str = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN \
-LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH STATUS=SIZE";
+LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH STATUS=SIZE CONDSTORE QRESYNC";
 
 /// Before login: STARTTLS while it is on offer, and LOGINDISABLED until the
 /// session is private (RFC 9051 §6.2.3: no passwords in the clear).

@@ -67,6 +67,7 @@ fn eval(key: &SearchKey, ctx: &SearchCtx<'_>, cache: &mut Cache) -> bool {
         Unkeyword(k) => !has_keyword(ctx, k),
         Larger(n) => m.size > *n,
         Smaller(n) => m.size < *n,
+        ModSeq(n) => m.modseq >= *n,
         Since(d) => date >= d.days(),
         Before(d) => date < d.days(),
         On(d) => date == d.days(),
@@ -222,6 +223,7 @@ Gr=C3=BC=C3=9Fe aus K=C3=B6ln, the numbers are in.\n";
             size: 300,
             internal_date: Date { year: 2024, month: 3, day: 2 }.days() * 86400 + 3600,
             recent: true,
+            modseq: 5,
         }
     }
 

@@ -7,8 +7,13 @@
 //! change, and the changes reported before the tagged reply: EXISTS, FETCH
 //! FLAGS, and EXPUNGE except after FETCH, STORE and SEARCH, whose sequence
 //! numbers the client may still be using (RFC 9051 §7.5.1).
+//!
+//! CONDSTORE (RFC 7162) is on once a command uses it (ENABLE, SELECT
+//! (CONDSTORE), FETCH MODSEQ or CHANGEDSINCE, STORE UNCHANGEDSINCE, SEARCH
+//! MODSEQ, STATUS HIGHESTMODSEQ): flag updates then carry MODSEQ. QRESYNC is
+//! on after ENABLE QRESYNC: expunges are then sent as `* VANISHED uids`.
 
-use super::command::{self, Command, List, SearchReturn, StatusItem};
+use super::command::{self, Command, List, Qresync, SearchReturn, StatusItem};
 use super::fetch::{self, FetchCtx};
 use super::folders::{FolderInfo, Store, DELIMITER};
 use super::idle::{self, Watch, Woke};
@@ -42,6 +47,10 @@ pub struct Imapd<'a> {
     log: &'a mut dyn FnMut(&str),
     /// ENABLE IMAP4rev2.
     rev2: bool,
+    /// CONDSTORE in use (RFC 7162 §3.1).
+    condstore: bool,
+    /// ENABLE QRESYNC (implies condstore).
+    qresync: bool,
     timeout: Duration,
 }
 
@@ -131,7 +140,18 @@ fn flag_list(flags: &[Flag]) -> String {
 
 impl<'a> Imapd<'a> {
     pub fn new(store: Store, net: &'a mut Session, input_fd: BorrowedFd<'a>, timeout: Duration, log: &'a mut dyn FnMut(&str)) -> Imapd<'a> {
-        Imapd { store, selected: None, net, input_fd, input: Reader::new(Limits::SESSION), log, rev2: false, timeout }
+        Imapd {
+            store,
+            selected: None,
+            net,
+            input_fd,
+            input: Reader::new(Limits::SESSION),
+            log,
+            rev2: false,
+            condstore: false,
+            qresync: false,
+            timeout,
+        }
     }
 
     /// Answer the login (imapd is where it is known to have worked), then serve.
@@ -184,6 +204,14 @@ impl<'a> Imapd<'a> {
                         cmd,
                         Command::Fetch { uid: false, .. } | Command::Store { uid: false, .. } | Command::Search { uid: false, .. }
                     );
+                    // What these compare against must be current: look first
+                    // (inotify says whether anything changed).
+                    let fresh_first =
+                        matches!(&cmd, Command::Fetch { changed_since: Some(_), .. } | Command::Store { unchanged_since: Some(_), .. })
+                            || matches!(&cmd, Command::Search { key, .. } if key.has_modseq());
+                    if fresh_first {
+                        self.updates(expunge_ok, false);
+                    }
                     let reply = self.command(cmd)?;
                     self.updates(expunge_ok, false);
                     let status = match reply {
@@ -213,16 +241,16 @@ impl<'a> Imapd<'a> {
                 return;
             }
         };
-        for n in &ch.expunged {
-            self.net.write(format!("* {n} EXPUNGE\r\n").as_bytes());
-        }
+        let x = mailbox::Expunged { msns: ch.expunged, uids: ch.vanished };
+        self.net.write(expunge_lines(&x, self.qresync).as_bytes());
         if let Some(n) = ch.exists {
             self.net.write(format!("* {n} EXISTS\r\n").as_bytes());
         }
         for &n in &ch.flags {
             if let Some(m) = sel.mb.messages().get(n as usize - 1) {
                 let f = flag_list(&sel.mb.flags_of(m));
-                self.net.write(format!("* {n} FETCH (UID {} FLAGS {f})\r\n", m.uid).as_bytes());
+                let ms = if self.condstore { format!(" MODSEQ ({})", m.modseq) } else { String::new() };
+                self.net.write(format!("* {n} FETCH (UID {} FLAGS {f}{ms})\r\n", m.uid).as_bytes());
             }
         }
     }
@@ -305,6 +333,16 @@ impl<'a> Imapd<'a> {
                         self.rev2 = true;
                         on.push("IMAP4rev2");
                     }
+                    if c == "CONDSTORE" && !self.condstore {
+                        self.condstore = true;
+                        on.push("CONDSTORE");
+                    }
+                    if c == "QRESYNC" && !self.qresync {
+                        // QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
+                        self.qresync = true;
+                        self.condstore = true;
+                        on.push("QRESYNC");
+                    }
                 }
                 self.net.write(format!("* ENABLED{}{}\r\n", if on.is_empty() { "" } else { " " }, on.join(" ")).as_bytes());
                 Ok("OK ENABLE completed".into())
@@ -313,7 +351,16 @@ impl<'a> Imapd<'a> {
                 self.net.write(b"* NAMESPACE ((\"\" \".\")) NIL NIL\r\n");
                 Ok("OK NAMESPACE completed".into())
             }
-            C::Select { mailbox, read_only } => self.select(&mailbox, read_only),
+            C::Select { mailbox, read_only, condstore, qresync } => {
+                if qresync.is_some() && !self.qresync {
+                    // RFC 7162 §3.2.5: only after ENABLE QRESYNC.
+                    self.selected = None;
+                    Err("BAD QRESYNC must be enabled first (ENABLE QRESYNC)".into())
+                } else {
+                    self.condstore |= condstore;
+                    self.select(&mailbox, read_only, qresync.as_ref())
+                }
+            }
             C::Create(m) => self.folder_op(&m, |s, n| s.create(n.trim_end_matches(DELIMITER)), "CREATE"),
             C::Delete(m) => {
                 let r = self.folder_op(&m, |s, n| s.delete(n), "DELETE");
@@ -333,16 +380,10 @@ impl<'a> Imapd<'a> {
             },
             C::List(l) => self.list(&l),
             C::Lsub { reference, pattern } => self.lsub(&reference, &pattern),
-            C::Status { mailbox, items } => match name_of(&mailbox) {
-                Ok(n) => match mailbox::status(&self.store, &n) {
-                    Ok(st) => {
-                        self.net.write(status_line(&n, &st, &items).as_bytes());
-                        Ok("OK STATUS completed".into())
-                    }
-                    Err(e) => Err(no(&e)),
-                },
-                Err(e) => Err(e),
-            },
+            C::Status { mailbox, items } => {
+                self.condstore |= items.contains(&StatusItem::HighestModSeq);
+                name_of(&mailbox).and_then(|n| self.status(&n, &items))
+            }
             C::Append { mailbox, flags, date, message } => match name_of(&mailbox) {
                 Ok(n) => match mailbox::append(&self.store, &n, &message, &flags, date) {
                     Ok((v, uid)) => Ok(format!("OK [APPENDUID {v} {uid}] APPEND completed")),
@@ -355,15 +396,22 @@ impl<'a> Imapd<'a> {
         })
     }
 
+    fn status(&mut self, name: &str, items: &[StatusItem]) -> Reply {
+        let st = mailbox::status(&self.store, name).map_err(|e| no(&e))?;
+        self.net.write(status_line(name, &st, items).as_bytes());
+        Ok("OK STATUS completed".into())
+    }
+
     fn folder_op(&mut self, raw: &[u8], op: impl Fn(&Store, &str) -> Result<(), StoreError>, what: &str) -> Reply {
         let n = name_of(raw)?;
         op(&self.store, &n).map_err(|e| no(&e))?;
         Ok(format!("OK {what} completed"))
     }
 
-    fn select(&mut self, raw: &[u8], read_only: bool) -> Reply {
+    fn select(&mut self, raw: &[u8], read_only: bool, qresync: Option<&Qresync>) -> Reply {
         let had = self.selected.take().is_some();
-        if had && self.rev2 {
+        // RFC 9051 §7.1, and RFC 7162 §3.2.11 once QRESYNC is on.
+        if had && (self.rev2 || self.qresync) {
             self.net.write(b"* OK [CLOSED] previous mailbox closed\r\n");
         }
         let name = name_of(raw)?;
@@ -395,8 +443,25 @@ impl<'a> Imapd<'a> {
             }
         }
         out.push_str(&format!("* OK [UIDVALIDITY {}] UIDs valid\r\n* OK [UIDNEXT {}] predicted next UID\r\n", mb.uidvalidity, mb.uidnext));
+        // Every folder keeps modseqs: never NOMODSEQ.
+        out.push_str(&format!("* OK [HIGHESTMODSEQ {}] modseqs kept\r\n", mb.highest_modseq));
         if self.rev2 {
             out.push_str(&format!("* LIST () \".\" {}\r\n", quoted(&name)));
+        }
+        // QRESYNC for a UIDVALIDITY the client still has: what it missed. For
+        // another one it reloads anyway (RFC 7162 §3.2.5: parameters ignored).
+        if let Some(q) = qresync.filter(|q| q.uidvalidity == mb.uidvalidity) {
+            let gone = mb.vanished_since(q.modseq, q.known_uids.as_ref());
+            if !gone.is_empty() {
+                out.push_str(&format!("* VANISHED (EARLIER) {}\r\n", range_text(&gone)));
+            }
+            // Flag changes too only for the UIDs the client says it knows (RFC 5162 §3.1).
+            let max = mb.uidnext.saturating_sub(1);
+            let known = |u: u32| q.known_uids.as_ref().is_none_or(|s| s.contains(u, max));
+            for (i, m) in msgs.iter().enumerate().filter(|(_, m)| m.modseq > q.modseq && known(m.uid)) {
+                let f = flag_list(&mb.flags_of(m));
+                out.push_str(&format!("* {} FETCH (UID {} FLAGS {f} MODSEQ ({}))\r\n", i + 1, m.uid, m.modseq));
+            }
         }
         self.net.write(out.as_bytes());
         self.selected = Some(Selected { mb, watch });
@@ -481,15 +546,31 @@ impl<'a> Imapd<'a> {
                 self.expunge(Some(uids))
             }
             C::Search { uid, esearch, key } => self.search(uid, esearch, &key),
-            C::Fetch { uid, set, atts } => {
+            C::Fetch { uid, set, atts, changed_since, vanished } => {
                 if !uid && set.exceeds(self.sel().messages().len() as u32) {
                     return Ok(Err("BAD message sequence number beyond the last message".into()));
                 }
-                let uids = self.sel().resolve(&set, uid);
+                if vanished && !self.qresync {
+                    return Ok(Err("BAD VANISHED needs ENABLE QRESYNC first".into()));
+                }
+                if changed_since.is_some() || atts.contains(&FetchAtt::ModSeq) {
+                    self.condstore = true;
+                }
+                let mut uids = self.sel().resolve(&set, uid);
+                if let Some(since) = changed_since {
+                    if vanished {
+                        let gone = self.sel().vanished_since(since, Some(&set));
+                        if !gone.is_empty() {
+                            self.net.write(format!("* VANISHED (EARLIER) {}\r\n", range_text(&gone)).as_bytes());
+                        }
+                    }
+                    let mb = self.sel();
+                    uids.retain(|&u| mb.get(u).is_some_and(|m| m.modseq > since));
+                }
                 self.fetch(&uids, &atts)?;
                 Ok(format!("OK {}FETCH completed", if uid { "UID " } else { "" }))
             }
-            C::Store { uid, set, op, silent, flags } => {
+            C::Store { uid, set, op, silent, flags, unchanged_since } => {
                 if !uid && set.exceeds(self.sel().messages().len() as u32) {
                     return Ok(Err("BAD message sequence number beyond the last message".into()));
                 }
@@ -497,13 +578,29 @@ impl<'a> Imapd<'a> {
                     return Ok(Err("NO the mailbox is read-only (EXAMINE)".into()));
                 }
                 let uids = self.sel().resolve(&set, uid);
-                if let Err(e) = self.selected.as_mut().expect("checked above").mb.store_flags(&uids, op, &flags) {
-                    return Ok(Err(no(&e)));
+                if unchanged_since.is_some() {
+                    self.condstore = true;
                 }
-                if !silent {
-                    self.send_flags(&uids, uid);
+                let mb = &mut self.selected.as_mut().expect("checked above").mb;
+                let modified = match mb.store_flags_if(&uids, op, &flags, unchanged_since) {
+                    Ok((_, modified)) => modified,
+                    Err(e) => return Ok(Err(no(&e))),
+                };
+                let done: Vec<u32> = uids.iter().copied().filter(|u| !modified.contains(u)).collect();
+                // With CONDSTORE even .SILENT reports the new MODSEQ (RFC 7162 §3.1.3).
+                if !silent || self.condstore {
+                    self.send_flags(&done, uid, !silent);
                 }
-                Ok(format!("OK {}STORE completed", if uid { "UID " } else { "" }))
+                let what = if uid { "UID STORE" } else { "STORE" };
+                if modified.is_empty() {
+                    Ok(format!("OK {what} completed"))
+                } else {
+                    // MODIFIED names UIDs for UID STORE, else sequence numbers.
+                    let mb = self.sel();
+                    let mut ns: Vec<u32> = if uid { modified } else { modified.iter().filter_map(|&u| mb.msn(u)).collect() };
+                    ns.sort_unstable();
+                    Ok(format!("OK [MODIFIED {}] conditional {what}: these changed since", compact_set(&ns)))
+                }
             }
             C::Copy { uid, set, mailbox } | C::Move { uid, set, mailbox } if !uid && set.exceeds(self.sel().messages().len() as u32) => {
                 let _ = mailbox;
@@ -537,11 +634,9 @@ impl<'a> Imapd<'a> {
                 }
                 let sel = self.selected.as_mut().expect("checked above");
                 match sel.mb.move_to(&self.store, &uids, &dest) {
-                    Ok((c, msns)) => {
+                    Ok((c, x)) => {
                         self.net.write(format!("* OK [COPYUID {}] moved\r\n", copyuid(&c)).as_bytes());
-                        for n in msns {
-                            self.net.write(format!("* {n} EXPUNGE\r\n").as_bytes());
-                        }
+                        self.net.write(expunge_lines(&x, self.qresync).as_bytes());
                         Ok("OK MOVE completed".into())
                     }
                     Err(e) => Err(no(&e)),
@@ -560,25 +655,30 @@ impl<'a> Imapd<'a> {
         if sel.mb.read_only {
             return Err("NO the mailbox is read-only (EXAMINE)".into());
         }
-        let msns = sel.mb.expunge(uids.as_deref()).map_err(|e| no(&e))?;
-        for n in msns {
-            self.net.write(format!("* {n} EXPUNGE\r\n").as_bytes());
-        }
+        let x = sel.mb.expunge(uids.as_deref()).map_err(|e| no(&e))?;
+        self.net.write(expunge_lines(&x, self.qresync).as_bytes());
         Ok("OK EXPUNGE completed".into())
     }
 
-    fn send_flags(&mut self, uids: &[u32], with_uid: bool) {
+    /// STORE's answers: FLAGS unless .SILENT, MODSEQ with CONDSTORE.
+    fn send_flags(&mut self, uids: &[u32], with_uid: bool, with_flags: bool) {
         let mb = self.sel();
         let mut out = String::new();
         for &u in uids {
             let Some(n) = mb.msn(u) else { continue };
             let m = &mb.messages()[n as usize - 1];
-            let f = flag_list(&mb.flags_of(m));
-            if with_uid {
-                out.push_str(&format!("* {n} FETCH (UID {u} FLAGS {f})\r\n"));
-            } else {
-                out.push_str(&format!("* {n} FETCH (FLAGS {f})\r\n"));
+            let mut items = Vec::new();
+            // With QRESYNC a client keys its cache by UID: always give it.
+            if with_uid || self.qresync {
+                items.push(format!("UID {u}"));
             }
+            if with_flags {
+                items.push(format!("FLAGS {}", flag_list(&mb.flags_of(m))));
+            }
+            if self.condstore {
+                items.push(format!("MODSEQ ({})", m.modseq));
+            }
+            out.push_str(&format!("* {n} FETCH ({})\r\n", items.join(" ")));
         }
         self.net.write(out.as_bytes());
     }
@@ -590,6 +690,10 @@ impl<'a> Imapd<'a> {
         let mut atts = atts.to_vec();
         if sets_seen && !atts.contains(&FetchAtt::Flags) {
             atts.push(FetchAtt::Flags);
+        }
+        // The \Seen set here is a change: its new MODSEQ goes with it.
+        if sets_seen && self.condstore && !atts.contains(&FetchAtt::ModSeq) {
+            atts.push(FetchAtt::ModSeq);
         }
         if sets_seen {
             let unseen: Vec<u32> = uids
@@ -640,7 +744,10 @@ impl<'a> Imapd<'a> {
     }
 
     fn search(&mut self, uid: bool, esearch: Option<Vec<SearchReturn>>, key: &super::types::SearchKey) -> Reply {
+        let with_modseq = key.has_modseq();
+        self.condstore |= with_modseq;
         let mb = &self.selected.as_ref().expect("checked by selected_command").mb;
+        let mut top_modseq = 0;
         let log = &mut *self.log;
         let msgs = mb.messages();
         let keywords = mb.keyword_names();
@@ -663,6 +770,7 @@ impl<'a> Imapd<'a> {
                 SearchCtx { msg: m, msn: i as u32 + 1, max_msn: msgs.len() as u32, max_uid, keywords: &keywords, data: map.as_deref() };
             if search::matches(key, &ctx) {
                 hits.push(if uid { m.uid } else { i as u32 + 1 });
+                top_modseq = top_modseq.max(m.modseq);
             }
         }
         let line = match esearch.or_else(|| self.rev2.then(|| vec![SearchReturn::All])) {
@@ -670,6 +778,10 @@ impl<'a> Imapd<'a> {
                 let mut l = String::from("* SEARCH");
                 for h in &hits {
                     l.push_str(&format!(" {h}"));
+                }
+                // RFC 7162 §3.1.5: the highest modseq of what was found.
+                if with_modseq && !hits.is_empty() {
+                    l.push_str(&format!(" (MODSEQ {top_modseq})"));
                 }
                 l + "\r\n"
             }
@@ -687,12 +799,32 @@ impl<'a> Imapd<'a> {
                         _ => {}
                     }
                 }
+                if with_modseq && !hits.is_empty() {
+                    l.push_str(&format!(" MODSEQ {top_modseq}"));
+                }
                 l + "\r\n"
             }
         };
         self.net.write(line.as_bytes());
         Ok(format!("OK {}SEARCH completed", if uid { "UID " } else { "" }))
     }
+}
+
+/// `* n EXPUNGE` lines, or one `* VANISHED uids` once QRESYNC is on.
+fn expunge_lines(x: &mailbox::Expunged, qresync: bool) -> String {
+    if qresync {
+        if x.uids.is_empty() {
+            return String::new();
+        }
+        return format!("* VANISHED {}\r\n", compact_set(&x.uids));
+    }
+    x.msns.iter().map(|n| format!("* {n} EXPUNGE\r\n")).collect()
+}
+
+/// `1:3,7` from ranges.
+fn range_text(r: &[(u32, u32)]) -> String {
+    let v: Vec<String> = r.iter().map(|&(a, z)| if a == z { a.to_string() } else { format!("{a}:{z}") }).collect();
+    v.join(",")
 }
 
 fn is_special_use(a: &str) -> bool {
@@ -718,6 +850,7 @@ fn status_line(name: &str, st: &mailbox::Status, items: &[StatusItem]) -> String
                 StatusItem::UidValidity => st.uidvalidity as u64,
                 StatusItem::Unseen => st.unseen as u64,
                 StatusItem::Size => st.size,
+                StatusItem::HighestModSeq => st.highest_modseq,
             };
             format!("{} {n}", i.name())
         })

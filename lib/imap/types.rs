@@ -346,6 +346,8 @@ pub enum SearchKey {
     /// RFC822.SIZE strictly larger / smaller.
     Larger(u64),
     Smaller(u64),
+    /// CONDSTORE `MODSEQ n`: messages whose modseq is n or more.
+    ModSeq(u64),
     Not(Box<SearchKey>),
     Or(Box<SearchKey>, Box<SearchKey>),
     /// Every key must match (a parenthesised list, or the top level).
@@ -378,6 +380,27 @@ impl SearchKey {
             _ => false,
         }
     }
+
+    /// Whether a MODSEQ key is in it (SEARCH then answers with the highest
+    /// modseq of the hits, RFC 7162 §3.1.5).
+    pub fn has_modseq(&self) -> bool {
+        use SearchKey::*;
+        match self {
+            ModSeq(_) => true,
+            Not(k) => k.has_modseq(),
+            Or(a, b) => a.has_modseq() || b.has_modseq(),
+            And(ks) => ks.iter().any(SearchKey::has_modseq),
+            _ => false,
+        }
+    }
+}
+
+/// A CONDSTORE mod-sequence value as sent: digits, at most 2^63-1.
+pub fn parse_modseq(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 19 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok().filter(|&n: &u64| n <= i64::MAX as u64)
 }
 
 /// What part of a message a BODY[...] or BINARY[...] names: a part path
@@ -441,6 +464,8 @@ pub enum FetchAtt {
     /// `BODY` without a section: the non-extensible BODYSTRUCTURE.
     Body,
     Uid,
+    /// CONDSTORE `MODSEQ`.
+    ModSeq,
     /// `BODY[section]<origin.count>`; `peek` is BODY.PEEK (does not set \Seen).
     BodySection {
         peek: bool,
@@ -476,7 +501,7 @@ impl FetchAtt {
 
     /// Whether this item needs the message's bytes (else the listing suffices).
     pub fn needs_file(&self) -> bool {
-        !matches!(self, FetchAtt::Flags | FetchAtt::InternalDate | FetchAtt::Rfc822Size | FetchAtt::Uid)
+        !matches!(self, FetchAtt::Flags | FetchAtt::InternalDate | FetchAtt::Rfc822Size | FetchAtt::Uid | FetchAtt::ModSeq)
     }
 
     /// The ALL, FAST and FULL macros.

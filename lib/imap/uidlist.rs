@@ -1,9 +1,14 @@
 //! The per-folder UID list: `postern-uidlist` in the folder's directory.
 //!
 //! ```text
-//! postern-uidlist 1 UIDVALIDITY UIDNEXT
-//! UID SIZE MTIME BASENAME
+//! postern-uidlist 2 UIDVALIDITY UIDNEXT HIGHESTMODSEQ PRUNEDMODSEQ
+//! UID SIZE MTIME MODSEQ FLAGS BASENAME
+//! X UID MODSEQ
 //! ```
+//! (version 1, without modseqs, flags and tombstones, is read and upgraded).
+//! FLAGS are the name's letters after `:2,` as last seen: a name whose
+//! flags differ was changed by someone and gets a new CONDSTORE modseq; the
+//! `X` lines are expunged UIDs with the modseq of their expunge (QRESYNC).
 //! BASENAME is the Maildir name before `:2,` (and before `,S=`/`,W=`), which
 //! stays the same when a file moves from new/ to cur/ or changes flags, so a
 //! message keeps its UID whoever renames it (IMAP sessions, POP3, another
@@ -33,7 +38,12 @@ use std::path::{Path, PathBuf};
 pub const LIST_FILE: &str = "postern-uidlist";
 pub const LOCK_FILE: &str = "postern-uidlist.lock";
 pub const VALIDITY_FILE: &str = "postern-uidvalidity";
-const HEADER: &str = "postern-uidlist 1";
+const HEADER: &str = "postern-uidlist 2";
+/// The format before modseqs; read, and rewritten as version 2 at the next sync.
+const HEADER_V1: &str = "postern-uidlist 1";
+/// Expunged UIDs remembered with their modseq (for QRESYNC's VANISHED);
+/// the oldest beyond this are dropped and `pruned_modseq` raised.
+pub const MAX_TOMBSTONES: usize = 4096;
 
 /// One message the list knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +51,11 @@ pub struct Entry {
     pub uid: u32,
     pub size: u64,
     pub mtime: i64,
+    /// CONDSTORE mod-sequence of the last change seen (arrival, flags).
+    pub modseq: u64,
+    /// The flags the list last saw in the file name (`flags_key`); None only
+    /// in a version 1 list not yet rewritten.
+    pub flags: Option<String>,
     pub base: String,
 }
 
@@ -49,8 +64,41 @@ pub struct Entry {
 pub struct UidList {
     pub uidvalidity: u32,
     pub uidnext: u32,
+    /// The largest modseq given in this folder (0: none yet).
+    pub highest_modseq: u64,
+    /// Expunges at or below this modseq may have been forgotten (tombstones
+    /// pruned): VANISHED since an older modseq answers with every absent UID.
+    pub pruned_modseq: u64,
     /// Ascending by UID.
     pub entries: Vec<Entry>,
+    /// Tombstones (UID, modseq of its expunge), oldest first.
+    pub vanished: Vec<(u32, u64)>,
+}
+
+impl UidList {
+    /// Number a message added under the lock (APPEND, COPY, MOVE): the next
+    /// UID and a new modseq. Returns the UID.
+    pub fn push(&mut self, size: u64, mtime: i64, base: String, name: &str) -> u32 {
+        let uid = self.uidnext;
+        self.highest_modseq += 1;
+        self.entries.push(Entry { uid, size, mtime, modseq: self.highest_modseq, flags: Some(flags_key(name)), base });
+        self.uidnext += 1;
+        uid
+    }
+}
+
+/// The flags of a Maildir name as the list records them: the letters after
+/// `:2,` sorted (programs differ in their order), `-` for none.
+pub fn flags_key(name: &str) -> String {
+    let Some((_, info)) = name.split_once(":2,") else { return "-".into() };
+    let mut v: Vec<char> = info.chars().filter(char::is_ascii_alphabetic).collect();
+    v.sort_unstable();
+    v.dedup();
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.into_iter().collect()
+    }
 }
 
 /// A file found in new/ or cur/.
@@ -68,35 +116,58 @@ impl Found {
 
 fn parse(text: &str) -> Option<UidList> {
     let mut lines = text.lines();
-    let head = lines.next()?.strip_prefix(HEADER)?;
+    let first = lines.next()?;
+    let (v2, head) = match first.strip_prefix(HEADER) {
+        Some(h) => (true, h),
+        None => (false, first.strip_prefix(HEADER_V1)?),
+    };
     let mut h = head.split_ascii_whitespace();
     let uidvalidity: u32 = h.next()?.parse().ok()?;
     let uidnext: u32 = h.next()?.parse().ok()?;
-    if uidvalidity == 0 || uidnext == 0 || h.next().is_some() {
+    let (highest_modseq, pruned_modseq): (u64, u64) = if v2 { (h.next()?.parse().ok()?, h.next()?.parse().ok()?) } else { (1, 0) };
+    if uidvalidity == 0 || uidnext == 0 || h.next().is_some() || pruned_modseq > highest_modseq {
         return None;
     }
     let mut entries = Vec::new();
+    let mut vanished = Vec::new();
     let mut last = 0;
     for l in lines {
-        let mut f = l.splitn(4, ' ');
+        if let Some(t) = l.strip_prefix("X ").filter(|_| v2) {
+            let (u, m) = t.split_once(' ')?;
+            let (uid, modseq): (u32, u64) = (u.parse().ok()?, m.parse().ok()?);
+            if uid == 0 || uid >= uidnext || modseq == 0 || modseq > highest_modseq {
+                return None;
+            }
+            vanished.push((uid, modseq));
+            continue;
+        }
+        if !vanished.is_empty() {
+            return None;
+        }
+        let mut f = l.splitn(if v2 { 6 } else { 4 }, ' ');
         let uid: u32 = f.next()?.parse().ok()?;
         let size: u64 = f.next()?.parse().ok()?;
         let mtime: i64 = f.next()?.parse().ok()?;
+        let (modseq, flags) = if v2 { (f.next()?.parse().ok()?, Some(f.next()?.to_string())) } else { (1, None) };
         let base = f.next()?.to_string();
         // UIDs ascend and stay below UIDNEXT, or the list is not to be trusted.
-        if uid <= last || uid >= uidnext || base.is_empty() {
+        if uid <= last || uid >= uidnext || base.is_empty() || modseq == 0 || modseq > highest_modseq {
             return None;
         }
         last = uid;
-        entries.push(Entry { uid, size, mtime, base });
+        entries.push(Entry { uid, size, mtime, modseq, flags, base });
     }
-    Some(UidList { uidvalidity, uidnext, entries })
+    Some(UidList { uidvalidity, uidnext, highest_modseq, pruned_modseq, entries, vanished })
 }
 
 fn render(l: &UidList) -> String {
-    let mut s = format!("{HEADER} {} {}\n", l.uidvalidity, l.uidnext);
+    let mut s = format!("{HEADER} {} {} {} {}\n", l.uidvalidity, l.uidnext, l.highest_modseq, l.pruned_modseq);
     for e in &l.entries {
-        s.push_str(&format!("{} {} {} {}\n", e.uid, e.size, e.mtime, e.base));
+        let flags = e.flags.as_deref().unwrap_or("-");
+        s.push_str(&format!("{} {} {} {} {flags} {}\n", e.uid, e.size, e.mtime, e.modseq, e.base));
+    }
+    for (uid, m) in &l.vanished {
+        s.push_str(&format!("X {uid} {m}\n"));
     }
     s
 }
@@ -213,16 +284,57 @@ pub fn path_of(dir: &Path, f: &Found) -> PathBuf {
 /// list and the files found (each with a UID in the list, unless it could
 /// not be measured: those are logged and left out).
 ///
-/// The fast path (every file known) takes no lock and writes nothing.
+/// Every change found is recorded with one new modseq: new files, flags in
+/// a name that differ from those the list recorded (whoever renamed it:
+/// POP3, another session, another program), and listed names gone from both
+/// directories (kept as tombstones for VANISHED).
+///
+/// The fast path (every file known with the flags recorded, every entry
+/// present) takes no lock and writes nothing.
 pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found>), StoreError> {
     let found = scan(dir)?;
     if let Read_::Ok(list) = read_list(dir)? {
-        let known: HashSet<&str> = list.entries.iter().map(|e| e.base.as_str()).collect();
-        if found.iter().all(|f| known.contains(f.base())) {
+        if up_to_date(&list, &found) {
             return Ok((list, found));
         }
     }
     let _l = lock(dir)?;
+    sync_locked(dir, log)
+}
+
+/// Whether the list already says all the scan shows.
+fn up_to_date(list: &UidList, found: &[Found]) -> bool {
+    let mut files: HashMap<&str, &Found> = HashMap::with_capacity(found.len());
+    for f in found {
+        // cur/ wins over new/, as everywhere (a copy in both is a half-done move).
+        if !f.in_new || !files.contains_key(f.base()) {
+            files.insert(f.base(), f);
+        }
+    }
+    files.len() == list.entries.len()
+        && list
+            .entries
+            .iter()
+            .all(|e| files.get(e.base.as_str()).is_some_and(|f| e.flags.as_deref().is_some_and(|k| same_flags(k, &f.name))))
+}
+
+/// `flags_key(name) == recorded`, without building the key for the usual
+/// name whose letters are already in order (SELECT of a big folder).
+fn same_flags(recorded: &str, name: &str) -> bool {
+    let info = name.split_once(":2,").map_or("", |(_, i)| i);
+    let b = info.as_bytes();
+    if b.is_empty() {
+        return recorded == "-";
+    }
+    if b.iter().all(u8::is_ascii_alphabetic) && b.windows(2).all(|w| w[0] < w[1]) {
+        return recorded == info;
+    }
+    recorded == flags_key(name)
+}
+
+/// `sync` for a caller that holds the folder's lock (STORE, which renames
+/// and records under it so that UNCHANGEDSINCE sees no change slip between).
+pub fn sync_locked(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found>), StoreError> {
     // Listed again under the lock: the files another writer numbered meanwhile
     // are in the list we read now.
     let found = scan(dir)?;
@@ -240,7 +352,8 @@ pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found
                     dir.join(LIST_FILE).display()
                 ));
             }
-            UidList { uidvalidity: v, uidnext: 1, entries: Vec::new() }
+            // A new UIDVALIDITY: clients drop what they knew, modseqs start again.
+            UidList { uidvalidity: v, uidnext: 1, ..UidList::default() }
         }
     };
     let mut found = found;
@@ -252,11 +365,48 @@ pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found
         let again = scan(dir)?;
         found.extend(again.into_iter().filter(|f| !seen.contains(f.base())));
     }
-    let present: HashSet<&str> = found.iter().map(Found::base).collect();
-    // Names gone from both directories are dropped (expunged).
+    // One modseq for everything this look finds changed.
+    let next = list.highest_modseq + 1;
+    let mut bumped = false;
+    let mut names: HashMap<&str, &Found> = HashMap::with_capacity(found.len());
+    for f in &found {
+        if !f.in_new || !names.contains_key(f.base()) {
+            names.insert(f.base(), f);
+        }
+    }
+    // Names gone from both directories are expunged: remembered as tombstones.
     let before = list.entries.len();
-    list.entries.retain(|e| present.contains(e.base.as_str()));
-    dirty |= list.entries.len() != before;
+    let mut gone = Vec::new();
+    list.entries.retain(|e| {
+        let keep = names.contains_key(e.base.as_str());
+        if !keep {
+            gone.push((e.uid, next));
+        }
+        keep
+    });
+    if list.entries.len() != before {
+        list.vanished.extend(gone);
+        dirty = true;
+        bumped = true;
+    }
+    // Flags changed by anyone since the list last looked.
+    for e in &mut list.entries {
+        let key = flags_key(&names[e.base.as_str()].name);
+        match &e.flags {
+            Some(k) if *k == key => {}
+            // A version 1 list: record what is there, no change to report.
+            None => {
+                e.flags = Some(key);
+                dirty = true;
+            }
+            Some(_) => {
+                e.flags = Some(key);
+                e.modseq = next;
+                dirty = true;
+                bumped = true;
+            }
+        }
+    }
     let known: HashSet<String> = list.entries.iter().map(|e| e.base.clone()).collect();
     let mut fresh: Vec<&Found> = found.iter().filter(|f| !known.contains(f.base())).collect();
     // Seen in both new/ and cur/ (moved while we listed): cur/ is where it went.
@@ -267,9 +417,17 @@ pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found
         let p = path_of(dir, f);
         match measure(&p, &f.name) {
             Ok((size, mtime)) => {
-                list.entries.push(Entry { uid: list.uidnext, size, mtime, base: f.base().to_string() });
+                list.entries.push(Entry {
+                    uid: list.uidnext,
+                    size,
+                    mtime,
+                    modseq: next,
+                    flags: Some(flags_key(&f.name)),
+                    base: f.base().to_string(),
+                });
                 list.uidnext += 1;
                 dirty = true;
+                bumped = true;
             }
             // Moved away between the listing and now: the next look finds it.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -281,12 +439,27 @@ pub fn sync(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<(UidList, Vec<Found
             }
         }
     }
+    if bumped {
+        list.highest_modseq = next;
+    }
+    prune(&mut list);
     // Nothing new (only files that cannot be read): no rewrite, no fsync.
     if dirty {
         save(dir, &list)?;
     }
     let found = found.into_iter().filter(|f| !bad.contains(f.base())).collect();
     Ok((list, found))
+}
+
+/// Keep at most MAX_TOMBSTONES, forgetting the oldest; `pruned_modseq` says
+/// up to where VANISHED can no longer be exact.
+fn prune(list: &mut UidList) {
+    if list.vanished.len() > MAX_TOMBSTONES {
+        let cut = list.vanished.len() - MAX_TOMBSTONES;
+        let top = list.vanished[..cut].iter().map(|v| v.1).max().unwrap_or(0);
+        list.pruned_modseq = list.pruned_modseq.max(top);
+        list.vanished.drain(..cut);
+    }
 }
 
 /// Write the list (atomically, durably). Call with the lock held.
@@ -305,7 +478,7 @@ pub fn load_locked(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<UidList, Sto
     .or_else(|_| {
         let v = next_uidvalidity(root_of(dir))?;
         log(&format!("{}: UID list missing or unreadable; new UIDVALIDITY {v}", dir.join(LIST_FILE).display()));
-        Ok(UidList { uidvalidity: v, uidnext: 1, entries: Vec::new() })
+        Ok(UidList { uidvalidity: v, uidnext: 1, ..UidList::default() })
     })
 }
 
@@ -339,12 +512,19 @@ pub(crate) mod tests {
         assert_eq!(uid(&l, "200.M1P1Q1.h"), Some(2));
         assert_eq!(l.entries[0].size, 3, "counted with CRLF");
         assert_eq!(l.entries[1].size, 4, "from ,W=");
-        // POP3 moves new -> cur, a client sets flags: same UIDs, no rewrite.
-        fs::rename(d.join("new/200.M1P1Q1.h,S=3,W=4"), d.join("cur/200.M1P1Q1.h,S=3,W=4:2,FS")).unwrap();
+        assert_eq!((l.highest_modseq, l.entries[0].modseq, l.entries[1].modseq), (1, 1, 1), "one look, one modseq");
+        // POP3 moves new -> cur: same UIDs, no rewrite.
+        fs::rename(d.join("new/200.M1P1Q1.h,S=3,W=4"), d.join("cur/200.M1P1Q1.h,S=3,W=4:2,")).unwrap();
         let before = fs::metadata(d.join(LIST_FILE)).unwrap().ino();
         let (l2, _) = sync(&d, &mut log).unwrap();
         assert_eq!(l2, l);
         assert_eq!(fs::metadata(d.join(LIST_FILE)).unwrap().ino(), before, "fast path writes nothing");
+        // Another program sets flags: same UID, a new modseq for that one only.
+        fs::rename(d.join("cur/200.M1P1Q1.h,S=3,W=4:2,"), d.join("cur/200.M1P1Q1.h,S=3,W=4:2,SF")).unwrap();
+        let (l2, _) = sync(&d, &mut log).unwrap();
+        assert_eq!((l2.highest_modseq, l2.entries[0].modseq, l2.entries[1].modseq), (2, 1, 2));
+        assert_eq!(l2.entries[1].flags.as_deref(), Some("FS"), "letters in any order mean the same");
+        assert_eq!(sync(&d, &mut log).unwrap().0, l2, "recorded once");
         // Expunged by POP3, then a new one: UIDs never reused.
         fs::remove_file(d.join("cur/100.M1P1Q1.h:2,S")).unwrap();
         fs::write(d.join("new/050.M1P1Q1.h"), b"x").unwrap();
@@ -353,6 +533,12 @@ pub(crate) mod tests {
         assert_eq!(uid(&l3, "050.M1P1Q1.h"), Some(3), "an older name found later still gets the next UID");
         assert_eq!(uid(&l3, "100.M1P1Q1.h"), None);
         assert_eq!(l3.uidvalidity, l.uidvalidity);
+        // The expunge and the arrival: one new modseq, and a tombstone.
+        assert_eq!(l3.highest_modseq, 3);
+        assert_eq!(l3.vanished, vec![(1, 3)]);
+        assert_eq!(l3.entries.iter().find(|e| e.uid == 3).map(|e| e.modseq), Some(3));
+        // It all survives a reread (restart) as written.
+        assert_eq!(parse(&render(&l3)), Some(l3.clone()));
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -377,6 +563,72 @@ pub(crate) mod tests {
             assert!(parse(bad).is_none(), "{bad:?}");
         }
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn flag_keys_ignore_order_and_non_letters() {
+        for (name, key) in
+            [("a", "-"), ("a:2,", "-"), ("a:2,S", "S"), ("a:2,SF", "FS"), ("a:2,FFS", "FS"), ("a:2,Sa", "Sa"), ("a:2,S,x", "Sx")]
+        {
+            assert_eq!(flags_key(name), key, "{name}");
+            assert!(same_flags(key, name), "{name}");
+            assert!(!same_flags("T", name), "{name}");
+        }
+    }
+
+    #[test]
+    fn version_1_lists_are_upgraded_keeping_uids() {
+        let d = crate::testing::scratch_dir("uidlist-v1");
+        maildir(&d);
+        fs::write(d.join("cur/1.a:2,S"), b"x").unwrap();
+        fs::write(d.join("cur/2.b:2,"), b"y").unwrap();
+        fs::write(d.join(LIST_FILE), b"postern-uidlist 1 77 9\n4 1 5 1.a\n8 1 5 2.b\n").unwrap();
+        let (l, _) = sync(&d, &mut |l| panic!("{l}")).unwrap();
+        assert_eq!((l.uidvalidity, l.uidnext, l.highest_modseq), (77, 9, 1));
+        assert_eq!(
+            l.entries.iter().map(|e| (e.uid, e.modseq, e.flags.clone().unwrap())).collect::<Vec<_>>(),
+            vec![(4, 1, "S".into()), (8, 1, "-".into())]
+        );
+        assert!(fs::read_to_string(d.join(LIST_FILE)).unwrap().starts_with("postern-uidlist 2 77 9 1 0\n"));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_rebuilt_list_restarts_modseqs_and_forgets_tombstones() {
+        let d = crate::testing::scratch_dir("uidlist-rebuild");
+        maildir(&d);
+        for i in 0..3 {
+            fs::write(d.join(format!("new/{i}.x")), b"m").unwrap();
+            sync(&d, &mut |_| {}).unwrap();
+        }
+        fs::remove_file(d.join("new/0.x")).unwrap();
+        let (l, _) = sync(&d, &mut |_| {}).unwrap();
+        assert_eq!((l.highest_modseq, l.vanished.clone()), (4, vec![(1, 4)]));
+        fs::write(d.join(LIST_FILE), b"postern-uidlist 2 5 9 3 0\n1 1 1 9 - a\n").unwrap();
+        let (r, _) = sync(&d, &mut |_| {}).unwrap();
+        assert!(r.uidvalidity > l.uidvalidity);
+        assert_eq!((r.highest_modseq, r.pruned_modseq, r.vanished.len()), (1, 0, 0));
+        assert!(r.entries.iter().all(|e| e.modseq == 1));
+        for bad in [
+            "postern-uidlist 2 5 9 3\n",
+            "postern-uidlist 2 5 9 3 4\n",
+            "postern-uidlist 2 5 9 3 0\nX 1 4\n",
+            "postern-uidlist 2 5 9 3 0\nX 1 2\n1 1 1 1 - a\n",
+        ] {
+            assert!(parse(bad).is_none(), "{bad:?}");
+        }
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn tombstones_are_bounded_and_say_where_they_stop() {
+        let mut l = UidList { uidvalidity: 1, uidnext: 10_000, highest_modseq: 9000, ..UidList::default() };
+        l.vanished = (1..=MAX_TOMBSTONES as u32 + 10).map(|u| (u, u as u64)).collect();
+        prune(&mut l);
+        assert_eq!(l.vanished.len(), MAX_TOMBSTONES);
+        assert_eq!(l.pruned_modseq, 10);
+        assert_eq!(l.vanished[0], (11, 11));
+        assert_eq!(parse(&render(&l)), Some(l));
     }
 
     #[test]

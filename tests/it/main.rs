@@ -41,6 +41,7 @@ mod pop3;
 mod imap;
 mod imap_bad;
 mod imap_clients;
+mod imap_condstore;
 
 // Remote delivery
 mod mtasts;
