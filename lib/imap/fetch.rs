@@ -85,6 +85,19 @@ pub fn write_item(out: &mut Vec<u8>, att: &FetchAtt, ctx: &FetchCtx<'_>) {
     }
 }
 
+/// Whether the item needs no more than the header block, so the header
+/// cache (`cache::Headers`) can serve it.
+pub fn header_only(att: &FetchAtt) -> bool {
+    match att {
+        FetchAtt::Envelope | FetchAtt::Rfc822Header => true,
+        FetchAtt::BodySection { section, .. } => {
+            section.part.is_empty()
+                && matches!(section.text, SectionText::Header | SectionText::HeaderFields(_) | SectionText::HeaderFieldsNot(_))
+        }
+        a => !a.needs_file(),
+    }
+}
+
 /// `<origin>` and the (partial) bytes as a literal (`~{n}` for BINARY with NUL).
 fn write_partial(out: &mut Vec<u8>, bytes: &[u8], partial: Option<(u64, u32)>, binary: bool) {
     let slice = match partial {
@@ -194,16 +207,33 @@ pub fn section_bytes(d: &[u8], s: &Section) -> Vec<u8> {
 }
 
 /// HEADER.FIELDS (or .NOT): the chosen fields as written, then the blank line.
+/// One pass over the lines, no allocation per field: a client listing a
+/// folder asks this of every message.
 fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    for f in crate::message::headers::fields(header) {
-        if names.iter().any(|n| n.eq_ignore_ascii_case(&f.name)) != not {
-            out.extend_from_slice(&header[f.range]);
+    let mut out = Vec::with_capacity(256);
+    let (mut pos, mut keep, mut prev) = (0, false, 0u8);
+    while pos < header.len() {
+        let end = header[pos..].iter().position(|&b| b == b'\n').map_or(header.len(), |i| pos + i + 1);
+        let line = &header[pos..end];
+        // A line starting with white space continues the field before it.
+        if pos == 0 || (line[0] != b' ' && line[0] != b'\t') {
+            let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+            let name = line[..colon].trim_ascii_end();
+            keep = names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name)) != not;
         }
+        if keep {
+            for &b in line {
+                if b == b'\n' && prev != b'\r' {
+                    out.push(b'\r');
+                }
+                out.push(b);
+                prev = b;
+            }
+        }
+        pos = end;
     }
-    let mut v = crlf(&out);
-    v.extend_from_slice(b"\r\n");
-    v
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// BINARY[part]: the part's content with base64 or quoted-printable undone.
