@@ -218,9 +218,9 @@ mod tests {
 
     #[test]
     fn records_parse_and_tails_are_told_apart() {
-        let d = b"a.b 10 5\nX: 1\n\n\nc.d 3 1\n\n\n";
+        let d = b"a.b 10 6\nX: 1\n\n\nc.d 3 1\n\n\n";
         let (base, size, off, len, next) = record(d).unwrap();
-        assert_eq!((base, size, &d[off..off + len], next), ("a.b", 10, &b"X: 1\n\n"[..], 15));
+        assert_eq!((base, size, &d[off..off + len], next), ("a.b", 10, &b"X: 1\n\n"[..], 16));
         assert_eq!(record(&d[next..]).unwrap().0, "c.d");
         // cut anywhere inside the second record: torn, not damage
         for cut in next..d.len() {
@@ -228,6 +228,6 @@ mod tests {
             assert!(torn_tail(&d[next..cut]), "cut at {cut}");
         }
         assert!(!torn_tail(b"garbage here\nmore"));
-        assert!(record(b"a.b 10 5\nX: 1\n\nZ").is_none());
+        assert!(record(b"a.b 10 6\nX: 1\n\nZ").is_none());
     }
 }

@@ -52,6 +52,10 @@ pub fn write_item(out: &mut Vec<u8>, att: &FetchAtt, ctx: &FetchCtx<'_>) {
                 None => out.extend_from_slice(b"NIL"),
             }
         }
+        FetchAtt::BodySection { section, partial: None, .. } if section.part.is_empty() && section.text == SectionText::Whole => {
+            out.extend_from_slice(b"BODY[] ");
+            write_crlf_literal(out, data.unwrap_or_default());
+        }
         FetchAtt::BodySection { section, partial, .. } => {
             out.extend_from_slice(format!("BODY[{section}]").as_bytes());
             let bytes = data.map(|d| section_bytes(d, section)).unwrap_or_default();
@@ -59,7 +63,7 @@ pub fn write_item(out: &mut Vec<u8>, att: &FetchAtt, ctx: &FetchCtx<'_>) {
         }
         FetchAtt::Rfc822 => {
             out.extend_from_slice(b"RFC822 ");
-            write_literal(out, &crlf(data.unwrap_or_default()));
+            write_crlf_literal(out, data.unwrap_or_default());
         }
         FetchAtt::Rfc822Header => {
             out.extend_from_slice(b"RFC822.HEADER ");
@@ -126,17 +130,40 @@ pub fn internal_date(t: i64) -> String {
 
 /// Bytes with every bare LF as CR LF.
 pub fn crlf(data: &[u8]) -> Vec<u8> {
-    let mut cr = false;
-    let mut out = Vec::with_capacity(crlf_size(data, &mut cr) as usize);
-    let mut prev = 0u8;
-    for &b in data {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
+    let mut out = Vec::with_capacity(crlf_len(data));
+    crlf_into(&mut out, data);
     out
+}
+
+/// The length of `crlf(data)`.
+fn crlf_len(data: &[u8]) -> usize {
+    let mut cr = false;
+    crlf_size(data, &mut cr) as usize
+}
+
+/// Append `crlf(data)` to `out`, line by line rather than byte by byte (a
+/// full FETCH sends every byte of the folder through here).
+fn crlf_into(out: &mut Vec<u8>, data: &[u8]) {
+    let mut start = 0;
+    while let Some(k) = data[start..].iter().position(|&b| b == b'\n') {
+        let nl = start + k;
+        if nl > 0 && data[nl - 1] == b'\r' {
+            out.extend_from_slice(&data[start..=nl]);
+        } else {
+            out.extend_from_slice(&data[start..nl]);
+            out.extend_from_slice(b"\r\n");
+        }
+        start = nl + 1;
+    }
+    out.extend_from_slice(&data[start..]);
+}
+
+/// A literal of `crlf(data)`, converted straight into `out`.
+fn write_crlf_literal(out: &mut Vec<u8>, data: &[u8]) {
+    let n = crlf_len(data);
+    out.reserve(n + 16);
+    out.extend_from_slice(format!("{{{n}}}\r\n").as_bytes());
+    crlf_into(out, data);
 }
 
 /// `{n}\r\n` and the bytes.
