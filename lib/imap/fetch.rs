@@ -135,8 +135,12 @@ pub fn crlf(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The length of `crlf(data)`.
+/// The length of `crlf(data)`. Maildir files hold bare LF: counting those
+/// is enough when there is no CR at all.
 fn crlf_len(data: &[u8]) -> usize {
+    if memchr::memchr(b'\r', data).is_none() {
+        return data.len() + memchr::memchr_iter(b'\n', data).count();
+    }
     let mut cr = false;
     crlf_size(data, &mut cr) as usize
 }
@@ -145,8 +149,7 @@ fn crlf_len(data: &[u8]) -> usize {
 /// full FETCH sends every byte of the folder through here).
 fn crlf_into(out: &mut Vec<u8>, data: &[u8]) {
     let mut start = 0;
-    while let Some(k) = data[start..].iter().position(|&b| b == b'\n') {
-        let nl = start + k;
+    for nl in memchr::memchr_iter(b'\n', data) {
         if nl > 0 && data[nl - 1] == b'\r' {
             out.extend_from_slice(&data[start..=nl]);
         } else {

@@ -99,7 +99,7 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
         let (lo, up) = (needle[0].to_ascii_lowercase(), needle[0].to_ascii_uppercase());
         let Some(last) = hay.len().checked_sub(needle.len()) else { return false };
         let mut i = 0;
-        while let Some(k) = hay[i..=last].iter().position(|&b| b == lo || b == up) {
+        while let Some(k) = memchr::memchr2(lo, up, &hay[i..=last]) {
             let at = i + k;
             if hay[at..at + needle.len()].eq_ignore_ascii_case(needle) {
                 return true;
