@@ -213,6 +213,7 @@ impl<'a> Imapd<'a> {
         self.updates(true, false);
         self.net.write(b"+ idling\r\n");
         self.net.flush()?;
+        crate::os::sys::release_free_memory();
         let deadline = std::time::Instant::now() + self.timeout;
         loop {
             if let Some(line) = self.input.take_line() {
