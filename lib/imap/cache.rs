@@ -17,7 +17,7 @@
 use super::fetch::mime;
 use super::mailbox::{Mailbox, Message};
 use super::StoreError;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::ops::Deref;
@@ -157,11 +157,11 @@ impl Headers {
                 OpenOptions::new().append(true).create(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&p).map_err(StoreError::io(&p))?;
             return f.write_all(&self.pending).map_err(StoreError::io(&p));
         }
-        let keep: HashSet<&str> = mb.messages().iter().map(Message::base).collect();
+        let keep: HashMap<&str, u64> = mb.messages().iter().map(|m| (m.base(), m.size)).collect();
         let mut out = Vec::new();
         if let Some(map) = &self.map {
             for (base, &(size, off, len)) in &self.index {
-                if keep.contains(&**base) {
+                if keep.get(&**base) == Some(&size) {
                     out.extend_from_slice(format!("{base} {size} {len}\n").as_bytes());
                     out.extend_from_slice(&map[off..off + len]);
                     out.push(b'\n');

@@ -39,6 +39,7 @@ mod pop3;
 // IMAP
 mod imap;
 mod imap_bad;
+mod imap_cache;
 mod imap_clients;
 
 // Remote delivery
