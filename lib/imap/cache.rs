@@ -99,8 +99,7 @@ pub struct Headers {
 impl Headers {
     /// Load the folder's cache; a missing or unreadable one is empty.
     pub fn open(dir: &Path) -> Headers {
-        let mut h =
-            Headers { dir: dir.to_path_buf(), map: None, index: HashMap::new(), records: 0, broken: false, pending: Vec::new() };
+        let mut h = Headers { dir: dir.to_path_buf(), map: None, index: HashMap::new(), records: 0, broken: false, pending: Vec::new() };
         let Ok(f) = File::open(dir.join(CACHE_FILE)) else { return h };
         let Ok(map) = crate::os::sys::map_file(&f) else { return h };
         let mut i = 0;
@@ -153,8 +152,13 @@ impl Headers {
         }
         let p = self.dir.join(CACHE_FILE);
         if !self.broken && self.records <= 2 * live + 256 {
-            let mut f =
-                OpenOptions::new().append(true).create(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&p).map_err(StoreError::io(&p))?;
+            let mut f = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&p)
+                .map_err(StoreError::io(&p))?;
             return f.write_all(&self.pending).map_err(StoreError::io(&p));
         }
         let keep: HashMap<&str, u64> = mb.messages().iter().map(|m| (m.base(), m.size)).collect();
