@@ -2,7 +2,7 @@
 servers a sysadmin would pick instead, on this machine, in one run.
 
 Peers: Postfix (SMTP -> Maildir through a virtual domain, default durability) and
-Dovecot POP3 (on Maildirs filled exactly like postern's). Both run as private
+Dovecot POP3 and IMAP (on Maildirs filled exactly like postern's). Both run as private
 instances under one temporary directory, on 127.0.0.1 and high ports:
   - Postfix: `postfix -c DIR start` with its own main.cf/master.cf in DIR and its
     own queue_directory and data_directory; nothing in /etc/postfix is read or
@@ -28,7 +28,15 @@ row after one discarded warm-up run per server, then `runs` runs (default 5):
      postern signing each with an RSA DKIM key;
   5. POP3 with Python's poplib: login+STAT+UIDL of 10,000 messages (first and
      second login), RETR of all 10,000, 10 concurrent clients on 1,000 each;
-  6. the machine's own limits from the same run: durable creates per second
+  6. IMAP (`--only imap` runs just these), plain IMAP on loopback against Dovecot's
+     imap (ssl = no; postern's instance has no certificate, so LOGIN in the clear),
+     a thin socket client timing each command and checking every answer:
+     login+SELECT of 10,000 x 2 KiB (the first after filling, on a fresh copy each
+     run, and a later one), FETCH FLAGS, UID FETCH of three header fields, FETCH
+     BODY.PEEK[] of the 10,000 and of a mix of 1,000 with base64 attachments,
+     SEARCH SUBJECT and SEARCH BODY, 10 clients at once on mailboxes of 1,000 each,
+     and RSS/PSS of 1 and 100 sessions in IDLE;
+  7. the machine's own limits from the same run: durable creates per second
      (create + write 2 KiB + fsync + close + fsync of the directory, 1 and 8
      writers in one directory), forks per second (fork + exit, and fork + exec).
 
@@ -36,8 +44,8 @@ Each row prints its median with the spread (min-max) of the runs beside it, the
 ratio of the medians, the goal (issue 14) and the verdict: met when the median
 ratio meets the goal and postern's slowest run still beats the peer's fastest.
 
-Root is required (apt-get installs postfix, dovecot-core and dovecot-pop3d when
-missing; the postern instance runs as a system install would).
+Root is required (apt-get installs postfix, dovecot-core, dovecot-pop3d and
+dovecot-imapd when missing; the postern instance runs as a system install would).
 """
 import ctypes, ctypes.util, os, poplib, select, shutil, signal, socket, statistics, struct
 import subprocess, sys, tempfile, threading, time
@@ -282,7 +290,8 @@ class Postern:
     its SMTP listener allowing 100 sessions (the instance's default is 10)."""
 
     def __init__(self, base, tag, users=("u",), smtp=True, start=True, relay=None, control=None, dkim=False, imap=False):
-        """imap: also serve plain IMAP on imap_port; relay: (sink port, concurrency) to relay everything from 127.0.0.1 to
+        """imap: also serve plain IMAP on imap_port; relay: (sink port, concurrency) to
+        relay everything from 127.0.0.1 to
         smtp-sink through an [IP] smtproute; control: extra control files;
         dkim: an RSA key for sender.test (the sender smtp-source writes), so a
         relay client's messages are signed."""
