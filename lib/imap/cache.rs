@@ -25,6 +25,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub const CACHE_FILE: &str = "postern-headers";
+/// Loading the cache costs about what reading a few dozen messages does: a
+/// FETCH of fewer (a client asking for the mail that just came) reads them.
+pub const MIN_MESSAGES: usize = 32;
 /// Larger headers are read from the message each time.
 const MAX_HEADER: usize = 64 * 1024;
 /// Files up to this size are read; larger ones mapped.

@@ -578,7 +578,8 @@ impl<'a> Imapd<'a> {
             }
         }
         let mut out = Vec::new();
-        let mut headers = (needs_file && atts.iter().all(fetch::header_only)).then(|| Headers::open(&sel.mb.dir));
+        let mut headers =
+            (needs_file && uids.len() >= cache::MIN_MESSAGES && atts.iter().all(fetch::header_only)).then(|| Headers::open(&sel.mb.dir));
         for &u in uids {
             let mb = &self.selected.as_ref().expect("selected").mb;
             let Some(n) = mb.msn(u) else { continue };
@@ -627,7 +628,7 @@ impl<'a> Imapd<'a> {
         let keywords = mb.keyword_names();
         let max_uid = msgs.last().map(|m| m.uid).unwrap_or(0);
         let needs = key.needs_header();
-        let mut headers = (needs && !key.needs_body()).then(|| Headers::open(&mb.dir));
+        let mut headers = (needs && !key.needs_body() && msgs.len() >= cache::MIN_MESSAGES).then(|| Headers::open(&mb.dir));
         let mut hits = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
             let map = if needs {

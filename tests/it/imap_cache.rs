@@ -49,10 +49,14 @@ fn base_of(md: &std::path::Path, subject: &str) -> (String, std::path::PathBuf) 
 #[test]
 fn header_fetch_and_search_stay_true_while_the_maildir_changes_under_the_cache() {
     let i = imap_instance("imapcache", &[("alice", "pw-a")]);
-    i.deliver("alice", &[message("one", "first"), message("two", "second"), message("three", "third")]);
+    // Enough messages for the cache to be used (cache::MIN_MESSAGES).
+    let fillers: Vec<String> = (0..37).map(|k| format!("filler {k}")).collect();
+    let mut msgs = vec![message("one", "first"), message("two", "second"), message("three", "third")];
+    msgs.extend(fillers.iter().map(|s| message(s, "more")));
+    i.deliver("alice", &msgs);
     let f = listing(&i);
     let log = i.imap_log();
-    assert_eq!(f["subjects"], "one,two,three", "{f:?}\n{log}");
+    assert_eq!(f["subjects"], format!("one,two,three,{}", fillers.join(",")), "{f:?}\n{log}");
     assert_eq!((f["search_two"].as_str(), f["search_four"].as_str()), ("2", "-"), "{f:?}");
     let md = i.maildir("alice");
     let cache = md.join("postern-headers");
@@ -73,10 +77,14 @@ fn header_fetch_and_search_stay_true_while_the_maildir_changes_under_the_cache()
 
     let f = listing(&i);
     let log = i.imap_log();
-    assert_eq!(f["exists"], "3", "{f:?}\n{log}");
-    assert_eq!(f["subjects"], "two,three,four", "the files' own headers, never the forged record: {f:?}\n{log}");
+    assert_eq!(f["exists"], "40", "{f:?}\n{log}");
+    assert_eq!(
+        f["subjects"],
+        format!("two,three,{},four", fillers.join(",")),
+        "the files' own headers, never the forged record: {f:?}\n{log}"
+    );
     assert!(f["envelope1"].contains("\"two\""), "{f:?}");
-    assert_eq!((f["search_two"].as_str(), f["search_four"].as_str(), f["search_one"].as_str()), ("1", "3", "-"), "{f:?}");
+    assert_eq!((f["search_two"].as_str(), f["search_four"].as_str(), f["search_one"].as_str()), ("1", "40", "-"), "{f:?}");
     // The garbled file was rewritten: only the folder's messages, at their sizes.
     let text = fs::read_to_string(&cache).unwrap();
     assert!(!text.contains("forged") && !text.contains("not a record") && !text.contains(&format!("{one} ")), "{text}");
