@@ -1335,7 +1335,7 @@ def main(quick=False, runs=5, markdown=None, only=None):
     load0 = loadavg()
     print(f"machine: {machine_line}")
     print(f"date: {date}")
-    print(f"peers: Postfix {versions} (virtual -> Maildir; relay to smtp-sink), Dovecot {dv} (POP3); "
+    print(f"peers: Postfix {versions} (virtual -> Maildir; relay to smtp-sink), Dovecot {dv} (POP3, IMAP); "
           f"one discarded warm-up run per server and row, then {runs} alternating run(s), median (min-max); "
           f"{'--quick: counts / 5' if quick else 'full counts'}", flush=True)
     def term(*_):
