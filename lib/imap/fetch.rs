@@ -53,6 +53,10 @@ pub fn write_item(out: &mut Vec<u8>, att: &FetchAtt, ctx: &FetchCtx<'_>) {
                 None => out.extend_from_slice(b"NIL"),
             }
         }
+        FetchAtt::BodySection { section, partial: None, .. } if section.part.is_empty() && section.text == SectionText::Whole => {
+            out.extend_from_slice(b"BODY[] ");
+            write_crlf_literal(out, data.unwrap_or_default());
+        }
         FetchAtt::BodySection { section, partial, .. } => {
             out.extend_from_slice(format!("BODY[{section}]").as_bytes());
             let bytes = data.map(|d| section_bytes(d, section)).unwrap_or_default();
@@ -60,7 +64,7 @@ pub fn write_item(out: &mut Vec<u8>, att: &FetchAtt, ctx: &FetchCtx<'_>) {
         }
         FetchAtt::Rfc822 => {
             out.extend_from_slice(b"RFC822 ");
-            write_literal(out, &crlf(data.unwrap_or_default()));
+            write_crlf_literal(out, data.unwrap_or_default());
         }
         FetchAtt::Rfc822Header => {
             out.extend_from_slice(b"RFC822.HEADER ");
@@ -83,6 +87,19 @@ pub fn write_item(out: &mut Vec<u8>, att: &FetchAtt, ctx: &FetchCtx<'_>) {
             let n = data.map(|d| binary(d, part).len()).unwrap_or(0);
             out.extend_from_slice(format!("BINARY.SIZE[{}] {n}", s.join(".")).as_bytes());
         }
+    }
+}
+
+/// Whether the item needs no more than the header block, so the header
+/// cache (`cache::Headers`) can serve it.
+pub fn header_only(att: &FetchAtt) -> bool {
+    match att {
+        FetchAtt::Envelope | FetchAtt::Rfc822Header => true,
+        FetchAtt::BodySection { section, .. } => {
+            section.part.is_empty()
+                && matches!(section.text, SectionText::Header | SectionText::HeaderFields(_) | SectionText::HeaderFieldsNot(_))
+        }
+        a => !a.needs_file(),
     }
 }
 
@@ -114,17 +131,43 @@ pub fn internal_date(t: i64) -> String {
 
 /// Bytes with every bare LF as CR LF.
 pub fn crlf(data: &[u8]) -> Vec<u8> {
-    let mut cr = false;
-    let mut out = Vec::with_capacity(crlf_size(data, &mut cr) as usize);
-    let mut prev = 0u8;
-    for &b in data {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
+    let mut out = Vec::with_capacity(crlf_len(data));
+    crlf_into(&mut out, data);
     out
+}
+
+/// The length of `crlf(data)`. Maildir files hold bare LF: counting those
+/// is enough when there is no CR at all.
+fn crlf_len(data: &[u8]) -> usize {
+    if memchr::memchr(b'\r', data).is_none() {
+        return data.len() + memchr::memchr_iter(b'\n', data).count();
+    }
+    let mut cr = false;
+    crlf_size(data, &mut cr) as usize
+}
+
+/// Append `crlf(data)` to `out`, line by line rather than byte by byte (a
+/// full FETCH sends every byte of the folder through here).
+fn crlf_into(out: &mut Vec<u8>, data: &[u8]) {
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', data) {
+        if nl > 0 && data[nl - 1] == b'\r' {
+            out.extend_from_slice(&data[start..=nl]);
+        } else {
+            out.extend_from_slice(&data[start..nl]);
+            out.extend_from_slice(b"\r\n");
+        }
+        start = nl + 1;
+    }
+    out.extend_from_slice(&data[start..]);
+}
+
+/// A literal of `crlf(data)`, converted straight into `out`.
+fn write_crlf_literal(out: &mut Vec<u8>, data: &[u8]) {
+    let n = crlf_len(data);
+    out.reserve(n + 16);
+    out.extend_from_slice(format!("{{{n}}}\r\n").as_bytes());
+    crlf_into(out, data);
 }
 
 /// `{n}\r\n` and the bytes.
@@ -195,16 +238,33 @@ pub fn section_bytes(d: &[u8], s: &Section) -> Vec<u8> {
 }
 
 /// HEADER.FIELDS (or .NOT): the chosen fields as written, then the blank line.
+/// One pass over the lines, no allocation per field: a client listing a
+/// folder asks this of every message.
 fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    for f in crate::message::headers::fields(header) {
-        if names.iter().any(|n| n.eq_ignore_ascii_case(&f.name)) != not {
-            out.extend_from_slice(&header[f.range]);
+    let mut out = Vec::with_capacity(256);
+    let (mut pos, mut keep, mut prev) = (0, false, 0u8);
+    while pos < header.len() {
+        let end = header[pos..].iter().position(|&b| b == b'\n').map_or(header.len(), |i| pos + i + 1);
+        let line = &header[pos..end];
+        // A line starting with white space continues the field before it.
+        if pos == 0 || (line[0] != b' ' && line[0] != b'\t') {
+            let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+            let name = line[..colon].trim_ascii_end();
+            keep = names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name)) != not;
         }
+        if keep {
+            for &b in line {
+                if b == b'\n' && prev != b'\r' {
+                    out.push(b'\r');
+                }
+                out.push(b);
+                prev = b;
+            }
+        }
+        pos = end;
     }
-    let mut v = crlf(&out);
-    v.extend_from_slice(b"\r\n");
-    v
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// BINARY[part]: the part's content with base64 or quoted-printable undone.

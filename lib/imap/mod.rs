@@ -10,7 +10,10 @@
 //!   APPEND, COPY, MOVE, STATUS.
 //! - `fetch`: FETCH item values (ENVELOPE, BODYSTRUCTURE, BODY[section]...).
 //! - `search`: SEARCH keys evaluated against a message.
+//! - `cache`: reading messages for FETCH and SEARCH, and the per-folder
+//!   header cache.
 
+pub mod cache;
 pub mod fetch;
 pub mod folders;
 pub mod mailbox;

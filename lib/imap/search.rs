@@ -4,8 +4,10 @@
 //! the session maps the file only when `SearchKey::needs_header` says so, and
 //! header keys look only at the header section. Header keys match raw values
 //! case-insensitively, then values with RFC 2047 words decoded (by
-//! mail-parser) when the raw one contains any; BODY and TEXT match the text
-//! parts decoded (transfer encoding and charset undone), else the raw body.
+//! mail-parser) when the raw one contains any; BODY and TEXT match the parts
+//! as written, else the text parts decoded (transfer encoding and charset
+//! undone). Neither looks into binary attachments (application, image,
+//! audio, video).
 
 use super::fetch::{field_value, mime};
 use super::mailbox::{Message, ANSWERED, DELETED, DRAFT, FLAGGED, SEEN};
@@ -96,11 +98,16 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     if needle.is_ascii() {
         // Candidates by their first byte (either case), then the rest.
         let (lo, up) = (needle[0].to_ascii_lowercase(), needle[0].to_ascii_uppercase());
-        let last = match hay.len().checked_sub(needle.len()) {
-            Some(l) => l,
-            None => return false,
-        };
-        return (0..=last).any(|i| (hay[i] == lo || hay[i] == up) && hay[i..i + needle.len()].eq_ignore_ascii_case(needle));
+        let Some(last) = hay.len().checked_sub(needle.len()) else { return false };
+        let mut i = 0;
+        while let Some(k) = memchr::memchr2(lo, up, &hay[i..=last]) {
+            let at = i + k;
+            if hay[at..at + needle.len()].eq_ignore_ascii_case(needle) {
+                return true;
+            }
+            i = at + 1;
+        }
+        return false;
     }
     String::from_utf8_lossy(hay).to_lowercase().contains(&String::from_utf8_lossy(needle).to_lowercase())
 }
@@ -145,13 +152,13 @@ fn decoded_header(h: &[u8], name: &str) -> Option<String> {
 
 fn body_has(ctx: &SearchCtx<'_>, cache: &mut Cache, needle: &[u8]) -> bool {
     let Some(d) = ctx.data else { return false };
-    let body = &d[mime::split(d).1..];
-    if contains(body, needle) {
+    let root = mime::parse(d);
+    if raw_has(&root, needle) {
         return true;
     }
-    // Decoding is the costly part of a body search; only an encoded part or
-    // a non-ASCII word (another charset) can match decoded and not raw.
-    if needle.is_ascii() && !contains(d, b"base64") && !contains(d, b"quoted-printable") {
+    // Decoding is the costly part of a body search; only an encoded text
+    // part or a non-ASCII word (another charset) can match decoded and not raw.
+    if needle.is_ascii() && !encoded_text(&root) {
         return false;
     }
     let text = cache.body_text.get_or_insert_with(|| {
@@ -169,6 +176,33 @@ fn body_has(ctx: &SearchCtx<'_>, cache: &mut Cache, needle: &[u8]) -> bool {
         t
     });
     contains(text.as_bytes(), needle)
+}
+
+/// An attachment of a binary type (application, image, audio, video): its
+/// bytes as written (base64, mostly) mean nothing to a reader, so BODY and
+/// TEXT do not look into it, raw or decoded.
+fn binary_part(p: &mime::Part<'_>) -> bool {
+    ["application", "image", "audio", "video"].iter().any(|t| p.ctype.eq_ignore_ascii_case(t))
+}
+
+/// Whether the body of a leaf part that is not binary contains the needle
+/// as written.
+fn raw_has(p: &mime::Part<'_>, needle: &[u8]) -> bool {
+    if !p.children.is_empty() {
+        return p.children.iter().any(|c| raw_has(c, needle));
+    }
+    !binary_part(p) && contains(p.body, needle)
+}
+
+/// Whether a part that may hold text is base64 or quoted-printable.
+fn encoded_text(p: &mime::Part<'_>) -> bool {
+    if !p.children.is_empty() {
+        return p.children.iter().any(encoded_text);
+    }
+    if let Some(m) = &p.message {
+        return encoded_text(m);
+    }
+    !binary_part(p) && (p.encoding == "base64" || p.encoding == "quoted-printable")
 }
 
 /// The Date: header's day (in its own zone, as RFC 3501 asks: time and zone
@@ -278,6 +312,27 @@ Gr=C3=BC=C3=9Fe aus K=C3=B6ln, the numbers are in.\n";
     fn substrings_any_case() {
         assert!(contains(b"Hello World", b"wORLD") && contains(b"x", b"") && !contains(b"ab", b"abc"));
         assert!(contains(b"aaab", b"AAB") && !contains(b"Hello", b"hellp") && contains(b"K\xc3\x96LN", "köln".as_bytes()));
+    }
+
+    #[test]
+    fn body_decodes_text_parts_only() {
+        // "needle" base64 is bmVlZGxl: in a text part it is found decoded, in
+        // an application part it is not looked for.
+        let mk = |ctype: &str| {
+            format!(
+                "Subject: x\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nplain words\n\
+                 --b\nContent-Type: {ctype}\nContent-Transfer-Encoding: base64\n\nbmVlZGxl\n--b--\n"
+            )
+        };
+        let m = msg();
+        let hit = |d: &str, w: &[u8]| {
+            let ctx = SearchCtx { msg: &m, msn: 1, max_msn: 1, max_uid: 10, keywords: &[], data: Some(d.as_bytes()) };
+            matches(&SearchKey::Body(w.to_vec()), &ctx)
+        };
+        assert!(hit(&mk("text/plain"), b"NEEDLE"));
+        assert!(!hit(&mk("application/octet-stream"), b"needle"));
+        assert!(!hit(&mk("application/octet-stream"), b"bmVlZ") && hit(&mk("text/plain"), b"bmVlZ"), "raw: text parts only");
+        assert!(hit(&mk("application/octet-stream"), b"plain words") && !hit(&mk("text/plain"), b"absent"));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! MODSEQ, STATUS HIGHESTMODSEQ): flag updates then carry MODSEQ. QRESYNC is
 //! on after ENABLE QRESYNC: expunges are then sent as `* VANISHED uids`.
 
+use super::cache::{self, Headers};
 use super::command::{self, Command, List, Qresync, SearchReturn, StatusItem};
 use super::fetch::{self, FetchCtx};
 use super::folders::{FolderInfo, Store, DELIMITER};
@@ -259,6 +260,7 @@ impl<'a> Imapd<'a> {
         self.updates(true, false);
         self.net.write(b"+ idling\r\n");
         self.net.flush()?;
+        crate::os::sys::release_free_memory();
         let deadline = std::time::Instant::now() + self.timeout;
         loop {
             if let Some(line) = self.input.take_line() {
@@ -708,12 +710,14 @@ impl<'a> Imapd<'a> {
             }
         }
         let mut out = Vec::new();
+        let mut headers =
+            (needs_file && uids.len() >= cache::MIN_MESSAGES && atts.iter().all(fetch::header_only)).then(|| Headers::open(&sel.mb.dir));
         for &u in uids {
             let mb = &self.selected.as_ref().expect("selected").mb;
             let Some(n) = mb.msn(u) else { continue };
             let m = &mb.messages()[n as usize - 1];
             let map = if needs_file {
-                match mb.read(u) {
+                match headers.as_mut().map_or_else(|| cache::read(mb, m), |h| h.get(mb, m)) {
                     Ok(d) => Some(d),
                     Err(e) => {
                         (self.log)(&format!("FETCH of UID {u} in {}: {e}", mb.name));
@@ -723,7 +727,7 @@ impl<'a> Imapd<'a> {
             } else {
                 None
             };
-            let flags = flag_list(&mb.flags_of(m));
+            let flags = if atts.contains(&FetchAtt::Flags) { flag_list(&mb.flags_of(m)) } else { String::new() };
             let ctx = FetchCtx { msg: m, flags: &flags, data: map.as_deref() };
             out.extend_from_slice(format!("* {n} FETCH (").as_bytes());
             for (i, a) in atts.iter().enumerate() {
@@ -740,6 +744,12 @@ impl<'a> Imapd<'a> {
             }
         }
         self.net.write(&out);
+        if let Some(h) = headers {
+            let mb = &self.selected.as_ref().expect("selected").mb;
+            if let Err(e) = h.finish(mb) {
+                (self.log)(&format!("cannot update the header cache of {}: {e}", mb.name));
+            }
+        }
         Ok(())
     }
 
@@ -753,10 +763,11 @@ impl<'a> Imapd<'a> {
         let keywords = mb.keyword_names();
         let max_uid = msgs.last().map(|m| m.uid).unwrap_or(0);
         let needs = key.needs_header();
+        let mut headers = (needs && !key.needs_body() && msgs.len() >= cache::MIN_MESSAGES).then(|| Headers::open(&mb.dir));
         let mut hits = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
             let map = if needs {
-                match mb.read(m.uid) {
+                match headers.as_mut().map_or_else(|| cache::read(mb, m), |h| h.get(mb, m)) {
                     Ok(d) => Some(d),
                     Err(e) => {
                         log(&format!("SEARCH skips UID {} in {}: {e}", m.uid, mb.name));
@@ -772,6 +783,9 @@ impl<'a> Imapd<'a> {
                 hits.push(if uid { m.uid } else { i as u32 + 1 });
                 top_modseq = top_modseq.max(m.modseq);
             }
+        }
+        if let Some(Err(e)) = headers.map(|h| h.finish(mb)) {
+            log(&format!("cannot update the header cache of {}: {e}", mb.name));
         }
         let line = match esearch.or_else(|| self.rev2.then(|| vec![SearchReturn::All])) {
             None => {

@@ -40,6 +40,7 @@ mod pop3;
 // IMAP
 mod imap;
 mod imap_bad;
+mod imap_cache;
 mod imap_clients;
 mod imap_condstore;
 

@@ -477,7 +477,7 @@ fn a_foreign_checkpassword_checks_the_password_and_postern_auth_still_becomes_th
     let owner = std::os::unix::fs::MetadataExt::uid(&fs::metadata(&md).unwrap());
     assert!(log.lines().all(|l| l.ends_with(&format!("uid={}", nix::unistd::getuid()))), "{log}");
     let cur = md.join("cur");
-    assert_eq!(fs::read_dir(&cur).unwrap().count(), 1, "the message moved to cur/ by pop3d");
+    wait_for(10, "the message moved to cur/ by pop3d after the session", || (fs::read_dir(&cur).unwrap().count() == 1).then_some(()));
     let moved = fs::read_dir(&cur).unwrap().next().unwrap().unwrap().path();
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&fs::metadata(moved).unwrap()), owner);
 

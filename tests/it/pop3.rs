@@ -243,7 +243,8 @@ fn bad_commands_get_errors_and_the_session_goes_on() {
         "{replies:?}"
     );
     assert!(c.ask("QUIT").starts_with("+OK"));
-    assert_eq!(fs::read_dir(p.maildir("dave").join("cur")).unwrap().count(), 2, "RSET undid the DELE");
+    // RSET undid the DELE: both move to cur/ once the session has hung up.
+    wait_for(10, "both messages in cur/", || (fs::read_dir(p.maildir("dave").join("cur")).unwrap().count() == 2).then_some(()));
 }
 
 #[test]
