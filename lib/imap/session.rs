@@ -48,6 +48,8 @@ pub struct Imapd<'a> {
     log: &'a mut dyn FnMut(&str),
     /// ENABLE IMAP4rev2.
     rev2: bool,
+    /// The tag of the command being answered (ESEARCH names it).
+    tag: String,
     /// CONDSTORE in use (RFC 7162 §3.1).
     condstore: bool,
     /// ENABLE QRESYNC (implies condstore).
@@ -149,6 +151,7 @@ impl<'a> Imapd<'a> {
             input: Reader::new(Limits::SESSION),
             log,
             rev2: false,
+            tag: String::new(),
             condstore: false,
             qresync: false,
             timeout,
@@ -213,6 +216,7 @@ impl<'a> Imapd<'a> {
                     if fresh_first {
                         self.updates(expunge_ok, false);
                     }
+                    self.tag = tag.clone();
                     let reply = self.command(cmd)?;
                     self.updates(expunge_ok, false);
                     let status = match reply {
@@ -800,7 +804,8 @@ impl<'a> Imapd<'a> {
                 l + "\r\n"
             }
             Some(ret) => {
-                let mut l = String::from("* ESEARCH");
+                // RFC 4731 §3.1: the correlator names the command's tag.
+                let mut l = format!("* ESEARCH (TAG {})", quoted(&self.tag));
                 if uid {
                     l.push_str(" UID");
                 }

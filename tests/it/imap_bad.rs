@@ -282,9 +282,9 @@ fn extensions_answer_as_their_rfcs_say() {
     assert!(last(&mut c, "x1").starts_with("x1 OK [READ-ONLY]"));
     assert!(last(&mut c, "x2").starts_with("x2 NO "));
     let l = until(&mut c, "x3");
-    assert!(l[0].starts_with("* ESEARCH UID MIN ") && l[0].ends_with(" COUNT 3"), "{l:?}");
+    assert!(l[0].starts_with("* ESEARCH (TAG \"x3\") UID MIN ") && l[0].ends_with(" COUNT 3"), "{l:?}");
     let l = until(&mut c, "x4");
-    assert_eq!(l[0], "* ESEARCH ALL 1:3", "{l:?}");
+    assert_eq!(l[0], "* ESEARCH (TAG \"x4\") ALL 1:3", "{l:?}");
     assert!(last(&mut c, "x5").starts_with("x5 OK"));
     assert!(last(&mut c, "x6").starts_with("x6 BAD no mailbox selected"));
     // APPEND with flags and a date, by a synchronizing literal.
