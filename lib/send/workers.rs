@@ -39,8 +39,8 @@ pub const IDLE: Duration = Duration::from_secs(5);
 /// At most this many idle workers are kept (over all keys); the longest idle
 /// leave first.
 pub const MAX_IDLE: usize = 64;
-/// Largest job: a few paths and addresses (rspawn: the recipients, at most
-/// `spawn`'s limit).
+/// Largest job: a few paths and addresses (rspawn's: up to
+/// `spawn::MAX_BATCH` recipients), well under a socket's send buffer.
 pub const MAX_JOB: usize = 256 * 1024;
 
 struct Worker<K> {

@@ -515,15 +515,6 @@ impl Cache {
         Cache { keep, idle: Vec::new() }
     }
 
-    /// Idle connections, for the log and the tests.
-    pub fn len(&self) -> usize {
-        self.idle.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.idle.is_empty()
-    }
-
     /// Let go of connections idle or old too long (QUIT each).
     pub fn expire(&mut self, now: Instant) {
         let (stale, fresh): (Vec<Kept>, Vec<Kept>) =
