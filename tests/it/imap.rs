@@ -20,7 +20,7 @@ pub fn imap_instance(tag: &str, users: &[(&str, &str)]) -> Instance {
 }
 
 /// `key value` lines printed by a script, one value per key (the last).
-fn fields(out: &str) -> HashMap<String, String> {
+pub fn fields(out: &str) -> HashMap<String, String> {
     out.lines().filter_map(|l| l.split_once(' ')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 

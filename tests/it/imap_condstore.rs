@@ -4,24 +4,8 @@
 //! the mailbox, instance restarts and a broken UID list.
 
 use crate::fixture::*;
-use std::collections::HashMap;
+use crate::imap::{fields, imap_instance as instance};
 use std::fs;
-
-/// A started instance with these users (IMAP, IMAPS and POP3 listeners).
-fn instance(tag: &str, users: &[(&str, &str)]) -> Instance {
-    let i = Instance::create_imap(tag);
-    i.control("timeoutimap", "60\n");
-    for (u, pw) in users {
-        i.adduser(u, pw);
-    }
-    i.start();
-    i
-}
-
-/// `key value` lines printed by a script, one value per key (the last).
-fn fields(out: &str) -> HashMap<String, String> {
-    out.lines().filter_map(|l| l.split_once(' ')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
 
 /// The raw client: sends a tagged command, returns the untagged lines and
 /// the tagged one. Responses here carry no literals (FLAGS, MODSEQ, UID).
