@@ -62,6 +62,22 @@ pub const KEYWORDS_FILE: &str = "postern-keywords";
 const MAX_KEYWORDS: usize = 26;
 
 impl Message {
+    /// A message as the UID list and its file's name give it.
+    fn listed(e: &uidlist::Entry, f: &uidlist::Found, recent: bool) -> Message {
+        let (flags, keywords) = parse_info(&f.name);
+        Message {
+            uid: e.uid,
+            name: f.name.clone(),
+            in_new: f.in_new,
+            flags,
+            keywords,
+            size: e.size,
+            internal_date: e.mtime,
+            recent,
+            modseq: e.modseq,
+        }
+    }
+
     pub fn has(&self, bit: u8) -> bool {
         self.flags & bit != 0
     }
@@ -268,18 +284,7 @@ impl Mailbox {
         let mut messages = Vec::with_capacity(list.entries.len());
         for e in &list.entries {
             if let Some(f) = files.get(&e.base) {
-                let (flags, keywords) = parse_info(&f.name);
-                messages.push(Message {
-                    uid: e.uid,
-                    name: f.name.clone(),
-                    in_new: f.in_new,
-                    flags,
-                    keywords,
-                    size: e.size,
-                    internal_date: e.mtime,
-                    recent: recent.contains(&e.base),
-                    modseq: e.modseq,
-                });
+                messages.push(Message::listed(e, f, recent.contains(&e.base)));
             }
         }
         Ok(Mailbox {
@@ -476,18 +481,7 @@ impl Mailbox {
         let max = self.messages.last().map_or(0, |m| m.uid);
         for e in list.entries.iter().filter(|e| e.uid > max) {
             if let Some(f) = files.get(&e.base) {
-                let (flags, keywords) = parse_info(&f.name);
-                self.messages.push(Message {
-                    uid: e.uid,
-                    name: f.name.clone(),
-                    in_new: f.in_new,
-                    flags,
-                    keywords,
-                    size: e.size,
-                    internal_date: e.mtime,
-                    recent: recent.contains(&e.base),
-                    modseq: e.modseq,
-                });
+                self.messages.push(Message::listed(e, f, recent.contains(&e.base)));
             }
         }
         if self.messages.len() != before || !ch.expunged.is_empty() {

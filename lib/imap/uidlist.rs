@@ -505,6 +505,13 @@ pub(crate) mod tests {
         }
     }
 
+    /// A fresh scratch Maildir (for POP3's tests too).
+    pub fn maildir_at(tag: &str) -> std::path::PathBuf {
+        let d = crate::testing::scratch_dir(tag);
+        maildir(&d);
+        d
+    }
+
     #[test]
     fn new_files_get_uids_in_name_order_and_keep_them_when_renamed() {
         let d = crate::testing::scratch_dir("uidlist-order");

@@ -353,10 +353,7 @@ mod tests {
 
     #[test]
     fn a_file_renamed_by_imap_is_still_read_and_deleted() {
-        let d = crate::testing::scratch_dir("pop3-renamed");
-        for s in ["tmp", "new", "cur"] {
-            fs::create_dir_all(d.join(s)).unwrap();
-        }
+        let d = crate::imap::uidlist::tests::maildir_at("pop3-renamed");
         fs::write(d.join("new/1.a.h,S=2,W=3"), b"x\n").unwrap();
         let mut mb = Mailbox::open(&d, &mut |l| panic!("{l}")).unwrap();
         assert!(mb.messages[0].in_new, "listed where it is; settle moves it after the session");
@@ -373,10 +370,7 @@ mod tests {
 
     #[test]
     fn listed_in_new_and_cur_in_name_order_and_settled_into_cur_unless_deleted() {
-        let d = crate::testing::scratch_dir("pop3-settle");
-        for s in ["tmp", "new", "cur"] {
-            fs::create_dir_all(d.join(s)).unwrap();
-        }
+        let d = crate::imap::uidlist::tests::maildir_at("pop3-settle");
         fs::write(d.join("cur/1.a.h,S=2,W=3:2,S"), b"x\n").unwrap();
         fs::write(d.join("new/2.b.h,S=2,W=3"), b"y\n").unwrap();
         fs::write(d.join("new/3.c.h,S=2,W=3"), b"z\n").unwrap();
